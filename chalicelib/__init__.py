@@ -1,0 +1,1 @@
+"""The taskproc domain: everything the Lambda functions need, nothing they don't."""

@@ -1,0 +1,182 @@
+"""What the routes do, without Chalice: parse, call the store and queue, return models."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+from urllib.parse import quote, unquote
+
+from pydantic import ValidationError
+
+from chalicelib.errors import (
+    FieldProblem,
+    MalformedJson,
+    PayloadTooLarge,
+    QueueError,
+    ServiceUnavailable,
+    StoreError,
+    TaskNotFound,
+    TaskprocError,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from chalicelib.logs import log_event
+from chalicelib.models import MAX_TASK_BYTES, MAX_TASK_ID_LENGTH, Health, PublishAccepted, Task, TaskCreated, TaskIn, TaskPayload, TaskView
+from chalicelib.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:40]} is too large")
+    return value
+
+
+def parse_json_object(raw_body: bytes | None, content_type: str | None) -> dict[str, Any]:
+    """The request body as a JSON object.
+
+    Raises:
+        UnsupportedMediaType, PayloadTooLarge, MalformedJson, ValidationFailed.
+    """
+    media_type = (content_type or "application/json").split(";")[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise UnsupportedMediaType(f"the body must be sent as application/json, not {media_type or 'nothing'}")
+    body = raw_body or b""
+    if len(body) > MAX_TASK_BYTES:
+        raise PayloadTooLarge(f"the request body may be at most {MAX_TASK_BYTES} bytes; it has {len(body)}")
+    try:
+        text = body.decode("utf-8")
+        parsed = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except UnicodeDecodeError as exc:
+        raise MalformedJson(f"the body is not UTF-8: {exc.reason} at byte {exc.start}") from exc
+    except RecursionError as exc:
+        raise MalformedJson("the body is nested too deeply") from exc
+    except ValueError as exc:
+        raise MalformedJson(f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(parsed, dict):
+        raise ValidationFailed(
+            "the body must be a JSON object", [FieldProblem("body", f"must be a JSON object, not {type(parsed).__name__}")]
+        )
+    try:
+        json.dumps(parsed, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationFailed(
+            "the body contains a lone surrogate escape", [FieldProblem("body", "must be valid Unicode")]
+        ) from exc
+    return parsed
+
+
+def _problems(exc: ValidationError, prefix: str = "") -> list[FieldProblem]:
+    return [
+        FieldProblem(".".join([prefix] * bool(prefix) + [str(part) for part in error["loc"]]) or "body", error["msg"])
+        for error in exc.errors(include_url=False)
+    ]
+
+
+def task_message(task: Task) -> str:
+    """The task as it travels on the queue: the same document `POST /publish` takes."""
+    return json.dumps({"id": task.id, "payload": task.payload}, ensure_ascii=False, separators=(",", ":"))
+
+
+def _checked_size(task: Task) -> str:
+    message = task_message(task)
+    size = len(message.encode("utf-8"))
+    if size > MAX_TASK_BYTES:
+        raise PayloadTooLarge(f"the serialized task may be at most {MAX_TASK_BYTES} bytes; it has {size}")
+    return message
+
+
+def task_location(task_id: str, path_prefix: str = "") -> str:
+    return f"{path_prefix}/tasks/{quote(task_id, safe='')}"
+
+
+def publish(body: dict[str, Any], rt: Runtime) -> PublishAccepted:
+    """Store and queue a client's task. A known id answers as a duplicate and is not queued again."""
+    try:
+        TaskIn.model_validate(body)
+    except ValidationError as exc:
+        raise ValidationFailed("the task is not valid", _problems(exc)) from exc
+    task = Task(id=body["id"], payload=body["payload"])
+    return _accept(task, rt)
+
+
+def create_from_payload(body: dict[str, Any], rt: Runtime) -> TaskCreated:
+    """Store and queue a task whose payload is the whole body, under a new id."""
+    try:
+        TaskPayload.model_validate(body)
+    except ValidationError as exc:
+        raise ValidationFailed("the task payload is not valid", _problems(exc)) from exc
+    accepted = _accept(Task(id=str(uuid.uuid4()), payload=body), rt)
+    return TaskCreated(taskId=accepted.id, id=accepted.id, status=accepted.status)
+
+
+def _accept(task: Task, rt: Runtime) -> PublishAccepted:
+    message = _checked_size(task)
+    try:
+        record, created = rt.store.create(task, rt.settings.MAX_ATTEMPTS)
+    except StoreError as exc:
+        raise ServiceUnavailable("the task table did not answer; the task was not accepted, try again") from exc
+    if not created:
+        log_event("duplicate_publish", taskId=task.id, status=record.status.value)
+        return PublishAccepted(id=task.id, status=record.status, duplicate=True)
+    try:
+        message_id = rt.tasks_queue.send(message)
+    except QueueError as exc:
+        _discard(task.id, rt)
+        raise ServiceUnavailable("the task queue did not answer; the task was not accepted, try again") from exc
+    log_event("accepted", taskId=task.id, messageId=message_id)
+    return PublishAccepted(id=task.id, status=record.status, duplicate=False)
+
+
+def _discard(task_id: str, rt: Runtime) -> None:
+    try:
+        rt.store.discard_unqueued(task_id)
+    except StoreError:
+        log_event("unqueued_task_left", logging.ERROR, taskId=task_id)
+
+
+def decode_task_id(path_value: str, gateway_decoded: bool) -> str:
+    """The task id from the `{task_id}` path segment.
+
+    API Gateway hands path parameters over decoded; Chalice's local gateway
+    (`chalice local` and `chalice.test.Client`) hands them over still
+    percent-encoded, so they are decoded here exactly once.
+    """
+    if gateway_decoded:
+        return path_value
+    try:
+        return unquote(path_value, errors="strict")
+    except UnicodeDecodeError as exc:
+        raise ValidationFailed(
+            "the task id is not percent-encoded UTF-8", [FieldProblem("task_id", "must be percent-encoded UTF-8")]
+        ) from exc
+
+
+def get_task(task_id: str, rt: Runtime) -> TaskView:
+    if not 1 <= len(task_id) <= MAX_TASK_ID_LENGTH:
+        raise TaskNotFound(f"no task has this id (ids have 1 to {MAX_TASK_ID_LENGTH} characters)")
+    try:
+        record = rt.store.get(task_id)
+    except StoreError as exc:
+        raise ServiceUnavailable("the task table did not answer; try again") from exc
+    if record is None:
+        raise TaskNotFound(f"no task has id {task_id!r}")
+    return record.view(rt.store.now_ms())
+
+
+def health(load_runtime: Any) -> tuple[int, Health]:
+    """200 when the settings are valid and the table answers, else 503 with the reason."""
+    try:
+        rt = load_runtime()
+        rt.store.ping()
+    except TaskprocError as exc:
+        return 503, Health(status="unavailable", reason=exc.message)
+    return 200, Health(status="ok")

@@ -1,0 +1,290 @@
+"""One batch of SQS records in, one outcome per record out, under Lambda's batch rules.
+
+With `chalice deploy` the event source mapping deletes the whole batch when the
+handler returns and keeps the whole batch when it raises. So a batch in which
+any record must come back deletes its finished records itself and then raises.
+With ReportBatchItemFailures (the packaged template) it returns the ids to keep.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from pydantic import ValidationError
+
+from chalicelib.backoff import backoff_seconds
+from chalicelib.errors import LeaseLost, StaleRecord, TaskprocError
+from chalicelib.logs import log_event
+from chalicelib.models import Task, TaskIn
+from chalicelib.queue import Queue, VisibilityChange
+from chalicelib.runtime import Runtime
+from chalicelib.settings import MAX_VISIBILITY_SECONDS
+from chalicelib.store import AcquireRefused, Acquired, Refusal
+from chalicelib.work import WorkFailed, run_task
+
+logger = logging.getLogger(__name__)
+
+
+class Outcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    DROPPED = "dropped"  # its task is already terminal
+    RETRY_SCHEDULED = "retry_scheduled"
+    DEFERRED = "deferred"  # leased elsewhere or backing off: it comes back later
+    DEAD_LETTERED = "dead_lettered"  # the task is FAILED; the message leaves for the DLQ
+    POISON = "poison"  # not a task: sent to the DLQ at once
+    RECORDED = "recorded"  # a dead letter, recorded against its task
+    ERROR = "error"  # AWS failed beyond retries: the message comes back
+
+    @property
+    def finished(self) -> bool:
+        """Whether the message may be deleted."""
+        return self in {Outcome.SUCCEEDED, Outcome.DROPPED, Outcome.POISON, Outcome.RECORDED}
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    message_id: str
+    receipt_handle: str
+    outcome: Outcome
+    visibility_seconds: int | None = None
+
+
+class BatchIncomplete(Exception):
+    """Raised so that the event source mapping keeps the batch's unfinished messages."""
+
+
+@dataclass(frozen=True)
+class SqsRecord:
+    """The parts of a Lambda SQS record the consumers use."""
+
+    message_id: str
+    receipt_handle: str
+    body: str
+    receive_count: int
+
+    @classmethod
+    def from_lambda(cls, record: dict[str, Any]) -> SqsRecord:
+        return cls(
+            message_id=record["messageId"],
+            receipt_handle=record["receiptHandle"],
+            body=record["body"],
+            receive_count=int(record.get("attributes", {}).get("ApproximateReceiveCount", 1)),
+        )
+
+
+def parse_task_message(body: str) -> Task:
+    """The task a message carries.
+
+    Raises:
+        ValueError: the body is not JSON or not a valid task; the message says which rule.
+    """
+    try:
+        raw = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"body is not JSON: {exc}") from exc
+    try:
+        TaskIn.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "body"
+        raise ValueError(f"not a valid task: {field}: {first['msg']}") from exc
+    return Task(id=raw["id"], payload=raw["payload"])
+
+
+def _seconds(ms: int) -> int:
+    return min(MAX_VISIBILITY_SECONDS, max(1, math.ceil(ms / 1000)))
+
+
+class TaskConsumer:
+    """Runs the records of the task queue, each under the task's lease."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._rt = runtime
+        self._settings = runtime.settings
+
+    def handle(self, record: SqsRecord) -> RecordResult:
+        try:
+            return self._handle(record)
+        except Exception:  # noqa: BLE001 - one record's failure must not lose the others
+            log_event("record_error", logging.ERROR, messageId=record.message_id, error=_last_error())
+            return RecordResult(record.message_id, record.receipt_handle, Outcome.ERROR)
+
+    def _handle(self, record: SqsRecord) -> RecordResult:
+        def result(outcome: Outcome, visibility: int | None = None) -> RecordResult:
+            return RecordResult(record.message_id, record.receipt_handle, outcome, visibility)
+
+        try:
+            task = parse_task_message(record.body)
+        except ValueError as exc:
+            self._rt.dead_letters.send(
+                record.body, {"poisonReason": str(exc)[:1024], "sourceMessageId": record.message_id}
+            )
+            log_event("poison", logging.WARNING, messageId=record.message_id, reason=str(exc))
+            return result(Outcome.POISON)
+
+        store = self._rt.store
+        try:
+            acquired = store.acquire(
+                task, uuid.uuid4().hex, record.message_id, self._settings.MAX_ATTEMPTS, self._settings.LEASE_SECONDS
+            )
+        except AcquireRefused as refused:
+            return self._refused(record, refused, result)
+
+        fields = {"taskId": task.id, "attempt": acquired.attempt, "messageId": record.message_id}
+        if acquired.previous and acquired.previous.lease:
+            store.record_expired_attempt(acquired)
+            log_event("expired_attempt_recorded", logging.WARNING, **fields)
+        log_event("started", **fields, receiveCount=record.receive_count)
+        try:
+            run_task(acquired.task, self._settings.DEFAULT_FAILURE_CHANCE, self._rt.rng)
+        except WorkFailed as failure:
+            return self._failed(acquired, str(failure), fields, result)
+        try:
+            store.complete(acquired)
+        except LeaseLost:
+            log_event("lease_lost", logging.ERROR, **fields)
+            return result(Outcome.ERROR)
+        log_event("succeeded", **fields)
+        return result(Outcome.SUCCEEDED)
+
+    def _failed(self, acquired: Acquired, error: str, fields: dict[str, Any], result: Any) -> RecordResult:
+        if acquired.is_last_attempt:
+            self._rt.store.fail(acquired, error, retry_at_ms=None)
+            log_event("failed", logging.WARNING, **fields, error=error, final=True)
+            # Visible again at once, so its next receive moves it to the dead-letter queue
+            # rather than making a finished task wait out a backoff.
+            return result(Outcome.DEAD_LETTERED, 0)
+        delay = backoff_seconds(
+            acquired.attempt, self._settings.BACKOFF_BASE_SECONDS, self._settings.BACKOFF_MAX_SECONDS, self._rt.rng
+        )
+        self._rt.store.fail(acquired, error, retry_at_ms=self._rt.store.now_ms() + delay * 1000)
+        log_event("failed", logging.WARNING, **fields, error=error, final=False)
+        log_event("retry_scheduled", **fields, delaySeconds=delay)
+        return result(Outcome.RETRY_SCHEDULED, delay)
+
+    def _refused(self, record: SqsRecord, refused: AcquireRefused, result: Any) -> RecordResult:
+        task = refused.record
+        fields = {"taskId": task.id, "attempt": task.attempts, "messageId": record.message_id}
+        if refused.reason is Refusal.TERMINAL:
+            log_event("duplicate_dropped", **fields, status=task.status.value)
+            return result(Outcome.DROPPED)
+        if refused.reason is Refusal.EXHAUSTED:
+            reason = f"attempt {task.attempts} of {task.max_attempts} expired: the consumer stopped before finishing"
+            try:
+                self._rt.store.fail_abandoned(task, reason)
+            except StaleRecord:
+                return result(Outcome.ERROR)
+            log_event("failed", logging.WARNING, **fields, error=reason, final=True)
+            return result(Outcome.DEAD_LETTERED, 0)
+        log_event("deferred", **fields, reason=refused.reason.value, waitMs=refused.wait_ms)
+        return result(Outcome.DEFERRED, _seconds(refused.wait_ms))
+
+
+class DeadLetterConsumer:
+    """Records every dead-lettered message against its task, or logs it when it has none."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._store = runtime.store
+
+    def handle(self, record: SqsRecord) -> RecordResult:
+        try:
+            outcome = self._handle(record)
+        except (TaskprocError, StaleRecord):
+            log_event("record_error", logging.ERROR, messageId=record.message_id, error=_last_error())
+            outcome = Outcome.ERROR
+        return RecordResult(record.message_id, record.receipt_handle, outcome)
+
+    def _handle(self, record: SqsRecord) -> Outcome:
+        try:
+            task = parse_task_message(record.body)
+        except ValueError as exc:
+            return self._poison(record, str(exc))
+        current = self._store.get(task.id)
+        fields = {"taskId": task.id, "messageId": record.message_id}
+        if current is None:
+            self._store.record_unknown_failure(task.id, task.payload, "dead-lettered before the task was stored")
+            log_event("dead_lettered", logging.ERROR, **fields, recorded="created FAILED")
+            return Outcome.RECORDED
+        if current.is_terminal:
+            log_event("dead_lettered", **fields, status=current.status.value)
+            return Outcome.RECORDED
+        if current.live_lease(self._store.now_ms()) or (
+            current.last_message_id and current.last_message_id != record.message_id
+        ):
+            # Another copy of the task's message is running or will run it.
+            log_event("dead_lettered_duplicate", **fields, status=current.status.value)
+            return Outcome.RECORDED
+        if current.lease:
+            reason = f"attempt {current.attempts} of {current.max_attempts} expired: the consumer stopped before finishing"
+        else:
+            reason = current.last_error or "the message was dead-lettered before any attempt finished"
+        self._store.fail_abandoned(current, reason)
+        log_event("dead_lettered", logging.WARNING, **fields, attempt=current.attempts, error=reason)
+        return Outcome.RECORDED
+
+    def _poison(self, record: SqsRecord, reason: str) -> Outcome:
+        task_id = _usable_id(record.body)
+        if task_id is not None and self._store.record_unknown_failure(task_id, {}, f"poison message: {reason}"):
+            log_event("poison_recorded", logging.ERROR, taskId=task_id, messageId=record.message_id, reason=reason)
+        else:
+            log_event(
+                "poison_recorded", logging.ERROR, taskId=task_id, messageId=record.message_id,
+                reason=reason, body=record.body[:4096],
+            )
+        return Outcome.RECORDED
+
+
+def _usable_id(body: str) -> str | None:
+    try:
+        raw = json.loads(body)
+        return TaskIn.model_validate({"id": raw["id"], "payload": {}}).id
+    except (ValueError, TypeError, KeyError, RecursionError, ValidationError):
+        return None
+
+
+def _last_error() -> str:
+    import traceback
+
+    return traceback.format_exc(limit=3)
+
+
+def consume(
+    records: list[dict[str, Any]], handler: TaskConsumer | DeadLetterConsumer, queue: Queue, report_item_failures: bool
+) -> dict[str, Any] | None:
+    """Handle a Lambda SQS batch concurrently and settle it under the event source's rules.
+
+    Returns the partial-batch response when `report_item_failures` is set, else None.
+
+    Raises:
+        BatchIncomplete: some messages must come back; the finished ones were deleted first.
+    """
+    parsed = [SqsRecord.from_lambda(record) for record in records]
+    with ThreadPoolExecutor(max_workers=max(1, len(parsed))) as pool:
+        results = list(pool.map(handler.handle, parsed))
+
+    changes = [
+        VisibilityChange(r.message_id, r.receipt_handle, r.visibility_seconds)
+        for r in results
+        if r.visibility_seconds is not None
+    ]
+    if changes:
+        for message_id in queue.change_visibility(changes):
+            logger.warning("visibility of message %s not changed; it returns after the queue's timeout", message_id)
+
+    unfinished = [r.message_id for r in results if not r.outcome.finished]
+    if report_item_failures:
+        return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in unfinished]}
+    if unfinished:
+        finished = {r.message_id: r.receipt_handle for r in results if r.outcome.finished}
+        if finished:
+            for message_id in queue.delete(finished):
+                logger.warning("finished message %s not deleted; its next delivery is dropped", message_id)
+        raise BatchIncomplete(f"{len(unfinished)} of {len(results)} messages come back later: {unfinished}")
+    return None

@@ -1,0 +1,96 @@
+"""Domain errors. Each carries the HTTP status and code it maps to at the API edge."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One rule one field broke."""
+
+    field: str
+    message: str
+
+
+class TaskprocError(Exception):
+    """Base of every error this package raises on purpose."""
+
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, details: list[FieldProblem] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+
+class ValidationFailed(TaskprocError):
+    """The request body broke one or more rules."""
+
+    status_code = 400
+    code = "validation_error"
+
+
+class MalformedJson(TaskprocError):
+    """The request body is not a JSON document."""
+
+    status_code = 400
+    code = "malformed_json"
+
+
+class UnsupportedMediaType(TaskprocError):
+    """The request body is not declared as JSON."""
+
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class PayloadTooLarge(TaskprocError):
+    """The serialized task is larger than a task may be."""
+
+    status_code = 413
+    code = "payload_too_large"
+
+
+class TaskNotFound(TaskprocError):
+    """No task has this id."""
+
+    status_code = 404
+    code = "not_found"
+
+
+class ServiceUnavailable(TaskprocError):
+    """A dependency (table or queue) did not answer; the client may try again."""
+
+    status_code = 503
+    code = "service_unavailable"
+
+
+class SettingsError(TaskprocError):
+    """An environment variable is missing or invalid."""
+
+    status_code = 503
+    code = "misconfigured"
+
+
+class StoreError(TaskprocError):
+    """The task table failed in a way retries did not cure."""
+
+    status_code = 503
+    code = "service_unavailable"
+
+
+class LeaseLost(TaskprocError):
+    """The lease this consumer held was taken over before it could record its outcome."""
+
+
+class StaleRecord(TaskprocError):
+    """The task changed between the read and the conditional write that relied on it."""
+
+
+class QueueError(TaskprocError):
+    """The queue failed in a way retries did not cure."""
+
+    status_code = 503
+    code = "service_unavailable"

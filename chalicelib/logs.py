@@ -1,0 +1,15 @@
+"""One JSON line per task event, so logs can be queried by task id."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+logger = logging.getLogger("taskproc")
+
+
+def log_event(event: str, level: int = logging.INFO, **fields: Any) -> None:
+    """Log `event` with its fields (task id, attempt, message id, ...) as one JSON object."""
+    record = {"event": event, **{key: value for key, value in fields.items() if value is not None}}
+    logger.log(level, json.dumps(record, default=str, ensure_ascii=False))

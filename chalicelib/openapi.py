@@ -1,0 +1,136 @@
+"""The OpenAPI 3.1 document of the HTTP API, built from the pydantic models."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from chalicelib.models import (
+    MAX_TASK_BYTES,
+    ErrorResponse,
+    Health,
+    PublishAccepted,
+    TaskCreated,
+    TaskIn,
+    TaskPayload,
+    TaskView,
+)
+
+REF = "#/components/schemas/{model}"
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def _json(model: type[BaseModel], description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    meaning = {
+        400: "Malformed JSON or a rule broken; `details` names each field and rule.",
+        404: "No task has this id.",
+        413: f"The body or the serialized task is larger than {MAX_TASK_BYTES} bytes.",
+        415: "The body is not declared as application/json.",
+        500: "An internal error.",
+        503: "The table or the queue did not answer; nothing was accepted.",
+    }
+    return {str(status): _json(ErrorResponse, meaning[status]) for status in statuses}
+
+
+def _body(model: type[BaseModel], description: str) -> dict[str, Any]:
+    return {"required": True, "description": description, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+LOCATION = {"Location": {"description": "Where the task's status can be read.", "schema": {"type": "string"}}}
+
+
+@lru_cache(maxsize=1)
+def openapi_document() -> dict[str, Any]:
+    _, schemas = models_json_schema(
+        [
+            (TaskIn, "validation"),
+            (TaskPayload, "validation"),
+            (PublishAccepted, "serialization"),
+            (TaskCreated, "serialization"),
+            (TaskView, "serialization"),
+            (ErrorResponse, "serialization"),
+            (Health, "serialization"),
+        ],
+        ref_template=REF,
+    )
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "taskproc",
+            "version": "1.0.0",
+            "description": "Accept tasks over HTTP, run them asynchronously with retries, never lose them.",
+        },
+        "paths": {
+            "/publish": {
+                "post": {
+                    "operationId": "publishTask",
+                    "summary": "Publish a task with a client-chosen id; a known id is accepted once and never run twice.",
+                    "requestBody": _body(TaskIn, "The task."),
+                    "responses": {
+                        "201": _json(PublishAccepted, "Accepted (also for a duplicate id).", LOCATION),
+                        **_errors(400, 413, 415, 500, 503),
+                    },
+                }
+            },
+            "/tasks": {
+                "post": {
+                    "operationId": "createTask",
+                    "summary": "Create a task whose payload is the whole body, under a server-generated id.",
+                    "requestBody": _body(TaskPayload, "The task's payload."),
+                    "responses": {
+                        "201": _json(TaskCreated, "Accepted.", LOCATION),
+                        **_errors(400, 413, 415, 500, 503),
+                    },
+                }
+            },
+            "/tasks/{task_id}": {
+                "get": {
+                    "operationId": "getTask",
+                    "summary": "Where a task stands.",
+                    "parameters": [
+                        {
+                            "name": "task_id",
+                            "in": "path",
+                            "required": True,
+                            "description": "The task id, percent-encoded.",
+                            "schema": {"type": "string", "minLength": 1},
+                        }
+                    ],
+                    "responses": {"200": _json(TaskView, "The task."), **_errors(400, 404, 500, 503)},
+                }
+            },
+            "/health": {
+                "get": {
+                    "operationId": "health",
+                    "summary": "Whether the settings are valid and the table answers.",
+                    "responses": {"200": _json(Health, "Healthy."), "503": _json(Health, "Unhealthy, with the reason.")},
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "summary": "This document.",
+                    "responses": {
+                        "200": {
+                            "description": "The OpenAPI document.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
+                    },
+                }
+            },
+        },
+        "components": {"schemas": schemas["$defs"]},
+    }

@@ -1,0 +1,83 @@
+"""One SQS queue: send, and delete or change visibility in batches."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chalicelib.errors import QueueError
+
+logger = logging.getLogger(__name__)
+
+SQS_BATCH_LIMIT = 10
+
+
+@dataclass(frozen=True)
+class VisibilityChange:
+    message_id: str
+    receipt_handle: str
+    seconds: int
+
+
+class Queue:
+    """An SQS queue known by name; its URL is looked up once, on first use."""
+
+    def __init__(self, client: Any, name: str) -> None:
+        self._client = client
+        self.name = name
+        self._url: str | None = None
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            response = self._call("get_queue_url", QueueName=self.name)
+            self._url = str(response["QueueUrl"])
+        return self._url
+
+    def send(self, body: str, attributes: dict[str, str] | None = None) -> str:
+        """Send one message and return its MessageId.
+
+        Raises:
+            QueueError: SQS refused it after botocore's retries.
+        """
+        kwargs: dict[str, Any] = {"QueueUrl": self.url, "MessageBody": body}
+        if attributes:
+            kwargs["MessageAttributes"] = {
+                name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()
+            }
+        return str(self._call("send_message", **kwargs)["MessageId"])
+
+    def delete(self, receipts: dict[str, str]) -> list[str]:
+        """Delete messages by {message id: receipt handle}; returns the ids that were not deleted."""
+        entries = [{"Id": str(n), "ReceiptHandle": handle} for n, handle in enumerate(receipts.values())]
+        return self._in_batches("delete_message_batch", entries, list(receipts))
+
+    def change_visibility(self, changes: list[VisibilityChange]) -> list[str]:
+        """Set each message's visibility timeout; returns the ids that were not changed."""
+        entries = [
+            {"Id": str(n), "ReceiptHandle": change.receipt_handle, "VisibilityTimeout": change.seconds}
+            for n, change in enumerate(changes)
+        ]
+        return self._in_batches("change_message_visibility_batch", entries, [c.message_id for c in changes])
+
+    def _in_batches(self, operation: str, entries: list[dict[str, Any]], message_ids: list[str]) -> list[str]:
+        failed: list[str] = []
+        for start in range(0, len(entries), SQS_BATCH_LIMIT):
+            chunk = entries[start : start + SQS_BATCH_LIMIT]
+            try:
+                response = self._call(operation, QueueUrl=self.url, Entries=chunk)
+            except QueueError:
+                logger.exception("%s failed for %d messages", operation, len(chunk))
+                failed += [message_ids[int(entry["Id"])] for entry in chunk]
+                continue
+            failed += [message_ids[int(entry["Id"])] for entry in response.get("Failed", [])]
+        return failed
+
+    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return getattr(self._client, operation)(**kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise QueueError(f"SQS {operation} on {self.name} failed: {exc}") from exc

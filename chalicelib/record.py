@@ -1,0 +1,129 @@
+"""The task item as the store reads it: a small value object with derived properties."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from chalicelib.models import AttemptView, Outcome, Status, Task, TaskView
+
+
+def iso_from_ms(epoch_ms: int) -> str:
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who runs the task's current attempt, and until when the claim holds."""
+
+    owner: str
+    expires_at_ms: int
+    started_at: str
+
+    def is_live(self, now_ms: int) -> bool:
+        return self.expires_at_ms > now_ms
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    id: str
+    status: Status
+    payload: dict[str, Any]
+    attempts: int
+    max_attempts: int
+    created_at: str
+    updated_at: str
+    version: int = 0
+    finished_at: str | None = None
+    last_error: str | None = None
+    retry_at_ms: int | None = None
+    last_message_id: str | None = None
+    lease: Lease | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def task(self) -> Task:
+        return Task(id=self.id, payload=self.payload)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.is_terminal
+
+    @property
+    def attempts_left(self) -> int:
+        return max(0, self.max_attempts - self.attempts)
+
+    def live_lease(self, now_ms: int) -> Lease | None:
+        return self.lease if self.lease and self.lease.is_live(now_ms) else None
+
+    def expired_attempt(self) -> dict[str, Any] | None:
+        """The history entry for an attempt whose consumer died holding the lease."""
+        if self.lease is None:
+            return None
+        return attempt_entry(
+            self.attempts,
+            self.lease.started_at,
+            iso_from_ms(self.lease.expires_at_ms),
+            Outcome.EXPIRED,
+            "the consumer stopped before finishing; its lease expired",
+        )
+
+    def view(self, now_ms: int) -> TaskView:
+        history = [AttemptView.model_validate(entry) for entry in self.history]
+        if self.lease is not None:
+            live = self.lease.is_live(now_ms)
+            history.append(
+                AttemptView(
+                    attempt=self.attempts,
+                    startedAt=self.lease.started_at,
+                    finishedAt=None if live else iso_from_ms(self.lease.expires_at_ms),
+                    outcome=Outcome.RUNNING if live else Outcome.EXPIRED,
+                    error=None if live else "the consumer stopped before finishing; its lease expired",
+                )
+            )
+        return TaskView(
+            id=self.id,
+            status=self.status,
+            attempts=self.attempts,
+            maxAttempts=self.max_attempts,
+            payload=self.payload,
+            createdAt=self.created_at,
+            updatedAt=self.updated_at,
+            finishedAt=self.finished_at,
+            nextAttemptAt=iso_from_ms(self.retry_at_ms) if self.retry_at_ms and self.status is Status.RETRYING else None,
+            lastError=self.last_error,
+            history=history,
+        )
+
+
+def attempt_entry(attempt: int, started_at: str, finished_at: str, outcome: Outcome, error: str | None) -> dict[str, Any]:
+    return {"attempt": attempt, "startedAt": started_at, "finishedAt": finished_at, "outcome": outcome.value, "error": error}
+
+
+def record_from_item(item: dict[str, Any]) -> TaskRecord:
+    """Build a record from a DynamoDB item already deserialized to Python values."""
+    lease = None
+    if "leaseOwner" in item:
+        lease = Lease(
+            owner=item["leaseOwner"],
+            expires_at_ms=int(item["leaseExpiresAt"]),
+            started_at=item["attemptStartedAt"],
+        )
+    return TaskRecord(
+        id=item["id"],
+        status=Status(item["status"]),
+        payload=json.loads(item["payload"]),
+        attempts=int(item.get("attempts", 0)),
+        max_attempts=int(item["maxAttempts"]),
+        created_at=item["createdAt"],
+        updated_at=item["updatedAt"],
+        version=int(item.get("version", 0)),
+        finished_at=item.get("finishedAt"),
+        last_error=item.get("lastError"),
+        retry_at_ms=int(item["retryAt"]) if "retryAt" in item else None,
+        last_message_id=item.get("lastMessageId"),
+        lease=lease,
+        history=[{**entry, "attempt": int(entry["attempt"])} for entry in item.get("history", [])],
+    )

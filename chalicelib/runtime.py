@@ -1,0 +1,62 @@
+"""What the handlers work with: settings, the store and the queues, built once per container."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import boto3
+from botocore.config import Config
+
+from chalicelib.queue import Queue
+from chalicelib.settings import Settings, load_settings
+from chalicelib.store import TaskStore
+
+# botocore's standard retry mode retries throttling, transient 5xx and connection
+# errors with jittered exponential backoff under a retry quota. Three attempts in
+# all keep a batch well inside its Lambda timeout; the legacy mode's ten DynamoDB
+# retries could outlast it. What survives them fails the record, which keeps its
+# message.
+AWS_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 3},
+    connect_timeout=3,
+    read_timeout=10,
+)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: TaskStore
+    tasks_queue: Queue
+    dead_letters: Queue
+    rng: random.Random = field(default_factory=random.Random)
+
+
+def build_runtime(settings: Settings, session: boto3.session.Session | None = None) -> Runtime:
+    session = session or boto3.session.Session()
+    dynamodb = session.client("dynamodb", config=AWS_CONFIG)
+    sqs = session.client("sqs", config=AWS_CONFIG)
+    return Runtime(
+        settings=settings,
+        store=TaskStore(dynamodb, settings.TASKS_TABLE, retention_days=settings.RETENTION_DAYS),
+        tasks_queue=Queue(sqs, settings.TASKS_QUEUE),
+        dead_letters=Queue(sqs, settings.DEAD_LETTER_QUEUE),
+    )
+
+
+@lru_cache(maxsize=1)
+def get_runtime() -> Runtime:
+    """The container's runtime, built on first use so a cold start pays only for what it uses.
+
+    Raises:
+        SettingsError: the environment is incomplete or invalid.
+    """
+    return build_runtime(load_settings())
+
+
+def reset_runtime() -> None:
+    """Forget the cached settings and clients (tests and the offline stack change the environment)."""
+    load_settings.cache_clear()
+    get_runtime.cache_clear()

@@ -1,0 +1,83 @@
+"""Environment -> one validated settings object.
+
+Every value is read from an environment variable that `.chalice/config.json`
+sets per stage, so the same code runs on AWS, offline and under test.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from chalicelib.errors import SettingsError
+
+# SQS caps a message's visibility timeout at 12 hours.
+MAX_VISIBILITY_SECONDS = 43_200
+
+
+class Settings(BaseSettings):
+    """Behaviour and resource names of one stage."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, frozen=True)
+
+    TASKS_TABLE: str = Field(min_length=3, max_length=255)
+    TASKS_QUEUE: str = Field(min_length=1, max_length=80)
+    DEAD_LETTER_QUEUE: str = Field(min_length=1, max_length=80)
+    MAX_ATTEMPTS: int = Field(default=3, ge=1, le=100)
+    BACKOFF_BASE_SECONDS: float = Field(default=60.0, gt=0, le=MAX_VISIBILITY_SECONDS)
+    BACKOFF_MAX_SECONDS: float = Field(default=900.0, gt=0, le=MAX_VISIBILITY_SECONDS)
+    LEASE_SECONDS: float = Field(default=120.0, gt=0, le=MAX_VISIBILITY_SECONDS)
+    DEFAULT_FAILURE_CHANCE: float = Field(default=0.3, ge=0, le=1)
+    RETENTION_DAYS: int = Field(default=30, ge=1, le=3650)
+    REPORT_BATCH_ITEM_FAILURES: bool = False
+
+    @model_validator(mode="after")
+    def _backoff_cap_not_below_base(self) -> Settings:
+        if self.BACKOFF_MAX_SECONDS < self.BACKOFF_BASE_SECONDS:
+            raise ValueError("BACKOFF_MAX_SECONDS must not be below BACKOFF_BASE_SECONDS")
+        return self
+
+
+@lru_cache(maxsize=1)
+def load_settings() -> Settings:
+    """Read and validate the settings once per process.
+
+    Raises:
+        SettingsError: a variable is missing or invalid; the message names it.
+    """
+    try:
+        return Settings()  # type: ignore[call-arg]  # values come from the environment
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'settings'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from exc
+
+
+@dataclass(frozen=True)
+class EventSources:
+    """What the SQS event-source decorators in app.py are wired to."""
+
+    tasks_queue: str
+    dead_letter_queue: str
+    max_concurrency: int | None
+
+
+def event_sources() -> EventSources:
+    """The queue names for `@app.on_sqs_message`, read when app.py is imported.
+
+    Chalice imports app.py with the stage's environment variables set when it
+    deploys or packages, so per-stage queue names have to be read at import
+    time; the defaults are the `dev` stage's names.
+    """
+    concurrency = os.environ.get("CONSUMER_MAX_CONCURRENCY")
+    return EventSources(
+        tasks_queue=os.environ.get("TASKS_QUEUE", "taskproc-dev-tasks"),
+        dead_letter_queue=os.environ.get("DEAD_LETTER_QUEUE", "taskproc-dev-dead-letters"),
+        max_concurrency=int(concurrency) if concurrency else None,
+    )

@@ -1,0 +1,418 @@
+"""The task table. The task item is also the lock that makes deliveries safe.
+
+A task item walks this timeline (times are epoch milliseconds):
+
+    create        PENDING, attempts 0, no lease
+    acquire       PROCESSING, attempts n, leaseOwner=o, leaseExpiresAt=now+lease
+    complete      COMPLETED (only while leaseOwner=o)
+    fail          RETRYING with retryAt=now+backoff, or FAILED after the last attempt
+    takeover      leaseExpiresAt <= now: the holder died; the next acquire records
+                  attempt n as expired and starts attempt n+1 (if any is left)
+
+Every write is one conditional request; a refused acquire learns why from the
+same call (ReturnValuesOnConditionCheckFailure), never from a second read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chalicelib.errors import LeaseLost, StaleRecord, StoreError
+from chalicelib.models import Outcome, Status, Task
+from chalicelib.record import TaskRecord, attempt_entry, iso_from_ms, record_from_item
+
+logger = logging.getLogger(__name__)
+
+# Named parts of the conditions; each reads as the rule it enforces.
+TASK_IS_NEW = "attribute_not_exists(#id)"
+TASK_EXISTS = "attribute_exists(#id)"
+NOT_TERMINAL = "#status IN (:pending, :processing, :retrying)"
+NO_LIVE_LEASE = "(attribute_not_exists(#leaseExpiresAt) OR #leaseExpiresAt <= :now)"
+ATTEMPTS_LEFT = "#attempts < #maxAttempts"
+BACKOFF_OVER = "(attribute_not_exists(#retryAt) OR #retryAt <= :nowWithSkew)"
+HOLDS_LEASE = "#leaseOwner = :owner"
+UNCHANGED_SINCE_READ = "#version = :version"
+
+ACQUIRABLE = f"{TASK_IS_NEW} OR ({NOT_TERMINAL} AND {NO_LIVE_LEASE} AND {ATTEMPTS_LEFT} AND {BACKOFF_OVER})"
+
+# Hosts' clocks differ a little; a retry that arrives this much before its
+# retryAt still runs rather than burning one of the message's receives.
+CLOCK_SKEW_MS = 1_000
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+class Refusal(StrEnum):
+    """Why an acquire was refused, read from the item the refused write returned."""
+
+    TERMINAL = "terminal"
+    LEASED = "leased"
+    EXHAUSTED = "exhausted"
+    BACKING_OFF = "backing_off"
+
+
+class AcquireRefused(Exception):
+    """The task may not start an attempt now; `record` is the item as the write saw it."""
+
+    def __init__(self, reason: Refusal, record: TaskRecord, wait_ms: int = 0) -> None:
+        super().__init__(f"task {record.id!r} not acquired: {reason.value}")
+        self.reason = reason
+        self.record = record
+        self.wait_ms = wait_ms
+
+
+@dataclass(frozen=True)
+class Acquired:
+    """A lease on one attempt of a task."""
+
+    task: Task
+    owner: str
+    attempt: int
+    max_attempts: int
+    started_at: str
+    previous: TaskRecord | None
+
+    @property
+    def is_last_attempt(self) -> bool:
+        return self.attempt >= self.max_attempts
+
+
+class _ConditionFailed(Exception):
+    def __init__(self, old: dict[str, Any] | None) -> None:
+        super().__init__("condition failed")
+        self.old = old
+
+
+def _names(*expressions: str) -> dict[str, str]:
+    return {f"#{name}": name for expression in expressions for name in re.findall(r"#(\w+)", expression)}
+
+
+def _deserialize(item: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not item:
+        return None
+    return {key: _deserializer.deserialize(value) for key, value in item.items()}
+
+
+class TaskStore:
+    """Reads and conditionally writes task items in one DynamoDB table."""
+
+    def __init__(
+        self,
+        client: Any,
+        table_name: str,
+        *,
+        retention_days: int = 30,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._table = table_name
+        self._retention_ms = retention_days * 86_400_000
+        self._clock = clock
+
+    def now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    # --- reads -----------------------------------------------------------
+
+    def get(self, task_id: str) -> TaskRecord | None:
+        """The task as it stands now (a strongly consistent read), or None."""
+        response = self._call(
+            self._client.get_item, TableName=self._table, Key=self._key(task_id), ConsistentRead=True
+        )
+        item = _deserialize(response.get("Item"))
+        return record_from_item(item) if item else None
+
+    def ping(self) -> None:
+        """One cheap read that proves the table answers.
+
+        Raises:
+            StoreError: it does not.
+        """
+        self._call(self._client.get_item, TableName=self._table, Key=self._key("\x00health"))
+
+    # --- writes ----------------------------------------------------------
+
+    def create(self, task: Task, max_attempts: int) -> tuple[TaskRecord, bool]:
+        """Store a new PENDING task; an existing id keeps its first payload.
+
+        Returns the record and whether it was created (False for a duplicate id).
+        """
+        now = self.now_ms()
+        item = {
+            "id": task.id,
+            "status": Status.PENDING.value,
+            "payload": json.dumps(task.payload, ensure_ascii=False, separators=(",", ":")),
+            "attempts": 0,
+            "maxAttempts": max_attempts,
+            "createdAt": iso_from_ms(now),
+            "updatedAt": iso_from_ms(now),
+            "history": [],
+            "version": 1,
+        }
+        try:
+            self._call(
+                self._client.put_item,
+                TableName=self._table,
+                Item={key: _serializer.serialize(value) for key, value in item.items()},
+                ConditionExpression=TASK_IS_NEW,
+                ExpressionAttributeNames=_names(TASK_IS_NEW),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except _ConditionFailed as refused:
+            if refused.old is None:
+                raise StoreError(f"task {task.id!r} exists but the table returned no item") from None
+            return record_from_item(refused.old), False
+        return record_from_item(item), True
+
+    def discard_unqueued(self, task_id: str) -> None:
+        """Delete a task that was stored but could not be queued, if nothing has touched it."""
+        condition = f"#status = :pending AND #attempts = :zero"
+        try:
+            self._call(
+                self._client.delete_item,
+                TableName=self._table,
+                Key=self._key(task_id),
+                ConditionExpression=condition,
+                ExpressionAttributeNames=_names(condition),
+                ExpressionAttributeValues=self._values({":pending": Status.PENDING.value, ":zero": 0}),
+            )
+        except _ConditionFailed:
+            logger.info("task %r was picked up before it could be discarded", task_id)
+
+    def acquire(self, task: Task, owner: str, message_id: str, max_attempts: int, lease_seconds: float) -> Acquired:
+        """Start the next attempt of `task` under a lease held by `owner`.
+
+        A task sent straight to the queue, with no item yet, is created here.
+
+        Raises:
+            AcquireRefused: the task is terminal, leased, backing off or out of attempts.
+        """
+        now = self.now_ms()
+        started_at = iso_from_ms(now)
+        update = (
+            "SET #status = :processing, #leaseOwner = :owner, #leaseExpiresAt = :leaseExpiresAt,"
+            " #attemptStartedAt = :startedAt, #updatedAt = :startedAt, #lastMessageId = :messageId,"
+            " #payload = if_not_exists(#payload, :payload), #createdAt = if_not_exists(#createdAt, :startedAt),"
+            " #maxAttempts = if_not_exists(#maxAttempts, :maxAttempts), #history = if_not_exists(#history, :empty)"
+            " ADD #attempts :one, #version :one"
+            " REMOVE #retryAt"
+        )
+        values = {
+            **self._status_values(),
+            ":now": now,
+            ":nowWithSkew": now + CLOCK_SKEW_MS,
+            ":owner": owner,
+            ":leaseExpiresAt": now + int(lease_seconds * 1000),
+            ":startedAt": started_at,
+            ":messageId": message_id,
+            ":payload": json.dumps(task.payload, ensure_ascii=False, separators=(",", ":")),
+            ":maxAttempts": max_attempts,
+            ":empty": [],
+            ":one": 1,
+        }
+        try:
+            response = self._update(task.id, update, ACQUIRABLE, values, return_values="ALL_OLD")
+        except _ConditionFailed as refused:
+            raise self._refusal(refused.old, now) from None
+        old = _deserialize(response.get("Attributes"))
+        previous = record_from_item(old) if old else None
+        return Acquired(
+            task=previous.task if previous else task,
+            owner=owner,
+            attempt=(previous.attempts if previous else 0) + 1,
+            max_attempts=previous.max_attempts if previous else max_attempts,
+            started_at=started_at,
+            previous=previous,
+        )
+
+    def record_expired_attempt(self, acquired: Acquired) -> None:
+        """After a takeover, add the dead holder's attempt to the history as expired."""
+        entry = acquired.previous.expired_attempt() if acquired.previous else None
+        if entry is None:
+            return
+        update = "SET #history = list_append(#history, :entries)"
+        try:
+            self._update(acquired.task.id, update, HOLDS_LEASE, {":owner": acquired.owner, ":entries": [entry]})
+        except _ConditionFailed as refused:
+            raise LeaseLost(f"task {acquired.task.id!r}: lease lost before recording the expired attempt") from refused
+
+    def complete(self, acquired: Acquired) -> None:
+        """Record the attempt as succeeded and the task as COMPLETED.
+
+        Raises:
+            LeaseLost: another consumer took the task over first.
+        """
+        now = self.now_ms()
+        entry = attempt_entry(acquired.attempt, acquired.started_at, iso_from_ms(now), Outcome.SUCCEEDED, None)
+        self._finish_attempt(acquired, entry, Status.COMPLETED, now, error=None, retry_at_ms=None)
+
+    def fail(self, acquired: Acquired, error: str, retry_at_ms: int | None) -> None:
+        """Record the attempt as failed: RETRYING until `retry_at_ms`, or FAILED when it is None.
+
+        Raises:
+            LeaseLost: another consumer took the task over first.
+        """
+        now = self.now_ms()
+        entry = attempt_entry(acquired.attempt, acquired.started_at, iso_from_ms(now), Outcome.FAILED, error)
+        status = Status.FAILED if retry_at_ms is None else Status.RETRYING
+        self._finish_attempt(acquired, entry, status, now, error=error, retry_at_ms=retry_at_ms)
+
+    def fail_abandoned(self, record: TaskRecord, reason: str) -> None:
+        """Mark FAILED a task that can make no more progress, as `record` last saw it.
+
+        Its expired attempt, if any, is added to the history.
+
+        Raises:
+            StaleRecord: the task changed since `record` was read.
+        """
+        now = self.now_ms()
+        expired = record.expired_attempt()
+        update = (
+            "SET #status = :failed, #lastError = :error, #finishedAt = :now_iso, #updatedAt = :now_iso,"
+            " #expiresAt = :expiresAt, #history = list_append(#history, :entries)"
+            " ADD #version :one REMOVE #leaseOwner, #leaseExpiresAt, #attemptStartedAt, #retryAt"
+        )
+        values = {
+            ":failed": Status.FAILED.value,
+            ":error": reason,
+            ":now_iso": iso_from_ms(now),
+            ":expiresAt": (now + self._retention_ms) // 1000,
+            ":entries": [expired] if expired else [],
+            ":one": 1,
+            ":version": record.version,
+        }
+        try:
+            self._update(record.id, update, UNCHANGED_SINCE_READ, values)
+        except _ConditionFailed as refused:
+            raise StaleRecord(f"task {record.id!r} changed while it was being failed") from refused
+
+    def record_unknown_failure(self, task_id: str, payload: dict[str, Any], reason: str) -> bool:
+        """Store a FAILED task for an id the table has never seen. False if the id exists."""
+        now = self.now_ms()
+        item = {
+            "id": task_id,
+            "status": Status.FAILED.value,
+            "payload": json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
+            "attempts": 0,
+            "maxAttempts": 1,
+            "createdAt": iso_from_ms(now),
+            "updatedAt": iso_from_ms(now),
+            "finishedAt": iso_from_ms(now),
+            "lastError": reason,
+            "expiresAt": (now + self._retention_ms) // 1000,
+            "history": [],
+            "version": 1,
+        }
+        try:
+            self._call(
+                self._client.put_item,
+                TableName=self._table,
+                Item={key: _serializer.serialize(value) for key, value in item.items()},
+                ConditionExpression=TASK_IS_NEW,
+                ExpressionAttributeNames=_names(TASK_IS_NEW),
+            )
+        except _ConditionFailed:
+            return False
+        return True
+
+    # --- internals -------------------------------------------------------
+
+    def _finish_attempt(
+        self,
+        acquired: Acquired,
+        entry: dict[str, Any],
+        status: Status,
+        now: int,
+        *,
+        error: str | None,
+        retry_at_ms: int | None,
+    ) -> None:
+        sets = ["#status = :status", "#updatedAt = :now_iso", "#history = list_append(#history, :entries)"]
+        values: dict[str, Any] = {
+            ":status": status.value,
+            ":now_iso": iso_from_ms(now),
+            ":entries": [entry],
+            ":owner": acquired.owner,
+            ":one": 1,
+        }
+        if error is not None:
+            sets.append("#lastError = :error")
+            values[":error"] = error
+        if retry_at_ms is not None:
+            sets.append("#retryAt = :retryAt")
+            values[":retryAt"] = retry_at_ms
+        if status.is_terminal:
+            sets += ["#finishedAt = :now_iso", "#expiresAt = :expiresAt"]
+            values[":expiresAt"] = (now + self._retention_ms) // 1000
+        update = f"SET {', '.join(sets)} ADD #version :one REMOVE #leaseOwner, #leaseExpiresAt, #attemptStartedAt"
+        try:
+            self._update(acquired.task.id, update, f"{TASK_EXISTS} AND {HOLDS_LEASE}", values)
+        except _ConditionFailed as refused:
+            raise LeaseLost(f"task {acquired.task.id!r}: attempt {acquired.attempt} lost its lease") from refused
+
+    def _refusal(self, old_item: dict[str, Any] | None, now: int) -> AcquireRefused | StoreError:
+        if old_item is None:
+            return StoreError("acquire was refused but the table returned no item")
+        record = record_from_item(old_item)
+        if record.is_terminal:
+            return AcquireRefused(Refusal.TERMINAL, record)
+        lease = record.live_lease(now)
+        if lease is not None:
+            return AcquireRefused(Refusal.LEASED, record, wait_ms=lease.expires_at_ms - now)
+        if record.attempts >= record.max_attempts:
+            return AcquireRefused(Refusal.EXHAUSTED, record)
+        wait = (record.retry_at_ms or 0) - now
+        return AcquireRefused(Refusal.BACKING_OFF, record, wait_ms=max(wait, 0))
+
+    def _status_values(self) -> dict[str, Any]:
+        return {
+            ":pending": Status.PENDING.value,
+            ":processing": Status.PROCESSING.value,
+            ":retrying": Status.RETRYING.value,
+        }
+
+    def _update(
+        self, task_id: str, update: str, condition: str, values: dict[str, Any], return_values: str = "NONE"
+    ) -> dict[str, Any]:
+        return self._call(
+            self._client.update_item,
+            TableName=self._table,
+            Key=self._key(task_id),
+            UpdateExpression=update,
+            ConditionExpression=condition,
+            ExpressionAttributeNames=_names(update, condition),
+            ExpressionAttributeValues=self._values(values),
+            ReturnValues=return_values,
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+
+    @staticmethod
+    def _key(task_id: str) -> dict[str, Any]:
+        return {"id": {"S": task_id}}
+
+    @staticmethod
+    def _values(values: dict[str, Any]) -> dict[str, Any]:
+        return {key: _serializer.serialize(value) for key, value in values.items()}
+
+    @staticmethod
+    def _call(operation: Callable[..., dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
+        """Run one DynamoDB request; botocore has already retried what is retryable."""
+        try:
+            return operation(**kwargs)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                raise _ConditionFailed(_deserialize(exc.response.get("Item"))) from exc
+            raise StoreError(f"DynamoDB {operation.__name__} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StoreError(f"DynamoDB {operation.__name__} failed: {exc}") from exc
