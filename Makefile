@@ -30,3 +30,30 @@ unit: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# The AWS paths. `deploy` and `remove` need credentials and a region; infra.stack says which is missing.
+BUILD ?= build
+CHALICE := $(VENV)/bin/chalice
+
+deploy: $(VENV)/.installed
+	$(PY) -m infra.stack deploy $(STAGE)
+	$(CHALICE) deploy --stage $(STAGE)
+	@echo "API URL: $$($(CHALICE) url --stage $(STAGE))"
+
+remove: $(VENV)/.installed
+	$(PY) -m infra.stack check $(STAGE)
+	$(CHALICE) delete --stage $(STAGE)
+	$(PY) -m infra.stack remove $(STAGE)
+
+# One SAM template (functions, API, roles, queues, table) plus the zip, in $(BUILD)/$(STAGE).
+# The template uses the deploying account's region, so any region will do for packaging.
+package: $(VENV)/.installed
+	$(PY) -m infra.stack merge-template $(STAGE) $(BUILD)/$(STAGE)/merge-template.json
+	rm -rf $(BUILD)/$(STAGE)/package
+	AWS_DEFAULT_REGION=$${AWS_REGION:-$${AWS_DEFAULT_REGION:-us-east-1}} $(CHALICE) package --stage $(STAGE) \
+		--merge-template $(BUILD)/$(STAGE)/merge-template.json $(BUILD)/$(STAGE)/package
+	$(VENV)/bin/cfn-lint $(BUILD)/$(STAGE)/package/sam.json
+	@echo "Deploy: aws cloudformation package --template-file $(BUILD)/$(STAGE)/package/sam.json" \
+		"--s3-bucket <your bucket> --output-template-file $(BUILD)/$(STAGE)/packaged.yaml"
+	@echo "        aws cloudformation deploy --template-file $(BUILD)/$(STAGE)/packaged.yaml" \
+		"--stack-name taskproc-$(STAGE) --capabilities CAPABILITY_IAM"
