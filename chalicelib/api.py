@@ -23,7 +23,17 @@ from chalicelib.errors import (
     ValidationFailed,
 )
 from chalicelib.logs import log_event
-from chalicelib.models import MAX_TASK_BYTES, MAX_TASK_ID_LENGTH, Health, PublishAccepted, Task, TaskCreated, TaskIn, TaskPayload, TaskView
+from chalicelib.models import (
+    MAX_TASK_BYTES,
+    MAX_TASK_ID_LENGTH,
+    Health,
+    PublishAccepted,
+    Task,
+    TaskCreated,
+    TaskIn,
+    TaskPayload,
+    TaskView,
+)
 from chalicelib.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -63,7 +73,8 @@ def parse_json_object(raw_body: bytes | None, content_type: str | None) -> dict[
         raise MalformedJson(f"the body is not valid JSON: {exc}") from exc
     if not isinstance(parsed, dict):
         raise ValidationFailed(
-            "the body must be a JSON object", [FieldProblem("body", f"must be a JSON object, not {type(parsed).__name__}")]
+            "the body must be a JSON object",
+            [FieldProblem("body", f"must be a JSON object, not {type(parsed).__name__}")],
         )
     try:
         json.dumps(parsed, ensure_ascii=False).encode("utf-8")

@@ -15,9 +15,7 @@ def backoff_ceiling(attempt: int, base_seconds: float, max_seconds: float) -> fl
     return min(max_seconds, base_seconds * 2.0**exponent)
 
 
-def backoff_seconds(
-    attempt: int, base_seconds: float, max_seconds: float, rng: random.Random | None = None
-) -> int:
+def backoff_seconds(attempt: int, base_seconds: float, max_seconds: float, rng: random.Random | None = None) -> int:
     """The visibility timeout, in whole seconds as SQS takes it, after failed attempt `attempt`.
 
     Equal jitter: half the ceiling is kept and the other half is drawn at random.

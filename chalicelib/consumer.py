@@ -26,7 +26,7 @@ from chalicelib.models import Task, TaskIn
 from chalicelib.queue import Queue, VisibilityChange
 from chalicelib.runtime import Runtime
 from chalicelib.settings import MAX_VISIBILITY_SECONDS
-from chalicelib.store import AcquireRefused, Acquired, Refusal
+from chalicelib.store import Acquired, AcquireRefused, Refusal
 from chalicelib.work import WorkFailed, run_task
 
 logger = logging.getLogger(__name__)
@@ -222,7 +222,9 @@ class DeadLetterConsumer:
             log_event("dead_lettered_duplicate", **fields, status=current.status.value)
             return Outcome.RECORDED
         if current.lease:
-            reason = f"attempt {current.attempts} of {current.max_attempts} expired: the consumer stopped before finishing"
+            reason = (
+                f"attempt {current.attempts} of {current.max_attempts} expired: the consumer stopped before finishing"
+            )
         else:
             reason = current.last_error or "the message was dead-lettered before any attempt finished"
         self._store.fail_abandoned(current, reason)
@@ -235,8 +237,12 @@ class DeadLetterConsumer:
             log_event("poison_recorded", logging.ERROR, taskId=task_id, messageId=record.message_id, reason=reason)
         else:
             log_event(
-                "poison_recorded", logging.ERROR, taskId=task_id, messageId=record.message_id,
-                reason=reason, body=record.body[:4096],
+                "poison_recorded",
+                logging.ERROR,
+                taskId=task_id,
+                messageId=record.message_id,
+                reason=reason,
+                body=record.body[:4096],
             )
         return Outcome.RECORDED
 

@@ -46,7 +46,7 @@ def json_errors(view: Callable[..., Response]) -> Callable[..., Response]:
             return view(*args, **kwargs)
         except TaskprocError as error:
             return error_response(error)
-        except Exception:  # noqa: BLE001 - a client must never see a stack trace or a non-JSON body
+        except Exception:
             logger.exception("unhandled error in %s", view.__name__)
             return error_response(TaskprocError("an internal error occurred"))
 

@@ -61,9 +61,7 @@ class Simulation(BaseModel):
     executionTime: ExecutionTime | None = Field(
         default=None, description="Simulated execution time in milliseconds, 0 to 1000."
     )
-    failureChance: FailureChance | None = Field(
-        default=None, description="Probability that an attempt fails, 0 to 1."
-    )
+    failureChance: FailureChance | None = Field(default=None, description="Probability that an attempt fails, 0 to 1.")
 
 
 class TaskPayload(BaseModel):

@@ -77,7 +77,7 @@ def openapi_document() -> dict[str, Any]:
             "/publish": {
                 "post": {
                     "operationId": "publishTask",
-                    "summary": "Publish a task with a client-chosen id; a known id is accepted once and never run twice.",
+                    "summary": "Publish a task under a client-chosen id; a known id is never run twice.",
                     "requestBody": _body(TaskIn, "The task."),
                     "responses": {
                         "201": _json(PublishAccepted, "Accepted (also for a duplicate id).", LOCATION),
@@ -116,7 +116,10 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "operationId": "health",
                     "summary": "Whether the settings are valid and the table answers.",
-                    "responses": {"200": _json(Health, "Healthy."), "503": _json(Health, "Unhealthy, with the reason.")},
+                    "responses": {
+                        "200": _json(Health, "Healthy."),
+                        "503": _json(Health, "Unhealthy, with the reason."),
+                    },
                 }
             },
             "/openapi.json": {

@@ -92,14 +92,24 @@ class TaskRecord:
             createdAt=self.created_at,
             updatedAt=self.updated_at,
             finishedAt=self.finished_at,
-            nextAttemptAt=iso_from_ms(self.retry_at_ms) if self.retry_at_ms and self.status is Status.RETRYING else None,
+            nextAttemptAt=iso_from_ms(self.retry_at_ms)
+            if self.retry_at_ms and self.status is Status.RETRYING
+            else None,
             lastError=self.last_error,
             history=history,
         )
 
 
-def attempt_entry(attempt: int, started_at: str, finished_at: str, outcome: Outcome, error: str | None) -> dict[str, Any]:
-    return {"attempt": attempt, "startedAt": started_at, "finishedAt": finished_at, "outcome": outcome.value, "error": error}
+def attempt_entry(
+    attempt: int, started_at: str, finished_at: str, outcome: Outcome, error: str | None
+) -> dict[str, Any]:
+    return {
+        "attempt": attempt,
+        "startedAt": started_at,
+        "finishedAt": finished_at,
+        "outcome": outcome.value,
+        "error": error,
+    }
 
 
 def record_from_item(item: dict[str, Any]) -> TaskRecord:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import boto3
 from botocore.config import Config
@@ -19,7 +20,7 @@ from chalicelib.store import TaskStore
 # retries could outlast it. What survives them fails the record, which keeps its
 # message.
 AWS_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 3},
+    retries={"mode": "standard", "total_max_attempts": 3},
     connect_timeout=3,
     read_timeout=10,
 )
@@ -34,29 +35,37 @@ class Runtime:
     rng: random.Random = field(default_factory=random.Random)
 
 
-def build_runtime(settings: Settings, session: boto3.session.Session | None = None) -> Runtime:
+def build_runtime(
+    settings: Settings, session: boto3.session.Session | None = None, clock: Callable[[], float] = time.time
+) -> Runtime:
     session = session or boto3.session.Session()
     dynamodb = session.client("dynamodb", config=AWS_CONFIG)
     sqs = session.client("sqs", config=AWS_CONFIG)
     return Runtime(
         settings=settings,
-        store=TaskStore(dynamodb, settings.TASKS_TABLE, retention_days=settings.RETENTION_DAYS),
+        store=TaskStore(dynamodb, settings.TASKS_TABLE, retention_days=settings.RETENTION_DAYS, clock=clock),
         tasks_queue=Queue(sqs, settings.TASKS_QUEUE),
         dead_letters=Queue(sqs, settings.DEAD_LETTER_QUEUE),
     )
 
 
-@lru_cache(maxsize=1)
+_runtime: Runtime | None = None
+
+
 def get_runtime() -> Runtime:
     """The container's runtime, built on first use so a cold start pays only for what it uses.
 
     Raises:
         SettingsError: the environment is incomplete or invalid.
     """
-    return build_runtime(load_settings())
+    global _runtime
+    if _runtime is None:
+        _runtime = build_runtime(load_settings())
+    return _runtime
 
 
-def reset_runtime() -> None:
-    """Forget the cached settings and clients (tests and the offline stack change the environment)."""
+def set_runtime(runtime: Runtime | None) -> None:
+    """Use `runtime` from now on (tests inject their own); None rebuilds it from the environment."""
+    global _runtime
     load_settings.cache_clear()
-    get_runtime.cache_clear()
+    _runtime = runtime

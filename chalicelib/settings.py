@@ -53,8 +53,7 @@ def load_settings() -> Settings:
         return Settings()  # type: ignore[call-arg]  # values come from the environment
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or 'settings'}: {error['msg']}"
-            for error in exc.errors()
+            f"{'.'.join(str(part) for part in error['loc']) or 'settings'}: {error['msg']}" for error in exc.errors()
         )
         raise SettingsError(f"invalid settings: {problems}") from exc
 

@@ -98,6 +98,14 @@ def _names(*expressions: str) -> dict[str, str]:
     return {f"#{name}": name for expression in expressions for name in re.findall(r"#(\w+)", expression)}
 
 
+def _history_ends_with(item: dict[str, Any] | None, entry: dict[str, Any]) -> bool:
+    history = (item or {}).get("history") or []
+    if not history:
+        return False
+    last = history[-1]
+    return int(last["attempt"]) == entry["attempt"] and last["startedAt"] == entry["startedAt"]
+
+
 def _deserialize(item: dict[str, Any] | None) -> dict[str, Any] | None:
     if not item:
         return None
@@ -127,9 +135,7 @@ class TaskStore:
 
     def get(self, task_id: str) -> TaskRecord | None:
         """The task as it stands now (a strongly consistent read), or None."""
-        response = self._call(
-            self._client.get_item, TableName=self._table, Key=self._key(task_id), ConsistentRead=True
-        )
+        response = self._call(self._client.get_item, TableName=self._table, Key=self._key(task_id), ConsistentRead=True)
         item = _deserialize(response.get("Item"))
         return record_from_item(item) if item else None
 
@@ -177,7 +183,7 @@ class TaskStore:
 
     def discard_unqueued(self, task_id: str) -> None:
         """Delete a task that was stored but could not be queued, if nothing has touched it."""
-        condition = f"#status = :pending AND #attempts = :zero"
+        condition = "#status = :pending AND #attempts = :zero"
         try:
             self._call(
                 self._client.delete_item,
@@ -224,6 +230,9 @@ class TaskStore:
         try:
             response = self._update(task.id, update, ACQUIRABLE, values, return_values="ALL_OLD")
         except _ConditionFailed as refused:
+            landed = self._own_landed_acquire(refused.old, owner)
+            if landed is not None:
+                return landed
             raise self._refusal(refused.old, now) from None
         old = _deserialize(response.get("Attributes"))
         previous = record_from_item(old) if old else None
@@ -234,6 +243,22 @@ class TaskStore:
             max_attempts=previous.max_attempts if previous else max_attempts,
             started_at=started_at,
             previous=previous,
+        )
+
+    @staticmethod
+    def _own_landed_acquire(old_item: dict[str, Any] | None, owner: str) -> Acquired | None:
+        """Our acquire, when a retry finds it already applied (its first answer was lost)."""
+        if not old_item or old_item.get("leaseOwner") != owner:
+            return None
+        record = record_from_item(old_item)
+        assert record.lease is not None
+        return Acquired(
+            task=record.task,
+            owner=owner,
+            attempt=record.attempts,
+            max_attempts=record.max_attempts,
+            started_at=record.lease.started_at,
+            previous=None,
         )
 
     def record_expired_attempt(self, acquired: Acquired) -> None:
@@ -359,6 +384,8 @@ class TaskStore:
         try:
             self._update(acquired.task.id, update, f"{TASK_EXISTS} AND {HOLDS_LEASE}", values)
         except _ConditionFailed as refused:
+            if _history_ends_with(refused.old, entry):
+                return  # a retry of this very write, whose first answer was lost
             raise LeaseLost(f"task {acquired.task.id!r}: attempt {acquired.attempt} lost its lease") from refused
 
     def _refusal(self, old_item: dict[str, Any] | None, now: int) -> AcquireRefused | StoreError:

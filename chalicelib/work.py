@@ -34,4 +34,4 @@ def run_task(
         raise WorkFailed('payload.message is "ERROR", which always fails')
     chance = default_failure_chance if simulation.failureChance is None else simulation.failureChance
     if (rng or random).random() < chance:
-        raise WorkFailed(f"simulated failure (failureChance {chance})")
+        raise WorkFailed(f"simulated failure (failureChance {chance:g})")

@@ -1,0 +1,107 @@
+"""Shared fixtures: moto underneath, the real resource template on top, the app's own test client."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+# app.py reads its queue names at import time, as Chalice does when it deploys.
+os.environ.setdefault("TASKS_QUEUE", "taskproc-test-tasks")
+os.environ.setdefault("DEAD_LETTER_QUEUE", "taskproc-test-dead-letters")
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "infra" / "resources.yaml"
+FAKE_AWS_ENV = {
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+
+
+class FakeClock:
+    """The store's clock, moved by hand so leases and backoffs expire without waiting."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in FAKE_AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture
+def aws(aws_env: None) -> Iterator[boto3.session.Session]:
+    """An in-memory AWS with the queue, dead-letter queue and table made from infra/resources.yaml."""
+    from moto import mock_aws
+
+    with mock_aws():
+        session = boto3.session.Session()
+        session.client("cloudformation").create_stack(
+            StackName="taskproc-test",
+            TemplateBody=TEMPLATE.read_text(),
+            Parameters=[
+                {"ParameterKey": "Stage", "ParameterValue": "test"},
+                {"ParameterKey": "MaxAttempts", "ParameterValue": "3"},
+                {"ParameterKey": "QueueVisibilityTimeout", "ParameterValue": "180"},
+            ],
+        )
+        yield session
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def settings():  # type: ignore[no-untyped-def]
+    from chalicelib.settings import Settings
+
+    return Settings(
+        TASKS_TABLE="taskproc-test-tasks",
+        TASKS_QUEUE="taskproc-test-tasks",
+        DEAD_LETTER_QUEUE="taskproc-test-dead-letters",
+        MAX_ATTEMPTS=3,
+        BACKOFF_BASE_SECONDS=60,
+        BACKOFF_MAX_SECONDS=900,
+        LEASE_SECONDS=60,
+        DEFAULT_FAILURE_CHANCE=0.3,
+    )
+
+
+@pytest.fixture
+def runtime(aws: boto3.session.Session, settings, clock: FakeClock):  # type: ignore[no-untyped-def]
+    from chalicelib.runtime import build_runtime, set_runtime
+
+    rt = build_runtime(settings, session=aws, clock=clock)
+    rt.rng = random.Random(20261123)
+    set_runtime(rt)
+    yield rt
+    set_runtime(None)
+
+
+@pytest.fixture
+def client(runtime):  # type: ignore[no-untyped-def]
+    from chalice.test import Client
+
+    import app
+
+    with Client(app.app, stage_name="local") as test_client:
+        yield test_client

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.errors import SettingsError
+from chalicelib.settings import event_sources, load_settings
+
+NAMES = {"TASKS_TABLE": "tasks", "TASKS_QUEUE": "tasks", "DEAD_LETTER_QUEUE": "dead"}
+
+
+@pytest.fixture(autouse=True)
+def clean(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        *NAMES,
+        "MAX_ATTEMPTS",
+        "BACKOFF_BASE_SECONDS",
+        "BACKOFF_MAX_SECONDS",
+        "LEASE_SECONDS",
+        "DEFAULT_FAILURE_CHANCE",
+        "REPORT_BATCH_ITEM_FAILURES",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    load_settings.cache_clear()
+
+
+def set_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in NAMES.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_defaults_follow_the_seeds(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_names(monkeypatch)
+    settings = load_settings()
+    assert (settings.MAX_ATTEMPTS, settings.BACKOFF_BASE_SECONDS, settings.BACKOFF_MAX_SECONDS) == (3, 60, 900)
+    assert settings.DEFAULT_FAILURE_CHANCE == 0.3
+    assert settings.REPORT_BATCH_ITEM_FAILURES is False
+
+
+def test_a_missing_variable_is_named() -> None:
+    with pytest.raises(SettingsError, match="TASKS_TABLE: Field required"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MAX_ATTEMPTS", "0"),
+        ("MAX_ATTEMPTS", "three"),
+        ("DEFAULT_FAILURE_CHANCE", "1.5"),
+        ("BACKOFF_BASE_SECONDS", "-1"),
+        ("LEASE_SECONDS", "0"),
+        ("REPORT_BATCH_ITEM_FAILURES", "perhaps"),
+    ],
+)
+def test_a_bad_value_is_named(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    set_names(monkeypatch)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=name):
+        load_settings()
+
+
+def test_a_cap_below_the_base_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_names(monkeypatch)
+    monkeypatch.setenv("BACKOFF_BASE_SECONDS", "60")
+    monkeypatch.setenv("BACKOFF_MAX_SECONDS", "30")
+    with pytest.raises(SettingsError, match="BACKOFF_MAX_SECONDS must not be below"):
+        load_settings()
+
+
+def test_event_sources_come_from_the_stage_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKS_QUEUE", "q")
+    monkeypatch.setenv("DEAD_LETTER_QUEUE", "d")
+    monkeypatch.setenv("CONSUMER_MAX_CONCURRENCY", "7")
+    assert event_sources().tasks_queue == "q"
+    assert event_sources().dead_letter_queue == "d"
+    assert event_sources().max_concurrency == 7
