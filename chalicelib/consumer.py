@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import traceback
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -256,8 +257,6 @@ def _usable_id(body: str) -> str | None:
 
 
 def _last_error() -> str:
-    import traceback
-
     return traceback.format_exc(limit=3)
 
 

@@ -7,6 +7,8 @@ import logging
 from typing import Any
 
 logger = logging.getLogger("taskproc")
+# Lambda's runtime leaves the root logger at WARNING; task events are INFO.
+logger.setLevel(logging.INFO)
 
 
 def log_event(event: str, level: int = logging.INFO, **fields: Any) -> None:
