@@ -28,6 +28,21 @@ test: $(VENV)/.installed lint
 unit: $(VENV)/.installed
 	$(PY) -m pytest -q tests/unit tests/integration
 
+# The offline stack (local/): stage `local`, loopback only, everything in memory.
+# PORT, AWS_PORT, MAX_ATTEMPTS, BACKOFF_BASE_SECONDS, BACKOFF_MAX_SECONDS, DEFAULT_FAILURE_CHANCE
+# and any other setting in the environment override the stage's values.
+run: $(VENV)/.installed
+	$(PY) -m local run
+
+aws: $(VENV)/.installed
+	$(PY) -m local aws
+
+api: $(VENV)/.installed
+	$(PY) -m local api
+
+worker: $(VENV)/.installed
+	$(PY) -m local worker
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 

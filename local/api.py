@@ -1,0 +1,59 @@
+"""The HTTP API: Chalice's own local server (the one `chalice local` runs), in this process.
+
+Why not `chalice local` as a subprocess: it writes the stage's environment
+variables from `.chalice/config.json` over the process environment, so the
+overrides the offline stack promises (`MAX_ATTEMPTS=2 make run`) would not reach
+the app. Here the environment is resolved first (local.config), then the same
+`LocalDevServer` serves the app, with the same request handling, on loopback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from typing import Any
+
+from chalice.local import LocalDevServer, create_local_server
+
+from local.config import LOOPBACK, LocalConfig, apply_environment, chalice_config
+
+logger = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """The HTTP API could not start; the message says why."""
+
+
+class Api:
+    """The app's routes on http://127.0.0.1:$PORT, served by a thread of this process."""
+
+    def __init__(self, config: LocalConfig) -> None:
+        self._config = config
+        self._server: LocalDevServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Import the app and start serving.
+
+        Raises:
+            ApiError: the port is taken.
+        """
+        apply_environment(self._config)
+        app_module: Any = importlib.import_module("app")
+        config = chalice_config(self._config.stage, app_module.app)
+        try:
+            self._server = create_local_server(app_module.app, config, LOOPBACK, self._config.port)
+        except OSError as exc:
+            raise ApiError(f"cannot listen on {self._config.api_url}: {exc}; set PORT to a free one") from exc
+        self._thread = threading.Thread(target=self._server.server.serve_forever, name="api", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop accepting requests; requests in progress finish on their own threads."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(5)
