@@ -130,8 +130,26 @@ def provision(config: LocalConfig, timeout_seconds: float = 60) -> Resources:
         raise EndpointError(f"cannot provision {config.stack_name} at {config.endpoint_url}: {exc}") from exc
     outputs = {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
     resources = Resources.from_outputs(outputs, config.max_attempts)
+    _check_names(config, resources)
     _check_queue(config, resources)
     return resources
+
+
+def _check_names(config: LocalConfig, resources: Resources) -> None:
+    """Fail when the stage's resource names are not the stack's.
+
+    Raises:
+        EndpointError: .chalice/config.json and infra/resources.yaml name the resources differently.
+    """
+    env = config.app_environment
+    pairs = [
+        ("TASKS_QUEUE", resources.tasks_queue),
+        ("DEAD_LETTER_QUEUE", resources.dead_letter_queue),
+        ("TASKS_TABLE", resources.table),
+    ]
+    wrong = [f"{name}={env.get(name)!r} but the stack made {made!r}" for name, made in pairs if env.get(name) != made]
+    if wrong:
+        raise EndpointError(f"stage {config.stage}: {'; '.join(wrong)}")
 
 
 def _check_queue(config: LocalConfig, resources: Resources) -> None:

@@ -4,7 +4,8 @@
 process environment, so `MAX_ATTEMPTS=2 chalice local` would still run with the
 stage's value. The offline stack resolves the values itself, in this order:
 the stage's values (as Chalice merges them), then any variable of the same name
-set in the environment, then the endpoint and credentials of the embedded AWS.
+set in the environment (except the resource names, which the stack derives from
+the stage), then the endpoint and credentials of the embedded AWS.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ EMBEDDED_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
 }
+# The stack names its resources after the stage; the app must use those names, so
+# the environment cannot override them.
+RESOURCE_NAMES = frozenset({"TASKS_TABLE", "TASKS_QUEUE", "DEAD_LETTER_QUEUE"})
 # Chalice's default function timeout when the stage sets none.
 DEFAULT_LAMBDA_TIMEOUT = 60
 
@@ -135,7 +139,9 @@ def load_config(environ: Mapping[str, str] | None = None, stage: str | None = No
     stage = stage or environ.get("STAGE") or DEFAULT_STAGE
     config = chalice_config(stage)
     stage_values = {name: str(value) for name, value in config.environment_variables.items()}
-    app_environment = {name: environ.get(name, value) for name, value in stage_values.items()}
+    app_environment = {
+        name: value if name in RESOURCE_NAMES else environ.get(name, value) for name, value in stage_values.items()
+    }
 
     aws_port = _int(environ, "AWS_PORT", DEFAULT_AWS_PORT, 1, 65535)
     embedded_url = f"http://{LOOPBACK}:{aws_port}"

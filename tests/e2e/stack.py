@@ -1,0 +1,180 @@
+"""Helpers of the end-to-end tests: the offline stack in subprocesses on free loopback ports, over real HTTP.
+
+Every wait polls with a deadline. Every process starts in its own session and
+its whole process group is killed on teardown, so a failing test leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+# Short timings, so failing tasks walk to FAILED in seconds; the lease stays below
+# the visibility timeout, as the template asks.
+E2E_SETTINGS = {
+    "MAX_ATTEMPTS": "3",
+    "BACKOFF_BASE_SECONDS": "1",
+    "BACKOFF_MAX_SECONDS": "2",
+    "LEASE_SECONDS": "3",
+    "QUEUE_VISIBILITY_TIMEOUT": "4",
+    "DEFAULT_FAILURE_CHANCE": "0.3",
+    "POLL_WAIT_SECONDS": "1",
+}
+# Names the surrounding test process may have set for other suites; the stack must not inherit them.
+INHERITED_NOISE = ("TASKS_TABLE", "TASKS_QUEUE", "DEAD_LETTER_QUEUE", "AWS_ENDPOINT_URL", "AWS_PROFILE", "STAGE")
+START_TIMEOUT = 90.0
+TERMINAL = {"COMPLETED", "FAILED"}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2) -> T:
+    """Poll `check` until it returns something truthy; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class Process:
+    """A piece of the stack (or the whole of it) started in its own session, its output in a file."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for_line(self, text: str, timeout: float = START_TIMEOUT) -> str:
+        def seen() -> str | None:
+            if self.popen.poll() is not None:
+                pytest.fail(f"{self.name} exited with {self.popen.returncode}:\n{self.output()[-4000:]}")
+            return next((line for line in self.output().splitlines() if text in line), None)
+
+        return wait_until(seen, timeout, f"{self.name} to print {text!r}")
+
+    def stop(self, timeout: float = 45.0) -> int | None:
+        """SIGTERM, then SIGKILL for the whole process group; returns the exit code of a clean stop."""
+        code: int | None = None
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                code = self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                code = None
+        else:
+            code = self.popen.returncode
+        self.kill_group()
+        return code
+
+    def kill_group(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(10)
+
+    def group_alive(self) -> bool:
+        try:
+            os.killpg(self.popen.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+def stack_environment(port: int, aws_port: int, **overrides: str) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if name not in INHERITED_NOISE}
+    env.update(E2E_SETTINGS)
+    env.update(PORT=str(port), AWS_PORT=str(aws_port), PYTHONUNBUFFERED="1")
+    env.update(overrides)
+    return env
+
+
+def start(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Process:
+    log = log_dir / f"{name}.log"
+    handle = log.open("wb")
+    popen = subprocess.Popen(
+        [sys.executable, "-m", "local", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    handle.close()
+    return Process(name, popen, log)
+
+
+class Api:
+    """A small HTTP client of the stack's API."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.base_url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=15) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+    def publish(self, task_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        status, body = self.call("POST", "/publish", {"id": task_id, "payload": payload})
+        assert status == 201, body
+        return dict(body)
+
+    def create(self, payload: dict[str, Any]) -> str:
+        status, body = self.call("POST", "/tasks", payload)
+        assert status == 201, body
+        return str(body["taskId"])
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        status, body = self.call("GET", f"/tasks/{urllib.request.quote(task_id, safe='')}")
+        assert status == 200, body
+        return dict(body)
+
+    def wait_terminal(self, task_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        def terminal() -> dict[str, Any] | None:
+            view = self.task(task_id)
+            return view if view["status"] in TERMINAL else None
+
+        return wait_until(terminal, timeout, f"task {task_id} to finish")
+
+
+@dataclass
+class Stack:
+    api: Api
+    aws_port: int
+    process: Process
+    env: dict[str, str]
