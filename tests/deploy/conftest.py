@@ -100,7 +100,7 @@ def packaged(project: Path) -> dict[str, Packaged]:
     return results
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
     """moto's server on a free loopback port, in this process, so tests can adjust its behaviour."""
     from moto.server import ThreadedMotoServer
