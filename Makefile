@@ -72,3 +72,21 @@ package: $(VENV)/.installed
 		"--s3-bucket <your bucket> --output-template-file $(BUILD)/$(STAGE)/packaged.yaml"
 	@echo "        aws cloudformation deploy --template-file $(BUILD)/$(STAGE)/packaged.yaml" \
 		"--stack-name taskproc-$(STAGE) --capabilities CAPABILITY_IAM"
+
+# make loadtest                      starts the offline stack for the run
+# make loadtest URL=https://...      against a running or deployed API
+# make loadtest ARGS="--tasks 1000 --failure-chance 0.5 --chart out/load.png"
+loadtest: $(VENV)/.installed
+	$(PY) -m tools.loadtest $(if $(URL),--url $(URL),--offline) $(ARGS)
+
+bench: $(VENV)/.installed
+	$(PY) -m tools.bench $(ARGS)
+
+# make chaos ARGS="--tasks 500 --kills 4 --fault-rate 0.08"   (python -m tools.chaos --help for the options)
+chaos: $(VENV)/.installed
+	$(PY) -m tools.chaos $(ARGS)
+
+# Property-based fuzzing of the HTTP API from its own OpenAPI document; FUZZ_EXAMPLES per operation.
+.PHONY: fuzz
+fuzz: $(VENV)/.installed
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-300} $(PY) -m pytest -q -p no:cacheprovider tests/fuzz
