@@ -7,6 +7,7 @@ import logging
 import sys
 import threading
 
+from chalicelib.errors import SettingsError
 from local.api import ApiError
 from local.aws import EndpointError
 from local.config import ConfigError, load_config
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config()
         return PIECES[args.piece](config, stop)
-    except (ConfigError, EndpointError, ApiError) as exc:
+    except (ConfigError, EndpointError, ApiError, SettingsError) as exc:
         logging.getLogger("local").error("%s", exc)
         return 2
 

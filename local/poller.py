@@ -179,13 +179,19 @@ class SqsPoller:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                messages = self._receive()
+                self.poll_once()
             except (ClientError, BotoCoreError) as exc:
                 logger.warning("%s: receive failed: %s", self.mapping.function_name, exc)
                 self._stop.wait(ERROR_PAUSE_SECONDS)
-                continue
-            if messages:
-                self.invoke(messages)
+
+    def poll_once(self) -> list[str] | None:
+        """One receive, and the invocation of what it got; the ids deleted, or None when nothing came.
+
+        Raises:
+            ClientError, BotoCoreError: the receive failed (nothing was invoked).
+        """
+        messages = self._receive()
+        return self.invoke(messages) if messages else None
 
     def _receive(self) -> list[dict[str, Any]]:
         response = self._sqs.receive_message(
