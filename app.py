@@ -12,11 +12,11 @@ from chalicelib.consumer import DeadLetterConsumer, TaskConsumer, consume
 from chalicelib.http import json_errors, json_response
 from chalicelib.openapi import openapi_document
 from chalicelib.runtime import get_runtime
-from chalicelib.settings import event_sources
+from chalicelib.settings import wiring
 
 app = Chalice(app_name="taskproc")
 
-SOURCES = event_sources()
+WIRING = wiring()
 # Content types are checked in chalicelib so that a wrong one gets the JSON error shape.
 ANY_CONTENT_TYPE = ["*/*"]
 
@@ -33,14 +33,14 @@ def _body() -> dict[str, Any]:
     return api.parse_json_object(request.raw_body, request.headers.get("content-type"))
 
 
-@app.route("/publish", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@app.route("/publish", methods=["POST"], content_types=ANY_CONTENT_TYPE, api_key_required=WIRING.api_key_required)
 @json_errors
 def publish() -> Response:
     accepted = api.publish(_body(), get_runtime())
     return json_response(accepted, 201, {"Location": api.task_location(accepted.id, _path_prefix())})
 
 
-@app.route("/tasks", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@app.route("/tasks", methods=["POST"], content_types=ANY_CONTENT_TYPE, api_key_required=WIRING.api_key_required)
 @json_errors
 def create_task() -> Response:
     created = api.create_from_payload(_body(), get_runtime())
@@ -67,7 +67,7 @@ def openapi() -> dict[str, Any]:
     return openapi_document()
 
 
-@app.on_sqs_message(queue=SOURCES.tasks_queue, batch_size=10, maximum_concurrency=SOURCES.max_concurrency)
+@app.on_sqs_message(queue=WIRING.tasks_queue, batch_size=10, maximum_concurrency=WIRING.max_concurrency)
 def process_tasks(event: SQSEvent) -> dict[str, Any] | None:
     runtime = get_runtime()
     return consume(
@@ -78,7 +78,7 @@ def process_tasks(event: SQSEvent) -> dict[str, Any] | None:
     )
 
 
-@app.on_sqs_message(queue=SOURCES.dead_letter_queue, batch_size=10)
+@app.on_sqs_message(queue=WIRING.dead_letter_queue, batch_size=10)
 def handle_dead_letters(event: SQSEvent) -> dict[str, Any] | None:
     runtime = get_runtime()
     return consume(

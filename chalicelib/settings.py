@@ -59,24 +59,26 @@ def load_settings() -> Settings:
 
 
 @dataclass(frozen=True)
-class EventSources:
-    """What the SQS event-source decorators in app.py are wired to."""
+class Wiring:
+    """What app.py's decorators need when it is imported: event sources and route protection."""
 
     tasks_queue: str
     dead_letter_queue: str
     max_concurrency: int | None
+    api_key_required: bool
 
 
-def event_sources() -> EventSources:
-    """The queue names for `@app.on_sqs_message`, read when app.py is imported.
+def wiring() -> Wiring:
+    """Read the decorators' values from the environment when app.py is imported.
 
     Chalice imports app.py with the stage's environment variables set when it
-    deploys or packages, so per-stage queue names have to be read at import
-    time; the defaults are the `dev` stage's names.
+    deploys or packages, so per-stage queue names and route protection have to be
+    read at import time; the defaults are the `dev` stage's.
     """
     concurrency = os.environ.get("CONSUMER_MAX_CONCURRENCY")
-    return EventSources(
+    return Wiring(
         tasks_queue=os.environ.get("TASKS_QUEUE", "taskproc-dev-tasks"),
         dead_letter_queue=os.environ.get("DEAD_LETTER_QUEUE", "taskproc-dev-dead-letters"),
         max_concurrency=int(concurrency) if concurrency else None,
+        api_key_required=os.environ.get("API_KEY_REQUIRED", "false").strip().lower() in {"1", "true", "yes", "on"},
     )

@@ -273,3 +273,14 @@ def _runtime_requirement_names() -> set[str]:
             if parsed.marker is None or parsed.marker.evaluate({"extra": ""}):
                 pending.append(parsed.name)
     return names - {"__pycache__"}
+
+
+def test_write_routes_require_an_api_key_exactly_where_the_stage_asks(package: Packaged) -> None:
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    wanted = config["stages"][package.stage]["environment_variables"].get("API_KEY_REQUIRED", "false") == "true"
+    (api,) = package.resources_of_type("AWS::Serverless::Api").values()
+    paths = api["Properties"]["DefinitionBody"]["paths"]
+    for path, method in (("/publish", "post"), ("/tasks", "post")):
+        assert ("security" in paths[path][method]) is wanted, (path, paths[path][method].get("security"))
+    for path in ("/tasks/{task_id}", "/health", "/openapi.json"):
+        assert "security" not in paths[path]["get"], path

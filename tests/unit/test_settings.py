@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.errors import SettingsError
-from chalicelib.settings import event_sources, load_settings
+from chalicelib.settings import load_settings, wiring
 
 NAMES = {"TASKS_TABLE": "tasks", "TASKS_QUEUE": "tasks", "DEAD_LETTER_QUEUE": "dead"}
 
@@ -67,10 +67,16 @@ def test_a_cap_below_the_base_is_refused(monkeypatch: pytest.MonkeyPatch) -> Non
         load_settings()
 
 
-def test_event_sources_come_from_the_stage_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_decorators_wiring_comes_from_the_stage_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TASKS_QUEUE", "q")
     monkeypatch.setenv("DEAD_LETTER_QUEUE", "d")
     monkeypatch.setenv("CONSUMER_MAX_CONCURRENCY", "7")
-    assert event_sources().tasks_queue == "q"
-    assert event_sources().dead_letter_queue == "d"
-    assert event_sources().max_concurrency == 7
+    monkeypatch.setenv("API_KEY_REQUIRED", "true")
+    assert wiring() == wiring().__class__(
+        tasks_queue="q", dead_letter_queue="d", max_concurrency=7, api_key_required=True
+    )
+
+
+def test_write_routes_are_open_unless_the_stage_asks_for_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("API_KEY_REQUIRED", raising=False)
+    assert wiring().api_key_required is False
