@@ -1,0 +1,52 @@
+"""A bounded chaos round on the offline stack: duplicates, kills, AWS faults and poison, and nothing breaks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tools.chaos import ChaosOptions, ChaosReport, run_chaos
+
+pytestmark = pytest.mark.e2e
+
+# Small enough for a shared two-core machine (well under two minutes), big enough
+# that kills land mid-attempt and faults hit both services.
+OPTIONS = ChaosOptions(
+    tasks=150,
+    workers=2,
+    kills=2,
+    kill_every=3.0,
+    fault_rate=0.04,
+    duplicate_share=0.2,
+    requeue_share=0.1,
+    poison_per_kind=1,
+    deadline=120.0,
+    verbose=False,
+)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> ChaosReport:
+    log_dir: Path = tmp_path_factory.mktemp("chaos")
+    result = run_chaos(ChaosOptions(**{**vars(OPTIONS), "log_dir": log_dir}))
+    print(result.line())
+    print(result.details())
+    return result
+
+
+def test_no_invariant_breaks_under_chaos(report: ChaosReport) -> None:
+    assert report.findings.broken() == {}, report.details()
+
+
+def test_every_accepted_task_ends_completed_or_failed(report: ChaosReport) -> None:
+    assert report.tasks == OPTIONS.tasks
+    assert report.completed + report.failed == report.tasks
+
+
+def test_the_chaos_actually_happened(report: ChaosReport) -> None:
+    assert report.kills == OPTIONS.kills
+    assert report.duplicates > 0
+    assert report.faults > 0
+    assert report.poison_sent == 3 * OPTIONS.poison_per_kind
+    assert report.poison_recorded == report.poison_sent

@@ -1,0 +1,415 @@
+"""`make chaos`: run the offline stack through duplicates, kills, AWS faults and poison, then check the invariants.
+
+    python -m tools.chaos --tasks 300 --workers 2 --kills 3 --fault-rate 0.05
+
+Prints one line of figures, e.g.
+`tasks 300, duplicates 96, kills 3, faults 240, lost 0, double-run 0, overlaps 0, stuck 0`,
+then the other invariants, and exits 1 if any of them broke (2 if the stack did not start).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import boto3
+import requests
+from boto3.dynamodb.types import TypeDeserializer
+from botocore.config import Config as BotoConfig
+
+from tools.chaosplan import PlannedTask, Poison, make_plan
+from tools.chaosstack import TASKS_QUEUE, TASKS_TABLE, ChaosStack
+from tools.invariants import TERMINAL, Expected, Findings, check_tasks, poison_recorded_by_id
+from tools.processes import DUMMY_CREDENTIALS, Piece, PieceError
+
+HTTP_TIMEOUT_SECONDS = 10
+PUBLISH_TRIES = 3  # a 503 means nothing was accepted: the README says to try again
+POLL_SECONDS = 0.5
+PROGRESS_SECONDS = 5.0
+MID_BATCH_WAIT_SECONDS = 15.0
+ACQUIRE_POLL_SECONDS = 0.01
+POISON_EVENT = '"event": "poison_recorded"'
+# The driver's own AWS calls go straight to the endpoint and may retry generously.
+DIRECT_CLIENT = BotoConfig(retries={"mode": "standard", "max_attempts": 5}, read_timeout=30)
+
+
+@dataclass(frozen=True)
+class ChaosOptions:
+    tasks: int = 300
+    workers: int = 2
+    kills: int = 3
+    kill_every: float = 5.0
+    fault_rate: float = 0.05
+    duplicate_share: float = 0.2
+    requeue_share: float = 0.1
+    poison_per_kind: int = 2
+    max_attempts: int = 3
+    concurrency: int = 8
+    deadline: float = 240.0
+    seed: int = 20261123
+    log_dir: Path | None = None
+    verbose: bool = True
+
+
+@dataclass
+class ChaosReport:
+    tasks: int = 0  # accepted by POST /publish
+    duplicates: int = 0  # extra publishes and queue copies actually sent
+    kills: int = 0
+    faults: int = 0
+    rejected: int = 0  # first publishes not accepted (not an invariant: a 503 is allowed)
+    completed: int = 0
+    failed: int = 0
+    poison_sent: int = 0
+    poison_recorded: int = 0
+    expired_attempts: int = 0  # attempts whose worker died holding the lease
+    elapsed_seconds: float = 0.0
+    faults_by_kind: Counter[str] = field(default_factory=Counter)
+    findings: Findings = field(default_factory=Findings)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings.broken()
+
+    def line(self) -> str:
+        f = self.findings
+        return (
+            f"tasks {self.tasks}, duplicates {self.duplicates}, kills {self.kills}, faults {self.faults}, "
+            f"lost {len(f.lost)}, double-run {len(f.double_run)}, overlaps {len(f.overlaps)}, stuck {len(f.stuck)}"
+        )
+
+    def details(self) -> str:
+        f = self.findings
+        kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(self.faults_by_kind.items()))
+        return (
+            f"completed {self.completed}, failed {self.failed}, rejected {self.rejected}, "
+            f"expired attempts {self.expired_attempts}, "
+            f"poison {self.poison_recorded}/{self.poison_sent} recorded, "
+            f"over-attempts {len(f.over_attempts)}, unexplained-failures {len(f.unexplained)}, "
+            f"inconsistent {len(f.inconsistent)}, wrong-success {len(f.wrong_success)}, "
+            f"payload-changed {len(f.payload_changed)}, duplicate-accepted {len(f.duplicate_accepted)}, "
+            f"api-disagrees {len(f.api_disagrees)}; faults: {kinds or 'none'}; "
+            f"{self.elapsed_seconds:.1f} s"
+        )
+
+
+class ChaosRun:
+    """One run: start the stack, send the plan while killing workers, wait, check."""
+
+    def __init__(self, options: ChaosOptions, log_dir: Path, say: Callable[[str], None]) -> None:
+        self.options = options
+        self.say = say
+        self.rng = random.Random(options.seed)
+        self.plan = make_plan(
+            uuid.uuid4().hex[:8],
+            options.tasks,
+            options.duplicate_share,
+            options.requeue_share,
+            options.poison_per_kind,
+            self.rng,
+        )
+        self.stack = ChaosStack(log_dir, options.workers, options.fault_rate, options.max_attempts, options.seed)
+        self.report = ChaosReport(poison_sent=len(self.plan.poison))
+        self._done = threading.Event()
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        # task id -> payloads of the publishes answered `duplicate: false`.
+        self._first_accepted: dict[str, list[dict[str, Any]]] = {}
+
+    # --- the driver's clients -------------------------------------------
+
+    def _aws(self, service: str) -> Any:
+        session = boto3.session.Session(
+            region_name="us-east-1",
+            aws_access_key_id=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=DUMMY_CREDENTIALS["AWS_SESSION_TOKEN"],
+        )
+        return session.client(service, endpoint_url=self.stack.aws_url, config=DIRECT_CLIENT)
+
+    def _http(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
+
+    # --- sending ----------------------------------------------------------
+
+    def publish(self, task_id: str, payload: dict[str, Any]) -> bool:
+        """POST /publish once (a 503 is tried again); True when accepted, as new or as a duplicate."""
+        body = {"id": task_id, "payload": payload}
+        for _ in range(PUBLISH_TRIES):
+            try:
+                response = self._http().post(f"{self.stack.api_url}/publish", json=body, timeout=HTTP_TIMEOUT_SECONDS)
+            except requests.RequestException:
+                continue
+            if response.status_code == 201:
+                if not response.json().get("duplicate"):
+                    with self._lock:
+                        self._first_accepted.setdefault(task_id, []).append(payload)
+                return True
+            if response.status_code != 503:
+                return False
+        return False
+
+    def _send_all(self, jobs: Iterable[Callable[[], bool]]) -> list[bool]:
+        with ThreadPoolExecutor(self.options.concurrency) as pool:
+            return list(pool.map(lambda job: job(), jobs))
+
+    def send_plan(self) -> list[PlannedTask]:
+        """Every first publish, then the mischief (duplicates, queue copies, poison) in a random order.
+
+        Copies go out only after their task's first publish was accepted, so that
+        the first payload is the one that must win. Returns the accepted tasks.
+        """
+        tasks = self.plan.tasks
+        answers = self._send_all([lambda t=task: self.publish(t.task_id, t.copy_payload(1)) for task in tasks])
+        accepted = [task for task, ok in zip(tasks, answers, strict=True) if ok]
+        self.report.tasks, self.report.rejected = len(accepted), len(tasks) - len(accepted)
+        self.say(f"published {len(accepted)} tasks ({self.report.rejected} not accepted)")
+
+        sqs = self._aws("sqs")
+        queue_url = sqs.get_queue_url(QueueName=TASKS_QUEUE)["QueueUrl"]
+
+        def straight_to_queue(body: str) -> bool:
+            sqs.send_message(QueueUrl=queue_url, MessageBody=body)
+            return True
+
+        jobs: list[Callable[[], bool]] = []
+        for task in accepted:
+            copies = range(2, 2 + task.republish)
+            jobs += [lambda t=task, n=copy: self.publish(t.task_id, t.copy_payload(n)) for copy in copies]
+            jobs += [lambda t=task: straight_to_queue(t.message()) for _ in range(task.requeue)]
+        jobs += [lambda p=poison: straight_to_queue(p.body) for poison in self.plan.poison]
+        self.rng.shuffle(jobs)
+        sent = self._send_all(jobs)
+        self.report.duplicates = sum(sent) - len(self.plan.poison)
+        self.say(f"sent {self.report.duplicates} duplicates and {len(self.plan.poison)} poison messages")
+        return accepted
+
+    # --- killing ------------------------------------------------------------
+
+    def _mid_batch_worker(self) -> Piece | None:
+        """The first live worker to take a task's lease from now on: killing it now kills a running attempt."""
+        seen = {worker: self.stack.proxies[worker].acquires for worker in self.stack.live_workers()}
+        deadline = time.monotonic() + MID_BATCH_WAIT_SECONDS
+        while time.monotonic() < deadline and not self._done.is_set():
+            for worker, acquires in seen.items():
+                if self.stack.proxies[worker].acquires > acquires:
+                    return worker
+            time.sleep(ACQUIRE_POLL_SECONDS)
+        return None
+
+    def kill_workers(self) -> None:
+        """Every `kill_every` seconds, SIGKILL a worker mid-batch and start another, `kills` times."""
+        for _ in range(self.options.kills):
+            if self._done.wait(self.options.kill_every):
+                return
+            victim = self._mid_batch_worker()
+            if victim is None:
+                continue
+            replacement = self.stack.kill_and_replace(victim)
+            self.report.kills += 1
+            self.say(f"killed {victim.piece} {victim.log_path.stem} mid-batch; {replacement.log_path.stem} took over")
+
+    # --- waiting and checking ---------------------------------------------
+
+    def scan(self) -> dict[str, dict[str, Any]]:
+        """Every task item, deserialized, with its payload parsed; read consistently."""
+        deserializer = TypeDeserializer()
+        items: dict[str, dict[str, Any]] = {}
+        for page in self._aws("dynamodb").get_paginator("scan").paginate(TableName=TASKS_TABLE, ConsistentRead=True):
+            for raw in page["Items"]:
+                item = {name: deserializer.deserialize(value) for name, value in raw.items()}
+                item["payload"] = json.loads(item["payload"]) if "payload" in item else None
+                items[item["id"]] = item
+        return items
+
+    def logged_poison_bodies(self) -> set[str]:
+        """The raw bodies the dead-letter handler logged as poison, from every worker's log."""
+        bodies: set[str] = set()
+        for path in self.stack.worker_logs():
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                if POISON_EVENT in line:
+                    event = json.loads(line[line.index("{") :])
+                    if "body" in event:
+                        bodies.add(event["body"])
+        return bodies
+
+    def unrecorded_poison(self, items: dict[str, dict[str, Any]]) -> list[Poison]:
+        logged = self.logged_poison_bodies()
+        return [
+            poison
+            for poison in self.plan.poison
+            if not (poison_recorded_by_id(items.get(poison.task_id)) if poison.task_id else poison.body in logged)
+        ]
+
+    def wait_until_settled(self, accepted: list[PlannedTask]) -> dict[str, dict[str, Any]]:
+        """Poll the table until every accepted task is terminal and every poison recorded, or the deadline."""
+        deadline = time.monotonic() + self.options.deadline
+        next_progress = time.monotonic() + PROGRESS_SECONDS
+        while True:
+            items = self.scan()
+            open_tasks = [t for t in accepted if items.get(t.task_id, {}).get("status") not in TERMINAL]
+            unrecorded = self.unrecorded_poison(items)
+            if (not open_tasks and not unrecorded) or time.monotonic() > deadline:
+                return items
+            if time.monotonic() > next_progress:
+                next_progress += PROGRESS_SECONDS
+                self.say(
+                    f"waiting: {len(accepted) - len(open_tasks)}/{len(accepted)} terminal, "
+                    f"{len(self.plan.poison) - len(unrecorded)}/{len(self.plan.poison)} poison recorded"
+                )
+            time.sleep(POLL_SECONDS)
+
+    def check(self, accepted: list[PlannedTask], items: dict[str, dict[str, Any]]) -> None:
+        expected = [
+            Expected(task.task_id, task.always_fails, (self._first_accepted.get(task.task_id) or [None])[0])
+            for task in accepted
+        ]
+        findings = check_tasks(items, expected, self.options.max_attempts)
+        findings.duplicate_accepted = sorted(i for i, firsts in self._first_accepted.items() if len(firsts) != 1)
+        findings.poison_unrecorded = [p.body for p in self.unrecorded_poison(items)]
+        findings.api_disagrees = self._api_disagreements(accepted, items)
+        self.report.findings = findings
+        self.report.completed = sum(1 for t in accepted if items.get(t.task_id, {}).get("status") == "COMPLETED")
+        self.report.failed = sum(1 for t in accepted if items.get(t.task_id, {}).get("status") == "FAILED")
+        self.report.poison_recorded = self.report.poison_sent - len(findings.poison_unrecorded)
+        self.report.expired_attempts = sum(
+            1
+            for task in accepted
+            for entry in items.get(task.task_id, {}).get("history") or []
+            if entry.get("outcome") == "expired"
+        )
+
+    def _api_disagreements(self, accepted: list[PlannedTask], items: dict[str, dict[str, Any]]) -> list[str]:
+        """Read the odd ids, and a sample of the rest, over HTTP: the API must tell what the table holds."""
+        odd = [t for t in accepted if not t.task_id.rsplit("-", 1)[-1].isdigit()]
+        sample = odd + self.rng.sample(accepted, min(10, len(accepted)))
+        disagree = []
+        for task in sample:
+            url = f"{self.stack.api_url}/tasks/{quote(task.task_id, safe='')}"
+            response = self._http().get(url, timeout=HTTP_TIMEOUT_SECONDS)
+            item = items.get(task.task_id, {})
+            view = response.json() if response.status_code == 200 else {}
+            if view.get("id") != task.task_id or view.get("status") != item.get("status"):
+                disagree.append(task.task_id)
+        return disagree
+
+    # --- the whole run ------------------------------------------------------
+
+    def run(self) -> ChaosReport:
+        """Start, torment, settle, check, stop.
+
+        Raises:
+            PieceError: the stack did not start.
+        """
+        started = time.monotonic()
+        killer = threading.Thread(target=self.kill_workers, name="chaos-killer", daemon=True)
+        try:
+            self.stack.start()
+            self.say(f"stack up: API {self.stack.api_url}, AWS {self.stack.aws_url}, {self.options.workers} workers")
+            killer.start()
+            accepted = self.send_plan()
+            items = self.wait_until_settled(accepted)
+            self._done.set()
+            killer.join(MID_BATCH_WAIT_SECONDS + 60)
+            self.check(accepted, items)
+        finally:
+            self._done.set()
+            self.stack.stop()
+            faults = self.stack.faults()
+            self.report.faults = sum(faults.values())
+            for (target, kind), count in faults.items():
+                self.report.faults_by_kind[f"{target.split('.')[0].split('_')[0]} {kind}"] += count
+        self.report.elapsed_seconds = time.monotonic() - started
+        return self.report
+
+
+def run_chaos(options: ChaosOptions, say: Callable[[str], None] = print) -> ChaosReport:
+    """Run one chaos round; logs go to `options.log_dir`, or a temporary directory removed afterwards.
+
+    Raises:
+        PieceError: the stack did not start.
+    """
+    quiet: Callable[[str], None] = (lambda _text: None) if not options.verbose else say
+    if options.log_dir is not None:
+        options.log_dir.mkdir(parents=True, exist_ok=True)
+        return ChaosRun(options, options.log_dir, quiet).run()
+    with tempfile.TemporaryDirectory(prefix="taskproc-chaos-") as log_dir:
+        return ChaosRun(options, Path(log_dir), quiet).run()
+
+
+def parse_options(argv: list[str] | None = None) -> ChaosOptions:
+    defaults = ChaosOptions()
+    parser = argparse.ArgumentParser(prog="python -m tools.chaos", description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=defaults.tasks, help="tasks to publish")
+    parser.add_argument("--workers", type=int, default=defaults.workers, help="worker processes at any time (>= 2)")
+    parser.add_argument("--kills", type=int, default=defaults.kills, help="workers to SIGKILL mid-batch")
+    parser.add_argument("--kill-every", type=float, default=defaults.kill_every, help="seconds between kills")
+    parser.add_argument("--fault-rate", type=float, default=defaults.fault_rate,
+                        help="share of the workers' AWS calls answered with a transient fault")
+    parser.add_argument("--duplicate-share", type=float, default=defaults.duplicate_share,
+                        help="share of tasks published two or three times")
+    parser.add_argument("--requeue-share", type=float, default=defaults.requeue_share,
+                        help="share of tasks whose message is sent to the queue twice")
+    parser.add_argument("--poison", type=int, default=defaults.poison_per_kind, help="poison messages of each kind")
+    parser.add_argument("--max-attempts", type=int, default=defaults.max_attempts, help="MAX_ATTEMPTS of the stack")
+    parser.add_argument("--concurrency", type=int, default=defaults.concurrency, help="concurrent publishes")
+    parser.add_argument("--deadline", type=float, default=defaults.deadline,
+                        help="seconds to wait for every task to finish")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the plan and the faults")
+    parser.add_argument("--log-dir", type=Path, default=None, help="keep the pieces' logs here")
+    parser.add_argument("--quiet", action="store_true", help="print only the figures")
+    args = parser.parse_args(argv)
+    if args.workers < 2:
+        parser.error("--workers must be at least 2")
+    if not 0 <= args.fault_rate < 1:
+        parser.error("--fault-rate must be in [0, 1)")
+    return ChaosOptions(
+        tasks=args.tasks,
+        workers=args.workers,
+        kills=args.kills,
+        kill_every=args.kill_every,
+        fault_rate=args.fault_rate,
+        duplicate_share=args.duplicate_share,
+        requeue_share=args.requeue_share,
+        poison_per_kind=args.poison,
+        max_attempts=args.max_attempts,
+        concurrency=args.concurrency,
+        deadline=args.deadline,
+        seed=args.seed,
+        log_dir=args.log_dir,
+        verbose=not args.quiet,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_options(argv)
+    try:
+        report = run_chaos(options)
+    except PieceError as exc:
+        print(f"the stack did not start: {exc}", file=sys.stderr)
+        return 2
+    print(report.line())
+    print(report.details())
+    for name, ids in report.findings.broken().items():
+        print(f"BROKEN {name}: {len(ids)}, e.g. {ids[:5]}")
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
