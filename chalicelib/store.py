@@ -45,6 +45,9 @@ UNCHANGED_SINCE_READ = "#version = :version"
 
 ACQUIRABLE = f"{TASK_IS_NEW} OR ({NOT_TERMINAL} AND {NO_LIVE_LEASE} AND {ATTEMPTS_LEFT} AND {BACKOFF_OVER})"
 
+# The health check reads this key; no task needs to exist under it.
+HEALTH_PROBE_KEY = "taskproc:health-probe"
+
 # Hosts' clocks differ a little; a retry that arrives this much before its
 # retryAt still runs rather than burning one of the message's receives.
 CLOCK_SKEW_MS = 1_000
@@ -145,7 +148,7 @@ class TaskStore:
         Raises:
             StoreError: it does not.
         """
-        self._call(self._client.get_item, TableName=self._table, Key=self._key("\x00health"))
+        self._call(self._client.get_item, TableName=self._table, Key=self._key(HEALTH_PROBE_KEY))
 
     # --- writes ----------------------------------------------------------
 
