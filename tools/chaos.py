@@ -53,6 +53,7 @@ class ChaosOptions:
     kills: int = 3
     kill_every: float = 5.0
     fault_rate: float = 0.05
+    lost_answer_share: float = 0.0
     duplicate_share: float = 0.2
     requeue_share: float = 0.1
     poison_per_kind: int = 2
@@ -121,7 +122,9 @@ class ChaosRun:
             options.poison_per_kind,
             self.rng,
         )
-        self.stack = ChaosStack(log_dir, options.workers, options.fault_rate, options.max_attempts, options.seed)
+        self.stack = ChaosStack(
+            log_dir, options.workers, options.fault_rate, options.max_attempts, options.seed, options.lost_answer_share
+        )
         self.report = ChaosReport(poison_sent=len(self.plan.poison))
         self._done = threading.Event()
         self._local = threading.local()
@@ -362,6 +365,8 @@ def parse_options(argv: list[str] | None = None) -> ChaosOptions:
     parser.add_argument("--kill-every", type=float, default=defaults.kill_every, help="seconds between kills")
     parser.add_argument("--fault-rate", type=float, default=defaults.fault_rate,
                         help="share of the workers' AWS calls answered with a transient fault")
+    parser.add_argument("--lost-answer-share", type=float, default=defaults.lost_answer_share,
+                        help="share of those faults that reach AWS and lose only the answer")
     parser.add_argument("--duplicate-share", type=float, default=defaults.duplicate_share,
                         help="share of tasks published two or three times")
     parser.add_argument("--requeue-share", type=float, default=defaults.requeue_share,
@@ -379,12 +384,15 @@ def parse_options(argv: list[str] | None = None) -> ChaosOptions:
         parser.error("--workers must be at least 2")
     if not 0 <= args.fault_rate < 1:
         parser.error("--fault-rate must be in [0, 1)")
+    if not 0 <= args.lost_answer_share <= 1:
+        parser.error("--lost-answer-share must be in [0, 1]")
     return ChaosOptions(
         tasks=args.tasks,
         workers=args.workers,
         kills=args.kills,
         kill_every=args.kill_every,
         fault_rate=args.fault_rate,
+        lost_answer_share=args.lost_answer_share,
         duplicate_share=args.duplicate_share,
         requeue_share=args.requeue_share,
         poison_per_kind=args.poison,

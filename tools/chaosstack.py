@@ -41,10 +41,13 @@ def timing_environment(max_attempts: int) -> dict[str, str]:
 class ChaosStack:
     """Starts and stops the pieces; replaces killed workers."""
 
-    def __init__(self, log_dir: Path, workers: int, fault_rate: float, max_attempts: int, seed: int) -> None:
+    def __init__(
+        self, log_dir: Path, workers: int, fault_rate: float, max_attempts: int, seed: int, lost_share: float = 0.0
+    ) -> None:
         self._log_dir = log_dir
         self._worker_count = workers
         self._fault_rate = fault_rate
+        self._lost_share = lost_share
         self._seed = seed
         self.aws_port = free_port()
         self.api_port = free_port()
@@ -78,7 +81,7 @@ class ChaosStack:
     def _spawn_worker(self) -> Piece:
         with self._lock:
             number = len(self.all_workers) + 1
-            proxy = FaultProxy(self.aws_url, self._fault_rate, self._seed + number).start()
+            proxy = FaultProxy(self.aws_url, self._fault_rate, self._seed + number, self._lost_share).start()
             worker = Piece("worker", f"worker-{number}", self.env(AWS_ENDPOINT_URL=proxy.url), self._log_dir)
             self.proxies[worker] = proxy
             self.workers.append(worker)

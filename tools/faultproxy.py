@@ -4,11 +4,15 @@ The workers use it as their AWS_ENDPOINT_URL. A set share of requests is
 answered, before it is forwarded, with a transient error that botocore's
 standard retry mode retries: 500, 503, or a 400 whose JSON body names
 ThrottlingException. Nothing reached the endpoint, so the retry is the first
-real attempt. The rest is forwarded unchanged.
+real attempt. Optionally a share of those faults loses the answer instead:
+the request is forwarded and applied, and the client still gets a 500, so its
+retry meets its own write (a conditional write then finds its condition false).
+The rest is forwarded unchanged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import random
@@ -24,6 +28,7 @@ from tools.processes import LOOPBACK
 UPSTREAM_TIMEOUT_SECONDS = 60
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "trailer", "upgrade"}
 KINDS = ("throttle", "500", "503")
+LOST = "lost"
 # The workers long-poll ReceiveMessage all the time, mostly answered empty: faulting
 # those at the full rate would spend the faults where they test nothing and slow the
 # whole flow, so they get a quarter of it.
@@ -51,10 +56,11 @@ def fault_response(kind: str, target: str) -> tuple[int, bytes]:
 class FaultProxy:
     """Forwards to `upstream`, answering about `rate` of the requests with a transient fault."""
 
-    def __init__(self, upstream: str, rate: float, seed: int = 0) -> None:
+    def __init__(self, upstream: str, rate: float, seed: int = 0, lost_share: float = 0.0) -> None:
         parts = urlsplit(upstream)
         self._upstream = (parts.hostname or LOOPBACK, parts.port or 80)
         self.rate = rate
+        self.lost_share = lost_share
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         # (service operation, kind) -> count, e.g. ("DynamoDB_20120810.UpdateItem", "throttle").
@@ -92,7 +98,7 @@ class FaultProxy:
             if self._rng.random() >= rate:
                 self.forwarded += 1
                 return None
-            kind = self._rng.choice(KINDS)
+            kind = LOST if self._rng.random() < self.lost_share else self._rng.choice(KINDS)
             self.faults[(target, kind)] += 1
             return kind
 
@@ -123,6 +129,12 @@ class FaultProxy:
                 body = self.rfile.read(length) if length else b""
                 target = self.headers.get("X-Amz-Target", "")
                 kind = proxy.choose_fault(target)
+                if kind == LOST:
+                    with contextlib.suppress(OSError):  # applied or not, the answer is lost either way
+                        proxy.forward(self.command, self.path, list(self.headers.items()), body)
+                    status, payload = fault_response("500", target)
+                    self._answer(status, [("Content-Type", "application/x-amz-json-1.0")], payload)
+                    return
                 if kind is not None:
                     status, payload = fault_response(kind, target)
                     self._answer(status, [("Content-Type", "application/x-amz-json-1.0")], payload)

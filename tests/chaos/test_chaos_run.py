@@ -18,6 +18,7 @@ OPTIONS = ChaosOptions(
     kills=2,
     kill_every=3.0,
     fault_rate=0.04,
+    lost_answer_share=0.3,
     duplicate_share=0.2,
     requeue_share=0.1,
     poison_per_kind=1,
