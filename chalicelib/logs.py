@@ -6,8 +6,10 @@ import json
 import logging
 from typing import Any
 
-logger = logging.getLogger("taskproc")
-# Lambda's runtime leaves the root logger at WARNING; task events are INFO.
+# A child of the app's own logger: Chalice sets `taskproc` to ERROR (DEBUG with app.debug)
+# and prints it to stdout, which CloudWatch collects; task events are INFO and must pass.
+EVENTS_LOGGER = "taskproc.tasks"
+logger = logging.getLogger(EVENTS_LOGGER)
 logger.setLevel(logging.INFO)
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 MAX_TASK_ID_LENGTH = 256
 # The serialized task ({"id", "payload"}) travels as the SQS message body and is
 # stored in the task item; DynamoDB's 400 KB item limit binds first, and the item
 # also holds the attempt history, so a task stays well below it.
 MAX_TASK_BYTES = 128 * 1024
+# JSON nested deeper than this is refused: nothing a task needs, and serializers
+# (pydantic's among them) give up a few hundred levels down.
+MAX_PAYLOAD_DEPTH = 128
 
 
 class Status(StrEnum):
@@ -64,12 +67,35 @@ class Simulation(BaseModel):
     failureChance: FailureChance | None = Field(default=None, description="Probability that an attempt fails, 0 to 1.")
 
 
+def json_depth(value: Any) -> int:
+    """How deeply a JSON value nests objects and arrays (a scalar is 0), without recursion."""
+    deepest, pending = 0, [(value, 0)]
+    while pending:
+        current, depth = pending.pop()
+        if isinstance(current, dict):
+            children = list(current.values())
+        elif isinstance(current, list):
+            children = current
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        pending.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 class TaskPayload(BaseModel):
     """Task-specific data, passed through as given; only `simulation` has rules."""
 
     model_config = ConfigDict(extra="allow", strict=True)
 
     simulation: Simulation | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_too_deep(cls, value: Any) -> Any:
+        if isinstance(value, dict) and json_depth(value) > MAX_PAYLOAD_DEPTH:
+            raise ValueError(f"must not nest objects and arrays more than {MAX_PAYLOAD_DEPTH} levels deep")
+        return value
 
 
 class TaskIn(BaseModel):

@@ -259,3 +259,21 @@ def monkeypatch_dir(monkeypatch: pytest.MonkeyPatch) -> Any:
         json.dumps({"version": "2.0", "app_name": "taskproc", "stages": {"bare": {}}})
     )
     return directory
+
+
+def test_a_payload_nested_too_deep_is_refused_naming_the_rule(client: Client) -> None:
+    nested: Any = 1
+    for _ in range(200):
+        nested = [nested]
+    for path, body, field in (
+        ("/publish", {"id": "deep", "payload": {"x": nested}}, "payload"),
+        ("/tasks", {"x": nested}, "body"),
+    ):
+        response = post(client, path, body)
+        assert response.status_code == 400
+        assert fields_of(response) == [field]
+        assert "128 levels" in error_of(response)["details"][0]["message"]
+
+
+def test_a_get_with_a_foreign_content_type_is_served(client: Client) -> None:
+    assert client.http.get("/health", headers={"Content-Type": "text/plain"}).status_code == 200
