@@ -157,31 +157,10 @@ class TaskStore:
 
         Returns the record and whether it was created (False for a duplicate id).
         """
-        now = self.now_ms()
-        item = {
-            "id": task.id,
-            "status": Status.PENDING.value,
-            "payload": json.dumps(task.payload, ensure_ascii=False, separators=(",", ":")),
-            "attempts": 0,
-            "maxAttempts": max_attempts,
-            "createdAt": iso_from_ms(now),
-            "updatedAt": iso_from_ms(now),
-            "history": [],
-            "version": 1,
-        }
-        try:
-            self._call(
-                self._client.put_item,
-                TableName=self._table,
-                Item={key: _serializer.serialize(value) for key, value in item.items()},
-                ConditionExpression=TASK_IS_NEW,
-                ExpressionAttributeNames=_names(TASK_IS_NEW),
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except _ConditionFailed as refused:
-            if refused.old is None:
-                raise StoreError(f"task {task.id!r} exists but the table returned no item") from None
-            return record_from_item(refused.old), False
+        item = self._new_item(task.id, task.payload, Status.PENDING, max_attempts)
+        old = self._put_new(item)
+        if old is not None:
+            return record_from_item(old), False
         return record_from_item(item), True
 
     def discard_unqueued(self, task_id: str) -> None:
@@ -315,7 +294,7 @@ class TaskStore:
             ":failed": Status.FAILED.value,
             ":error": reason,
             ":now_iso": iso_from_ms(now),
-            ":expiresAt": (now + self._retention_ms) // 1000,
+            ":expiresAt": self._expires_at(now),
             ":entries": [expired] if expired else [],
             ":one": 1,
             ":version": record.version,
@@ -327,21 +306,28 @@ class TaskStore:
 
     def record_unknown_failure(self, task_id: str, payload: dict[str, Any], reason: str) -> bool:
         """Store a FAILED task for an id the table has never seen. False if the id exists."""
-        now = self.now_ms()
-        item = {
+        item = self._new_item(task_id, payload, Status.FAILED, max_attempts=1)
+        item.update(finishedAt=item["createdAt"], lastError=reason, expiresAt=self._expires_at(self.now_ms()))
+        return self._put_new(item) is None
+
+    # --- internals -------------------------------------------------------
+
+    def _new_item(self, task_id: str, payload: dict[str, Any], status: Status, max_attempts: int) -> dict[str, Any]:
+        now = iso_from_ms(self.now_ms())
+        return {
             "id": task_id,
-            "status": Status.FAILED.value,
+            "status": status.value,
             "payload": json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
             "attempts": 0,
-            "maxAttempts": 1,
-            "createdAt": iso_from_ms(now),
-            "updatedAt": iso_from_ms(now),
-            "finishedAt": iso_from_ms(now),
-            "lastError": reason,
-            "expiresAt": (now + self._retention_ms) // 1000,
+            "maxAttempts": max_attempts,
+            "createdAt": now,
+            "updatedAt": now,
             "history": [],
             "version": 1,
         }
+
+    def _put_new(self, item: dict[str, Any]) -> dict[str, Any] | None:
+        """Put `item` unless its id exists; returns None when stored, else the existing item."""
         try:
             self._call(
                 self._client.put_item,
@@ -349,12 +335,17 @@ class TaskStore:
                 Item={key: _serializer.serialize(value) for key, value in item.items()},
                 ConditionExpression=TASK_IS_NEW,
                 ExpressionAttributeNames=_names(TASK_IS_NEW),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except _ConditionFailed:
-            return False
-        return True
+        except _ConditionFailed as refused:
+            if refused.old is None:
+                raise StoreError(f"task {item['id']!r} exists but the table returned no item") from None
+            return refused.old
+        return None
 
-    # --- internals -------------------------------------------------------
+    def _expires_at(self, now_ms: int) -> int:
+        """The TTL attribute's value: epoch seconds, RETENTION_DAYS after the task finished."""
+        return (now_ms + self._retention_ms) // 1000
 
     def _finish_attempt(
         self,
@@ -382,7 +373,7 @@ class TaskStore:
             values[":retryAt"] = retry_at_ms
         if status.is_terminal:
             sets += ["#finishedAt = :now_iso", "#expiresAt = :expiresAt"]
-            values[":expiresAt"] = (now + self._retention_ms) // 1000
+            values[":expiresAt"] = self._expires_at(now)
         update = f"SET {', '.join(sets)} ADD #version :one REMOVE #leaseOwner, #leaseExpiresAt, #attemptStartedAt"
         try:
             self._update(acquired.task.id, update, f"{TASK_EXISTS} AND {HOLDS_LEASE}", values)

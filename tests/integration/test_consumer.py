@@ -32,6 +32,10 @@ def test_a_task_that_succeeds_is_completed_once_and_its_message_deleted(h: Harne
     assert [(a["attempt"], a["outcome"]) for a in task["history"]] == [(1, "succeeded")]
     assert task["finishedAt"] is not None
     assert h.depth(h.rt.tasks_queue.url) == 0
+    item = h.rt.store._client.get_item(TableName="taskproc-test-tasks", Key={"id": {"S": "ok"}})["Item"]
+    retention = h.rt.settings.RETENTION_DAYS * 86_400
+    assert abs(int(item["expiresAt"]["N"]) - (h.clock() + retention)) < 5  # the table's TTL attribute
+    assert "leaseOwner" not in item and "leaseExpiresAt" not in item
 
 
 def test_a_failure_schedules_a_retry_by_setting_the_message_visibility_to_the_backoff(h: Harness) -> None:
