@@ -13,6 +13,7 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
+from local.atomic_sqs import make_receives_atomic
 from local.config import EMBEDDED_CREDENTIALS, LOOPBACK, TEMPLATE, LocalConfig
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,8 @@ class EmbeddedAws:
             if probe.connect_ex((LOOPBACK, self.port)) == 0:
                 raise EndpointError(f"port {self.port} is already in use; set AWS_PORT to a free one")
         from moto.server import ThreadedMotoServer  # imported here: only this piece needs moto
+
+        make_receives_atomic()
 
         # werkzeug logs every request at INFO: thousands of lines a minute under load.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)

@@ -70,7 +70,8 @@ def test_200_tasks_at_the_default_failure_chance_all_finish_and_fail_as_often_as
     walks = Counter((view["status"], *(entry["outcome"] for entry in view["history"])) for view in views.values())
     low, high = binomial_interval(LOAD_TASKS, chance**max_attempts, FALSE_ALARM)
     assert low <= len(failed) <= high, f"{len(failed)} of {LOAD_TASKS} FAILED, expected {low} to {high}: {walks}"
-    assert all(view["attempts"] == max_attempts for view in failed)
+    early = [view for view in failed if view["attempts"] != max_attempts]
+    assert not early, f"FAILED before the last attempt: {early[:3]}; all: {walks}"
     completed = [view for view in views.values() if view["status"] == "COMPLETED"]
     assert all(view["history"][-1]["outcome"] == "succeeded" for view in completed)
     # A first attempt fails with the default chance, so about that share of tasks was retried.
