@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections.abc import Iterator
@@ -10,10 +9,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-
-# app.py reads its queue names at import time, as Chalice does when it deploys.
-os.environ.setdefault("TASKS_QUEUE", "taskproc-test-tasks")
-os.environ.setdefault("DEAD_LETTER_QUEUE", "taskproc-test-dead-letters")
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "infra" / "resources.yaml"

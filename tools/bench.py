@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import statistics
@@ -52,8 +53,6 @@ class RequestCounter:
 
 @contextmanager
 def moto_server() -> Iterator[str]:
-    import logging
-
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
@@ -101,8 +100,11 @@ class InProcess:
         sys.path.insert(0, str(PROJECT_DIR))
         os.environ.update(TASKS_QUEUE=f"taskproc-{stage}-tasks", DEAD_LETTER_QUEUE=f"taskproc-{stage}-dead-letters")
         import app
+        from chalicelib.logs import EVENTS_LOGGER
         from chalicelib.settings import Settings
 
+        # One log line per task event costs more than the work measured here.
+        logging.getLogger(EVENTS_LOGGER).setLevel(logging.WARNING)
         self.app = app
         self.stage = stage
         self.settings = Settings(
@@ -478,8 +480,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
     args.out.mkdir(parents=True, exist_ok=True)
-    import logging
-
     logging.basicConfig(level=logging.WARNING)
     report: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
