@@ -23,6 +23,9 @@ AWS_CONFIG = Config(
     retries={"mode": "standard", "total_max_attempts": 3},
     connect_timeout=3,
     read_timeout=10,
+    # A batch runs its ten records at once; the offline worker runs several batches in
+    # one process. Fewer connections than threads would open and drop one per call.
+    max_pool_connections=50,
 )
 
 

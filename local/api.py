@@ -14,11 +14,16 @@ import logging
 import threading
 from typing import Any
 
-from chalice.local import LocalDevServer, create_local_server
+from chalice.local import LocalDevServer, ThreadedHTTPServer, create_local_server
 
 from local.config import LOOPBACK, LocalConfig, apply_environment, chalice_config
 
 logger = logging.getLogger(__name__)
+
+# socketserver listens with a backlog of 5: a client opening a few more connections at
+# once (a load test, a burst of publishes) is reset. The backlog is read when the server
+# binds, so it is set on the class before the server is created.
+LISTEN_BACKLOG = 128
 
 
 class ApiError(Exception):
@@ -42,6 +47,7 @@ class Api:
         apply_environment(self._config)
         app_module: Any = importlib.import_module("app")
         config = chalice_config(self._config.stage, app_module.app)
+        ThreadedHTTPServer.request_queue_size = LISTEN_BACKLOG
         try:
             self._server = create_local_server(app_module.app, config, LOOPBACK, self._config.port)
         except OSError as exc:
