@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from chalicelib.backoff import backoff_seconds
-from chalicelib.errors import LeaseLost, StaleRecord, TaskprocError
+from chalicelib.errors import LeaseLost, StaleRecord
 from chalicelib.logs import log_event
 from chalicelib.models import Task, TaskIn
 from chalicelib.queue import Queue, VisibilityChange
@@ -55,6 +55,10 @@ class RecordResult:
     receipt_handle: str
     outcome: Outcome
     visibility_seconds: int | None = None
+
+
+# What became of one record, and the visibility timeout its message needs, if any.
+Verdict = tuple[Outcome, int | None]
 
 
 class BatchIncomplete(Exception):
@@ -112,15 +116,13 @@ class TaskConsumer:
 
     def handle(self, record: SqsRecord) -> RecordResult:
         try:
-            return self._handle(record)
+            outcome, visibility = self._handle(record)
         except Exception:  # noqa: BLE001 - one record's failure must not lose the others
             log_event("record_error", logging.ERROR, messageId=record.message_id, error=_last_error())
-            return RecordResult(record.message_id, record.receipt_handle, Outcome.ERROR)
+            outcome, visibility = Outcome.ERROR, None
+        return RecordResult(record.message_id, record.receipt_handle, outcome, visibility)
 
-    def _handle(self, record: SqsRecord) -> RecordResult:
-        def result(outcome: Outcome, visibility: int | None = None) -> RecordResult:
-            return RecordResult(record.message_id, record.receipt_handle, outcome, visibility)
-
+    def _handle(self, record: SqsRecord) -> Verdict:
         try:
             task = parse_task_message(record.body)
         except ValueError as exc:
@@ -128,7 +130,7 @@ class TaskConsumer:
                 record.body, {"poisonReason": str(exc)[:1024], "sourceMessageId": record.message_id}
             )
             log_event("poison", logging.WARNING, messageId=record.message_id, reason=str(exc))
-            return result(Outcome.POISON)
+            return Outcome.POISON, None
 
         store = self._rt.store
         try:
@@ -136,7 +138,7 @@ class TaskConsumer:
                 task, uuid.uuid4().hex, record.message_id, self._settings.MAX_ATTEMPTS, self._settings.LEASE_SECONDS
             )
         except AcquireRefused as refused:
-            return self._refused(record, refused, result)
+            return self._refused(record, refused)
 
         fields = {"taskId": task.id, "attempt": acquired.attempt, "messageId": record.message_id}
         if acquired.previous and acquired.previous.lease:
@@ -146,46 +148,46 @@ class TaskConsumer:
         try:
             run_task(acquired.task, self._settings.DEFAULT_FAILURE_CHANCE, self._rt.rng)
         except WorkFailed as failure:
-            return self._failed(acquired, str(failure), fields, result)
+            return self._failed(acquired, str(failure), fields)
         try:
             store.complete(acquired)
         except LeaseLost:
             log_event("lease_lost", logging.ERROR, **fields)
-            return result(Outcome.ERROR)
+            return Outcome.ERROR, None
         log_event("succeeded", **fields)
-        return result(Outcome.SUCCEEDED)
+        return Outcome.SUCCEEDED, None
 
-    def _failed(self, acquired: Acquired, error: str, fields: dict[str, Any], result: Any) -> RecordResult:
+    def _failed(self, acquired: Acquired, error: str, fields: dict[str, Any]) -> Verdict:
         if acquired.is_last_attempt:
             self._rt.store.fail(acquired, error, retry_at_ms=None)
             log_event("failed", logging.WARNING, **fields, error=error, final=True)
             # Visible again at once, so its next receive moves it to the dead-letter queue
             # rather than making a finished task wait out a backoff.
-            return result(Outcome.DEAD_LETTERED, 0)
+            return Outcome.DEAD_LETTERED, 0
         delay = backoff_seconds(
             acquired.attempt, self._settings.BACKOFF_BASE_SECONDS, self._settings.BACKOFF_MAX_SECONDS, self._rt.rng
         )
         self._rt.store.fail(acquired, error, retry_at_ms=self._rt.store.now_ms() + delay * 1000)
         log_event("failed", logging.WARNING, **fields, error=error, final=False)
         log_event("retry_scheduled", **fields, delaySeconds=delay)
-        return result(Outcome.RETRY_SCHEDULED, delay)
+        return Outcome.RETRY_SCHEDULED, delay
 
-    def _refused(self, record: SqsRecord, refused: AcquireRefused, result: Any) -> RecordResult:
+    def _refused(self, record: SqsRecord, refused: AcquireRefused) -> Verdict:
         task = refused.record
         fields = {"taskId": task.id, "attempt": task.attempts, "messageId": record.message_id}
         if refused.reason is Refusal.TERMINAL:
             log_event("duplicate_dropped", **fields, status=task.status.value)
-            return result(Outcome.DROPPED)
+            return Outcome.DROPPED, None
         if refused.reason is Refusal.EXHAUSTED:
-            reason = f"attempt {task.attempts} of {task.max_attempts} expired: the consumer stopped before finishing"
+            reason = task.expired_reason
             try:
                 self._rt.store.fail_abandoned(task, reason)
             except StaleRecord:
-                return result(Outcome.ERROR)
+                return Outcome.ERROR, None
             log_event("failed", logging.WARNING, **fields, error=reason, final=True)
-            return result(Outcome.DEAD_LETTERED, 0)
+            return Outcome.DEAD_LETTERED, 0
         log_event("deferred", **fields, reason=refused.reason.value, waitMs=refused.wait_ms)
-        return result(Outcome.DEFERRED, _seconds(refused.wait_ms))
+        return Outcome.DEFERRED, _seconds(refused.wait_ms)
 
 
 class DeadLetterConsumer:
@@ -197,7 +199,7 @@ class DeadLetterConsumer:
     def handle(self, record: SqsRecord) -> RecordResult:
         try:
             outcome = self._handle(record)
-        except (TaskprocError, StaleRecord):
+        except Exception:  # noqa: BLE001 - one record's failure must not lose the others
             log_event("record_error", logging.ERROR, messageId=record.message_id, error=_last_error())
             outcome = Outcome.ERROR
         return RecordResult(record.message_id, record.receipt_handle, outcome)
@@ -223,9 +225,7 @@ class DeadLetterConsumer:
             log_event("dead_lettered_duplicate", **fields, status=current.status.value)
             return Outcome.RECORDED
         if current.lease:
-            reason = (
-                f"attempt {current.attempts} of {current.max_attempts} expired: the consumer stopped before finishing"
-            )
+            reason = current.expired_reason
         else:
             reason = current.last_error or "the message was dead-lettered before any attempt finished"
         self._store.fail_abandoned(current, reason)

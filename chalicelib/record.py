@@ -58,6 +58,10 @@ class TaskRecord:
     def live_lease(self, now_ms: int) -> Lease | None:
         return self.lease if self.lease and self.lease.is_live(now_ms) else None
 
+    @property
+    def expired_reason(self) -> str:
+        return f"attempt {self.attempts} of {self.max_attempts} expired: the consumer stopped before finishing"
+
     def expired_attempt(self) -> dict[str, Any] | None:
         """The history entry for an attempt whose consumer died holding the lease."""
         if self.lease is None:
