@@ -92,13 +92,8 @@ def _problems(exc: ValidationError, prefix: str = "") -> list[FieldProblem]:
     ]
 
 
-def task_message(task: Task) -> str:
-    """The task as it travels on the queue: the same document `POST /publish` takes."""
-    return json.dumps({"id": task.id, "payload": task.payload}, ensure_ascii=False, separators=(",", ":"))
-
-
 def _checked_size(task: Task) -> str:
-    message = task_message(task)
+    message = task.message_body()
     size = len(message.encode("utf-8"))
     if size > MAX_TASK_BYTES:
         raise PayloadTooLarge(f"the serialized task may be at most {MAX_TASK_BYTES} bytes; it has {size}")

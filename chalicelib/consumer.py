@@ -25,6 +25,7 @@ from chalicelib.errors import LeaseLost, StaleRecord
 from chalicelib.logs import log_event
 from chalicelib.models import Task, TaskIn
 from chalicelib.queue import Queue, VisibilityChange
+from chalicelib.record import TaskRecord
 from chalicelib.runtime import Runtime
 from chalicelib.settings import MAX_VISIBILITY_SECONDS
 from chalicelib.store import Acquired, AcquireRefused, Refusal
@@ -56,6 +57,12 @@ class RecordResult:
     outcome: Outcome
     visibility_seconds: int | None = None
 
+
+# A task's message is queued again at most this often after SQS dead-lettered it with
+# attempts left; a message that can never be handled still ends its task FAILED.
+MAX_REDRIVES = 2
+# SQS delays a new message by 15 minutes at most.
+MAX_SEND_DELAY_SECONDS = 900
 
 # What became of one record, and the visibility timeout its message needs, if any.
 Verdict = tuple[Outcome, int | None]
@@ -195,6 +202,7 @@ class DeadLetterConsumer:
 
     def __init__(self, runtime: Runtime) -> None:
         self._store = runtime.store
+        self._tasks_queue = runtime.tasks_queue
 
     def handle(self, record: SqsRecord) -> RecordResult:
         try:
@@ -224,12 +232,30 @@ class DeadLetterConsumer:
             # Another copy of the task's message is running or will run it.
             log_event("dead_lettered_duplicate", **fields, status=current.status.value)
             return Outcome.RECORDED
+        if current.attempts_left > 0 and current.redrives < MAX_REDRIVES:
+            return self._redrive(current, fields)
         if current.lease:
             reason = current.expired_reason
         else:
             reason = current.last_error or "the message was dead-lettered before any attempt finished"
         self._store.fail_abandoned(current, reason)
         log_event("dead_lettered", logging.WARNING, **fields, attempt=current.attempts, error=reason)
+        return Outcome.RECORDED
+
+    def _redrive(self, current: TaskRecord, fields: dict[str, Any]) -> Outcome:
+        """Queue the task again: its message ran out of receives before the task ran out of attempts.
+
+        Deliveries that were only deferred (a duplicate during a lease or a backoff) use up
+        receives too, so SQS can dead-letter a task's message early. The new message waits
+        out what is left of the backoff and becomes the task's message.
+        """
+        wait_ms = (current.retry_at_ms or 0) - self._store.now_ms()
+        delay = min(MAX_SEND_DELAY_SECONDS, max(0, math.ceil(wait_ms / 1000)))
+        message_id = self._tasks_queue.send(current.task.message_body(), delay_seconds=delay)
+        self._store.note_redrive(current, message_id)
+        log_event(
+            "redriven", logging.WARNING, **fields, attempt=current.attempts, newMessageId=message_id, delaySeconds=delay
+        )
         return Outcome.RECORDED
 
     def _poison(self, record: SqsRecord, reason: str) -> Outcome:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -118,6 +119,10 @@ class Task(BaseModel):
     @property
     def simulation(self) -> Simulation:
         return Simulation.model_validate(self.payload.get("simulation") or {})
+
+    def message_body(self) -> str:
+        """The task as it travels on the queue: the same document `POST /publish` takes."""
+        return json.dumps({"id": self.id, "payload": self.payload}, ensure_ascii=False, separators=(",", ":"))
 
 
 class PublishAccepted(BaseModel):

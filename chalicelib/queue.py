@@ -37,13 +37,15 @@ class Queue:
             self._url = str(response["QueueUrl"])
         return self._url
 
-    def send(self, body: str, attributes: dict[str, str] | None = None) -> str:
-        """Send one message and return its MessageId.
+    def send(self, body: str, attributes: dict[str, str] | None = None, delay_seconds: int = 0) -> str:
+        """Send one message, hidden for `delay_seconds` (at most 900), and return its MessageId.
 
         Raises:
             QueueError: SQS refused it after botocore's retries.
         """
         kwargs: dict[str, Any] = {"QueueUrl": self.url, "MessageBody": body}
+        if delay_seconds:
+            kwargs["DelaySeconds"] = delay_seconds
         if attributes:
             kwargs["MessageAttributes"] = {
                 name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()

@@ -40,6 +40,7 @@ class TaskRecord:
     last_error: str | None = None
     retry_at_ms: int | None = None
     last_message_id: str | None = None
+    redrives: int = 0
     lease: Lease | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -138,6 +139,7 @@ def record_from_item(item: dict[str, Any]) -> TaskRecord:
         last_error=item.get("lastError"),
         retry_at_ms=int(item["retryAt"]) if "retryAt" in item else None,
         last_message_id=item.get("lastMessageId"),
+        redrives=int(item.get("redrives", 0)),
         lease=lease,
         history=[{**entry, "attempt": int(entry["attempt"])} for entry in item.get("history", [])],
     )

@@ -304,6 +304,24 @@ class TaskStore:
         except _ConditionFailed as refused:
             raise StaleRecord(f"task {record.id!r} changed while it was being failed") from refused
 
+    def note_redrive(self, record: TaskRecord, message_id: str) -> None:
+        """Make `message_id` the task's message after its old one was dead-lettered and sent again.
+
+        Raises:
+            StaleRecord: the task changed since `record` was read.
+        """
+        update = "SET #lastMessageId = :messageId, #updatedAt = :now_iso ADD #redrives :one, #version :one"
+        values = {
+            ":messageId": message_id,
+            ":now_iso": iso_from_ms(self.now_ms()),
+            ":one": 1,
+            ":version": record.version,
+        }
+        try:
+            self._update(record.id, update, UNCHANGED_SINCE_READ, values)
+        except _ConditionFailed as refused:
+            raise StaleRecord(f"task {record.id!r} changed while it was being redriven") from refused
+
     def record_unknown_failure(self, task_id: str, payload: dict[str, Any], reason: str) -> bool:
         """Store a FAILED task for an id the table has never seen. False if the id exists."""
         item = self._new_item(task_id, payload, Status.FAILED, max_attempts=1)

@@ -279,17 +279,45 @@ def test_a_completion_whose_answer_was_lost_is_not_mistaken_for_a_lost_lease(h: 
     assert h.task("landed")["status"] == "COMPLETED"
 
 
-def test_a_dead_letter_of_a_task_stuck_before_its_last_attempt_fails_it_with_the_last_error(h: Harness) -> None:
+def test_a_task_dead_lettered_with_attempts_left_is_queued_again_and_runs_them(h: Harness) -> None:
+    h.publish("early", FAILS)
+    delivery = h.deliver()
+    delay = h.visibility[delivery.records[0]["receiptHandle"]]
+    # Two deliveries during the backoff are deferred, and use up the message's receives.
+    for _ in range(2):
+        h.reveal(delivery)
+        delivery = h.deliver()
+        assert len(delivery.records) == 1 and isinstance(delivery.raised, BatchIncomplete)
+    h.reveal(delivery)
+    assert h.deliver().records == []  # SQS moved it to the dead-letter queue
+    assert h.depth(h.rt.dead_letters.url) == 1
+    h.clock.advance(delay)
+
+    dead = h.deliver_dead_letters()
+
+    assert dead.raised is None
+    task = h.task("early")
+    assert (task["status"], task["attempts"]) == ("RETRYING", 1)
+    record = h.rt.store.get("early")
+    assert record.redrives == 1
+    assert record.last_message_id not in {r["messageId"] for r in dead.records}
+    again = h.deliver()
+    assert [r["messageId"] for r in again.records] == [record.last_message_id]
+    assert h.task("early")["attempts"] == 2
+
+
+def test_a_task_dead_lettered_again_after_its_redrives_fails_with_its_last_error(h: Harness) -> None:
+    from chalicelib.consumer import MAX_REDRIVES
+
     h.publish("stuck", FAILS)
     first = h.deliver()
-    # Its message is dead-lettered by SQS (say, after crashes before any write) while RETRYING.
-    body = first.records[0]["body"]
     h.sqs.delete_message(QueueUrl=h.rt.tasks_queue.url, ReceiptHandle=first.records[0]["receiptHandle"])
-    h.sqs.send_message(QueueUrl=h.rt.dead_letters.url, MessageBody=body)
+    h.sqs.send_message(QueueUrl=h.rt.dead_letters.url, MessageBody=first.records[0]["body"])
     h.rt.store._client.update_item(
         TableName="taskproc-test-tasks",
         Key={"id": {"S": "stuck"}},
-        UpdateExpression="REMOVE lastMessageId",
+        UpdateExpression="SET redrives = :n REMOVE lastMessageId",
+        ExpressionAttributeValues={":n": {"N": str(MAX_REDRIVES)}},
     )
 
     h.deliver_dead_letters()
@@ -297,6 +325,7 @@ def test_a_dead_letter_of_a_task_stuck_before_its_last_attempt_fails_it_with_the
     task = h.task("stuck")
     assert task["status"] == "FAILED"
     assert task["lastError"] == "simulated failure (failureChance 1)"
+    assert h.depth(h.rt.tasks_queue.url) == 0
 
 
 def test_a_dead_lettered_duplicate_copy_leaves_the_task_to_its_live_message(h: Harness) -> None:
