@@ -42,6 +42,7 @@ ATTEMPTS_LEFT = "#attempts < #maxAttempts"
 BACKOFF_OVER = "(attribute_not_exists(#retryAt) OR #retryAt <= :nowWithSkew)"
 HOLDS_LEASE = "#leaseOwner = :owner"
 UNCHANGED_SINCE_READ = "#version = :version"
+HISTORY_LENGTH_UNCHANGED = "size(#history) = :historyLength"
 
 ACQUIRABLE = f"{TASK_IS_NEW} OR ({NOT_TERMINAL} AND {NO_LIVE_LEASE} AND {ATTEMPTS_LEFT} AND {BACKOFF_OVER})"
 
@@ -244,14 +245,25 @@ class TaskStore:
         )
 
     def record_expired_attempt(self, acquired: Acquired) -> None:
-        """After a takeover, add the dead holder's attempt to the history as expired."""
-        entry = acquired.previous.expired_attempt() if acquired.previous else None
-        if entry is None:
+        """After a takeover, add the dead holder's attempt to the history as expired.
+
+        Raises:
+            LeaseLost: another consumer took the task over first.
+        """
+        previous = acquired.previous
+        entry = previous.expired_attempt() if previous else None
+        if previous is None or entry is None:
             return
+        # The history's length is part of the condition, so that a retry of an append whose
+        # answer was lost cannot append the entry twice.
+        condition = f"{HOLDS_LEASE} AND {HISTORY_LENGTH_UNCHANGED}"
         update = "SET #history = list_append(#history, :entries)"
+        values = {":owner": acquired.owner, ":entries": [entry], ":historyLength": len(previous.history)}
         try:
-            self._update(acquired.task.id, update, HOLDS_LEASE, {":owner": acquired.owner, ":entries": [entry]})
+            self._update(acquired.task.id, update, condition, values)
         except _ConditionFailed as refused:
+            if _history_ends_with(refused.old, entry):
+                return
             raise LeaseLost(f"task {acquired.task.id!r}: lease lost before recording the expired attempt") from refused
 
     def complete(self, acquired: Acquired) -> None:

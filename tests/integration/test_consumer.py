@@ -347,3 +347,19 @@ def test_a_dead_letter_never_overwrites_completed(h: Harness) -> None:
     h.deliver_dead_letters()
 
     assert h.task("done")["status"] == "COMPLETED"
+
+
+def test_an_expired_attempt_whose_record_answer_was_lost_is_recorded_once(h: Harness) -> None:
+    from chalicelib.models import Task
+    from tests.integration.faults import inject_errors
+
+    h.publish("orphan", SUCCEEDS)
+    h.rt.store.acquire(Task(id="orphan", payload=SUCCEEDS), "dead-consumer", "m-0", 3, lease_seconds=60)
+    h.clock.advance(61)
+    # The takeover's first write is the acquire; the second appends the expired attempt.
+    # In-process moto applies it and then the answer is lost, so botocore sends it again.
+    with inject_errors(h.rt.store._client, "UpdateItem", status=500, code="InternalServerError", times=1, skip=1):
+        h.deliver()
+
+    task = h.task("orphan")
+    assert [(a["attempt"], a["outcome"]) for a in task["history"]] == [(1, "expired"), (2, "succeeded")]
