@@ -309,12 +309,8 @@ class TaskStore:
             ":expiresAt": self._expires_at(now),
             ":entries": [expired] if expired else [],
             ":one": 1,
-            ":version": record.version,
         }
-        try:
-            self._update(record.id, update, UNCHANGED_SINCE_READ, values)
-        except _ConditionFailed as refused:
-            raise StaleRecord(f"task {record.id!r} changed while it was being failed") from refused
+        self._update_if_unchanged(record, update, values, "failed")
 
     def note_redrive(self, record: TaskRecord, message_id: str) -> None:
         """Make `message_id` the task's message after its old one was dead-lettered and sent again.
@@ -327,12 +323,8 @@ class TaskStore:
             ":messageId": message_id,
             ":now_iso": iso_from_ms(self.now_ms()),
             ":one": 1,
-            ":version": record.version,
         }
-        try:
-            self._update(record.id, update, UNCHANGED_SINCE_READ, values)
-        except _ConditionFailed as refused:
-            raise StaleRecord(f"task {record.id!r} changed while it was being redriven") from refused
+        self._update_if_unchanged(record, update, values, "redriven")
 
     def record_unknown_failure(self, task_id: str, payload: dict[str, Any], reason: str) -> bool:
         """Store a FAILED task for an id the table has never seen. False if the id exists."""
@@ -411,6 +403,17 @@ class TaskStore:
             if _history_ends_with(refused.old, entry):
                 return  # a retry of this very write, whose first answer was lost
             raise LeaseLost(f"task {acquired.task.id!r}: attempt {acquired.attempt} lost its lease") from refused
+
+    def _update_if_unchanged(self, record: TaskRecord, update: str, values: dict[str, Any], action: str) -> None:
+        """Apply `update` only if the task is still as `record` read it (its version is unchanged).
+
+        Raises:
+            StaleRecord: it changed in between.
+        """
+        try:
+            self._update(record.id, update, UNCHANGED_SINCE_READ, {**values, ":version": record.version})
+        except _ConditionFailed as refused:
+            raise StaleRecord(f"task {record.id!r} changed while it was being {action}") from refused
 
     def _refusal(self, old_item: dict[str, Any] | None, now: int) -> AcquireRefused | StoreError:
         if old_item is None:
