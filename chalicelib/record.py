@@ -77,17 +77,19 @@ class TaskRecord:
 
     def view(self, now_ms: int) -> TaskView:
         history = [AttemptView.model_validate(entry) for entry in self.history]
-        if self.lease is not None:
-            live = self.lease.is_live(now_ms)
+        live = self.live_lease(now_ms)
+        if live is not None:
             history.append(
                 AttemptView(
                     attempt=self.attempts,
-                    startedAt=self.lease.started_at,
-                    finishedAt=None if live else iso_from_ms(self.lease.expires_at_ms),
-                    outcome=Outcome.RUNNING if live else Outcome.EXPIRED,
-                    error=None if live else "the consumer stopped before finishing; its lease expired",
+                    startedAt=live.started_at,
+                    finishedAt=None,
+                    outcome=Outcome.RUNNING,
+                    error=None,
                 )
             )
+        elif (expired := self.expired_attempt()) is not None:
+            history.append(AttemptView.model_validate(expired))
         return TaskView(
             id=self.id,
             status=self.status,
