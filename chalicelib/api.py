@@ -85,9 +85,9 @@ def parse_json_object(raw_body: bytes | None, content_type: str | None) -> dict[
     return parsed
 
 
-def _problems(exc: ValidationError, prefix: str = "") -> list[FieldProblem]:
+def _problems(exc: ValidationError) -> list[FieldProblem]:
     return [
-        FieldProblem(".".join([prefix] * bool(prefix) + [str(part) for part in error["loc"]]) or "body", error["msg"])
+        FieldProblem(".".join(str(part) for part in error["loc"]) or "body", error["msg"])
         for error in exc.errors(include_url=False)
     ]
 
