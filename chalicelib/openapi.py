@@ -12,10 +12,14 @@ from chalicelib.handlers import REGISTRY
 from chalicelib.handlers.simulate import SimulatePayload
 from chalicelib.models import (
     DEFAULT_TYPE,
+    MAX_BATCH_BYTES,
+    MAX_BATCH_TASKS,
     MAX_TASK_BYTES,
     ErrorResponse,
     Health,
     PublishAccepted,
+    PublishBatchAnswer,
+    PublishBatchIn,
     TaskCreated,
     TaskIn,
     TaskView,
@@ -90,6 +94,18 @@ def _body(model: type[BaseModel], description: str) -> dict[str, Any]:
     return {"required": True, "description": description, "content": {"application/json": {"schema": _ref(model)}}}
 
 
+BATCH_DESCRIPTION = (
+    "Each entry gets the result `POST /publish` would give it: `{id, status, duplicate}` when it is "
+    "accepted or a duplicate, `{id, error}` (the usual error shape; `id` null when the entry has none "
+    "usable) when it is refused, including `service_unavailable` when its put or its send failed; such a "
+    "task is not kept. An id repeated within the batch is a duplicate of its first entry and shares its "
+    "outcome. The request as a whole is refused (4xx) only when it is not a batch: not a JSON object, "
+    f"`tasks` missing, not a list, empty or over {MAX_BATCH_TASKS} entries, or a body over "
+    f"{MAX_BATCH_BYTES:,} bytes. That cap keeps a request within API Gateway's 10 MB request limit and "
+    "Lambda's 6 MB synchronous invocation payload, which holds the body JSON-escaped; each task is still "
+    f"at most {MAX_TASK_BYTES} bytes serialized (`payload_too_large` in its result)."
+)
+
 LOCATION = {"Location": {"description": "Where the task's status can be read.", "schema": {"type": "string"}}}
 
 
@@ -106,11 +122,15 @@ def openapi_document() -> dict[str, Any]:
             (TaskView, "serialization"),
             (ErrorResponse, "serialization"),
             (Health, "serialization"),
+            (PublishBatchIn, "validation"),
+            (PublishBatchAnswer, "serialization"),
         ],
         ref_template=REF,
     )
     definitions = schemas["$defs"]
     definitions.update(_task_type_schemas(REGISTRY, definitions))
+    # Entries are validated one by one (a bad one is refused in its result), but each is a publish body.
+    definitions["PublishBatchIn"]["properties"]["tasks"]["items"] = _ref(TaskIn)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -127,6 +147,20 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "201": _json(PublishAccepted, "Accepted (also for a duplicate id).", LOCATION),
                         **_errors(400, 413, 415, 500, 503),
+                    },
+                }
+            },
+            "/publish/batch": {
+                "post": {
+                    "operationId": "publishBatch",
+                    "summary": f"Publish 1 to {MAX_BATCH_TASKS} tasks at once; each is accepted or refused on its own.",
+                    "description": BATCH_DESCRIPTION,
+                    "requestBody": _body(PublishBatchIn, "The tasks, each a `POST /publish` body."),
+                    "responses": {
+                        "200": _json(PublishBatchAnswer, "One result per task, in request order."),
+                        **_errors(400, 415, 500),
+                        "413": _json(ErrorResponse, f"The body is larger than {MAX_BATCH_BYTES:,} bytes."),
+                        "503": _json(ErrorResponse, "The service is misconfigured; nothing was accepted."),
                     },
                 }
             },
