@@ -112,7 +112,7 @@ def _validated(entry: Any, rt: Runtime) -> tuple[Task, int]:
     if not isinstance(entry, dict):
         # What `POST /publish` answers for a body that is not an object.
         raise ValidationFailed(
-            "the task must be a JSON object",
+            "the body must be a JSON object",
             [FieldProblem("body", f"must be a JSON object, not {type(entry).__name__}")],
         )
     return api.validated_task(entry, rt.registry)
