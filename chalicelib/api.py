@@ -117,7 +117,7 @@ def validated_task(body: dict[str, Any], registry: Registry) -> tuple[Task, int]
             does not fit the type's model; each detail names the field.
     """
     try:
-        TaskIn.model_validate(body)
+        task_in = TaskIn.model_validate(body)
     except ValidationError as exc:
         raise ValidationFailed("the task is not valid", _problems(exc)) from exc
     name = body.get("type", DEFAULT_TYPE)
@@ -133,7 +133,7 @@ def validated_task(body: dict[str, Any], registry: Registry) -> tuple[Task, int]
         raise ValidationFailed(
             f"the payload does not fit task type {name!r}", _problems(exc, prefix=("payload",))
         ) from exc
-    return Task(id=body["id"], type=name, payload=body["payload"]), body.get("delaySeconds", 0)
+    return Task(id=body["id"], type=name, payload=body["payload"]), task_in.delaySeconds
 
 
 def publish(body: dict[str, Any], rt: Runtime) -> PublishAccepted:

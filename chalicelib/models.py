@@ -6,7 +6,7 @@ import json
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 MAX_TASK_ID_LENGTH = 256
 # The serialized task ({"id", "payload"}) travels as the SQS message body and is
@@ -88,6 +88,12 @@ JsonObject = Annotated[dict[str, Any], AfterValidator(_not_too_deep)]
 TaskTypeName = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=MAX_TYPE_NAME_LENGTH)]
 
 
+def _integral_float_as_int(value: Any) -> Any:
+    # JSON Schema's `integer` includes 200.0, and the document promises what the schema allows;
+    # 1.5, "5" and true still fail the strict integer check after this.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 class TaskIn(BaseModel):
     """The body of `POST /publish`, and of every message on the task queue."""
 
@@ -96,7 +102,7 @@ class TaskIn(BaseModel):
     id: TaskId = Field(description=f"A unique, non-empty id of at most {MAX_TASK_ID_LENGTH} characters.")
     type: TaskTypeName = Field(default=DEFAULT_TYPE, description="The registered task type that runs it.")
     payload: JsonObject = Field(description="The task's data, checked against its type's payload model.")
-    delaySeconds: int = Field(
+    delaySeconds: Annotated[int, BeforeValidator(_integral_float_as_int)] = Field(
         default=0, strict=True, ge=0, le=MAX_DELAY_SECONDS, description="Seconds before the first attempt may start."
     )
 
