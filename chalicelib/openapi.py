@@ -129,8 +129,11 @@ def openapi_document() -> dict[str, Any]:
     )
     definitions = schemas["$defs"]
     definitions.update(_task_type_schemas(REGISTRY, definitions))
-    # Entries are validated one by one (a bad one is refused in its result), but each is a publish body.
-    definitions["PublishBatchIn"]["properties"]["tasks"]["items"] = _ref(TaskIn)
+    # Each entry should be a publish body, but any value is a valid entry of a batch: one that is
+    # not a valid task is refused in its own result, and the request still succeeds.
+    definitions["PublishBatchIn"]["properties"]["tasks"]["items"] = {
+        "anyOf": [_ref(TaskIn), {"description": "Anything else: refused in its own result; the others go on."}]
+    }
     return {
         "openapi": "3.1.0",
         "info": {

@@ -395,3 +395,17 @@ def record_metrics(monkeypatch: pytest.MonkeyPatch) -> Counter[tuple[str, str]]:
 
     monkeypatch.setattr(metrics, "count", count)
     return counted
+
+
+def test_the_openapi_document_describes_the_batch_route_and_still_validates(client: Client) -> None:
+    from openapi_spec_validator import validate
+
+    document = json.loads(client.http.get("/openapi.json").body)
+    validate(document)
+    operation = document["paths"]["/publish/batch"]["post"]
+    assert {"200", "400", "413", "415"} <= set(operation["responses"])
+    assert f"{MAX_BATCH_BYTES:,} bytes" in operation["description"]
+    assert "10 MB" in operation["description"] and "6 MB" in operation["description"]
+    tasks = document["components"]["schemas"]["PublishBatchIn"]["properties"]["tasks"]
+    assert (tasks["minItems"], tasks["maxItems"]) == (1, MAX_BATCH_TASKS)
+    assert {"$ref": "#/components/schemas/TaskIn"} in tasks["items"]["anyOf"]
