@@ -417,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(merge_template(stage), indent=2) + "\n")
             return 0
+        overrides = _overrides(args.parameter) if args.command == "deploy" else {}
         session = boto3.session.Session()
         check_aws(session)
         cloudformation = session.client("cloudformation")
@@ -425,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "deploy":
             require_deployable(stage)
             rest_api_id = deployed_rest_api_id(stage.name)
-            for key, value in deploy_stack(cloudformation, stage, rest_api_id, _overrides(args.parameter)).items():
+            for key, value in deploy_stack(cloudformation, stage, rest_api_id, overrides).items():
                 print(f"{key}: {value}")
             if not rest_api_id:
                 print(

@@ -272,7 +272,7 @@ def test_the_zip_holds_only_the_app_and_its_runtime_requirements(package: Packag
     top_level = {name.split("/")[0] for name in names}
     assert "app.py" in top_level and "chalicelib" in top_level
     shipped_lib = {name for name in names if name.startswith("chalicelib/")}
-    assert shipped_lib == {f"chalicelib/{path.name}" for path in (ROOT / "chalicelib").glob("*.py")}
+    assert shipped_lib == {path.relative_to(ROOT).as_posix() for path in (ROOT / "chalicelib").rglob("*.py")}
     forbidden_names = ("tests", "local", "tools", "infra", "moto", "boto3", "botocore", "cfn_lint", "pytest")
     for forbidden in forbidden_names:
         assert not any(name == forbidden or name.startswith(f"{forbidden}-") for name in top_level), forbidden

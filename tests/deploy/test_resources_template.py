@@ -201,6 +201,11 @@ def test_parameters_set_once_survive_later_deploys_and_stage_ones_cannot_be_set(
         stack.deploy_stack(cloudformation, dev, overrides={"AlarmMail": "ops@example.com"})
 
 
+def test_a_parameter_without_a_value_is_refused_before_aws_is_asked(capsys: pytest.CaptureFixture[str]) -> None:
+    assert stack.main(["deploy", "dev", "--parameter", "AlarmEmail"]) == 1
+    assert "--parameter wants NAME=VALUE, got 'AlarmEmail'" in capsys.readouterr().err
+
+
 def test_the_api_id_comes_from_chalice_deploys_record(tmp_path: Path) -> None:
     assert stack.deployed_rest_api_id("dev", tmp_path) == ""
     record = {
