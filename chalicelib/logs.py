@@ -75,15 +75,20 @@ def task_scope(task_id: str, attempt: int | None = None) -> Iterator[None]:
     """Bind the task id (as `correlation_id`) and attempt to every line this thread logs inside the block.
 
     The keys are the thread's own (Powertools' thread-safe keys, a context variable), so the
-    records of one batch, run at once in a pool's threads, never see each other's; they are
-    removed on the way out, so the pool's next record in the same thread does not inherit them.
+    records of one batch, run at once in a pool's threads, never see each other's. On the way
+    out the keys are put back as they were: removed after a record, so the pool's next record
+    in the same thread does not inherit them, and restored after a nested scope (a record's
+    scope opened with its task id, an inner one once the attempt is known).
     """
+    before = {key: value for key, value in logger.thread_safe_get_current_keys().items() if key in TASK_KEYS}
     keys = {"correlation_id": task_id, "attempt": attempt}
     logger.thread_safe_append_keys(**{key: value for key, value in keys.items() if value is not None})
     try:
         yield
     finally:
         logger.thread_safe_remove_keys(TASK_KEYS)
+        if before:
+            logger.thread_safe_append_keys(**before)
 
 
 def with_lambda_context(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:

@@ -65,6 +65,21 @@ def test_task_scope_binds_the_task_id_as_correlation_id_and_the_attempt_until_it
     assert "correlation_id" not in after and "attempt" not in after
 
 
+def test_a_nested_scope_adds_the_attempt_and_gives_the_outer_scope_its_keys_back(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with task_scope("t-8"):
+        log_event("received")
+        with task_scope("t-8", attempt=1):
+            log_event("started")
+        log_event("settled")
+
+    received, started, settled = lines(capsys)
+    assert (received["correlation_id"], "attempt" in received) == ("t-8", False)
+    assert (started["correlation_id"], started["attempt"]) == ("t-8", 1)
+    assert (settled["correlation_id"], "attempt" in settled) == ("t-8", False)
+
+
 def test_records_run_at_once_in_a_pool_never_carry_each_others_keys(capsys: pytest.CaptureFixture[str]) -> None:
     # Fewer threads than records: each thread runs several records in turn, as a batch's pool does,
     # and the barrier makes the records of one round log while the others are inside their scopes.
