@@ -23,6 +23,8 @@ from aws_lambda_powertools.metrics.metrics import EphemeralMetrics
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.constants import MAX_METRICS
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.metric_properties import MetricUnit
 
+from chalicelib.logs import logger
+
 NAMESPACE = "taskproc"
 # A metric that belongs to no known task type (a poison message, an unreadable dead letter).
 NO_TYPE = "none"
@@ -124,7 +126,8 @@ def flushed(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     """Wrap a Lambda handler `(event, context)` so that its metrics are flushed when it returns or raises.
 
     The first invocation in this process (with a Lambda context, and not provisioned
-    ahead of time) also publishes `ColdStart`.
+    ahead of time) also publishes `ColdStart`. A flush that fails is logged, never raised:
+    it must not turn a finished batch into a failed one, whose messages would all run again.
     """
 
     def invoked(event: Any, context: Any) -> Any:
@@ -132,7 +135,10 @@ def flushed(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
         try:
             return handler(event, context)
         finally:
-            flush()
+            try:
+                flush()
+            except Exception:  # noqa: BLE001 - see the docstring
+                logger.exception("metrics_not_flushed")
 
     return invoked
 

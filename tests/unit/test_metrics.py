@@ -180,6 +180,24 @@ def test_a_handler_flushes_once_when_it_returns_and_when_it_raises(capsys: pytes
     assert [line["TasksFailed"] for line in emf_lines(capsys)] == [[10.0], [2.0]]
 
 
+def test_a_flush_that_fails_is_logged_and_the_handlers_answer_kept(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken_blobs(*_args: Any) -> Any:
+        raise RuntimeError("cannot serialize")
+
+    monkeypatch.setattr(metrics, "_blobs", broken_blobs)
+
+    def handler(_event: Any, _context: Any) -> str:
+        count(Metric.COMPLETED, "simulate")
+        return "batch done"
+
+    assert flushed(handler)({}, None) == "batch done"
+
+    [line] = emf_lines(capsys)
+    assert (line["level"], line["message"], line["exception_name"]) == ("ERROR", "metrics_not_flushed", "RuntimeError")
+
+
 def test_the_first_invocation_with_a_context_also_publishes_a_cold_start(capsys: pytest.CaptureFixture[str]) -> None:
     context = LambdaContext("taskproc-test-process_tasks", memory_size=128)
 
