@@ -42,7 +42,7 @@ from chalicelib.models import (
     TaskPage,
     TaskView,
 )
-from chalicelib.record import TaskRecord, iso_from_ms
+from chalicelib.record import TaskRecord, record_from_item
 from chalicelib.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ CANCELLABLE_NOW = (Status.PENDING, Status.RETRYING)
 # Optimistic writes retried this often when the task moves between the read and the write.
 WRITE_TRIES = 3
 BULK_WORKERS = 16
+LATEST_SORT_KEY = "9999-12-31T23:59:59.999Z"
 
 
 def _problem(field: str, message: str) -> ValidationFailed:
@@ -149,16 +150,21 @@ def stats(rt: Runtime) -> Stats:
     return Stats(counts={s.value: c for s, (c, _) in counted.items()}, queues=queues, sources=sources)
 
 
-def _read(task_id: str, rt: Runtime) -> TaskRecord:
+def _read_item(task_id: str, rt: Runtime) -> tuple[TaskRecord, dict[str, Any]]:
+    """The task (one strongly consistent read) and its raw item, which a failed retry puts back."""
     if not 1 <= len(task_id) <= MAX_TASK_ID_LENGTH:
         raise TaskNotFound(f"no task has this id (ids have 1 to {MAX_TASK_ID_LENGTH} characters)")
     try:
-        record = rt.store.get(task_id)
+        item = rt.store.get_item(task_id)
     except StoreError as exc:
         raise ServiceUnavailable("the task table did not answer; try again") from exc
-    if record is None:
+    if item is None:
         raise TaskNotFound(f"no task has id {task_id!r}")
-    return record
+    return record_from_item(item), item
+
+
+def _read(task_id: str, rt: Runtime) -> TaskRecord:
+    return _read_item(task_id, rt)[0]
 
 
 def retry(task_id: str, by: str, rt: Runtime) -> TaskView:
@@ -168,7 +174,7 @@ def retry(task_id: str, by: str, rt: Runtime) -> TaskView:
         TaskNotFound, Conflict (not FAILED or CANCELLED, or a concurrent retry won, or the
         history is full), ServiceUnavailable (nothing was changed).
     """
-    record = _read(task_id, rt)
+    record, item_before = _read_item(task_id, rt)
     if record.status not in RETRYABLE:
         raise Conflict(f"task {task_id!r} is {record.status.value}; only FAILED or CANCELLED tasks can be retried")
     max_attempts = _max_attempts(record, rt)
@@ -178,8 +184,7 @@ def retry(task_id: str, by: str, rt: Runtime) -> TaskView:
             f" {MAX_HISTORY_ENTRIES}: publish it again under a new id instead"
         )
     try:
-        item_before = rt.store.get_item(task_id)
-        restarted = rt.store.restart(record, max_attempts, by)
+        restarted = rt.operator_store.restart(record, max_attempts, by)
     except StaleRecord as exc:
         raise Conflict(f"task {task_id!r} changed while it was being retried (another retry or cancel won)") from exc
     except StoreError as exc:
@@ -187,8 +192,7 @@ def retry(task_id: str, by: str, rt: Runtime) -> TaskView:
     try:
         message_id = rt.tasks_queue.send(restarted.task.message_body())
     except QueueError as exc:
-        if item_before is not None:
-            rt.store.undo_restart(record, item_before)
+        rt.operator_store.undo_restart(record, item_before)
         raise ServiceUnavailable("the task queue did not answer; the task was not retried, try again") from exc
     log_event("operator_retry", taskId=task_id, by=by, fromStatus=record.status.value, messageId=message_id)
     metrics.count(Metric.OPERATOR_RETRIES, restarted.type)
@@ -214,7 +218,7 @@ def cancel(task_id: str, by: str, rt: Runtime) -> tuple[TaskView, bool]:
         record = _read(task_id, rt)
         try:
             if record.status in CANCELLABLE_NOW:
-                cancelled = rt.store.cancel(record, by)
+                cancelled = rt.operator_store.cancel(record, by)
                 log_event("operator_cancel", taskId=task_id, by=by, fromStatus=record.status.value)
                 metrics.count(Metric.OPERATOR_CANCELS, record.type)
                 metrics.count(Metric.TASKS_CANCELLED, record.type)
@@ -222,7 +226,7 @@ def cancel(task_id: str, by: str, rt: Runtime) -> tuple[TaskView, bool]:
             if record.status is Status.PROCESSING:
                 if record.cancel_requested:
                     raise Conflict(f"task {task_id!r}: a cancel is already requested; its running attempt decides")
-                marked = rt.store.request_cancel(record, by)
+                marked = rt.operator_store.request_cancel(record, by)
                 log_event("operator_cancel_requested", taskId=task_id, by=by)
                 metrics.count(Metric.OPERATOR_CANCELS, record.type)
                 return marked.view(rt.store.now_ms()), False
@@ -234,11 +238,15 @@ def cancel(task_id: str, by: str, rt: Runtime) -> tuple[TaskView, bool]:
     raise Conflict(f"task {task_id!r} kept changing while it was being cancelled; try again")
 
 
-def _since(value: str | None) -> str | None:
+def _since(value: datetime | None) -> str | None:
+    """The sort-key prefix of a moment: the index sorts by `updatedAt` as the store writes it."""
     if value is None:
         return None
-    moment = datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
-    return iso_from_ms(int(moment.timestamp() * 1000))
+    try:
+        moment = value.astimezone(UTC)
+    except OverflowError:  # the first or last day datetime can hold, shifted past it by the zone
+        return None if value.year == datetime.min.year else LATEST_SORT_KEY
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def bulk_retry(body: dict[str, Any], by: str, rt: Runtime) -> BulkRetryResult:
@@ -257,8 +265,6 @@ def bulk_retry(body: dict[str, Any], by: str, rt: Runtime) -> BulkRetryResult:
     except ValidationError as exc:
         details = [FieldProblem(".".join(map(str, e["loc"])) or "body", e["msg"]) for e in exc.errors()]
         raise ValidationFailed("the bulk retry is not valid", details) from exc
-    except ValueError as exc:
-        raise _problem("updatedSince", f"must be an ISO 8601 time: {exc}") from exc
     status = Status(request.status)
     filters = Filters(task_type=request.type, updated_since=since)
     matched: list[str] = []
