@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 import threading
 from dataclasses import dataclass
@@ -65,9 +66,11 @@ class ApiResponse:
         return 200 <= self.status < 300
 
     def error_message(self) -> str:
-        """The API's error in one line: its message and the fields it names, or the raw body."""
+        """The API's error in one line: its message and the fields it names, API Gateway's message, or the body."""
         error = self.body.get("error") if isinstance(self.body, dict) else None
         if not isinstance(error, dict):
+            if isinstance(self.body, dict) and isinstance(self.body.get("message"), str):
+                return self.body["message"]  # API Gateway's own refusals: {"message": "Forbidden"}
             return str(self.body if self.body is not None else "no body")[:300]
         message = str(error.get("message") or error.get("code") or "error")
         details = error.get("details") or []
@@ -152,11 +155,12 @@ class ApiClient:
         return found.get_frozen_credentials() if found is not None else None
 
     def region(self) -> str:
-        """The region to sign for: the URL's, else the AWS configuration's. Raises NoRegion."""
-        region = region_of(self.base_url) or self._aws_session().region_name
+        """The region to sign for: the URL's, else the AWS configuration's, else AWS_REGION. Raises NoRegion."""
+        region = region_of(self.base_url) or self._aws_session().region_name or os.environ.get("AWS_REGION")
         if not region:
             raise NoRegion(
-                f"cannot tell the region of {self.base_url}: set AWS_REGION (or a profile's region) to sign requests"
+                f"cannot tell the region of {self.base_url}: set AWS_DEFAULT_REGION (or a profile's region) "
+                "to sign requests"
             )
         return region
 

@@ -40,7 +40,7 @@ async function api(method, route, body) {
 
 function apiMessage(body) {
   const error = body && body.error;
-  if (!error) return "no explanation was given";
+  if (!error) return body && typeof body.message === "string" ? body.message : "no explanation was given";
   const fields = (error.details || []).filter((d) => d && d.field).map((d) => `${d.field}: ${d.message}`);
   return (error.message || error.code || "error") + (fields.length ? ` (${fields.join("; ")})` : "");
 }
