@@ -85,17 +85,30 @@ pass_options = click.make_pass_decorator(Options)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--url", envvar="TASKPROC_URL", default=DEFAULT_URL, show_default=True,
-              help="The API's base URL (env TASKPROC_URL), e.g. https://abc.execute-api.eu-west-1.amazonaws.com/api.")
+@click.option(
+    "--url",
+    envvar="TASKPROC_URL",
+    default=DEFAULT_URL,
+    show_default=True,
+    help="The API's base URL (env TASKPROC_URL), e.g. https://abc.execute-api.eu-west-1.amazonaws.com/api.",
+)
 @click.option("--api-key", envvar="TASKPROC_API_KEY", help="Sent as x-api-key (env TASKPROC_API_KEY).")
 @click.option("--profile", envvar="AWS_PROFILE", help="The AWS profile whose credentials sign requests.")
-@click.option("--sign/--no-sign", default=None,
-              help="Sign requests with SigV4. Default: sign unless the URL is on this machine.")
+@click.option(
+    "--sign/--no-sign", default=None, help="Sign requests with SigV4. Default: sign unless the URL is on this machine."
+)
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True, help="Seconds per request.")
 @click.option("--json", "json_output", is_flag=True, help="Print the API's JSON answer instead of tables.")
 @click.pass_context
-def cli(ctx: click.Context, url: str, api_key: str | None, profile: str | None, sign: bool | None,
-        timeout: float, json_output: bool) -> None:
+def cli(
+    ctx: click.Context,
+    url: str,
+    api_key: str | None,
+    profile: str | None,
+    sign: bool | None,
+    timeout: float,
+    json_output: bool,
+) -> None:
     """Operate taskproc: publish, show, list, count, retry and cancel tasks; serve the console.
 
     Exit codes: 0 done; 1 the API refused a request (4xx) for at least one id; 2 usage;
@@ -113,8 +126,15 @@ def _after_json(ctx: click.Context, _param: click.Parameter, value: bool) -> Non
 
 
 def json_flag(command: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--json", "json_output", is_flag=True, expose_value=False, callback=_after_json,
-                        is_eager=True, help="Print the API's JSON answer instead of tables.")(command)
+    return click.option(
+        "--json",
+        "json_output",
+        is_flag=True,
+        expose_value=False,
+        callback=_after_json,
+        is_eager=True,
+        help="Print the API's JSON answer instead of tables.",
+    )(command)
 
 
 @cli.command()
@@ -160,8 +180,13 @@ def show(options: Options, task_id: str) -> None:
 
 
 @cli.command(name="list")
-@click.option("--status", type=click.Choice(LISTED_STATUSES, case_sensitive=False), default="FAILED",
-              show_default=True, help="Which tasks to list.")
+@click.option(
+    "--status",
+    type=click.Choice(LISTED_STATUSES, case_sensitive=False),
+    default="FAILED",
+    show_default=True,
+    help="Which tasks to list.",
+)
 @click.option("--limit", type=click.IntRange(1, 100), default=50, show_default=True, help="Tasks per page.")
 @click.option("--cursor", help="Start at this page (a nextCursor of an earlier answer).")
 @click.option("--all", "all_pages", is_flag=True, help="Follow nextCursor through every page.")
@@ -234,8 +259,15 @@ def _each(options: Options, verb: str, task_ids: Iterable[str]) -> None:
 @click.option("--updated-since", help="With --all-failed: only tasks updated at or after this ISO time.")
 @json_flag
 @pass_options
-def retry(options: Options, task_ids: tuple[str, ...], all_failed: bool, dry_run: bool, limit: int | None,
-          task_type: str | None, updated_since: str | None) -> None:
+def retry(
+    options: Options,
+    task_ids: tuple[str, ...],
+    all_failed: bool,
+    dry_run: bool,
+    limit: int | None,
+    task_type: str | None,
+    updated_since: str | None,
+) -> None:
     """Retry the tasks TASK_IDS (FAILED or CANCELLED), or every FAILED one with --all-failed."""
     bulk_only = {"--dry-run": dry_run, "--limit": limit, "--type": task_type, "--updated-since": updated_since}
     if all_failed and task_ids:
@@ -270,8 +302,14 @@ def cancel(options: Options, task_ids: tuple[str, ...]) -> None:
 
 
 @cli.command()
-@click.option("--port", type=click.IntRange(0, 65535), default=8001, show_default=True, envvar="CONSOLE_PORT",
-              help="The port on 127.0.0.1 (env CONSOLE_PORT).")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8001,
+    show_default=True,
+    envvar="CONSOLE_PORT",
+    help="The port on 127.0.0.1 (env CONSOLE_PORT).",
+)
 @pass_options
 def console(options: Options, port: int) -> None:
     """Serve the operator console on http://127.0.0.1:PORT/, its API calls signed and forwarded to --url."""

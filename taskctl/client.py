@@ -164,9 +164,7 @@ class ApiClient:
             )
         return region
 
-    def request(
-        self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None
-    ) -> ApiResponse:
+    def request(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None) -> ApiResponse:
         """Send one request; `body` is sent as JSON when not None. Returns the API's answer, 4xx and 5xx included.
 
         Raises ApiUnreachable, NoCredentials (a deployed stage's operator route and no credentials), NoRegion.

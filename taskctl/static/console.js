@@ -173,6 +173,7 @@ async function refreshList() {
   $("tasks").tBodies[0].replaceChildren(...tasks.map((task) => {
     const row = element("tr");
     row.dataset.taskId = task.id;
+    if (task.id === state.taskId) row.setAttribute("aria-current", "true");
     const head = element("th");
     head.scope = "row";
     const link = element("a", task.id);

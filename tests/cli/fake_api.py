@@ -73,16 +73,30 @@ class FakeApi:
         stamp = _now()
         history = [
             {
-                "kind": "attempt", "attempt": n, "startedAt": stamp, "finishedAt": stamp,
-                "outcome": "failed" if last_error else "succeeded", "error": last_error,
+                "kind": "attempt",
+                "attempt": n,
+                "startedAt": stamp,
+                "finishedAt": stamp,
+                "outcome": "failed" if last_error else "succeeded",
+                "error": last_error,
             }
             for n in range(1, attempts + 1)
         ]
         task = {
-            "id": task_id, "type": "simulate", "status": status, "attempts": attempts, "maxAttempts": 3,
-            "payload": {"message": "ERROR"} if last_error else {}, "result": None, "createdAt": stamp,
-            "updatedAt": stamp, "finishedAt": stamp if status in ("FAILED", "COMPLETED", "CANCELLED") else None,
-            "nextAttemptAt": None, "notBefore": None, "lastError": last_error, "cancelRequested": False,
+            "id": task_id,
+            "type": "simulate",
+            "status": status,
+            "attempts": attempts,
+            "maxAttempts": 3,
+            "payload": {"message": "ERROR"} if last_error else {},
+            "result": None,
+            "createdAt": stamp,
+            "updatedAt": stamp,
+            "finishedAt": stamp if status in ("FAILED", "COMPLETED", "CANCELLED") else None,
+            "nextAttemptAt": None,
+            "notBefore": None,
+            "lastError": last_error,
+            "cancelRequested": False,
             "history": history,
         }
         self.tasks[task_id] = task
@@ -141,7 +155,9 @@ class FakeApi:
         if abs((datetime.now(UTC) - sent_at).total_seconds()) > 300:
             return "Signature expired"
         request = AWSRequest(
-            method=method, url=f"http://{headers['host']}{raw_path}", data=raw_body,
+            method=method,
+            url=f"http://{headers['host']}{raw_path}",
+            data=raw_body,
             headers={name: headers.get(name, "") for name in signed},
         )
         request.context["timestamp"] = stamp
@@ -206,8 +222,13 @@ class FakeApi:
             start = int(query["cursor"][5:])
         page = chosen[start : start + limit]
         more = start + limit < len(chosen)
-        summaries = [{k: t[k] for k in ("id", "type", "status", "attempts", "maxAttempts", "createdAt", "updatedAt",
-                                         "lastError")} for t in page]
+        summaries = [
+            {
+                k: t[k]
+                for k in ("id", "type", "status", "attempts", "maxAttempts", "createdAt", "updatedAt", "lastError")
+            }
+            for t in page
+        ]
         return 200, {"tasks": summaries, "nextCursor": f"fake-{start + limit}" if more else None}
 
     def _mark(self, task: dict[str, Any], kind: str, status: str) -> None:
@@ -217,8 +238,9 @@ class FakeApi:
 
     def _retry(self, task: dict[str, Any]) -> tuple[int, Any]:
         if task["status"] not in ("FAILED", "CANCELLED"):
-            return 409, _error("conflict", f"task {task['id']} is {task['status']}; only FAILED or CANCELLED tasks "
-                                           "can be retried")
+            return 409, _error(
+                "conflict", f"task {task['id']} is {task['status']}; only FAILED or CANCELLED tasks can be retried"
+            )
         self._mark(task, "retry", "PENDING")
         task.update(attempts=0, lastError=None, finishedAt=None)
         return 202, task
@@ -248,8 +270,12 @@ class FakeApi:
             for task in matched:
                 self._retry(task)
                 retried.append(task["id"])
-        return 200, {"dryRun": bool(body.get("dryRun")), "matched": [t["id"] for t in matched], "retried": retried,
-                     "skipped": []}
+        return 200, {
+            "dryRun": bool(body.get("dryRun")),
+            "matched": [t["id"] for t in matched],
+            "retried": retried,
+            "skipped": [],
+        }
 
 
 class _Handler(BaseHTTPRequestHandler):

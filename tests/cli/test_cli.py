@@ -137,8 +137,11 @@ def test_stats_prints_counts_and_queue_depths(fake: FakeApi) -> None:
     result = run(fake.url, "stats")
 
     assert result.exit_code == EXIT_OK, result.output
-    rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in result.stdout.splitlines()
-            if line.count("│") >= 3}
+    rows = {
+        line.split("│")[1].strip(): line.split("│")[2].strip()
+        for line in result.stdout.splitlines()
+        if line.count("│") >= 3
+    }
     assert rows["FAILED"] == "2"
     assert rows["RETRYING"] == "1"
     assert rows["CANCELLED"] == "0"
@@ -198,8 +201,13 @@ def test_retry_all_failed_retries_them(fake: FakeApi) -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [["retry"], ["retry", "t-1", "--all-failed"], ["retry", "t-1", "--dry-run"], ["retry", "--all-failed", "--limit",
-                                                                                  "1001"], ["cancel"]],
+    [
+        ["retry"],
+        ["retry", "t-1", "--all-failed"],
+        ["retry", "t-1", "--dry-run"],
+        ["retry", "--all-failed", "--limit", "1001"],
+        ["cancel"],
+    ],
 )
 def test_retry_and_cancel_misuse_is_a_usage_error_before_any_call(fake: FakeApi, args: list[str]) -> None:
     result = run(fake.url, *args)
@@ -249,7 +257,10 @@ def test_errors_keep_to_one_line_with_json_too_and_print_the_api_answer(fake: Fa
 def test_python_m_taskctl_runs_and_exits_with_the_documented_code(no_aws: None) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "taskctl", "--url", f"http://127.0.0.1:{free_port()}", "list"],
-        capture_output=True, text=True, cwd=ROOT, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
     )
 
     assert done.returncode == EXIT_UNAVAILABLE

@@ -69,9 +69,7 @@ def test_the_page_names_no_outside_resource(console: ConsoleServer) -> None:
         assert "http://" not in text and "https://" not in text and "//cdn" not in text, name
 
 
-def test_the_page_calls_are_forwarded_and_answered_as_the_api_answered(
-    console: ConsoleServer, fake: FakeApi
-) -> None:
+def test_the_page_calls_are_forwarded_and_answered_as_the_api_answered(console: ConsoleServer, fake: FakeApi) -> None:
     fake.add("t-1", "FAILED", last_error="boom")
 
     stats = get(console, "/api/stats", headers=PAGE_HEADERS)
@@ -113,12 +111,15 @@ def test_a_request_for_another_host_name_is_refused(console: ConsoleServer, fake
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("POST", "/api/publish"), ("GET", "/api/health"), ("POST", "/api/tasks"), ("GET", "/api/tasks/../stats"),
-     ("GET", "/api/tasks/a/b")],
+    [
+        ("POST", "/api/publish"),
+        ("GET", "/api/health"),
+        ("POST", "/api/tasks"),
+        ("GET", "/api/tasks/../stats"),
+        ("GET", "/api/tasks/a/b"),
+    ],
 )
-def test_only_the_pages_own_routes_are_forwarded(
-    console: ConsoleServer, fake: FakeApi, method: str, path: str
-) -> None:
+def test_only_the_pages_own_routes_are_forwarded(console: ConsoleServer, fake: FakeApi, method: str, path: str) -> None:
     # http.client sends the path as written (requests would resolve the dot segments first).
     connection = http.client.HTTPConnection("127.0.0.1", console.server_address[1], timeout=15)
     connection.request(method, path, body=b"{}", headers=PAGE_HEADERS | {"Content-Type": "application/json"})
@@ -161,7 +162,11 @@ def test_taskctl_console_serves_on_the_port_it_is_given_and_prints_its_url(fake:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "taskctl", "--url", fake.url, "console", "--port", str(port)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     try:
         line = process.stdout.readline() if process.stdout else ""
@@ -183,7 +188,10 @@ def test_a_taken_port_is_a_usage_error_in_one_line(console: ConsoleServer, fake:
     taken = str(console.server_address[1])
     done = subprocess.run(
         [sys.executable, "-m", "taskctl", "--url", fake.url, "console", "--port", taken],
-        capture_output=True, text=True, cwd=ROOT, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
     )
 
     assert done.returncode == 2

@@ -19,8 +19,13 @@ def run_signed(fake: FakeApi, *args: str) -> Result:
 
 @pytest.mark.parametrize(
     "args",
-    [["stats"], ["list", "--status", "RETRYING", "--cursor", "fake-0"], ["retry", "a b/c"], ["cancel", "t-1"],
-     ["retry", "--all-failed", "--dry-run"]],
+    [
+        ["stats"],
+        ["list", "--status", "RETRYING", "--cursor", "fake-0"],
+        ["retry", "a b/c"],
+        ["cancel", "t-1"],
+        ["retry", "--all-failed", "--dry-run"],
+    ],
 )
 def test_every_operator_route_is_signed_as_the_stub_recomputes_it(
     guarded_fake: FakeApi, aws_identity: Credentials, args: list[str]
@@ -64,8 +69,11 @@ def test_the_stub_refuses_a_signature_for_another_region(
 def test_the_stub_refuses_a_signature_whose_body_was_changed_on_the_way(guarded_fake: FakeApi) -> None:
     client = ApiClient(guarded_fake.url, sign=True, session=_session())
     headers = client._signed_headers(
-        "POST", guarded_fake.url + "/retries", b'{"status": "FAILED", "dryRun": true}',
-        {"Content-Type": "application/json"}, operator=True,
+        "POST",
+        guarded_fake.url + "/retries",
+        b'{"status": "FAILED", "dryRun": true}',
+        {"Content-Type": "application/json"},
+        operator=True,
     )
     host_and_path = f"{guarded_fake.url.removeprefix('http://')}"
     lowered = {name.lower(): value for name, value in headers.items()} | {"host": host_and_path}
@@ -130,9 +138,17 @@ def test_a_named_profile_that_does_not_exist_is_a_credentials_error(no_aws: None
 
 @pytest.mark.parametrize(
     ("method", "path", "operator"),
-    [("GET", "/tasks?status=FAILED", True), ("GET", "/stats", True), ("POST", "/tasks/x/retry", True),
-     ("POST", "/tasks/x/cancel", True), ("POST", "/retries", True), ("GET", "/tasks/x", False),
-     ("POST", "/tasks", False), ("POST", "/publish", False), ("GET", "/health", False)],
+    [
+        ("GET", "/tasks?status=FAILED", True),
+        ("GET", "/stats", True),
+        ("POST", "/tasks/x/retry", True),
+        ("POST", "/tasks/x/cancel", True),
+        ("POST", "/retries", True),
+        ("GET", "/tasks/x", False),
+        ("POST", "/tasks", False),
+        ("POST", "/publish", False),
+        ("GET", "/health", False),
+    ],
 )
 def test_operator_routes_are_the_contracts_iam_routes(method: str, path: str, operator: bool) -> None:
     assert is_operator_route(method, path) is operator
