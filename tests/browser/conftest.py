@@ -1,8 +1,8 @@
 """Fixtures of the browser tests: Debian's Chromium driven by Playwright, and a console to point it at.
 
 Playwright never downloads a browser here: it drives the system's Chromium. Where that
-Chromium or the playwright package is missing, every browser test is skipped with one
-reason, which `pytest -ra` prints as one line.
+Chromium or the playwright package is missing, the browser tests are not collected and
+test_browser.py's one skip says why, in one line of `pytest -ra`.
 """
 
 from __future__ import annotations
@@ -57,11 +57,15 @@ def why_no_browser() -> str | None:
     return None
 
 
+WHY_NOT = why_no_browser()
+# Without a browser only test_browser.py is collected, and its one skip says why in one line of `pytest -ra`.
+collect_ignore_glob = ["test_console_*.py"] if WHY_NOT else []
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
-    reason = why_no_browser()
-    if reason:
-        pytest.skip(f"BROWSER TESTS NOT RUN: {reason}")
+    if WHY_NOT:
+        pytest.skip(f"BROWSER TESTS NOT RUN: {WHY_NOT}")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
