@@ -170,7 +170,7 @@ def make_server(client: ApiClient, port: int = 0) -> ConsoleServer:
 def serve(client: ApiClient, port: int) -> None:
     """Serve until interrupted, after printing the page's URL. Raises OSError when the port is taken."""
     server = make_server(client, port)
-    signing = "signed with your AWS credentials" if client.sign else "unsigned (offline stack)"
+    signing = "requests signed with your AWS credentials" if client.sign else "requests unsigned: a local API"
     print(f"taskproc console on {server.url} -> {client.base_url} ({signing}); Ctrl-C stops it", flush=True)
     try:
         server.serve_forever()

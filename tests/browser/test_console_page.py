@@ -237,3 +237,21 @@ def test_a_console_server_that_stopped_is_said_in_words(watched: Watched, expect
             "Cannot reach the console server (taskctl console): is it still running?"
         )
     assert watched.uncaught() == []
+
+
+def test_cancelling_a_running_task_says_the_attempt_finishes_first(
+    watched: Watched, expect: Expect, fake: FakeApi, console: ConsoleServer
+) -> None:
+    fake.add("busy", "PROCESSING", attempts=1)
+    page = watched.page
+    page.goto(console.url + "#/task/busy")
+    expect(page.locator("#task-status")).to_have_text("PROCESSING")
+
+    page.locator("#task").get_by_role("button", name="Cancel").click()
+
+    expect(page.locator("#message")).to_have_text(
+        'Cancel requested; the running attempt finishes first (202): task "busy" is now PROCESSING.'
+    )
+    expect(page.locator("#task-history li").last).to_contain_text("Cancel requested by anonymous (was PROCESSING)")
+    expect(page.locator("#task-facts div", has_text="Cancel requested").locator("dd")).to_have_text("yes")
+    assert watched.errors == []
