@@ -6,7 +6,8 @@ const REFRESH_MS = 3000;
 const LISTS = ["FAILED", "RETRYING", "CANCELLED"];
 const PAGE_SIZE = 20;
 const BULK_LIMIT = 1000;
-const state = { status: "FAILED", cursors: [null], page: 0, nextCursor: null, taskId: null, timer: null, round: 0 };
+const state = { status: "FAILED", cursors: [null], page: 0, nextCursor: null, taskId: null, timer: null, round: 0,
+  focusTask: false };
 
 const $ = (id) => document.getElementById(id);
 
@@ -253,7 +254,12 @@ async function refreshTask() {
   if (taskId === null) return;
   const answer = await api("GET", `/tasks/${encodeURIComponent(taskId)}`);
   if (taskId !== state.taskId) return;
-  if (answer.ok) { setProblem("task", null); renderTask(answer.body); return; }
+  if (answer.ok) {
+    setProblem("task", null);
+    renderTask(answer.body);
+    if (state.focusTask) { state.focusTask = false; $("task-title").focus(); } // where a screen reader should go
+    return;
+  }
   setProblem("task", describe(`reading task "${taskId}"`, answer, taskId));
   if (answer.status === 404) $("task").hidden = true;
 }
@@ -311,6 +317,7 @@ function route() {
     let id;
     try { id = decodeURIComponent(argument); } catch (error) { id = argument; }
     state.taskId = id;
+    state.focusTask = true;
     $("search-id").value = id;
   } else {
     state.taskId = null;
@@ -324,6 +331,7 @@ function route() {
 async function refresh() {
   clearTimeout(state.timer);
   const round = ++state.round; // only the latest refresh schedules the next one
+  if (document.hidden) return; // a hidden tab costs the API nothing; visibilitychange resumes
   await guarded("refresh", async () => {
     const work = [refreshStats(), refreshTask()];
     if (state.page === 0) work.push(refreshList());
@@ -362,6 +370,7 @@ function start() {
   $("task-retry").addEventListener("click", () => state.taskId !== null && act("retry", state.taskId));
   $("task-cancel").addEventListener("click", () => state.taskId !== null && act("cancel", state.taskId));
   window.addEventListener("hashchange", route);
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(); });
   showList(state.status);
   loadInfo();
   route();
