@@ -11,7 +11,7 @@ import boto3
 from botocore.config import Config
 
 from chalicelib.handlers import REGISTRY
-from chalicelib.queue import Queue
+from chalicelib.queue import Queue, QueueAges
 from chalicelib.registry import Registry
 from chalicelib.settings import Settings, load_settings
 from chalicelib.store import TaskStore
@@ -37,6 +37,7 @@ class Runtime:
     store: TaskStore
     tasks_queue: Queue
     dead_letters: Queue
+    queue_ages: QueueAges
     rng: random.Random = field(default_factory=random.Random)
     registry: Registry = field(default_factory=lambda: REGISTRY)
 
@@ -53,6 +54,8 @@ def build_runtime(
         store=TaskStore(dynamodb, settings.TASKS_TABLE, retention_days=settings.RETENTION_DAYS, clock=clock),
         tasks_queue=Queue(sqs, settings.TASKS_QUEUE),
         dead_letters=Queue(sqs, settings.DEAD_LETTER_QUEUE),
+        # Only `GET /stats` reads CloudWatch: its client is made on first use, not at a cold start.
+        queue_ages=QueueAges(lambda: session.client("cloudwatch", config=AWS_CONFIG), clock),
     )
 
 

@@ -28,8 +28,9 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.errors import LeaseLost, StaleRecord, StoreError
-from chalicelib.models import Outcome, Status, Task
-from chalicelib.record import TaskRecord, attempt_entry, iso_from_ms, record_from_item
+from chalicelib.index import index_attributes, index_update
+from chalicelib.models import Action, Outcome, Status, Task
+from chalicelib.record import TaskRecord, action_entry, attempt_entry, iso_from_ms, record_from_item
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +44,12 @@ BACKOFF_OVER = "(attribute_not_exists(#retryAt) OR #retryAt <= :nowWithSkew)"
 HOLDS_LEASE = "#leaseOwner = :owner"
 UNCHANGED_SINCE_READ = "#version = :version"
 HISTORY_LENGTH_UNCHANGED = "size(#history) = :historyLength"
+NO_CANCEL_REQUESTED = "attribute_not_exists(#cancelRequested)"
 
-ACQUIRABLE = f"{TASK_IS_NEW} OR ({NOT_TERMINAL} AND {NO_LIVE_LEASE} AND {ATTEMPTS_LEFT} AND {BACKOFF_OVER})"
+ACQUIRABLE = (
+    f"{TASK_IS_NEW} OR ({NOT_TERMINAL} AND {NO_LIVE_LEASE} AND {ATTEMPTS_LEFT} AND {BACKOFF_OVER}"
+    f" AND {NO_CANCEL_REQUESTED})"
+)
 
 # The health check reads this key; no task needs to exist under it.
 HEALTH_PROBE_KEY = "taskproc:health-probe"
@@ -68,6 +73,7 @@ class Refusal(StrEnum):
     LEASED = "leased"
     EXHAUSTED = "exhausted"
     BACKING_OFF = "backing_off"
+    CANCEL_REQUESTED = "cancel_requested"  # an operator cancelled it while its holder, now gone, ran it
 
 
 class AcquireRefused(Exception):
@@ -148,6 +154,11 @@ class TaskStore:
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
 
+    @property
+    def client(self) -> Any:
+        """The DynamoDB client, for readers of the table's index."""
+        return self._client
+
     # --- reads -----------------------------------------------------------
 
     def get(self, task_id: str) -> TaskRecord | None:
@@ -211,7 +222,7 @@ class TaskStore:
             " #createdAt = if_not_exists(#createdAt, :startedAt),"
             " #maxAttempts = if_not_exists(#maxAttempts, :maxAttempts), #history = if_not_exists(#history, :empty)"
             " ADD #attempts :one, #version :one"
-            " REMOVE #retryAt"
+            " REMOVE #retryAt, #statusShard, #statusSort"
         )
         values = {
             **self._status_values(),
@@ -285,7 +296,7 @@ class TaskStore:
                 return
             raise LeaseLost(f"task {acquired.task.id!r}: lease lost before recording the expired attempt") from refused
 
-    def complete(self, acquired: Acquired, result_json: str) -> None:
+    def complete(self, acquired: Acquired, result_json: str) -> Status:
         """Record the attempt as succeeded and the task as COMPLETED with its result (JSON text).
 
         Raises:
@@ -293,10 +304,15 @@ class TaskStore:
         """
         now = self.now_ms()
         entry = attempt_entry(acquired.attempt, acquired.started_at, iso_from_ms(now), Outcome.SUCCEEDED, None)
-        self._finish_attempt(acquired, entry, Status.COMPLETED, now, error=None, retry_at_ms=None, result=result_json)
+        return self._finish_attempt(
+            acquired, entry, Status.COMPLETED, now, error=None, retry_at_ms=None, result=result_json
+        )
 
-    def fail(self, acquired: Acquired, error: str, retry_at_ms: int | None) -> None:
+    def fail(self, acquired: Acquired, error: str, retry_at_ms: int | None) -> Status:
         """Record the attempt as failed: RETRYING until `retry_at_ms`, or FAILED when it is None.
+
+        Returns the status written: CANCELLED instead when an operator asked to cancel
+        the task while this attempt ran.
 
         Raises:
             LeaseLost: another consumer took the task over first.
@@ -305,7 +321,7 @@ class TaskStore:
         error = capped_error(error)
         entry = attempt_entry(acquired.attempt, acquired.started_at, iso_from_ms(now), Outcome.FAILED, error)
         status = Status.FAILED if retry_at_ms is None else Status.RETRYING
-        self._finish_attempt(acquired, entry, status, now, error=error, retry_at_ms=retry_at_ms)
+        return self._finish_attempt(acquired, entry, status, now, error=error, retry_at_ms=retry_at_ms)
 
     def fail_abandoned(self, record: TaskRecord, reason: str) -> None:
         """Mark FAILED a task that can make no more progress, as `record` last saw it.
@@ -317,12 +333,14 @@ class TaskStore:
         """
         now = self.now_ms()
         expired = record.expired_attempt()
+        index_sets, _, index_values = index_update(Status.FAILED, record.id, iso_from_ms(now))
         update = (
             "SET #status = :failed, #lastError = :error, #finishedAt = :now_iso, #updatedAt = :now_iso,"
-            " #expiresAt = :expiresAt, #history = list_append(#history, :entries)"
+            f" #expiresAt = :expiresAt, #history = list_append(#history, :entries), {', '.join(index_sets)}"
             " ADD #version :one REMOVE #leaseOwner, #leaseExpiresAt, #attemptStartedAt, #retryAt"
         )
         values = {
+            **index_values,
             ":failed": Status.FAILED.value,
             ":error": capped_error(reason),
             ":now_iso": iso_from_ms(now),
@@ -338,12 +356,11 @@ class TaskStore:
         Raises:
             StaleRecord: the task changed since `record` was read.
         """
-        update = "SET #lastMessageId = :messageId, #updatedAt = :now_iso ADD #redrives :one, #version :one"
-        values = {
-            ":messageId": message_id,
-            ":now_iso": iso_from_ms(self.now_ms()),
-            ":one": 1,
-        }
+        now_iso = iso_from_ms(self.now_ms())
+        index_sets, _, index_values = index_update(record.status, record.id, now_iso)
+        sets = ", ".join(["#lastMessageId = :messageId", "#updatedAt = :now_iso", *index_sets])
+        update = f"SET {sets} ADD #redrives :one, #version :one"
+        values = {":messageId": message_id, ":now_iso": now_iso, ":one": 1, **index_values}
         self._update_if_unchanged(record, update, values, "redriven")
 
     def record_unknown_failure(
@@ -352,9 +369,101 @@ class TaskStore:
         """Store a FAILED task for an id the table has never seen. False if the id exists."""
         item = self._new_item(task_id, payload, Status.FAILED, max_attempts=1, task_type=task_type)
         item.update(
-            finishedAt=item["createdAt"], lastError=capped_error(reason), expiresAt=self._expires_at(self.now_ms())
+            finishedAt=item["createdAt"],
+            lastError=capped_error(reason),
+            expiresAt=self._expires_at(self.now_ms()),
+            **index_attributes(Status.FAILED, task_id, item["updatedAt"]),
         )
         return self._put_new(item) is None
+
+    # --- the operator's writes -------------------------------------------
+
+    def restart(self, record: TaskRecord, max_attempts: int, by: str) -> TaskRecord:
+        """Start a FAILED or CANCELLED task over: PENDING, a fresh attempt budget, its history kept.
+
+        Raises:
+            StaleRecord: the task changed since `record` was read (a concurrent retry won).
+        """
+        now_iso = iso_from_ms(self.now_ms())
+        entry = action_entry(Action.RETRY, now_iso, by, record.status)
+        update = (
+            "SET #status = :pending, #attempts = :zero, #maxAttempts = :maxAttempts, #updatedAt = :now_iso,"
+            " #redrives = :zero, #history = list_append(#history, :entries) ADD #version :one"
+            " REMOVE #finishedAt, #expiresAt, #retryAt, #cancelRequested, #result, #lastMessageId,"
+            " #statusShard, #statusSort"
+        )
+        values = {
+            ":pending": Status.PENDING.value,
+            ":zero": 0,
+            ":maxAttempts": max_attempts,
+            ":now_iso": now_iso,
+            ":entries": [entry],
+            ":one": 1,
+        }
+        return self._update_if_unchanged(record, update, values, "retried")
+
+    def undo_restart(self, before: TaskRecord, item_before: dict[str, Any]) -> None:
+        """Put a restarted task back as it was, when its new message could not be sent."""
+        condition = "#version = :restarted"
+        try:
+            self._call(
+                self._client.put_item,
+                TableName=self._table,
+                Item={key: _serializer.serialize(value) for key, value in item_before.items()},
+                ConditionExpression=condition,
+                ExpressionAttributeNames=_names(condition),
+                ExpressionAttributeValues=self._values({":restarted": before.version + 1}),
+            )
+        except _ConditionFailed:
+            logger.warning("task %r changed after its retry; the retry stands", before.id)
+
+    def get_item(self, task_id: str) -> dict[str, Any] | None:
+        """The raw item (strongly consistent), for writes that must put it back unchanged."""
+        response = self._call(self._client.get_item, TableName=self._table, Key=self._key(task_id), ConsistentRead=True)
+        return _deserialize(response.get("Item"))
+
+    def cancel(self, record: TaskRecord, by: str) -> TaskRecord:
+        """Make a PENDING or RETRYING task CANCELLED: it never starts another attempt.
+
+        Raises:
+            StaleRecord: the task changed since `record` was read.
+        """
+        now = self.now_ms()
+        now_iso = iso_from_ms(now)
+        index_sets, _, index_values = index_update(Status.CANCELLED, record.id, now_iso)
+        update = (
+            "SET #status = :cancelled, #updatedAt = :now_iso, #finishedAt = :now_iso, #expiresAt = :expiresAt,"
+            f" #history = list_append(#history, :entries), {', '.join(index_sets)}"
+            " ADD #version :one REMOVE #retryAt"
+        )
+        values = {
+            ":cancelled": Status.CANCELLED.value,
+            ":now_iso": now_iso,
+            ":expiresAt": self._expires_at(now),
+            ":entries": [action_entry(Action.CANCEL, now_iso, by, record.status)],
+            ":one": 1,
+            **index_values,
+        }
+        return self._update_if_unchanged(record, update, values, "cancelled")
+
+    def request_cancel(self, record: TaskRecord, by: str) -> TaskRecord:
+        """Mark a PROCESSING task so that a failure of its running attempt ends it CANCELLED.
+
+        Raises:
+            StaleRecord: the task changed since `record` was read.
+        """
+        now_iso = iso_from_ms(self.now_ms())
+        update = (
+            "SET #cancelRequested = :true, #updatedAt = :now_iso, #history = list_append(#history, :entries)"
+            " ADD #version :one"
+        )
+        values = {
+            ":true": True,
+            ":now_iso": now_iso,
+            ":entries": [action_entry(Action.CANCEL_REQUESTED, now_iso, by, record.status)],
+            ":one": 1,
+        }
+        return self._update_if_unchanged(record, update, values, "cancelled")
 
     # --- internals -------------------------------------------------------
 
@@ -408,11 +517,17 @@ class TaskStore:
         error: str | None,
         retry_at_ms: int | None,
         result: str | None = None,
-    ) -> None:
+    ) -> Status:
+        """Write the attempt's outcome while holding its lease; returns the status written.
+
+        A failure does not retry a task an operator asked to cancel: it ends CANCELLED.
+        """
+        task_id = acquired.task.id
         sets = ["#status = :status", "#updatedAt = :now_iso", "#history = list_append(#history, :entries)"]
+        now_iso = iso_from_ms(now)
         values: dict[str, Any] = {
             ":status": status.value,
-            ":now_iso": iso_from_ms(now),
+            ":now_iso": now_iso,
             ":entries": [entry],
             ":owner": acquired.owner,
             ":one": 1,
@@ -429,24 +544,101 @@ class TaskStore:
         if status.is_terminal:
             sets += ["#finishedAt = :now_iso", "#expiresAt = :expiresAt"]
             values[":expiresAt"] = self._expires_at(now)
-        update = f"SET {', '.join(sets)} ADD #version :one REMOVE #leaseOwner, #leaseExpiresAt, #attemptStartedAt"
+        index_sets, index_removes, index_values = index_update(status, task_id, now_iso)
+        removes = ["#leaseOwner", "#leaseExpiresAt", "#attemptStartedAt", *index_removes]
+        if status is Status.COMPLETED:
+            removes.append("#cancelRequested")  # a success wins over a cancel asked for while it ran
+        update = f"SET {', '.join(sets + index_sets)} ADD #version :one REMOVE {', '.join(removes)}"
+        condition = f"{TASK_EXISTS} AND {HOLDS_LEASE}"
+        if status is not Status.COMPLETED:
+            condition += f" AND {NO_CANCEL_REQUESTED}"
+        try:
+            self._update(task_id, update, condition, {**values, **index_values})
+        except _ConditionFailed as refused:
+            if _history_ends_with(refused.old, entry):
+                return Status(refused.old["status"]) if refused.old else status  # our own write, answer lost
+            if refused.old and refused.old.get("leaseOwner") == acquired.owner and refused.old.get("cancelRequested"):
+                return self._cancel_held(acquired, entry, now, error)
+            raise LeaseLost(f"task {task_id!r}: attempt {acquired.attempt} lost its lease") from refused
+        return status
+
+    def _cancel_held(self, acquired: Acquired, entry: dict[str, Any], now: int, error: str | None) -> Status:
+        """End CANCELLED a task whose attempt failed after an operator asked to cancel it."""
+        now_iso = iso_from_ms(now)
+        index_sets, _, index_values = index_update(Status.CANCELLED, acquired.task.id, now_iso)
+        sets = [
+            "#status = :cancelled",
+            "#updatedAt = :now_iso",
+            "#finishedAt = :now_iso",
+            "#expiresAt = :expiresAt",
+            "#history = list_append(#history, :entries)",
+            *index_sets,
+        ]
+        values: dict[str, Any] = {
+            ":cancelled": Status.CANCELLED.value,
+            ":now_iso": now_iso,
+            ":expiresAt": self._expires_at(now),
+            ":entries": [entry],
+            ":owner": acquired.owner,
+            ":one": 1,
+            **index_values,
+        }
+        if error is not None:
+            sets.append("#lastError = :error")
+            values[":error"] = error
+        update = (
+            f"SET {', '.join(sets)} ADD #version :one"
+            " REMOVE #leaseOwner, #leaseExpiresAt, #attemptStartedAt, #retryAt, #cancelRequested"
+        )
         try:
             self._update(acquired.task.id, update, f"{TASK_EXISTS} AND {HOLDS_LEASE}", values)
         except _ConditionFailed as refused:
             if _history_ends_with(refused.old, entry):
-                return  # a retry of this very write, whose first answer was lost
+                return Status.CANCELLED
             raise LeaseLost(f"task {acquired.task.id!r}: attempt {acquired.attempt} lost its lease") from refused
+        return Status.CANCELLED
 
-    def _update_if_unchanged(self, record: TaskRecord, update: str, values: dict[str, Any], action: str) -> None:
+    def finish_cancel(self, record: TaskRecord) -> None:
+        """End CANCELLED a task an operator cancelled while an attempt ran whose consumer then died.
+
+        Raises:
+            StaleRecord: the task changed since `record` was read.
+        """
+        now = self.now_ms()
+        now_iso = iso_from_ms(now)
+        expired = record.expired_attempt()
+        index_sets, _, index_values = index_update(Status.CANCELLED, record.id, now_iso)
+        update = (
+            "SET #status = :cancelled, #finishedAt = :now_iso, #updatedAt = :now_iso, #expiresAt = :expiresAt,"
+            f" #history = list_append(#history, :entries), {', '.join(index_sets)}"
+            " ADD #version :one REMOVE #leaseOwner, #leaseExpiresAt, #attemptStartedAt, #retryAt, #cancelRequested"
+        )
+        values = {
+            ":cancelled": Status.CANCELLED.value,
+            ":now_iso": now_iso,
+            ":expiresAt": self._expires_at(now),
+            ":entries": [expired] if expired else [],
+            ":one": 1,
+            **index_values,
+        }
+        self._update_if_unchanged(record, update, values, "cancelled")
+
+    def _update_if_unchanged(self, record: TaskRecord, update: str, values: dict[str, Any], action: str) -> TaskRecord:
         """Apply `update` only if the task is still as `record` read it (its version is unchanged).
+
+        Returns the task as written.
 
         Raises:
             StaleRecord: it changed in between.
         """
         try:
-            self._update(record.id, update, UNCHANGED_SINCE_READ, {**values, ":version": record.version})
+            response = self._update(
+                record.id, update, UNCHANGED_SINCE_READ, {**values, ":version": record.version}, "ALL_NEW"
+            )
         except _ConditionFailed as refused:
             raise StaleRecord(f"task {record.id!r} changed while it was being {action}") from refused
+        item = _deserialize(response.get("Attributes"))
+        return record_from_item(item) if item else record
 
     def _refusal(self, old_item: dict[str, Any] | None, now: int) -> AcquireRefused | StoreError:
         if old_item is None:
@@ -457,6 +649,8 @@ class TaskStore:
         lease = record.live_lease(now)
         if lease is not None:
             return AcquireRefused(Refusal.LEASED, record, wait_ms=lease.expires_at_ms - now)
+        if record.cancel_requested:
+            return AcquireRefused(Refusal.CANCEL_REQUESTED, record)
         if record.attempts >= record.max_attempts:
             return AcquireRefused(Refusal.EXHAUSTED, record)
         wait = (record.retry_at_ms or 0) - now

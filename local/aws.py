@@ -13,6 +13,7 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
+from local.atomic_dynamodb import make_writes_atomic
 from local.atomic_sqs import make_receives_atomic
 from local.config import EMBEDDED_CREDENTIALS, LOOPBACK, TEMPLATE, LocalConfig
 
@@ -53,6 +54,7 @@ class EmbeddedAws:
         from moto.server import ThreadedMotoServer  # imported here: only this piece needs moto
 
         make_receives_atomic()
+        make_writes_atomic()
 
         # werkzeug logs every request at INFO: thousands of lines a minute under load.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
