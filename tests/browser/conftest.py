@@ -118,7 +118,7 @@ def watched(browser: Browser) -> Iterator[Watched]:
 def console_thread(client: ApiClient) -> Iterator[ConsoleServer]:
     """The console's server in this process, on a free port."""
     server = make_server(client)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield server

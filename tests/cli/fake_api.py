@@ -316,7 +316,7 @@ def serving(fake: FakeApi) -> Iterator[FakeApi]:
     """Serve `fake` on a free loopback port (its `url`) for the duration of the block."""
     server = _Server(fake)
     fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield fake

@@ -28,7 +28,7 @@ PAGE_HEADERS = {CONSOLE_HEADER: "1"}
 @contextmanager
 def console_for(client: ApiClient) -> Iterator[ConsoleServer]:
     server = make_server(client)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield server
