@@ -6,7 +6,7 @@ import json
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 MAX_TASK_ID_LENGTH = 256
 # The serialized task ({"id", "payload"}) travels as the SQS message body and is
@@ -86,6 +86,13 @@ def _not_too_deep(value: dict[str, Any]) -> dict[str, Any]:
 def _whole_number(value: Any) -> Any:
     """JSON has one number type: 5.0 is the integer 5 (JSON Schema agrees); 5.5 and "5" stay refused."""
     return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _date_time_text(value: Any) -> Any:
+    """A time comes as RFC 3339 text; pydantic's lax mode would also take a number of seconds."""
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 date-time string with a zone, e.g. 2026-11-25T12:00:00Z")
+    return value
 
 
 WholeNumber = Annotated[int, BeforeValidator(_whole_number), Field(strict=True)]
@@ -264,10 +271,10 @@ class BulkRetryIn(BaseModel):
     limit: WholeNumber = Field(default=100, ge=1, le=1000, description="At most this many tasks.")
     dryRun: bool = Field(default=False, description="Say what would be retried and retry nothing.")
     type: TaskTypeName | None = Field(default=None, description="Only tasks of this type.")
-    updatedSince: str | None = Field(
+    updatedSince: Annotated[AwareDatetime, BeforeValidator(_date_time_text)] | None = Field(
         default=None,
-        description="Only tasks last updated at or after this ISO 8601 time (UTC, e.g. 2026-11-25T12:00:00Z).",
-        pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?Z$",
+        strict=False,
+        description="Only tasks last updated at or after this time (RFC 3339 with a zone, e.g. 2026-11-25T12:00:00Z).",
     )
 
 

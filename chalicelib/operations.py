@@ -42,7 +42,7 @@ from chalicelib.models import (
     TaskPage,
     TaskView,
 )
-from chalicelib.record import TaskRecord, iso_from_ms
+from chalicelib.record import TaskRecord
 from chalicelib.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ CANCELLABLE_NOW = (Status.PENDING, Status.RETRYING)
 # Optimistic writes retried this often when the task moves between the read and the write.
 WRITE_TRIES = 3
 BULK_WORKERS = 16
+LATEST_SORT_KEY = "9999-12-31T23:59:59.999Z"
 
 
 def _problem(field: str, message: str) -> ValidationFailed:
@@ -234,11 +235,15 @@ def cancel(task_id: str, by: str, rt: Runtime) -> tuple[TaskView, bool]:
     raise Conflict(f"task {task_id!r} kept changing while it was being cancelled; try again")
 
 
-def _since(value: str | None) -> str | None:
+def _since(value: datetime | None) -> str | None:
+    """The sort-key prefix of a moment: the index sorts by `updatedAt` as the store writes it."""
     if value is None:
         return None
-    moment = datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
-    return iso_from_ms(int(moment.timestamp() * 1000))
+    try:
+        moment = value.astimezone(UTC)
+    except OverflowError:  # the first or last day datetime can hold, shifted past it by the zone
+        return None if value.year == datetime.min.year else LATEST_SORT_KEY
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def bulk_retry(body: dict[str, Any], by: str, rt: Runtime) -> BulkRetryResult:
@@ -257,8 +262,6 @@ def bulk_retry(body: dict[str, Any], by: str, rt: Runtime) -> BulkRetryResult:
     except ValidationError as exc:
         details = [FieldProblem(".".join(map(str, e["loc"])) or "body", e["msg"]) for e in exc.errors()]
         raise ValidationFailed("the bulk retry is not valid", details) from exc
-    except ValueError as exc:
-        raise _problem("updatedSince", f"must be an ISO 8601 time: {exc}") from exc
     status = Status(request.status)
     filters = Filters(task_type=request.type, updated_since=since)
     matched: list[str] = []

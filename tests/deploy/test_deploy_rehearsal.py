@@ -84,9 +84,12 @@ def test_make_deploy_then_make_remove_creates_and_deletes_the_whole_stage(
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     assert "API URL: https://" in deployed.stdout
 
-    # The data stack, from infra/resources.yaml with the stage's parameters.
+    # The data stack, from infra/resources.yaml with the stage's parameters: created, then
+    # updated once the API exists, so that the operator policy names it.
     status = clients["cloudformation"].describe_stacks(StackName=stack.stack_name(STAGE))["Stacks"][0]
-    assert status["StackStatus"] == "CREATE_COMPLETE"
+    assert status["StackStatus"] == "UPDATE_COMPLETE"
+    parameters = {p["ParameterKey"]: p["ParameterValue"] for p in status["Parameters"]}
+    assert parameters["RestApiId"], "the second deploy passes the API's id"
     tasks_url = sqs.get_queue_url(QueueName=f"taskproc-{STAGE}-tasks")["QueueUrl"]
     attributes = sqs.get_queue_attributes(QueueUrl=tasks_url, AttributeNames=["All"])["Attributes"]
     assert attributes["VisibilityTimeout"] == str(config.queue_visibility_timeout)
