@@ -14,15 +14,14 @@ import os
 import re
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
-import boto3
 import requests
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import ReadOnlyCredentials
-from botocore.exceptions import BotoCoreError
+
+if TYPE_CHECKING:  # boto3 and botocore load only when a request is signed: offline commands start faster
+    import boto3
+    from botocore.credentials import ReadOnlyCredentials
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 SERVICE = "execute-api"
@@ -140,6 +139,8 @@ class ApiClient:
 
     def _aws_session(self) -> boto3.session.Session:
         if self._session is None:
+            import boto3
+
             self._session = boto3.session.Session(profile_name=self._profile)
         return self._session
 
@@ -148,6 +149,8 @@ class ApiClient:
 
         Raises NoCredentials when a named profile is broken or missing (boto3's own message).
         """
+        from botocore.exceptions import BotoCoreError
+
         try:
             found = self._aws_session().get_credentials()
         except BotoCoreError as exc:
@@ -199,6 +202,9 @@ class ApiClient:
                     "SigV4-signed request (set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)"
                 )
             return headers  # the API-key routes work unsigned
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
         request = AWSRequest(method=method.upper(), url=url, data=data, headers=headers)
         SigV4Auth(credentials, SERVICE, self.region()).add_auth(request)
         return dict(request.headers.items())
