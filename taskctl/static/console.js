@@ -33,6 +33,7 @@ async function api(method, route, body) {
   } catch (error) {
     throw new ConsoleDown("Cannot reach the console server (taskctl console): is it still running?");
   }
+  setProblem("console", null);
   const text = await response.text();
   let parsed = null;
   try { parsed = text ? JSON.parse(text) : null; } catch (error) { parsed = null; }
@@ -81,11 +82,13 @@ function say(text, tone) {
   node.className = tone || "";
 }
 
-async function guarded(source, work) {
+// Runs `work`; an unreachable console server is said until a call gets through again, a bug until a refresh works.
+async function guarded(work) {
   try {
     await work();
   } catch (error) {
-    setProblem(source, error instanceof ConsoleDown ? error.message : `Something went wrong in the page: ${error}`);
+    if (error instanceof ConsoleDown) setProblem("console", error.message);
+    else setProblem("page", `Something went wrong in the page: ${error}`);
   }
 }
 
@@ -267,7 +270,7 @@ async function refreshTask() {
 // --- Buttons ------------------------------------------------------------------------------------
 
 async function act(verb, taskId) {
-  await guarded("action", async () => {
+  await guarded(async () => {
     const answer = await api("POST", `/tasks/${encodeURIComponent(taskId)}/${verb}`);
     if (answer.ok) {
       const view = answer.body || {};
@@ -283,7 +286,7 @@ async function act(verb, taskId) {
 }
 
 async function retryAllFailed() {
-  await guarded("action", async () => {
+  await guarded(async () => {
     const preview = await api("POST", "/retries", { status: "FAILED", limit: BULK_LIMIT, dryRun: true });
     if (!preview.ok) { say(describe("counting the failed tasks", preview), "refused"); return; }
     const matched = preview.body.matched || [];
@@ -332,11 +335,11 @@ async function refresh() {
   clearTimeout(state.timer);
   const round = ++state.round; // only the latest refresh schedules the next one
   if (document.hidden) return; // a hidden tab costs the API nothing; visibilitychange resumes
-  await guarded("refresh", async () => {
+  await guarded(async () => {
     const work = [refreshStats(), refreshTask()];
     if (state.page === 0) work.push(refreshList());
     await Promise.all(work);
-    setProblem("refresh", null);
+    setProblem("page", null);
   });
   if (round === state.round) state.timer = setTimeout(refresh, REFRESH_MS);
 }
@@ -363,9 +366,9 @@ function start() {
     if (!state.nextCursor) return;
     state.cursors[state.page + 1] = state.nextCursor;
     state.page += 1;
-    guarded("list", refreshList);
+    guarded(refreshList);
   });
-  $("newest").addEventListener("click", () => { state.page = 0; guarded("list", refreshList); });
+  $("newest").addEventListener("click", () => { state.page = 0; guarded(refreshList); });
   $("retry-all").addEventListener("click", retryAllFailed);
   $("task-retry").addEventListener("click", () => state.taskId !== null && act("retry", state.taskId));
   $("task-cancel").addEventListener("click", () => state.taskId !== null && act("cancel", state.taskId));

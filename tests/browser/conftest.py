@@ -144,9 +144,9 @@ class ConsoleProcess:
 
 
 @contextmanager
-def console_process(api_url: str) -> Iterator[ConsoleProcess]:
-    """`python -m taskctl --url API console --port P`, as an operator starts it."""
-    port = free_port()
+def console_process(api_url: str, port: int | None = None) -> Iterator[ConsoleProcess]:
+    """`python -m taskctl --url API console --port P`, as an operator starts it (P: a free port unless given)."""
+    port = port or free_port()
     popen = subprocess.Popen(
         [sys.executable, "-m", "taskctl", "--url", api_url, "console", "--port", str(port)],
         cwd=ROOT,

@@ -226,16 +226,22 @@ def test_a_403_from_the_stage_is_said_in_words(
     assert watched.uncaught() == []
 
 
-def test_a_console_server_that_stopped_is_said_in_words(watched: Watched, expect: Expect, fake: FakeApi) -> None:
+def test_a_console_server_that_stopped_is_said_in_words_until_it_is_back(
+    watched: Watched, expect: Expect, fake: FakeApi
+) -> None:
+    page = watched.page
     with console_process(fake.url) as console:
-        page = watched.page
         page.goto(console.url)
         expect(page.locator('#counts [data-status="FAILED"] dd')).to_have_text("0")
         console.stop()
 
-        expect(page.get_by_role("alert")).to_contain_text(
+        expect(page.get_by_role("alert")).to_have_text(
             "Cannot reach the console server (taskctl console): is it still running?"
         )
+    fake.add("t-1", "FAILED", last_error="e")
+    with console_process(fake.url, port=int(console.url.rsplit(":", 1)[1].strip("/"))):
+        expect(page.get_by_role("alert")).to_be_hidden()
+        expect(page.locator('#counts [data-status="FAILED"] dd')).to_have_text("1")
     assert watched.uncaught() == []
 
 
