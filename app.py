@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from chalice import Chalice, IAMAuthorizer, Response
-from chalice.app import SQSEvent
+from chalice.app import ConvertToMiddleware, SQSEvent
 
-from chalicelib import api, operations
+from chalicelib import api, logs, metrics, operations
 from chalicelib.consumer import DeadLetterConsumer, TaskConsumer, consume
 from chalicelib.http import json_errors, json_response
 from chalicelib.openapi import openapi_document
@@ -15,6 +15,10 @@ from chalicelib.runtime import get_runtime
 from chalicelib.settings import wiring
 
 app = Chalice(app_name="taskproc")
+# Every invocation, a route's or a batch's: its log lines carry the Lambda context, and its
+# metrics are flushed once, when it ends.
+app.register_middleware(ConvertToMiddleware(logs.with_lambda_context))
+app.register_middleware(ConvertToMiddleware(metrics.flushed))
 
 WIRING = wiring()
 # Content types are checked in chalicelib, so that a wrong one gets the JSON error shape
