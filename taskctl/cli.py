@@ -25,6 +25,7 @@ from taskctl.client import DEFAULT_URL, ApiClient, ApiResponse, ApiUnreachable, 
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_ACCESS = 0, 1, 2, 3, 4
 LISTED_STATUSES = ("FAILED", "RETRYING", "CANCELLED")
+BULK_LIMIT = 1000  # the most POST /retries takes in one call
 # Which failure wins when several ids fail differently: the one a script most needs to see.
 _SEVERITY = {EXIT_OK: 0, EXIT_REFUSED: 1, EXIT_ACCESS: 2, EXIT_UNAVAILABLE: 3}
 
@@ -254,9 +255,14 @@ def _each(options: Options, verb: str, task_ids: Iterable[str]) -> None:
 @click.argument("task_ids", nargs=-1)
 @click.option("--all-failed", is_flag=True, help="Retry FAILED tasks in bulk (POST /retries).")
 @click.option("--dry-run", is_flag=True, help="With --all-failed: only say which tasks would be retried.")
-@click.option("--limit", type=click.IntRange(1, 1000), help="With --all-failed: at most this many (default 100).")
+@click.option("--limit", type=click.IntRange(1, 1000), help="With --all-failed: at most this many (default 1000).")
 @click.option("--type", "task_type", help="With --all-failed: only tasks of this type.")
-@click.option("--updated-since", help="With --all-failed: only tasks updated at or after this ISO time.")
+@click.option(
+    "--updated-since",
+    "--since",
+    "updated_since",
+    help="With --all-failed: only tasks updated at or after this ISO time.",
+)
 @json_flag
 @pass_options
 def retry(
@@ -280,7 +286,7 @@ def retry(
             raise click.UsageError(f"{', '.join(given)} only go with --all-failed")
         _each(options, "retry", task_ids)
         return
-    body: dict[str, Any] = {"status": "FAILED", "limit": limit or 100, "dryRun": dry_run}
+    body: dict[str, Any] = {"status": "FAILED", "limit": limit or BULK_LIMIT, "dryRun": dry_run}
     if task_type:
         body["type"] = task_type
     if updated_since:

@@ -2,7 +2,7 @@
 // Every text from the API goes in through textContent, never as markup.
 "use strict";
 
-const REFRESH_MS = 3000;
+const REFRESH_MS = 5000;
 const LISTS = ["FAILED", "RETRYING", "CANCELLED"];
 const PAGE_SIZE = 20;
 const BULK_LIMIT = 1000;

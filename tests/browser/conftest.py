@@ -39,7 +39,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-# Generous for a loaded machine: the page refreshes every 3 s.
+# Generous for a loaded machine: the page refreshes every 5 s.
 SEEN_WITHIN_MS = 20_000
 
 

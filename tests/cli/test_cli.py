@@ -191,11 +191,16 @@ def test_retry_all_failed_dry_run_asks_the_bulk_route_and_retries_nothing(fake: 
 def test_retry_all_failed_retries_them(fake: FakeApi) -> None:
     fake.add("f-1", "FAILED", last_error="e")
 
-    result = run(fake.url, "retry", "--all-failed", "--json")
+    result = run(fake.url, "retry", "--all-failed", "--since", "2026-11-25T12:00:00Z", "--json")
 
     assert result.exit_code == EXIT_OK
     assert json.loads(result.stdout)["retried"] == ["f-1"]
-    assert fake.seen[-1].body == {"status": "FAILED", "limit": 100, "dryRun": False}
+    assert fake.seen[-1].body == {
+        "status": "FAILED",
+        "limit": 1000,
+        "dryRun": False,
+        "updatedSince": "2026-11-25T12:00:00Z",
+    }
     assert fake.tasks["f-1"]["status"] == "PENDING"
 
 
