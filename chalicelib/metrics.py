@@ -24,6 +24,7 @@ from aws_lambda_powertools.metrics.provider.cloudwatch_emf.constants import MAX_
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.metric_properties import MetricUnit
 
 from chalicelib.logs import logger
+from chalicelib.registry import REGISTRY
 
 NAMESPACE = "taskproc"
 # A metric that belongs to no known task type (a poison message, an unreadable dead letter).
@@ -67,6 +68,12 @@ _cold_start: str | None = None  # the function whose first invocation is running
 _started = False
 
 
+def _dimension(task_type: str | None) -> str:
+    """The `type` dimension: a registered type's name, else NO_TYPE. A message sent to the queue
+    directly can name any type; each distinct value would be a new metric, and a bill."""
+    return task_type if task_type is not None and REGISTRY.get(task_type) is not None else NO_TYPE
+
+
 def count(metric: Metric, task_type: str | None, value: float = 1) -> None:
     """Add `value` to a count metric of one task type (None: no known type).
 
@@ -76,7 +83,7 @@ def count(metric: Metric, task_type: str | None, value: float = 1) -> None:
     if metric in DURATIONS:
         raise ValueError(f"{metric} is a duration in milliseconds, not a count")
     with _lock:
-        _counts[task_type or NO_TYPE][metric] += value
+        _counts[_dimension(task_type)][metric] += value
 
 
 def milliseconds(metric: Metric, task_type: str | None, value: float) -> None:
@@ -88,7 +95,7 @@ def milliseconds(metric: Metric, task_type: str | None, value: float) -> None:
     if metric not in DURATIONS:
         raise ValueError(f"{metric} is a count, not a duration")
     with _lock:
-        _durations[task_type or NO_TYPE][metric].append(float(value))
+        _durations[_dimension(task_type)][metric].append(float(value))
 
 
 def current_stage() -> str:

@@ -171,18 +171,24 @@ class QueueAges:
     """The age of each queue's oldest message: a CloudWatch metric, not a queue attribute."""
 
     METRIC = "ApproximateAgeOfOldestMessage"
+    # The metric has one-minute resolution: asking more often buys nothing and costs
+    # GetMetricData requests (a console refreshes `GET /stats` every few seconds).
+    CACHE_SECONDS = 60.0
 
     def __init__(self, client_factory: Callable[[], Any], clock: Callable[[], float] = time.time) -> None:
         self._client_factory = client_factory
         self._client: Any = None
         self._clock = clock
+        self._cached: tuple[float, tuple[str, ...], dict[str, float]] | None = None
 
     def oldest_ages(self, queue_names: list[str]) -> dict[str, float]:
         """Seconds, by queue name, from the latest datapoint of the last 10 minutes; a queue
         without one (a new queue, or offline) is left out. Never raises: the figure is optional."""
+        end = self._clock()
+        if self._cached and self._cached[1] == tuple(queue_names) and end - self._cached[0] < self.CACHE_SECONDS:
+            return dict(self._cached[2])
         if self._client is None:
             self._client = self._client_factory()
-        end = self._clock()
         queries = [
             {
                 "Id": f"q{n}",
@@ -213,4 +219,5 @@ class QueueAges:
             values = result.get("Values") or []
             if values:
                 ages[queue_names[int(result["Id"][1:])]] = float(values[0])
-        return ages
+        self._cached = (end, tuple(queue_names), ages)
+        return dict(ages)
