@@ -90,14 +90,14 @@ def parse_json_object(
     return parsed
 
 
-def _problems(exc: ValidationError, prefix: tuple[str, ...] = ()) -> list[FieldProblem]:
+def field_problems(exc: ValidationError, prefix: tuple[str, ...] = ()) -> list[FieldProblem]:
     return [
         FieldProblem(".".join(str(part) for part in (*prefix, *error["loc"])) or "body", error["msg"])
         for error in exc.errors(include_url=False)
     ]
 
 
-def _checked_size(task: Task) -> str:
+def checked_message(task: Task) -> str:
     message = task.message_body()
     size = len(message.encode("utf-8"))
     if size > MAX_TASK_BYTES:
@@ -119,7 +119,7 @@ def validated_task(body: dict[str, Any], registry: Registry) -> tuple[Task, int]
     try:
         validated = TaskIn.model_validate(body)
     except ValidationError as exc:
-        raise ValidationFailed("the task is not valid", _problems(exc)) from exc
+        raise ValidationFailed("the task is not valid", field_problems(exc)) from exc
     name = validated.type
     task_type = registry.get(name)
     if task_type is None:
@@ -131,7 +131,7 @@ def validated_task(body: dict[str, Any], registry: Registry) -> tuple[Task, int]
         task_type.parse(body["payload"])
     except ValidationError as exc:
         raise ValidationFailed(
-            f"the payload does not fit task type {name!r}", _problems(exc, prefix=("payload",))
+            f"the payload does not fit task type {name!r}", field_problems(exc, prefix=("payload",))
         ) from exc
     # The payload exactly as sent (the model keeps it as given); the delay as the model read it (5.0 is 5).
     return Task(id=body["id"], type=name, payload=body["payload"]), validated.delaySeconds
@@ -150,7 +150,7 @@ def create_from_payload(body: dict[str, Any], rt: Runtime) -> TaskCreated:
     try:
         simulate.parse(body)
     except ValidationError as exc:
-        raise ValidationFailed("the task payload is not valid", _problems(exc)) from exc
+        raise ValidationFailed("the task payload is not valid", field_problems(exc)) from exc
     accepted = _accept(Task(id=str(uuid.uuid4()), type=DEFAULT_TYPE, payload=body), rt)
     return TaskCreated(taskId=accepted.id, id=accepted.id, status=accepted.status)
 
@@ -161,7 +161,7 @@ def max_attempts_of(task: Task, rt: Runtime) -> int:
 
 
 def _accept(task: Task, rt: Runtime, delay_seconds: int = 0) -> PublishAccepted:
-    message = _checked_size(task)
+    message = checked_message(task)
     try:
         record, created = rt.store.create(task, max_attempts_of(task, rt), delay_seconds)
     except StoreError as exc:

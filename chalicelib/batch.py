@@ -81,14 +81,14 @@ def publish_batch(body: dict[str, Any], rt: Runtime) -> PublishBatchAnswer:
     try:
         batch = PublishBatchIn.model_validate(body)
     except ValidationError as exc:
-        raise ValidationFailed("the body is not a valid batch", api._problems(exc)) from exc
+        raise ValidationFailed("the body is not a valid batch", api.field_problems(exc)) from exc
     results: list[Result | None] = [None] * len(batch.tasks)
     claims: dict[str, _Claim] = {}
     repeats: list[tuple[int, _Claim]] = []
     for index, entry in enumerate(batch.tasks):
         try:
             task, delay_seconds = _validated(entry, rt)
-            message = api._checked_size(task)
+            message = api.checked_message(task)
         except (ValidationFailed, PayloadTooLarge) as error:
             results[index] = _refused(_usable_id(entry), error)
             continue

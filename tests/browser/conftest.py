@@ -78,6 +78,9 @@ def browser() -> Iterator[Browser]:
 def expect(browser: Browser) -> Expect:
     from playwright.sync_api import expect as playwright_expect
 
+    # Assertions wait as long as the page may take to show a change (it refreshes every
+    # 5 s), not Playwright's default 5 s, which would race the refresh.
+    playwright_expect.set_options(timeout=SEEN_WITHIN_MS)
     return playwright_expect
 
 
