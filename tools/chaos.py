@@ -43,6 +43,7 @@ from tools.invariants import (
     check_operator_history,
     check_tasks,
     poison_recorded_by_id,
+    runs,
 )
 from tools.processes import DUMMY_CREDENTIALS, Piece, PieceError
 
@@ -103,6 +104,9 @@ class ChaosReport:
     operator_answers: Counter[str] = field(default_factory=Counter)
     operator_entries: Counter[str] = field(default_factory=Counter)
     bulk_retried: int = 0
+    bulk_skipped: int = 0
+    # How the runs whose cancel was requested mid-attempt ended: "COMPLETED" or "CANCELLED".
+    cancel_requested_ends: Counter[str] = field(default_factory=Counter)
     permanent_failures: int = 0  # attempts failed permanently
     timed_out: int = 0  # attempts failed for overrunning their deadline
     findings: Findings = field(default_factory=Findings)
@@ -121,9 +125,11 @@ class ChaosReport:
     def operator_line(self) -> str:
         answers = ", ".join(f"{kind} {count}" for kind, count in sorted(self.operator_answers.items()))
         entries = ", ".join(f"{kind} {count}" for kind, count in sorted(self.operator_entries.items()))
+        ends = ", ".join(f"{status} {count}" for status, count in sorted(self.cancel_requested_ends.items()))
         return (
             f"operator: {sum(self.operator_answers.values())} requests ({answers or 'none'}); "
-            f"bulk retried {self.bulk_retried}; history entries: {entries or 'none'}"
+            f"bulk retries retried {self.bulk_retried}, skipped {self.bulk_skipped}; "
+            f"history entries: {entries or 'none'}; cancel-requested runs ended {ends or 'none'}"
         )
 
     def details(self) -> str:
@@ -179,7 +185,10 @@ class ChaosRun:
             lease_seconds=options.lease_seconds,
         )
         self.report = ChaosReport(poison_sent=len(self.plan.poison))
-        self.operator: ChaosOperator | None = None
+        operator_options = OperatorOptions(actions=options.operator_actions, seconds=options.operator_seconds)
+        self.operator = ChaosOperator(
+            self.stack.api_url, self.plan.tasks, operator_options, random.Random(options.seed + 1)
+        )
         self._operator_thread: threading.Thread | None = None
         self._done = threading.Event()
         self._local = threading.local()
@@ -219,6 +228,8 @@ class ChaosRun:
                 if not response.json().get("duplicate"):
                     with self._lock:
                         self._first_accepted.setdefault(task_id, []).append(payload)
+                    if copy == 1 and self.options.operator_actions > 0:
+                        self.operator.accepted(task_id)
                 return True
             if response.status_code != 503:
                 return False
@@ -239,7 +250,7 @@ class ChaosRun:
         accepted = [task for task, ok in zip(tasks, answers, strict=True) if ok]
         self.report.tasks, self.report.rejected = len(accepted), len(tasks) - len(accepted)
         self.say(f"published {len(accepted)} tasks ({self.report.rejected} not accepted)")
-        self.start_operator(accepted)
+        self.start_operator()
 
         sqs = self._aws("sqs")
         queue_url = sqs.get_queue_url(QueueName=TASKS_QUEUE)["QueueUrl"]
@@ -262,11 +273,9 @@ class ChaosRun:
 
     # --- operating ----------------------------------------------------------
 
-    def start_operator(self, accepted: list[PlannedTask]) -> None:
+    def start_operator(self) -> None:
         """Start retrying and cancelling while the rest of the plan goes out and the workers run."""
-        options = OperatorOptions(actions=self.options.operator_actions, seconds=self.options.operator_seconds)
-        self.operator = ChaosOperator(self.stack.api_url, accepted, options, random.Random(self.options.seed + 1))
-        if options.actions > 0:
+        if self.options.operator_actions > 0:
             self._operator_thread = threading.Thread(
                 target=self.operator.run, args=(self._done,), name="chaos-operator", daemon=True
             )
@@ -366,12 +375,12 @@ class ChaosRun:
         findings.duplicate_accepted = sorted(i for i, firsts in self._first_accepted.items() if len(firsts) != 1)
         findings.poison_unrecorded = [p.body for p in self.unrecorded_poison(items)]
         findings.api_disagrees = self._api_disagreements(accepted, items)
-        if self.operator is not None:
+        if self.options.operator_actions > 0:
             check_operator_history(items, self.operator.answers, findings)
             listed = {status: self.operator.list_all(status) for status in LISTED}
             check_listings(items, self.operator.stats(), listed, findings)
             self.report.operator_answers = self.operator.figures()
-            self.report.bulk_retried = self.operator.bulk_retried()
+            self.report.bulk_retried, self.report.bulk_skipped = self.operator.bulk_figures()
         self.report.findings = findings
         statuses = Counter(items.get(t.task_id, {}).get("status") for t in accepted)
         self.report.completed, self.report.failed = statuses["COMPLETED"], statuses["FAILED"]
@@ -385,6 +394,20 @@ class ChaosRun:
         self.report.operator_entries = Counter(
             f"{entry['kind']} from {entry['fromStatus']}" for entry in entries if "at" in entry
         )
+        self.report.cancel_requested_ends = Counter(
+            str(run.end_status)
+            for task in accepted
+            for run in runs(items.get(task.task_id, {}).get("history") or [], items.get(task.task_id, {}).get("status"))
+            if any(entry.get("kind") == "cancel_requested" for entry in run.entries)
+        )
+
+    def _keep_broken(self, items: dict[str, dict[str, Any]]) -> None:
+        """Write the items of the tasks that broke an invariant next to the logs, to read afterwards."""
+        broken = {task_id for ids in self.report.findings.broken().values() for task_id in ids if task_id in items}
+        if broken and self.options.log_dir is not None:
+            path = self.options.log_dir / "broken-tasks.json"
+            path.write_text(json.dumps({i: items[i] for i in sorted(broken)}, indent=1, default=str), encoding="utf-8")
+            self.say(f"the broken tasks' items are in {path}")
 
     def _api_disagreements(self, accepted: list[PlannedTask], items: dict[str, dict[str, Any]]) -> list[str]:
         """Read the odd ids, and a sample of the rest, over HTTP: the API must tell what the table holds."""
@@ -421,6 +444,7 @@ class ChaosRun:
             if self._operator_thread is not None:
                 self._operator_thread.join(60)
             self.check(accepted, items)
+            self._keep_broken(items)
         finally:
             self._done.set()
             self.stack.stop()

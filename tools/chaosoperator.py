@@ -48,6 +48,7 @@ class ChaosOperator:
     """Sends operator requests against the API and keeps every answer."""
 
     def __init__(self, api_url: str, tasks: list[PlannedTask], options: OperatorOptions, rng: random.Random) -> None:
+        """`tasks`: the plan's tasks, the only ones it acts on."""
         self.api_url = api_url
         self.options = options
         self.rng = rng
@@ -58,6 +59,8 @@ class ChaosOperator:
         self._retried: Counter[str] = Counter()
         self._looked_at: set[str] = set()
         self._retry_rounds = 0
+        delayed = sorted(task.task_id for task in tasks if task.delay_seconds)
+        self._cancel_on_accept = set(rng.sample(delayed, min(len(delayed) // 2, max(1, options.actions // 6))))
 
     # --- requests ---------------------------------------------------------
 
@@ -75,8 +78,10 @@ class ChaosOperator:
             answer = Answer(kind, task_id, sent)
         else:
             answered = _now_ms()
-            retried = tuple(response.json().get("retried", [])) if kind == "bulk_retry" and response.ok else ()
-            answer = Answer(kind, task_id, sent, answered, response.status_code, retried)
+            bulk = response.json() if kind == "bulk_retry" and response.ok else {}
+            retried = tuple(bulk.get("retried", []))
+            skipped = tuple(entry["id"] for entry in bulk.get("skipped", []))
+            answer = Answer(kind, task_id, sent, answered, response.status_code, retried, skipped)
         with self._lock:
             self.answers.append(answer)
         return answer
@@ -130,10 +135,9 @@ class ChaosOperator:
         with self._lock:
             return len(self.answers)
 
-    def cancel_delayed(self) -> None:
-        """Cancel half of the delayed tasks while they wait, PENDING."""
-        delayed = [task.task_id for task in self.tasks.values() if task.delay_seconds]
-        for task_id in self.rng.sample(delayed, len(delayed) // 2)[: max(1, self.options.actions // 6)]:
+    def accepted(self, task_id: str) -> None:
+        """Told of each task's first accepted publish: cancel some delayed ones at once, while PENDING."""
+        if task_id in self._cancel_on_accept:
             self.cancel(task_id)
 
     def _cancel_retrying(self) -> None:
@@ -184,7 +188,6 @@ class ChaosOperator:
     def run(self, done: threading.Event) -> None:
         """Send `options.actions` requests (or until `options.seconds` pass, or `done` is set)."""
         deadline = time.monotonic() + self.options.seconds
-        self.cancel_delayed()
         steps = (self._cancel_retrying, self._cancel_processing, self._retry_some)
         while self._spent() < self.options.actions and time.monotonic() < deadline and not done.is_set():
             for step in steps:
@@ -196,6 +199,7 @@ class ChaosOperator:
         with self._lock:
             return Counter(f"{a.kind} {a.status_code or 'none'}" for a in self.answers)
 
-    def bulk_retried(self) -> int:
+    def bulk_figures(self) -> tuple[int, int]:
+        """Tasks the bulk retries retried, and tasks they skipped (a racing retry won)."""
         with self._lock:
-            return sum(len(answer.retried) for answer in self.answers)
+            return sum(len(a.retried) for a in self.answers), sum(len(a.skipped) for a in self.answers)

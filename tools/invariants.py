@@ -53,6 +53,7 @@ class Answer:
     answered_ms: int | None = None
     status_code: int | None = None  # None: no answer arrived (the request may or may not have acted)
     retried: tuple[str, ...] = ()  # a bulk retry's `retried` ids
+    skipped: tuple[str, ...] = ()  # a bulk retry's `skipped` ids (another request took them first)
 
 
 @dataclass
@@ -77,7 +78,8 @@ class Findings:
     overrun_unnoticed: list[str] = field(default_factory=list)  # an overrunning attempt not failed as timed out
     ran_after_cancel: list[str] = field(default_factory=list)  # an attempt started after the task was CANCELLED
     cancel_ignored: list[str] = field(default_factory=list)  # a cancel-requested run that retried or ended FAILED
-    retry_runs: list[str] = field(default_factory=list)  # a retry that started no run, or attempts not from 1
+    retry_runs: list[str] = field(default_factory=list)  # a retry that started no run
+    missing_attempts: list[str] = field(default_factory=list)  # a run's attempts not numbered 1..n, or uncounted
     out_of_order: list[str] = field(default_factory=list)  # history entries not in time order
     unanswered_actions: list[str] = field(default_factory=list)  # an operator action no API answer accounts for
     unrecorded_answers: list[str] = field(default_factory=list)  # an accepted operator answer with no entry
@@ -212,14 +214,17 @@ def permanent_repeated(run: Run, expected_permanent: bool) -> bool:
 
 
 def retry_runs_broken(run_list: Sequence[Run]) -> bool:
-    """Whether a run's attempts are not numbered 1, 2, ... or a retry started no run (and was not cancelled)."""
+    """Whether a retry started no run (and the task was not cancelled before it could)."""
+    return any(run.retry is not None and not run.attempts and run.end_status != "CANCELLED" for run in run_list)
+
+
+def attempts_missing(run_list: Sequence[Run], attempts: int, terminal: bool) -> bool:
+    """Whether a run's attempts are not numbered 1, 2, ... or a finished task counts attempts its history lacks."""
     for run in run_list:
         numbers = [int(entry["attempt"]) for entry in run.attempts]
         if numbers != list(range(1, len(numbers) + 1)):
             return True
-        if run.retry is not None and not numbers and run.end_status != "CANCELLED":
-            return True
-    return False
+    return terminal and attempts != len(run_list[-1].attempts)
 
 
 def _parsed_result(item: Mapping[str, Any]) -> Any:
@@ -284,6 +289,8 @@ def check_task(item: Mapping[str, Any], expected: Expected, max_attempts: int, f
         findings.cancel_ignored.append(task_id)
     if retry_runs_broken(run_list):
         findings.retry_runs.append(task_id)
+    if attempts_missing(run_list, int(item.get("attempts", 0)), status in TERMINAL):
+        findings.missing_attempts.append(task_id)
     if out_of_order(history):
         findings.out_of_order.append(task_id)
 

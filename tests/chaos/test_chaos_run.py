@@ -25,7 +25,7 @@ OPTIONS = ChaosOptions(
     requeue_share=0.1,
     poison_per_kind=1,
     deadline=120.0,
-    operator_actions=30,
+    operator_actions=40,
     operator_seconds=40.0,
     verbose=False,
 )
@@ -66,6 +66,7 @@ def test_the_task_types_misbehaved_as_planned(report: ChaosReport) -> None:
 def test_the_operator_met_every_status_it_can_act_on(report: ChaosReport) -> None:
     entries = report.operator_entries
     assert entries["cancel from PENDING"] > 0, report.operator_line()
+    assert entries["cancel from RETRYING"] > 0, report.operator_line()
     assert entries["cancel_requested from PROCESSING"] > 0, report.operator_line()
     assert entries["retry from FAILED"] > 0, report.operator_line()
     assert report.operator_answers["bulk_retry 200"] > 0, report.operator_line()

@@ -137,7 +137,7 @@ def test_the_attempt_limit_holds_per_run() -> None:
     item = _item("FAILED", [*three, _action("retry", "05.000", "FAILED"), *again], lastError="x")
     assert _broken(item) == {}
     four = [*again, _attempt(4, "19.000", "19.500", "failed", "x")]
-    item = _item("FAILED", [*three, _action("retry", "05.000", "FAILED"), *four], lastError="x", attempts=3)
+    item = _item("FAILED", [*three, _action("retry", "05.000", "FAILED"), *four], lastError="x")
     assert _broken(item) == {"over-attempts": ["t"]}
 
 
@@ -175,11 +175,22 @@ def test_each_retry_starts_one_run_counted_from_one() -> None:
     never_ran = _item("FAILED", [*failed, _action("retry", "02.000", "FAILED")], lastError=PERMANENT)
     assert _broken(never_ran) == {"retry-runs": ["t"]}
     counted_on = _item("COMPLETED", [*failed, _action("retry", "02.000", "FAILED"),
-                                     _attempt(2, "03.000", "03.100", "succeeded")], lastError=PERMANENT)
-    assert _broken(counted_on) == {"retry-runs": ["t"]}
+                                     _attempt(2, "03.000", "03.100", "succeeded")], lastError=PERMANENT, attempts=2)
+    assert _broken(counted_on) == {"missing-attempts": ["t"]}
     cancelled_first = _item("CANCELLED", [*failed, _action("retry", "02.000", "FAILED"),
                                           _action("cancel", "02.500", "PENDING")], lastError=PERMANENT)
     assert _broken(cancelled_first) == {}
+
+
+def test_every_counted_attempt_is_in_the_history() -> None:
+    # An attempt whose consumer died must be recorded as expired when its task is taken over.
+    taken_over = _item("COMPLETED", [_attempt(2, "03.000", "03.100", "succeeded")], attempts=2)
+    assert _broken(taken_over) == {"missing-attempts": ["t"]}
+    recorded = _item("COMPLETED", [_attempt(1, "01.000", "02.000", "expired", "lease"),
+                                   _attempt(2, "03.000", "03.100", "succeeded")])
+    assert _broken(recorded) == {}
+    uncounted = _item("FAILED", [_attempt(1, "01.000", "01.100", "failed", "x")], lastError="x", attempts=2)
+    assert _broken(uncounted) == {"missing-attempts": ["t"]}
 
 
 def test_history_entries_are_in_the_order_their_writes_had() -> None:
