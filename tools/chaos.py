@@ -243,14 +243,15 @@ class ChaosRun:
         """Every first publish, then the mischief (duplicates, queue copies, poison) in a random order.
 
         Copies go out only after their task's first publish was accepted, so that
-        the first payload is the one that must win. Returns the accepted tasks.
+        the first payload is the one that must win. The operator starts with the
+        first publishes. Returns the accepted tasks.
         """
         tasks = self.plan.tasks
+        self.start_operator()  # at once, so that it meets tasks PENDING, PROCESSING and RETRYING
         answers = self._send_all([lambda t=task: self.publish(t, 1) for task in tasks])
         accepted = [task for task, ok in zip(tasks, answers, strict=True) if ok]
         self.report.tasks, self.report.rejected = len(accepted), len(tasks) - len(accepted)
         self.say(f"published {len(accepted)} tasks ({self.report.rejected} not accepted)")
-        self.start_operator()
 
         sqs = self._aws("sqs")
         queue_url = sqs.get_queue_url(QueueName=TASKS_QUEUE)["QueueUrl"]
