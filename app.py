@@ -5,16 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from chalice import Chalice, IAMAuthorizer, Response
-from chalice.app import SQSEvent
+from chalice.app import ConvertToMiddleware, SQSEvent
 
-from chalicelib import api, operations
+from chalicelib import api, batch, logs, metrics, operations
 from chalicelib.consumer import DeadLetterConsumer, TaskConsumer, consume
 from chalicelib.http import json_errors, json_response
+from chalicelib.models import MAX_BATCH_BYTES
 from chalicelib.openapi import openapi_document
 from chalicelib.runtime import get_runtime
 from chalicelib.settings import wiring
 
 app = Chalice(app_name="taskproc")
+# Every invocation, a route's or a batch's: its log lines carry the Lambda context, and its
+# metrics are flushed once, when it ends.
+app.register_middleware(ConvertToMiddleware(logs.with_lambda_context))
+app.register_middleware(ConvertToMiddleware(metrics.flushed))
 
 WIRING = wiring()
 # Content types are checked in chalicelib, so that a wrong one gets the JSON error shape
@@ -53,6 +58,16 @@ def _body() -> dict[str, Any]:
 def publish() -> Response:
     accepted = api.publish(_body(), get_runtime())
     return json_response(accepted, 201, {"Location": api.task_location(accepted.id, _path_prefix())})
+
+
+@app.route(
+    "/publish/batch", methods=["POST"], content_types=ANY_CONTENT_TYPE, api_key_required=WIRING.api_key_required
+)
+@json_errors
+def publish_batch() -> Response:
+    request = app.current_request
+    body = api.parse_json_object(request.raw_body, request.headers.get("content-type"), MAX_BATCH_BYTES)
+    return json_response(batch.publish_batch(body, get_runtime()))
 
 
 @app.route("/tasks", methods=["POST"], content_types=ANY_CONTENT_TYPE, api_key_required=WIRING.api_key_required)

@@ -53,8 +53,10 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def parse_json_object(raw_body: bytes | None, content_type: str | None) -> dict[str, Any]:
-    """The request body as a JSON object.
+def parse_json_object(
+    raw_body: bytes | None, content_type: str | None, max_bytes: int = MAX_TASK_BYTES
+) -> dict[str, Any]:
+    """The request body, of at most `max_bytes`, as a JSON object.
 
     Raises:
         UnsupportedMediaType, PayloadTooLarge, MalformedJson, ValidationFailed.
@@ -63,8 +65,8 @@ def parse_json_object(raw_body: bytes | None, content_type: str | None) -> dict[
     if media_type != "application/json" and not media_type.endswith("+json"):
         raise UnsupportedMediaType(f"the body must be sent as application/json, not {media_type or 'nothing'}")
     body = raw_body or b""
-    if len(body) > MAX_TASK_BYTES:
-        raise PayloadTooLarge(f"the request body may be at most {MAX_TASK_BYTES} bytes; it has {len(body)}")
+    if len(body) > max_bytes:
+        raise PayloadTooLarge(f"the request body may be at most {max_bytes} bytes; it has {len(body)}")
     try:
         text = body.decode("utf-8")
         parsed = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)

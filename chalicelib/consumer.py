@@ -24,11 +24,12 @@ from chalicelib import metrics
 from chalicelib.attempt import AttemptOutcome, run_attempt, unknown_type
 from chalicelib.backoff import backoff_seconds
 from chalicelib.errors import LeaseLost, StaleRecord
-from chalicelib.logs import log_event
+from chalicelib.logs import log_event, task_scope
 from chalicelib.metrics import Metric
 from chalicelib.models import DEFAULT_TYPE, Status, Task, TaskIn
 from chalicelib.queue import Queue, VisibilityChange
 from chalicelib.record import TaskRecord, ms_from_iso
+from chalicelib.registry import TaskType
 from chalicelib.runtime import Runtime
 from chalicelib.settings import MAX_VISIBILITY_SECONDS
 from chalicelib.store import Acquired, AcquireRefused, Refusal
@@ -150,7 +151,11 @@ class TaskConsumer:
             log_event("poison", logging.WARNING, messageId=record.message_id, reason=str(exc))
             metrics.count(Metric.POISON, None)
             return Outcome.POISON, None
+        # Every line logged for this record carries its task id (and, once acquired, the attempt).
+        with task_scope(task.id):
+            return self._acquire_and_run(record, task)
 
+    def _acquire_and_run(self, record: SqsRecord, task: Task) -> Verdict:
         store, settings = self._rt.store, self._settings
         task_type = self._rt.registry.get(task.type)
         max_attempts = task_type.attempts(settings.MAX_ATTEMPTS) if task_type else settings.MAX_ATTEMPTS
@@ -158,7 +163,11 @@ class TaskConsumer:
             acquired = store.acquire(task, uuid.uuid4().hex, record.message_id, max_attempts, settings.LEASE_SECONDS)
         except AcquireRefused as refused:
             return self._refused(record, refused)
+        with task_scope(task.id, attempt=acquired.attempt):
+            return self._run(record, task, task_type, acquired)
 
+    def _run(self, record: SqsRecord, task: Task, task_type: TaskType | None, acquired: Acquired) -> Verdict:
+        store, settings = self._rt.store, self._settings
         fields = {"taskId": task.id, "attempt": acquired.attempt, "messageId": record.message_id}
         if acquired.previous and acquired.previous.lease:
             store.record_expired_attempt(acquired)
@@ -278,6 +287,10 @@ class DeadLetterConsumer:
             task = parse_task_message(record.body)
         except ValueError as exc:
             return self._poison(record, str(exc))
+        with task_scope(task.id):
+            return self._record(record, task)
+
+    def _record(self, record: SqsRecord, task: Task) -> Outcome:
         current = self._store.get(task.id)
         fields = {"taskId": task.id, "messageId": record.message_id}
         if current is None:
@@ -379,7 +392,7 @@ def consume(
     ]
     if changes:
         for message_id in queue.change_visibility(changes):
-            logger.warning("visibility of message %s not changed; it returns after the queue's timeout", message_id)
+            log_event("visibility_not_changed", logging.WARNING, messageId=message_id)
 
     unfinished = [r.message_id for r in results if not r.outcome.finished]
     if report_item_failures:
@@ -388,6 +401,6 @@ def consume(
         finished = {r.message_id: r.receipt_handle for r in results if r.outcome.finished}
         if finished:
             for message_id in queue.delete(finished):
-                logger.warning("finished message %s not deleted; its next delivery is dropped", message_id)
+                log_event("finished_message_not_deleted", logging.WARNING, messageId=message_id)
         raise BatchIncomplete(f"{len(unfinished)} of {len(results)} messages come back later: {unfinished}")
     return None

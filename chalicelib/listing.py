@@ -13,19 +13,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.errors import StoreError
 from chalicelib.index import INDEX_NAME, SHARD_ATTRIBUTE, SHARDS, SORT_ATTRIBUTE, shard_key
 from chalicelib.models import Status, TaskSummary
+from chalicelib.table import deserialize, serialize
 
 # Counting reads every index entry it counts; past this many per status it stops and
 # says "at least", so one `GET /stats` costs a bounded number of read units.
 COUNT_CAP = 1_000
-
-_deserializer = TypeDeserializer()
-_serializer = TypeSerializer()
 
 
 @dataclass(frozen=True)
@@ -95,7 +92,7 @@ class TaskIndex:
         while True:
             response = self._query(status, shard, after, filters, limit=limit, start=start)
             # BETWEEN (used with a since filter) includes the cursor's own entry: drop it.
-            entries += [e for e in map(_plain, response.get("Items", [])) if e[SORT_ATTRIBUTE] != after]
+            entries += [e for e in map(deserialize, response.get("Items", [])) if e[SORT_ATTRIBUTE] != after]
             start = response.get("LastEvaluatedKey")
             if start is None or len(entries) > limit:
                 return entries, start is not None
@@ -146,7 +143,7 @@ class TaskIndex:
             names["#type"] = "type"
             values[":type"] = filters.task_type
         kwargs["ExpressionAttributeNames"] = names
-        kwargs["ExpressionAttributeValues"] = {key: _serializer.serialize(value) for key, value in values.items()}
+        kwargs["ExpressionAttributeValues"] = serialize(values)
         if limit is not None:
             kwargs["Limit"] = limit + 1
         if select is not None:
@@ -154,10 +151,6 @@ class TaskIndex:
         if start is not None:
             kwargs["ExclusiveStartKey"] = start
         return _call(self._client.query, **kwargs)
-
-
-def _plain(item: dict[str, Any]) -> dict[str, Any]:
-    return {key: _deserializer.deserialize(value) for key, value in item.items()}
 
 
 def _call(operation: Callable[..., dict[str, Any]], **kwargs: Any) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from chalicelib.models import (
     TaskPage,
     TaskView,
 )
-from chalicelib.record import TaskRecord
+from chalicelib.record import TaskRecord, record_from_item
 from chalicelib.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -150,16 +150,21 @@ def stats(rt: Runtime) -> Stats:
     return Stats(counts={s.value: c for s, (c, _) in counted.items()}, queues=queues, sources=sources)
 
 
-def _read(task_id: str, rt: Runtime) -> TaskRecord:
+def _read_item(task_id: str, rt: Runtime) -> tuple[TaskRecord, dict[str, Any]]:
+    """The task (one strongly consistent read) and its raw item, which a failed retry puts back."""
     if not 1 <= len(task_id) <= MAX_TASK_ID_LENGTH:
         raise TaskNotFound(f"no task has this id (ids have 1 to {MAX_TASK_ID_LENGTH} characters)")
     try:
-        record = rt.store.get(task_id)
+        item = rt.store.get_item(task_id)
     except StoreError as exc:
         raise ServiceUnavailable("the task table did not answer; try again") from exc
-    if record is None:
+    if item is None:
         raise TaskNotFound(f"no task has id {task_id!r}")
-    return record
+    return record_from_item(item), item
+
+
+def _read(task_id: str, rt: Runtime) -> TaskRecord:
+    return _read_item(task_id, rt)[0]
 
 
 def retry(task_id: str, by: str, rt: Runtime) -> TaskView:
@@ -169,7 +174,7 @@ def retry(task_id: str, by: str, rt: Runtime) -> TaskView:
         TaskNotFound, Conflict (not FAILED or CANCELLED, or a concurrent retry won, or the
         history is full), ServiceUnavailable (nothing was changed).
     """
-    record = _read(task_id, rt)
+    record, item_before = _read_item(task_id, rt)
     if record.status not in RETRYABLE:
         raise Conflict(f"task {task_id!r} is {record.status.value}; only FAILED or CANCELLED tasks can be retried")
     max_attempts = _max_attempts(record, rt)
@@ -179,8 +184,7 @@ def retry(task_id: str, by: str, rt: Runtime) -> TaskView:
             f" {MAX_HISTORY_ENTRIES}: publish it again under a new id instead"
         )
     try:
-        item_before = rt.store.get_item(task_id)
-        restarted = rt.store.restart(record, max_attempts, by)
+        restarted = rt.operator_store.restart(record, max_attempts, by)
     except StaleRecord as exc:
         raise Conflict(f"task {task_id!r} changed while it was being retried (another retry or cancel won)") from exc
     except StoreError as exc:
@@ -188,8 +192,7 @@ def retry(task_id: str, by: str, rt: Runtime) -> TaskView:
     try:
         message_id = rt.tasks_queue.send(restarted.task.message_body())
     except QueueError as exc:
-        if item_before is not None:
-            rt.store.undo_restart(record, item_before)
+        rt.operator_store.undo_restart(record, item_before)
         raise ServiceUnavailable("the task queue did not answer; the task was not retried, try again") from exc
     log_event("operator_retry", taskId=task_id, by=by, fromStatus=record.status.value, messageId=message_id)
     metrics.count(Metric.OPERATOR_RETRIES, restarted.type)
@@ -215,7 +218,7 @@ def cancel(task_id: str, by: str, rt: Runtime) -> tuple[TaskView, bool]:
         record = _read(task_id, rt)
         try:
             if record.status in CANCELLABLE_NOW:
-                cancelled = rt.store.cancel(record, by)
+                cancelled = rt.operator_store.cancel(record, by)
                 log_event("operator_cancel", taskId=task_id, by=by, fromStatus=record.status.value)
                 metrics.count(Metric.OPERATOR_CANCELS, record.type)
                 metrics.count(Metric.TASKS_CANCELLED, record.type)
@@ -223,7 +226,7 @@ def cancel(task_id: str, by: str, rt: Runtime) -> tuple[TaskView, bool]:
             if record.status is Status.PROCESSING:
                 if record.cancel_requested:
                     raise Conflict(f"task {task_id!r}: a cancel is already requested; its running attempt decides")
-                marked = rt.store.request_cancel(record, by)
+                marked = rt.operator_store.request_cancel(record, by)
                 log_event("operator_cancel_requested", taskId=task_id, by=by)
                 metrics.count(Metric.OPERATOR_CANCELS, record.type)
                 return marked.view(rt.store.now_ms()), False

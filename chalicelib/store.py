@@ -17,32 +17,25 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import BotoCoreError, ClientError
-
-from chalicelib.errors import LeaseLost, StaleRecord, StoreError
+from chalicelib.errors import LeaseLost, StoreError
 from chalicelib.index import index_attributes, index_update
-from chalicelib.models import Action, Outcome, Status, Task
-from chalicelib.record import TaskRecord, action_entry, attempt_entry, iso_from_ms, record_from_item
+from chalicelib.models import Outcome, Status, Task
+from chalicelib.record import TaskRecord, attempt_entry, iso_from_ms, record_from_item
+from chalicelib.table import TASK_IS_NEW, ConditionFailed, TaskTable, capped_error, deserialize, names
 
 logger = logging.getLogger(__name__)
 
 # Named parts of the conditions; each reads as the rule it enforces.
-TASK_IS_NEW = "attribute_not_exists(#id)"
 TASK_EXISTS = "attribute_exists(#id)"
 NOT_TERMINAL = "#status IN (:pending, :processing, :retrying)"
 NO_LIVE_LEASE = "(attribute_not_exists(#leaseExpiresAt) OR #leaseExpiresAt <= :now)"
 ATTEMPTS_LEFT = "#attempts < #maxAttempts"
 BACKOFF_OVER = "(attribute_not_exists(#retryAt) OR #retryAt <= :nowWithSkew)"
 HOLDS_LEASE = "#leaseOwner = :owner"
-UNCHANGED_SINCE_READ = "#version = :version"
 HISTORY_LENGTH_UNCHANGED = "size(#history) = :historyLength"
 NO_CANCEL_REQUESTED = "attribute_not_exists(#cancelRequested)"
 
@@ -51,19 +44,9 @@ ACQUIRABLE = (
     f" AND {NO_CANCEL_REQUESTED})"
 )
 
-# The health check reads this key; no task needs to exist under it.
-HEALTH_PROBE_KEY = "taskproc:health-probe"
-
 # Hosts' clocks differ a little; a retry that arrives this much before its
 # retryAt still runs rather than burning one of the message's receives.
 CLOCK_SKEW_MS = 1_000
-
-# Errors are kept in the history of every attempt; capped, a full history of
-# MAX_ATTEMPTS entries fits in the item beside a maximal payload and result.
-MAX_ERROR_BYTES = 1_000
-
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
 
 
 class Refusal(StrEnum):
@@ -103,24 +86,6 @@ class Acquired:
         return self.attempt >= self.max_attempts
 
 
-class _ConditionFailed(Exception):
-    def __init__(self, old: dict[str, Any] | None) -> None:
-        super().__init__("condition failed")
-        self.old = old
-
-
-def capped_error(error: str) -> str:
-    """`error`, cut to at most MAX_ERROR_BYTES of UTF-8 (an ellipsis marks a cut)."""
-    encoded = error.encode("utf-8", errors="replace")
-    if len(encoded) <= MAX_ERROR_BYTES:
-        return error
-    return encoded[: MAX_ERROR_BYTES - 3].decode("utf-8", errors="ignore") + "…"
-
-
-def _names(*expressions: str) -> dict[str, str]:
-    return {f"#{name}": name for expression in expressions for name in re.findall(r"#(\w+)", expression)}
-
-
 def _history_ends_with(item: dict[str, Any] | None, entry: dict[str, Any]) -> bool:
     history = (item or {}).get("history") or []
     if not history:
@@ -129,53 +94,8 @@ def _history_ends_with(item: dict[str, Any] | None, entry: dict[str, Any]) -> bo
     return "attempt" in last and int(last["attempt"]) == entry["attempt"] and last["startedAt"] == entry["startedAt"]
 
 
-def _deserialize(item: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not item:
-        return None
-    return {key: _deserializer.deserialize(value) for key, value in item.items()}
-
-
-class TaskStore:
-    """Reads and conditionally writes task items in one DynamoDB table."""
-
-    def __init__(
-        self,
-        client: Any,
-        table_name: str,
-        *,
-        retention_days: int = 30,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._client = client
-        self._table = table_name
-        self._retention_ms = retention_days * 86_400_000
-        self._clock = clock
-
-    def now_ms(self) -> int:
-        return int(self._clock() * 1000)
-
-    @property
-    def client(self) -> Any:
-        """The DynamoDB client, for readers of the table's index."""
-        return self._client
-
-    # --- reads -----------------------------------------------------------
-
-    def get(self, task_id: str) -> TaskRecord | None:
-        """The task as it stands now (a strongly consistent read), or None."""
-        response = self._call(self._client.get_item, TableName=self._table, Key=self._key(task_id), ConsistentRead=True)
-        item = _deserialize(response.get("Item"))
-        return record_from_item(item) if item else None
-
-    def ping(self) -> None:
-        """One cheap read that proves the table answers.
-
-        Raises:
-            StoreError: it does not.
-        """
-        self._call(self._client.get_item, TableName=self._table, Key=self._key(HEALTH_PROBE_KEY))
-
-    # --- writes ----------------------------------------------------------
+class TaskStore(TaskTable):
+    """The lease lifecycle of task items: create, acquire, and record each attempt's outcome."""
 
     def create(self, task: Task, max_attempts: int, delay_seconds: int = 0) -> tuple[TaskRecord, bool]:
         """Store a new PENDING task; an existing id keeps its first payload.
@@ -199,10 +119,10 @@ class TaskStore:
                 TableName=self._table,
                 Key=self._key(task_id),
                 ConditionExpression=condition,
-                ExpressionAttributeNames=_names(condition),
+                ExpressionAttributeNames=names(condition),
                 ExpressionAttributeValues=self._values({":pending": Status.PENDING.value, ":zero": 0}),
             )
-        except _ConditionFailed:
+        except ConditionFailed:
             logger.info("task %r was picked up before it could be discarded", task_id)
 
     def acquire(self, task: Task, owner: str, message_id: str, max_attempts: int, lease_seconds: float) -> Acquired:
@@ -240,12 +160,12 @@ class TaskStore:
         }
         try:
             response = self._update(task.id, update, ACQUIRABLE, values, return_values="ALL_OLD")
-        except _ConditionFailed as refused:
+        except ConditionFailed as refused:
             landed = self._own_landed_acquire(refused.old, owner)
             if landed is not None:
                 return landed
             raise self._refusal(refused.old, now) from None
-        old = _deserialize(response.get("Attributes"))
+        old = deserialize(response.get("Attributes"))
         previous = record_from_item(old) if old else None
         return Acquired(
             task=previous.task if previous else task,
@@ -291,7 +211,7 @@ class TaskStore:
         values = {":owner": acquired.owner, ":entries": [entry], ":historyLength": len(previous.history)}
         try:
             self._update(acquired.task.id, update, condition, values)
-        except _ConditionFailed as refused:
+        except ConditionFailed as refused:
             if _history_ends_with(refused.old, entry):
                 return
             raise LeaseLost(f"task {acquired.task.id!r}: lease lost before recording the expired attempt") from refused
@@ -376,95 +296,6 @@ class TaskStore:
         )
         return self._put_new(item) is None
 
-    # --- the operator's writes -------------------------------------------
-
-    def restart(self, record: TaskRecord, max_attempts: int, by: str) -> TaskRecord:
-        """Start a FAILED or CANCELLED task over: PENDING, a fresh attempt budget, its history kept.
-
-        Raises:
-            StaleRecord: the task changed since `record` was read (a concurrent retry won).
-        """
-        now_iso = iso_from_ms(self.now_ms())
-        entry = action_entry(Action.RETRY, now_iso, by, record.status)
-        update = (
-            "SET #status = :pending, #attempts = :zero, #maxAttempts = :maxAttempts, #updatedAt = :now_iso,"
-            " #redrives = :zero, #history = list_append(#history, :entries) ADD #version :one"
-            " REMOVE #finishedAt, #expiresAt, #retryAt, #cancelRequested, #result, #lastMessageId,"
-            " #statusShard, #statusSort"
-        )
-        values = {
-            ":pending": Status.PENDING.value,
-            ":zero": 0,
-            ":maxAttempts": max_attempts,
-            ":now_iso": now_iso,
-            ":entries": [entry],
-            ":one": 1,
-        }
-        return self._update_if_unchanged(record, update, values, "retried")
-
-    def undo_restart(self, before: TaskRecord, item_before: dict[str, Any]) -> None:
-        """Put a restarted task back as it was, when its new message could not be sent."""
-        condition = "#version = :restarted"
-        try:
-            self._call(
-                self._client.put_item,
-                TableName=self._table,
-                Item={key: _serializer.serialize(value) for key, value in item_before.items()},
-                ConditionExpression=condition,
-                ExpressionAttributeNames=_names(condition),
-                ExpressionAttributeValues=self._values({":restarted": before.version + 1}),
-            )
-        except _ConditionFailed:
-            logger.warning("task %r changed after its retry; the retry stands", before.id)
-
-    def get_item(self, task_id: str) -> dict[str, Any] | None:
-        """The raw item (strongly consistent), for writes that must put it back unchanged."""
-        response = self._call(self._client.get_item, TableName=self._table, Key=self._key(task_id), ConsistentRead=True)
-        return _deserialize(response.get("Item"))
-
-    def cancel(self, record: TaskRecord, by: str) -> TaskRecord:
-        """Make a PENDING or RETRYING task CANCELLED: it never starts another attempt.
-
-        Raises:
-            StaleRecord: the task changed since `record` was read.
-        """
-        now = self.now_ms()
-        now_iso = iso_from_ms(now)
-        index_sets, _, index_values = index_update(Status.CANCELLED, record.id, now_iso)
-        update = (
-            "SET #status = :cancelled, #updatedAt = :now_iso, #finishedAt = :now_iso, #expiresAt = :expiresAt,"
-            f" #history = list_append(#history, :entries), {', '.join(index_sets)}"
-            " ADD #version :one REMOVE #retryAt"
-        )
-        values = {
-            ":cancelled": Status.CANCELLED.value,
-            ":now_iso": now_iso,
-            ":expiresAt": self._expires_at(now),
-            ":entries": [action_entry(Action.CANCEL, now_iso, by, record.status)],
-            ":one": 1,
-            **index_values,
-        }
-        return self._update_if_unchanged(record, update, values, "cancelled")
-
-    def request_cancel(self, record: TaskRecord, by: str) -> TaskRecord:
-        """Mark a PROCESSING task so that a failure of its running attempt ends it CANCELLED.
-
-        Raises:
-            StaleRecord: the task changed since `record` was read.
-        """
-        now_iso = iso_from_ms(self.now_ms())
-        update = (
-            "SET #cancelRequested = :true, #updatedAt = :now_iso, #history = list_append(#history, :entries)"
-            " ADD #version :one"
-        )
-        values = {
-            ":true": True,
-            ":now_iso": now_iso,
-            ":entries": [action_entry(Action.CANCEL_REQUESTED, now_iso, by, record.status)],
-            ":one": 1,
-        }
-        return self._update_if_unchanged(record, update, values, "cancelled")
-
     # --- internals -------------------------------------------------------
 
     def _new_item(
@@ -485,27 +316,6 @@ class TaskStore:
         if task_type is not None:
             item["type"] = task_type
         return item
-
-    def _put_new(self, item: dict[str, Any]) -> dict[str, Any] | None:
-        """Put `item` unless its id exists; returns None when stored, else the existing item."""
-        try:
-            self._call(
-                self._client.put_item,
-                TableName=self._table,
-                Item={key: _serializer.serialize(value) for key, value in item.items()},
-                ConditionExpression=TASK_IS_NEW,
-                ExpressionAttributeNames=_names(TASK_IS_NEW),
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except _ConditionFailed as refused:
-            if refused.old is None:
-                raise StoreError(f"task {item['id']!r} exists but the table returned no item") from None
-            return refused.old
-        return None
-
-    def _expires_at(self, now_ms: int) -> int:
-        """The TTL attribute's value: epoch seconds, RETENTION_DAYS after the task finished."""
-        return (now_ms + self._retention_ms) // 1000
 
     def _finish_attempt(
         self,
@@ -554,7 +364,7 @@ class TaskStore:
             condition += f" AND {NO_CANCEL_REQUESTED}"
         try:
             self._update(task_id, update, condition, {**values, **index_values})
-        except _ConditionFailed as refused:
+        except ConditionFailed as refused:
             if _history_ends_with(refused.old, entry):
                 return Status(refused.old["status"]) if refused.old else status  # our own write, answer lost
             if refused.old and refused.old.get("leaseOwner") == acquired.owner and refused.old.get("cancelRequested"):
@@ -592,7 +402,7 @@ class TaskStore:
         )
         try:
             self._update(acquired.task.id, update, f"{TASK_EXISTS} AND {HOLDS_LEASE}", values)
-        except _ConditionFailed as refused:
+        except ConditionFailed as refused:
             if _history_ends_with(refused.old, entry):
                 return Status.CANCELLED
             raise LeaseLost(f"task {acquired.task.id!r}: attempt {acquired.attempt} lost its lease") from refused
@@ -623,23 +433,6 @@ class TaskStore:
         }
         self._update_if_unchanged(record, update, values, "cancelled")
 
-    def _update_if_unchanged(self, record: TaskRecord, update: str, values: dict[str, Any], action: str) -> TaskRecord:
-        """Apply `update` only if the task is still as `record` read it (its version is unchanged).
-
-        Returns the task as written.
-
-        Raises:
-            StaleRecord: it changed in between.
-        """
-        try:
-            response = self._update(
-                record.id, update, UNCHANGED_SINCE_READ, {**values, ":version": record.version}, "ALL_NEW"
-            )
-        except _ConditionFailed as refused:
-            raise StaleRecord(f"task {record.id!r} changed while it was being {action}") from refused
-        item = _deserialize(response.get("Attributes"))
-        return record_from_item(item) if item else record
-
     def _refusal(self, old_item: dict[str, Any] | None, now: int) -> AcquireRefused | StoreError:
         if old_item is None:
             return StoreError("acquire was refused but the table returned no item")
@@ -662,38 +455,3 @@ class TaskStore:
             ":processing": Status.PROCESSING.value,
             ":retrying": Status.RETRYING.value,
         }
-
-    def _update(
-        self, task_id: str, update: str, condition: str, values: dict[str, Any], return_values: str = "NONE"
-    ) -> dict[str, Any]:
-        return self._call(
-            self._client.update_item,
-            TableName=self._table,
-            Key=self._key(task_id),
-            UpdateExpression=update,
-            ConditionExpression=condition,
-            ExpressionAttributeNames=_names(update, condition),
-            ExpressionAttributeValues=self._values(values),
-            ReturnValues=return_values,
-            ReturnValuesOnConditionCheckFailure="ALL_OLD",
-        )
-
-    @staticmethod
-    def _key(task_id: str) -> dict[str, Any]:
-        return {"id": {"S": task_id}}
-
-    @staticmethod
-    def _values(values: dict[str, Any]) -> dict[str, Any]:
-        return {key: _serializer.serialize(value) for key, value in values.items()}
-
-    @staticmethod
-    def _call(operation: Callable[..., dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
-        """Run one DynamoDB request; botocore has already retried what is retryable."""
-        try:
-            return operation(**kwargs)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                raise _ConditionFailed(_deserialize(exc.response.get("Item"))) from exc
-            raise StoreError(f"DynamoDB {operation.__name__} failed: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StoreError(f"DynamoDB {operation.__name__} failed: {exc}") from exc

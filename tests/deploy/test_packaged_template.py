@@ -312,6 +312,9 @@ def _runtime_requirement_names() -> set[str]:
             parsed = Requirement(requirement)
             if parsed.marker is None or parsed.marker.evaluate({"extra": ""}):
                 pending.append(parsed.name)
+    # A wheel's `<name>-<version>.data` directory (jmespath's holds a script) is installed
+    # elsewhere here, but Chalice's packager keeps it in the zip.
+    names |= {name.removesuffix(".dist-info") + ".data" for name in names if name.endswith(".dist-info")}
     return names - {"__pycache__"}
 
 

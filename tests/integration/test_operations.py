@@ -329,3 +329,23 @@ def test_a_bad_bulk_retry_is_a_400_naming_the_field(h: Harness, body: dict[str, 
     status, answer = post(h, "/retries", body)
     assert status == 400
     assert answer["error"]["details"][0]["field"] == field
+
+
+def test_queue_ages_come_from_cloudwatch_and_are_asked_at_most_once_a_minute(clock: FakeClock) -> None:
+    from chalicelib.queue import QueueAges
+
+    asked: list[int] = []
+
+    class FakeCloudWatch:
+        def get_metric_data(self, **request: Any) -> dict[str, Any]:
+            asked.append(len(request["MetricDataQueries"]))
+            return {"MetricDataResults": [{"Id": "q1", "Values": [42.0, 30.0]}, {"Id": "q0", "Values": []}]}
+
+    ages = QueueAges(FakeCloudWatch, clock)
+    assert ages.oldest_ages(["tasks", "dead"]) == {"dead": 42.0}  # the newest datapoint; none for "tasks"
+    clock.advance(30)
+    assert ages.oldest_ages(["tasks", "dead"]) == {"dead": 42.0}
+    assert asked == [2]
+    clock.advance(31)
+    ages.oldest_ages(["tasks", "dead"])
+    assert asked == [2, 2]
