@@ -37,6 +37,8 @@ class Status(StrEnum):
 
 
 TERMINAL_STATUSES = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
+# The lastError of a task recorded from a poison message: it has no payload a handler can run.
+POISON_ERROR_PREFIX = "poison message:"
 
 
 class Outcome(StrEnum):

@@ -1,8 +1,8 @@
-"""Bugs the chaos run found in the app, reproduced deterministically against moto.
+"""What the chaos run found, reproduced deterministically against moto and kept fixed.
 
-Each is marked xfail(strict=True) until its fix is merged: the fix makes it pass,
-and strict makes that pass fail the suite until the marker is removed (then move the
-test beside its subject in tests/integration).
+A takeover that dies (or loses an answer) between acquiring and recording the dead
+attempt; a cancel whose running attempt's consumer died on the last attempt; a retry
+of a task recorded from a poison message.
 """
 
 from __future__ import annotations
@@ -16,11 +16,6 @@ from chalice.test import Client
 from tests.conftest import FakeClock
 from tests.integration.harness import SUCCEEDS, Harness
 
-TAKEOVER = (
-    "a takeover acquires first and records the dead attempt in a second write: a consumer that dies "
-    "(or loses the acquire's answer) in between loses the dead attempt from the history"
-)
-
 
 @pytest.fixture
 def h(client: Client, runtime: Any, clock: FakeClock) -> Harness:
@@ -31,7 +26,6 @@ def _attempts(h: Harness, task_id: str) -> list[tuple[int, str]]:
     return [(a["attempt"], a["outcome"]) for a in h.task(task_id)["history"] if "attempt" in a]
 
 
-@pytest.mark.xfail(strict=True, reason=TAKEOVER)
 def test_a_consumer_that_dies_right_after_a_takeover_leaves_both_dead_attempts_in_the_history(h: Harness) -> None:
     from chalicelib.models import Task
 
@@ -47,7 +41,6 @@ def test_a_consumer_that_dies_right_after_a_takeover_leaves_both_dead_attempts_i
     assert _attempts(h, "orphan") == [(1, "expired"), (2, "expired"), (3, "succeeded")]
 
 
-@pytest.mark.xfail(strict=True, reason=TAKEOVER)
 def test_a_takeover_whose_acquire_answer_was_lost_still_records_the_dead_attempt(h: Harness) -> None:
     from chalicelib.models import Task
     from tests.integration.faults import inject_errors
@@ -63,10 +56,6 @@ def test_a_takeover_whose_acquire_answer_was_lost_still_records_the_dead_attempt
     assert _attempts(h, "orphan") == [(1, "expired"), (2, "succeeded")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the dead-letter handler fails a task whose last attempt died without looking at cancelRequested",
-)
 def test_a_cancel_requested_task_whose_last_attempt_died_ends_cancelled_when_dead_lettered(h: Harness) -> None:
     from chalicelib.models import Task
 
@@ -87,9 +76,6 @@ def test_a_cancel_requested_task_whose_last_attempt_died_ends_cancelled_when_dea
     assert h.task("doomed")["status"] == "CANCELLED"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="a retry of a task recorded from a poison message runs an empty simulation and completes"
-)
 def test_a_task_recorded_from_a_poison_message_cannot_be_retried(h: Harness) -> None:
     h.send_raw(json.dumps({"id": "poisoned", "payload": ["not", "an", "object"]}))
     h.deliver()
