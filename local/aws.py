@@ -13,8 +13,8 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from local.atomic_sqs import make_receives_atomic
 from local.config import EMBEDDED_CREDENTIALS, LOOPBACK, TEMPLATE, LocalConfig
+from local.embedded_sqs import install as install_embedded_sqs
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class EmbeddedAws:
                 raise EndpointError(f"port {self.port} is already in use; set AWS_PORT to a free one")
         from moto.server import ThreadedMotoServer  # imported here: only this piece needs moto
 
-        make_receives_atomic()
+        install_embedded_sqs()
 
         # werkzeug logs every request at INFO: thousands of lines a minute under load.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
