@@ -10,6 +10,7 @@ from urllib.parse import quote, unquote
 
 from pydantic import ValidationError
 
+from chalicelib import metrics
 from chalicelib.errors import (
     FieldProblem,
     MalformedJson,
@@ -23,7 +24,9 @@ from chalicelib.errors import (
     ValidationFailed,
 )
 from chalicelib.logs import log_event
+from chalicelib.metrics import Metric
 from chalicelib.models import (
+    DEFAULT_TYPE,
     MAX_TASK_BYTES,
     MAX_TASK_ID_LENGTH,
     Health,
@@ -31,9 +34,9 @@ from chalicelib.models import (
     Task,
     TaskCreated,
     TaskIn,
-    TaskPayload,
     TaskView,
 )
+from chalicelib.registry import Registry
 from chalicelib.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -85,9 +88,9 @@ def parse_json_object(raw_body: bytes | None, content_type: str | None) -> dict[
     return parsed
 
 
-def _problems(exc: ValidationError) -> list[FieldProblem]:
+def _problems(exc: ValidationError, prefix: tuple[str, ...] = ()) -> list[FieldProblem]:
     return [
-        FieldProblem(".".join(str(part) for part in error["loc"]) or "body", error["msg"])
+        FieldProblem(".".join(str(part) for part in (*prefix, *error["loc"])) or "body", error["msg"])
         for error in exc.errors(include_url=False)
     ]
 
@@ -104,41 +107,73 @@ def task_location(task_id: str, path_prefix: str = "") -> str:
     return f"{path_prefix}/tasks/{quote(task_id, safe='')}"
 
 
-def publish(body: dict[str, Any], rt: Runtime) -> PublishAccepted:
-    """Store and queue a client's task. A known id answers as a duplicate and is not queued again."""
+def validated_task(body: dict[str, Any], registry: Registry) -> tuple[Task, int]:
+    """The task a publish body describes, checked against its type, and its delay in seconds.
+
+    Raises:
+        ValidationFailed: the body breaks a rule, names an unknown type, or its payload
+            does not fit the type's model; each detail names the field.
+    """
     try:
         TaskIn.model_validate(body)
     except ValidationError as exc:
         raise ValidationFailed("the task is not valid", _problems(exc)) from exc
-    task = Task(id=body["id"], payload=body["payload"])
-    return _accept(task, rt)
+    name = body.get("type", DEFAULT_TYPE)
+    task_type = registry.get(name)
+    if task_type is None:
+        known = ", ".join(registry.names())
+        raise ValidationFailed(
+            f"unknown task type {name!r}", [FieldProblem("type", f"must be one of the registered types: {known}")]
+        )
+    try:
+        task_type.parse(body["payload"])
+    except ValidationError as exc:
+        raise ValidationFailed(
+            f"the payload does not fit task type {name!r}", _problems(exc, prefix=("payload",))
+        ) from exc
+    return Task(id=body["id"], type=name, payload=body["payload"]), body.get("delaySeconds", 0)
+
+
+def publish(body: dict[str, Any], rt: Runtime) -> PublishAccepted:
+    """Store and queue a client's task. A known id answers as a duplicate and is not queued again."""
+    task, delay_seconds = validated_task(body, rt.registry)
+    return _accept(task, rt, delay_seconds)
 
 
 def create_from_payload(body: dict[str, Any], rt: Runtime) -> TaskCreated:
-    """Store and queue a task whose payload is the whole body, under a new id."""
+    """Store and queue a simulated task whose payload is the whole body, under a new id."""
+    simulate = rt.registry.get(DEFAULT_TYPE)
+    assert simulate is not None, "the simulate type is built in"
     try:
-        TaskPayload.model_validate(body)
+        simulate.parse(body)
     except ValidationError as exc:
         raise ValidationFailed("the task payload is not valid", _problems(exc)) from exc
-    accepted = _accept(Task(id=str(uuid.uuid4()), payload=body), rt)
+    accepted = _accept(Task(id=str(uuid.uuid4()), type=DEFAULT_TYPE, payload=body), rt)
     return TaskCreated(taskId=accepted.id, id=accepted.id, status=accepted.status)
 
 
-def _accept(task: Task, rt: Runtime) -> PublishAccepted:
+def max_attempts_of(task: Task, rt: Runtime) -> int:
+    task_type = rt.registry.get(task.type)
+    return task_type.attempts(rt.settings.MAX_ATTEMPTS) if task_type else rt.settings.MAX_ATTEMPTS
+
+
+def _accept(task: Task, rt: Runtime, delay_seconds: int = 0) -> PublishAccepted:
     message = _checked_size(task)
     try:
-        record, created = rt.store.create(task, rt.settings.MAX_ATTEMPTS)
+        record, created = rt.store.create(task, max_attempts_of(task, rt), delay_seconds)
     except StoreError as exc:
         raise ServiceUnavailable("the task table did not answer; the task was not accepted, try again") from exc
     if not created:
         log_event("duplicate_publish", taskId=task.id, status=record.status.value)
+        metrics.count(Metric.DUPLICATES, task.type)
         return PublishAccepted(id=task.id, status=record.status, duplicate=True)
     try:
-        message_id = rt.tasks_queue.send(message)
+        message_id = rt.tasks_queue.send(message, delay_seconds=delay_seconds)
     except QueueError as exc:
         _discard(task.id, rt)
         raise ServiceUnavailable("the task queue did not answer; the task was not accepted, try again") from exc
-    log_event("accepted", taskId=task.id, messageId=message_id)
+    log_event("accepted", taskId=task.id, type=task.type, messageId=message_id, delaySeconds=delay_seconds or None)
+    metrics.count(Metric.ACCEPTED, task.type)
     return PublishAccepted(id=task.id, status=record.status, duplicate=False)
 
 

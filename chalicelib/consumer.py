@@ -20,22 +20,25 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from chalicelib import metrics
+from chalicelib.attempt import AttemptOutcome, run_attempt, unknown_type
 from chalicelib.backoff import backoff_seconds
 from chalicelib.errors import LeaseLost, StaleRecord
 from chalicelib.logs import log_event
-from chalicelib.models import Task, TaskIn
+from chalicelib.metrics import Metric
+from chalicelib.models import DEFAULT_TYPE, Task, TaskIn
 from chalicelib.queue import Queue, VisibilityChange
-from chalicelib.record import TaskRecord
+from chalicelib.record import TaskRecord, ms_from_iso
 from chalicelib.runtime import Runtime
 from chalicelib.settings import MAX_VISIBILITY_SECONDS
 from chalicelib.store import Acquired, AcquireRefused, Refusal
-from chalicelib.work import WorkFailed, run_task
 
 logger = logging.getLogger(__name__)
 
 
 class Outcome(StrEnum):
     SUCCEEDED = "succeeded"
+    FAILED_PERMANENTLY = "failed_permanently"  # the task is FAILED at once; nothing comes back
     DROPPED = "dropped"  # its task is already terminal
     RETRY_SCHEDULED = "retry_scheduled"
     DEFERRED = "deferred"  # leased elsewhere or backing off: it comes back later
@@ -47,7 +50,13 @@ class Outcome(StrEnum):
     @property
     def finished(self) -> bool:
         """Whether the message may be deleted."""
-        return self in {Outcome.SUCCEEDED, Outcome.DROPPED, Outcome.POISON, Outcome.RECORDED}
+        return self in {
+            Outcome.SUCCEEDED,
+            Outcome.FAILED_PERMANENTLY,
+            Outcome.DROPPED,
+            Outcome.POISON,
+            Outcome.RECORDED,
+        }
 
 
 @dataclass(frozen=True)
@@ -107,7 +116,7 @@ def parse_task_message(body: str) -> Task:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "body"
         raise ValueError(f"not a valid task: {field}: {first['msg']}") from exc
-    return Task(id=raw["id"], payload=raw["payload"])
+    return Task(id=raw["id"], type=raw.get("type", DEFAULT_TYPE), payload=raw["payload"])
 
 
 def _seconds(ms: int) -> int:
@@ -137,13 +146,14 @@ class TaskConsumer:
                 record.body, {"poisonReason": str(exc)[:1024], "sourceMessageId": record.message_id}
             )
             log_event("poison", logging.WARNING, messageId=record.message_id, reason=str(exc))
+            metrics.count(Metric.POISON, None)
             return Outcome.POISON, None
 
-        store = self._rt.store
+        store, settings = self._rt.store, self._settings
+        task_type = self._rt.registry.get(task.type)
+        max_attempts = task_type.attempts(settings.MAX_ATTEMPTS) if task_type else settings.MAX_ATTEMPTS
         try:
-            acquired = store.acquire(
-                task, uuid.uuid4().hex, record.message_id, self._settings.MAX_ATTEMPTS, self._settings.LEASE_SECONDS
-            )
+            acquired = store.acquire(task, uuid.uuid4().hex, record.message_id, max_attempts, settings.LEASE_SECONDS)
         except AcquireRefused as refused:
             return self._refused(record, refused)
 
@@ -151,32 +161,66 @@ class TaskConsumer:
         if acquired.previous and acquired.previous.lease:
             store.record_expired_attempt(acquired)
             log_event("expired_attempt_recorded", logging.WARNING, **fields)
-        log_event("started", **fields, receiveCount=record.receive_count)
+            metrics.count(Metric.EXPIRED_ATTEMPTS, task.type)
+        log_event("started", **fields, type=task.type, receiveCount=record.receive_count)
+        metrics.count(Metric.ATTEMPTS_STARTED, task.type)
+        if task_type is None:
+            outcome = unknown_type(acquired.task, self._rt.registry)
+        else:
+            outcome = run_attempt(
+                acquired.task,
+                task_type,
+                acquired.attempt,
+                acquired.max_attempts,
+                settings.LEASE_SECONDS,
+                clock=lambda: store.now_ms() / 1000,
+            )
+        metrics.milliseconds(Metric.ATTEMPT_DURATION, task.type, outcome.duration_ms)
+        if not outcome.succeeded:
+            metrics.count(Metric.ATTEMPTS_FAILED, task.type)
+            return self._failed(acquired, outcome, fields)
+        assert outcome.result_json is not None
         try:
-            run_task(acquired.task, self._settings.DEFAULT_FAILURE_CHANCE, self._rt.rng)
-        except WorkFailed as failure:
-            return self._failed(acquired, str(failure), fields)
-        try:
-            store.complete(acquired)
+            store.complete(acquired, outcome.result_json)
         except LeaseLost:
             log_event("lease_lost", logging.ERROR, **fields)
             return Outcome.ERROR, None
-        log_event("succeeded", **fields)
+        log_event("succeeded", **fields, durationMs=round(outcome.duration_ms))
+        self._finished(acquired, Metric.COMPLETED)
         return Outcome.SUCCEEDED, None
 
-    def _failed(self, acquired: Acquired, error: str, fields: dict[str, Any]) -> Verdict:
+    def _finished(self, acquired: Acquired, metric: Metric) -> None:
+        """Count a task that reached a terminal status, and how long it took from its creation."""
+        metrics.count(metric, acquired.task.type)
+        if acquired.created_at:
+            latency = self._rt.store.now_ms() - ms_from_iso(acquired.created_at)
+            metrics.milliseconds(Metric.END_TO_END_LATENCY, acquired.task.type, max(0, latency))
+
+    def _failed(self, acquired: Acquired, outcome: AttemptOutcome, fields: dict[str, Any]) -> Verdict:
+        error = outcome.error or "failed"
+        store, settings = self._rt.store, self._settings
+        if outcome.permanent:
+            store.fail(acquired, error, retry_at_ms=None)
+            log_event("failed", logging.WARNING, **fields, error=error, final=True, permanent=True)
+            metrics.count(Metric.PERMANENT_FAILURES, acquired.task.type)
+            self._finished(acquired, Metric.TASKS_FAILED)
+            return Outcome.FAILED_PERMANENTLY, None
         if acquired.is_last_attempt:
-            self._rt.store.fail(acquired, error, retry_at_ms=None)
+            store.fail(acquired, error, retry_at_ms=None)
             log_event("failed", logging.WARNING, **fields, error=error, final=True)
+            self._finished(acquired, Metric.TASKS_FAILED)
             # Visible again at once, so its next receive moves it to the dead-letter queue
             # rather than making a finished task wait out a backoff.
             return Outcome.DEAD_LETTERED, 0
-        delay = backoff_seconds(
-            acquired.attempt, self._settings.BACKOFF_BASE_SECONDS, self._settings.BACKOFF_MAX_SECONDS, self._rt.rng
-        )
-        self._rt.store.fail(acquired, error, retry_at_ms=self._rt.store.now_ms() + delay * 1000)
+        task_type = self._rt.registry.get(acquired.task.type)
+        schedule = task_type.backoff if task_type and task_type.backoff else None
+        base = schedule.base_seconds if schedule else settings.BACKOFF_BASE_SECONDS
+        cap = schedule.max_seconds if schedule else settings.BACKOFF_MAX_SECONDS
+        delay = backoff_seconds(acquired.attempt, base, cap, self._rt.rng)
+        store.fail(acquired, error, retry_at_ms=store.now_ms() + delay * 1000)
         log_event("failed", logging.WARNING, **fields, error=error, final=False)
         log_event("retry_scheduled", **fields, delaySeconds=delay)
+        metrics.count(Metric.RETRIES_SCHEDULED, acquired.task.type)
         return Outcome.RETRY_SCHEDULED, delay
 
     def _refused(self, record: SqsRecord, refused: AcquireRefused) -> Verdict:
@@ -192,6 +236,7 @@ class TaskConsumer:
             except StaleRecord:
                 return Outcome.ERROR, None
             log_event("failed", logging.WARNING, **fields, error=reason, final=True)
+            metrics.count(Metric.TASKS_FAILED, task.type)
             return Outcome.DEAD_LETTERED, 0
         log_event("deferred", **fields, reason=refused.reason.value, waitMs=refused.wait_ms)
         return Outcome.DEFERRED, _seconds(refused.wait_ms)
@@ -207,6 +252,7 @@ class DeadLetterConsumer:
     def handle(self, record: SqsRecord) -> RecordResult:
         try:
             outcome = self._handle(record)
+            metrics.count(Metric.DEAD_LETTERS, _type_of(record.body))
         except Exception:  # noqa: BLE001 - one record's failure must not lose the others
             log_event("record_error", logging.ERROR, messageId=record.message_id, error=_last_error())
             outcome = Outcome.ERROR
@@ -220,7 +266,9 @@ class DeadLetterConsumer:
         current = self._store.get(task.id)
         fields = {"taskId": task.id, "messageId": record.message_id}
         if current is None:
-            self._store.record_unknown_failure(task.id, task.payload, "dead-lettered before the task was stored")
+            self._store.record_unknown_failure(
+                task.id, task.payload, "dead-lettered before the task was stored", task.type
+            )
             log_event("dead_lettered", logging.ERROR, **fields, recorded="created FAILED")
             return Outcome.RECORDED
         if current.is_terminal:
@@ -272,6 +320,15 @@ class DeadLetterConsumer:
                 body=record.body[:4096],
             )
         return Outcome.RECORDED
+
+
+def _type_of(body: str) -> str | None:
+    """The task type a message names, for its metrics; None when it names none readable."""
+    try:
+        value = json.loads(body).get("type", DEFAULT_TYPE)
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    return value if isinstance(value, str) and len(value) <= 64 else None
 
 
 def _usable_id(body: str) -> str | None:

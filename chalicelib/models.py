@@ -6,7 +6,7 @@ import json
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 MAX_TASK_ID_LENGTH = 256
 # The serialized task ({"id", "payload"}) travels as the SQS message body and is
@@ -16,6 +16,11 @@ MAX_TASK_BYTES = 128 * 1024
 # JSON nested deeper than this is refused: nothing a task needs, and serializers
 # (pydantic's among them) give up a few hundred levels down.
 MAX_PAYLOAD_DEPTH = 128
+MAX_TYPE_NAME_LENGTH = 64
+# SQS delays a message by 15 minutes at most; longer delays need a scheduler.
+MAX_DELAY_SECONDS = 900
+# The type of a task that names none: the seeds' simulated work.
+DEFAULT_TYPE = "simulate"
 
 
 class Status(StrEnum):
@@ -24,13 +29,14 @@ class Status(StrEnum):
     RETRYING = "RETRYING"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
 
     @property
     def is_terminal(self) -> bool:
         return self in TERMINAL_STATUSES
 
 
-TERMINAL_STATUSES = frozenset({Status.COMPLETED, Status.FAILED})
+TERMINAL_STATUSES = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
 
 
 class Outcome(StrEnum):
@@ -53,19 +59,6 @@ TaskId = Annotated[
     StringConstraints(strict=True, min_length=1, max_length=MAX_TASK_ID_LENGTH),
     AfterValidator(_encodable),
 ]
-ExecutionTime = Annotated[float, Field(strict=True, ge=0, le=1000, allow_inf_nan=False)]
-FailureChance = Annotated[float, Field(strict=True, ge=0, le=1, allow_inf_nan=False)]
-
-
-class Simulation(BaseModel):
-    """How the simulated work behaves for one task."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    executionTime: ExecutionTime | None = Field(
-        default=None, description="Simulated execution time in milliseconds, 0 to 1000."
-    )
-    failureChance: FailureChance | None = Field(default=None, description="Probability that an attempt fails, 0 to 1.")
 
 
 def json_depth(value: Any) -> int:
@@ -84,19 +77,15 @@ def json_depth(value: Any) -> int:
     return deepest
 
 
-class TaskPayload(BaseModel):
-    """Task-specific data, passed through as given; only `simulation` has rules."""
+def _not_too_deep(value: dict[str, Any]) -> dict[str, Any]:
+    if json_depth(value) > MAX_PAYLOAD_DEPTH:
+        raise ValueError(f"must not nest objects and arrays more than {MAX_PAYLOAD_DEPTH} levels deep")
+    return value
 
-    model_config = ConfigDict(extra="allow", strict=True)
 
-    simulation: Simulation | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _not_too_deep(cls, value: Any) -> Any:
-        if isinstance(value, dict) and json_depth(value) > MAX_PAYLOAD_DEPTH:
-            raise ValueError(f"must not nest objects and arrays more than {MAX_PAYLOAD_DEPTH} levels deep")
-        return value
+# A payload is any JSON object; its task type's model checks the rest.
+JsonObject = Annotated[dict[str, Any], AfterValidator(_not_too_deep)]
+TaskTypeName = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=MAX_TYPE_NAME_LENGTH)]
 
 
 class TaskIn(BaseModel):
@@ -105,24 +94,26 @@ class TaskIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     id: TaskId = Field(description=f"A unique, non-empty id of at most {MAX_TASK_ID_LENGTH} characters.")
-    payload: TaskPayload
+    type: TaskTypeName = Field(default=DEFAULT_TYPE, description="The registered task type that runs it.")
+    payload: JsonObject = Field(description="The task's data, checked against its type's payload model.")
+    delaySeconds: int = Field(
+        default=0, strict=True, ge=0, le=MAX_DELAY_SECONDS, description="Seconds before the first attempt may start."
+    )
 
 
 class Task(BaseModel):
-    """A validated task: the client's id and its payload exactly as sent."""
+    """A validated task: the client's id, its type and its payload exactly as sent."""
 
     model_config = ConfigDict(frozen=True)
 
     id: str
     payload: dict[str, Any]
-
-    @property
-    def simulation(self) -> Simulation:
-        return Simulation.model_validate(self.payload.get("simulation") or {})
+    type: str = DEFAULT_TYPE
 
     def message_body(self) -> str:
         """The task as it travels on the queue: the same document `POST /publish` takes."""
-        return json.dumps({"id": self.id, "payload": self.payload}, ensure_ascii=False, separators=(",", ":"))
+        body = {"id": self.id, "type": self.type, "payload": self.payload}
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
 
 class PublishAccepted(BaseModel):
@@ -142,6 +133,9 @@ class TaskCreated(BaseModel):
 
 
 class AttemptView(BaseModel):
+    """One attempt in a task's history."""
+
+    kind: Literal["attempt"] = "attempt"
     attempt: int = Field(ge=1)
     startedAt: str
     finishedAt: str | None
@@ -149,20 +143,44 @@ class AttemptView(BaseModel):
     error: str | None
 
 
+class Action(StrEnum):
+    """What an operator did to a task."""
+
+    RETRY = "retry"
+    CANCEL = "cancel"
+    CANCEL_REQUESTED = "cancel_requested"
+
+
+class ActionView(BaseModel):
+    """An operator's action in a task's history: what, when, by whom, from which status."""
+
+    kind: Action
+    at: str
+    by: str = Field(description="The IAM principal that asked (on AWS); 'anonymous' where no credentials are checked.")
+    fromStatus: Status
+
+
+HistoryEntry = Annotated[AttemptView | ActionView, Field(union_mode="left_to_right")]
+
+
 class TaskView(BaseModel):
     """Where a task stands: the answer to `GET /tasks/{id}`."""
 
     id: str
+    type: str
     status: Status
     attempts: int = Field(ge=0, description="Attempts started so far.")
     maxAttempts: int = Field(ge=1)
     payload: dict[str, Any]
+    result: Any = Field(description="What the handler returned (JSON), null until COMPLETED.")
     createdAt: str
     updatedAt: str
-    finishedAt: str | None = Field(description="When the task reached COMPLETED or FAILED.")
+    finishedAt: str | None = Field(description="When the task reached COMPLETED, FAILED or CANCELLED.")
     nextAttemptAt: str | None = Field(description="When a RETRYING task's next attempt is due.")
+    notBefore: str | None = Field(description="When a delayed task's first attempt may start.")
     lastError: str | None
-    history: list[AttemptView]
+    cancelRequested: bool = Field(description="An operator asked to cancel the attempt running now.")
+    history: list[HistoryEntry]
 
 
 class FieldError(BaseModel):

@@ -8,22 +8,63 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from chalicelib.handlers import REGISTRY
+from chalicelib.handlers.simulate import SimulatePayload
 from chalicelib.models import (
+    DEFAULT_TYPE,
     MAX_TASK_BYTES,
     ErrorResponse,
     Health,
     PublishAccepted,
     TaskCreated,
     TaskIn,
-    TaskPayload,
     TaskView,
 )
+from chalicelib.registry import Registry
 
 REF = "#/components/schemas/{model}"
 
 
-def _ref(model: type[BaseModel]) -> dict[str, str]:
-    return {"$ref": REF.format(model=model.__name__)}
+def _ref(model: type[BaseModel] | str) -> dict[str, str]:
+    return {"$ref": REF.format(model=model if isinstance(model, str) else model.__name__)}
+
+
+def _pascal(name: str) -> str:
+    return "".join(part.capitalize() for part in name.replace("-", "_").split("_"))
+
+
+def _task_type_schemas(registry: Registry, schemas: dict[str, Any]) -> dict[str, Any]:
+    """One publish body per registered type (its `type` a constant, its payload the type's model), and their union.
+
+    A body without `type` is a `simulate` task, so only that variant leaves `type` out of `required`.
+    """
+    task_in = schemas.pop("TaskIn")
+    names = registry.names()
+    added: dict[str, Any] = {
+        "TaskType": {"type": "string", "enum": names, "description": "The registered task types."},
+    }
+    variants = []
+    for name in names:
+        task_type = registry.get(name)
+        assert task_type is not None
+        payload = _ref(task_type.payload) if task_type.payload else {"type": "object"}
+        variant = f"Publish{_pascal(name)}"
+        properties = {
+            **task_in["properties"],
+            "type": {"const": name, "description": task_in["properties"]["type"]["description"]},
+            "payload": payload,
+        }
+        required = ["id", "payload"] if name == DEFAULT_TYPE else ["id", "type", "payload"]
+        added[variant] = {
+            "type": "object",
+            "title": variant,
+            "properties": properties,
+            "required": required,
+            "additionalProperties": False,
+        }
+        variants.append(_ref(variant))
+    added["TaskIn"] = {"title": "TaskIn", "description": task_in.get("description", ""), "oneOf": variants}
+    return added
 
 
 def _json(model: type[BaseModel], description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -54,10 +95,12 @@ LOCATION = {"Location": {"description": "Where the task's status can be read.", 
 
 @lru_cache(maxsize=1)
 def openapi_document() -> dict[str, Any]:
+    types = [REGISTRY.get(name) for name in REGISTRY.names()]
+    payload_models = [task_type.payload for task_type in types if task_type and task_type.payload]
     _, schemas = models_json_schema(
         [
             (TaskIn, "validation"),
-            (TaskPayload, "validation"),
+            *((model, "validation") for model in payload_models),
             (PublishAccepted, "serialization"),
             (TaskCreated, "serialization"),
             (TaskView, "serialization"),
@@ -66,6 +109,8 @@ def openapi_document() -> dict[str, Any]:
         ],
         ref_template=REF,
     )
+    definitions = schemas["$defs"]
+    definitions.update(_task_type_schemas(REGISTRY, definitions))
     return {
         "openapi": "3.1.0",
         "info": {
@@ -89,7 +134,7 @@ def openapi_document() -> dict[str, Any]:
                 "post": {
                     "operationId": "createTask",
                     "summary": "Create a task whose payload is the whole body, under a server-generated id.",
-                    "requestBody": _body(TaskPayload, "The task's payload."),
+                    "requestBody": _body(SimulatePayload, "The task's payload; it runs as a `simulate` task."),
                     "responses": {
                         "201": _json(TaskCreated, "Accepted.", LOCATION),
                         **_errors(400, 413, 415, 500, 503),
@@ -135,5 +180,5 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
         },
-        "components": {"schemas": schemas["$defs"]},
+        "components": {"schemas": definitions},
     }

@@ -7,11 +7,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.models import AttemptView, Outcome, Status, Task, TaskView
+from chalicelib.models import DEFAULT_TYPE, ActionView, AttemptView, Outcome, Status, Task, TaskView
 
 
 def iso_from_ms(epoch_ms: int) -> str:
     return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def ms_from_iso(timestamp: str) -> int:
+    return int(datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 @dataclass(frozen=True)
@@ -43,10 +47,14 @@ class TaskRecord:
     redrives: int = 0
     lease: Lease | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    type: str = DEFAULT_TYPE
+    result_json: str | None = None
+    not_before: str | None = None
+    cancel_requested: bool = False
 
     @property
     def task(self) -> Task:
-        return Task(id=self.id, payload=self.payload)
+        return Task(id=self.id, type=self.type, payload=self.payload)
 
     @property
     def is_terminal(self) -> bool:
@@ -76,7 +84,10 @@ class TaskRecord:
         )
 
     def view(self, now_ms: int) -> TaskView:
-        history = [AttemptView.model_validate(entry) for entry in self.history]
+        history: list[AttemptView | ActionView] = [
+            AttemptView.model_validate(entry) if "attempt" in entry else ActionView.model_validate(entry)
+            for entry in self.history
+        ]
         live = self.live_lease(now_ms)
         if live is not None:
             history.append(
@@ -92,17 +103,21 @@ class TaskRecord:
             history.append(AttemptView.model_validate(expired))
         return TaskView(
             id=self.id,
+            type=self.type,
             status=self.status,
             attempts=self.attempts,
             maxAttempts=self.max_attempts,
             payload=self.payload,
+            result=json.loads(self.result_json) if self.result_json is not None else None,
             createdAt=self.created_at,
             updatedAt=self.updated_at,
             finishedAt=self.finished_at,
             nextAttemptAt=iso_from_ms(self.retry_at_ms)
             if self.retry_at_ms and self.status is Status.RETRYING
             else None,
+            notBefore=self.not_before,
             lastError=self.last_error,
+            cancelRequested=self.cancel_requested,
             history=history,
         )
 
@@ -111,6 +126,7 @@ def attempt_entry(
     attempt: int, started_at: str, finished_at: str, outcome: Outcome, error: str | None
 ) -> dict[str, Any]:
     return {
+        "kind": "attempt",
         "attempt": attempt,
         "startedAt": started_at,
         "finishedAt": finished_at,
@@ -143,5 +159,14 @@ def record_from_item(item: dict[str, Any]) -> TaskRecord:
         last_message_id=item.get("lastMessageId"),
         redrives=int(item.get("redrives", 0)),
         lease=lease,
-        history=[{**entry, "attempt": int(entry["attempt"])} for entry in item.get("history", [])],
+        history=[_entry(entry) for entry in item.get("history", [])],
+        type=item.get("type", DEFAULT_TYPE),
+        result_json=item.get("result"),
+        not_before=item.get("notBefore"),
+        cancel_requested=bool(item.get("cancelRequested", False)),
     )
+
+
+def _entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """A history entry with DynamoDB's Decimals made ints again."""
+    return {**entry, "attempt": int(entry["attempt"])} if "attempt" in entry else dict(entry)

@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 import boto3
 from botocore.config import Config
 
+from chalicelib.handlers import REGISTRY
 from chalicelib.queue import Queue
+from chalicelib.registry import Registry
 from chalicelib.settings import Settings, load_settings
 from chalicelib.store import TaskStore
 
@@ -36,11 +38,13 @@ class Runtime:
     tasks_queue: Queue
     dead_letters: Queue
     rng: random.Random = field(default_factory=random.Random)
+    registry: Registry = field(default_factory=lambda: REGISTRY)
 
 
 def build_runtime(
     settings: Settings, session: boto3.session.Session | None = None, clock: Callable[[], float] = time.time
 ) -> Runtime:
+    REGISTRY.check(settings.MAX_ATTEMPTS, settings.LEASE_SECONDS)
     session = session or boto3.session.Session()
     dynamodb = session.client("dynamodb", config=AWS_CONFIG)
     sqs = session.client("sqs", config=AWS_CONFIG)
@@ -60,6 +64,7 @@ def get_runtime() -> Runtime:
 
     Raises:
         SettingsError: the environment is incomplete or invalid.
+        RegistrationError: a task type's options contradict the settings.
     """
     global _runtime
     if _runtime is None:

@@ -53,6 +53,10 @@ HEALTH_PROBE_KEY = "taskproc:health-probe"
 # retryAt still runs rather than burning one of the message's receives.
 CLOCK_SKEW_MS = 1_000
 
+# Errors are kept in the history of every attempt; capped, a full history of
+# MAX_ATTEMPTS entries fits in the item beside a maximal payload and result.
+MAX_ERROR_BYTES = 1_000
+
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
@@ -86,6 +90,7 @@ class Acquired:
     max_attempts: int
     started_at: str
     previous: TaskRecord | None
+    created_at: str = ""
 
     @property
     def is_last_attempt(self) -> bool:
@@ -98,6 +103,14 @@ class _ConditionFailed(Exception):
         self.old = old
 
 
+def capped_error(error: str) -> str:
+    """`error`, cut to at most MAX_ERROR_BYTES of UTF-8 (an ellipsis marks a cut)."""
+    encoded = error.encode("utf-8", errors="replace")
+    if len(encoded) <= MAX_ERROR_BYTES:
+        return error
+    return encoded[: MAX_ERROR_BYTES - 3].decode("utf-8", errors="ignore") + "…"
+
+
 def _names(*expressions: str) -> dict[str, str]:
     return {f"#{name}": name for expression in expressions for name in re.findall(r"#(\w+)", expression)}
 
@@ -107,7 +120,7 @@ def _history_ends_with(item: dict[str, Any] | None, entry: dict[str, Any]) -> bo
     if not history:
         return False
     last = history[-1]
-    return int(last["attempt"]) == entry["attempt"] and last["startedAt"] == entry["startedAt"]
+    return "attempt" in last and int(last["attempt"]) == entry["attempt"] and last["startedAt"] == entry["startedAt"]
 
 
 def _deserialize(item: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -153,12 +166,14 @@ class TaskStore:
 
     # --- writes ----------------------------------------------------------
 
-    def create(self, task: Task, max_attempts: int) -> tuple[TaskRecord, bool]:
+    def create(self, task: Task, max_attempts: int, delay_seconds: int = 0) -> tuple[TaskRecord, bool]:
         """Store a new PENDING task; an existing id keeps its first payload.
 
         Returns the record and whether it was created (False for a duplicate id).
         """
-        item = self._new_item(task.id, task.payload, Status.PENDING, max_attempts)
+        item = self._new_item(task.id, task.payload, Status.PENDING, max_attempts, task.type)
+        if delay_seconds:
+            item["notBefore"] = iso_from_ms(self.now_ms() + delay_seconds * 1000)
         old = self._put_new(item)
         if old is not None:
             return record_from_item(old), False
@@ -192,7 +207,8 @@ class TaskStore:
         update = (
             "SET #status = :processing, #leaseOwner = :owner, #leaseExpiresAt = :leaseExpiresAt,"
             " #attemptStartedAt = :startedAt, #updatedAt = :startedAt, #lastMessageId = :messageId,"
-            " #payload = if_not_exists(#payload, :payload), #createdAt = if_not_exists(#createdAt, :startedAt),"
+            " #payload = if_not_exists(#payload, :payload), #type = if_not_exists(#type, :type),"
+            " #createdAt = if_not_exists(#createdAt, :startedAt),"
             " #maxAttempts = if_not_exists(#maxAttempts, :maxAttempts), #history = if_not_exists(#history, :empty)"
             " ADD #attempts :one, #version :one"
             " REMOVE #retryAt"
@@ -206,6 +222,7 @@ class TaskStore:
             ":startedAt": started_at,
             ":messageId": message_id,
             ":payload": json.dumps(task.payload, ensure_ascii=False, separators=(",", ":")),
+            ":type": task.type,
             ":maxAttempts": max_attempts,
             ":empty": [],
             ":one": 1,
@@ -226,6 +243,7 @@ class TaskStore:
             max_attempts=previous.max_attempts if previous else max_attempts,
             started_at=started_at,
             previous=previous,
+            created_at=previous.created_at if previous else started_at,
         )
 
     @staticmethod
@@ -242,6 +260,7 @@ class TaskStore:
             max_attempts=record.max_attempts,
             started_at=record.lease.started_at,
             previous=None,
+            created_at=record.created_at,
         )
 
     def record_expired_attempt(self, acquired: Acquired) -> None:
@@ -266,15 +285,15 @@ class TaskStore:
                 return
             raise LeaseLost(f"task {acquired.task.id!r}: lease lost before recording the expired attempt") from refused
 
-    def complete(self, acquired: Acquired) -> None:
-        """Record the attempt as succeeded and the task as COMPLETED.
+    def complete(self, acquired: Acquired, result_json: str) -> None:
+        """Record the attempt as succeeded and the task as COMPLETED with its result (JSON text).
 
         Raises:
             LeaseLost: another consumer took the task over first.
         """
         now = self.now_ms()
         entry = attempt_entry(acquired.attempt, acquired.started_at, iso_from_ms(now), Outcome.SUCCEEDED, None)
-        self._finish_attempt(acquired, entry, Status.COMPLETED, now, error=None, retry_at_ms=None)
+        self._finish_attempt(acquired, entry, Status.COMPLETED, now, error=None, retry_at_ms=None, result=result_json)
 
     def fail(self, acquired: Acquired, error: str, retry_at_ms: int | None) -> None:
         """Record the attempt as failed: RETRYING until `retry_at_ms`, or FAILED when it is None.
@@ -283,6 +302,7 @@ class TaskStore:
             LeaseLost: another consumer took the task over first.
         """
         now = self.now_ms()
+        error = capped_error(error)
         entry = attempt_entry(acquired.attempt, acquired.started_at, iso_from_ms(now), Outcome.FAILED, error)
         status = Status.FAILED if retry_at_ms is None else Status.RETRYING
         self._finish_attempt(acquired, entry, status, now, error=error, retry_at_ms=retry_at_ms)
@@ -304,7 +324,7 @@ class TaskStore:
         )
         values = {
             ":failed": Status.FAILED.value,
-            ":error": reason,
+            ":error": capped_error(reason),
             ":now_iso": iso_from_ms(now),
             ":expiresAt": self._expires_at(now),
             ":entries": [expired] if expired else [],
@@ -326,17 +346,23 @@ class TaskStore:
         }
         self._update_if_unchanged(record, update, values, "redriven")
 
-    def record_unknown_failure(self, task_id: str, payload: dict[str, Any], reason: str) -> bool:
+    def record_unknown_failure(
+        self, task_id: str, payload: dict[str, Any], reason: str, task_type: str | None = None
+    ) -> bool:
         """Store a FAILED task for an id the table has never seen. False if the id exists."""
-        item = self._new_item(task_id, payload, Status.FAILED, max_attempts=1)
-        item.update(finishedAt=item["createdAt"], lastError=reason, expiresAt=self._expires_at(self.now_ms()))
+        item = self._new_item(task_id, payload, Status.FAILED, max_attempts=1, task_type=task_type)
+        item.update(
+            finishedAt=item["createdAt"], lastError=capped_error(reason), expiresAt=self._expires_at(self.now_ms())
+        )
         return self._put_new(item) is None
 
     # --- internals -------------------------------------------------------
 
-    def _new_item(self, task_id: str, payload: dict[str, Any], status: Status, max_attempts: int) -> dict[str, Any]:
+    def _new_item(
+        self, task_id: str, payload: dict[str, Any], status: Status, max_attempts: int, task_type: str | None
+    ) -> dict[str, Any]:
         now = iso_from_ms(self.now_ms())
-        return {
+        item: dict[str, Any] = {
             "id": task_id,
             "status": status.value,
             "payload": json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
@@ -347,6 +373,9 @@ class TaskStore:
             "history": [],
             "version": 1,
         }
+        if task_type is not None:
+            item["type"] = task_type
+        return item
 
     def _put_new(self, item: dict[str, Any]) -> dict[str, Any] | None:
         """Put `item` unless its id exists; returns None when stored, else the existing item."""
@@ -378,6 +407,7 @@ class TaskStore:
         *,
         error: str | None,
         retry_at_ms: int | None,
+        result: str | None = None,
     ) -> None:
         sets = ["#status = :status", "#updatedAt = :now_iso", "#history = list_append(#history, :entries)"]
         values: dict[str, Any] = {
@@ -390,6 +420,9 @@ class TaskStore:
         if error is not None:
             sets.append("#lastError = :error")
             values[":error"] = error
+        if result is not None:
+            sets.append("#result = :result")
+            values[":result"] = result
         if retry_at_ms is not None:
             sets.append("#retryAt = :retryAt")
             values[":retryAt"] = retry_at_ms

@@ -49,7 +49,7 @@ def test_publish_queues_exactly_the_task_document(client: Client, runtime: Any) 
     sqs = runtime.tasks_queue._client
     messages = sqs.receive_message(QueueUrl=runtime.tasks_queue.url, MaxNumberOfMessages=10)["Messages"]
     assert [json.loads(m["Body"]) for m in messages] == [
-        {"id": "q-1", "payload": {"simulation": {"executionTime": 400, "failureChance": 0.3}}}
+        {"id": "q-1", "type": "simulate", "payload": {"simulation": {"executionTime": 400, "failureChance": 0.3}}}
     ]
 
 
@@ -243,10 +243,18 @@ def test_openapi_document_is_valid_openapi_3_1(client: Client) -> None:
     document = json.loads(client.http.get("/openapi.json").body)
     validate(document)
     assert document["openapi"] == "3.1.0"
-    assert set(document["paths"]) == {"/publish", "/tasks", "/tasks/{task_id}", "/health", "/openapi.json"}
-    task_in = document["components"]["schemas"]["TaskIn"]
-    assert task_in["required"] == ["id", "payload"]
-    assert task_in["properties"]["id"]["maxLength"] == 256
+    assert {"/publish", "/tasks", "/tasks/{task_id}", "/health", "/openapi.json"} <= set(document["paths"])
+    schemas = document["components"]["schemas"]
+    assert schemas["TaskType"]["enum"] == ["checksum", "simulate"]
+    assert {variant["$ref"].rsplit("/", 1)[1] for variant in schemas["TaskIn"]["oneOf"]} == {
+        "PublishChecksum",
+        "PublishSimulate",
+    }
+    # A body without `type` is a simulate task: only that variant may leave it out.
+    assert schemas["PublishSimulate"]["required"] == ["id", "payload"]
+    assert schemas["PublishChecksum"]["required"] == ["id", "type", "payload"]
+    assert schemas["PublishSimulate"]["properties"]["id"]["maxLength"] == 256
+    assert schemas["PublishChecksum"]["properties"]["payload"] == {"$ref": "#/components/schemas/ChecksumPayload"}
 
 
 def monkeypatch_dir(monkeypatch: pytest.MonkeyPatch) -> Any:

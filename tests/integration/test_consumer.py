@@ -190,11 +190,15 @@ def test_poison_messages_go_to_the_dead_letter_queue_at_once_and_are_recorded(
     assert h.depth(h.rt.tasks_queue.url) == 0
     with caplog.at_level(logging.ERROR, logger="taskproc.tasks"):
         dead = h.deliver_dead_letters()
-    assert len(dead.records) == 3
+    # A task whose payload breaks its type's model is no poison: it fails permanently, at once.
+    assert len(dead.records) == 2
     assert all("poisonReason" in r["messageAttributes"] for r in dead.records)
     task = h.task("bad-range")
     assert task["status"] == "FAILED"
-    assert task["lastError"].startswith("poison message: not a valid task: payload.simulation.failureChance")
+    assert task["attempts"] == 1
+    assert task["lastError"].startswith(
+        "permanent failure: the payload does not fit task type 'simulate': payload.simulation.failureChance"
+    )
     logged = [json.loads(r.getMessage()) for r in caplog.records if r.name == "taskproc.tasks"]
     assert {entry.get("body") for entry in logged} >= {"not json at all", '{"no": "id"}'}
 
@@ -235,13 +239,13 @@ def test_the_records_of_a_batch_run_concurrently(h: Harness, monkeypatch: pytest
     import chalicelib.consumer as consumer
 
     barrier = threading.Barrier(10, timeout=10)
-    real_run = consumer.run_task
+    real_run = consumer.run_attempt
 
-    def run_together(*args: Any, **kwargs: Any) -> None:
+    def run_together(*args: Any, **kwargs: Any) -> Any:
         barrier.wait()  # breaks unless all ten records are running at once
-        real_run(*args, **kwargs)
+        return real_run(*args, **kwargs)
 
-    monkeypatch.setattr(consumer, "run_task", run_together)
+    monkeypatch.setattr(consumer, "run_attempt", run_together)
     for n in range(10):
         h.publish(f"c{n}", SUCCEEDS)
 

@@ -1,0 +1,180 @@
+"""Task types: a name, the handler that runs it, and its options.
+
+    @task_type("checksum", payload=ChecksumPayload, timeout_seconds=5)
+    def checksum(payload: ChecksumPayload, context: TaskContext) -> dict[str, str]:
+        ...
+
+A handler receives its validated payload and a `TaskContext`, and returns a JSON
+value: the task's result. Any exception fails the attempt and the task is retried
+with backoff (`TaskFailed` says why in its own words; any other exception is
+recorded with its class name); `PermanentError` fails the task at once, with no
+further attempt.
+
+Handlers of one batch run concurrently, in threads: a handler must be thread-safe.
+Lambda cannot stop a thread, so a handler must watch its own deadline
+(`context.remaining_seconds()`) and keep its I/O timeouts below it; an attempt
+that returns after its deadline is failed and its result discarded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+# A handler's timeout plus this margin must fit in the lease, so that the attempt
+# records its outcome while the lease still holds.
+LEASE_MARGIN_SECONDS = 1.0
+# A result is stored in the task item beside the payload and the history.
+MAX_RESULT_BYTES = 32 * 1024
+DEFAULT_TYPE = "simulate"
+
+Handler = Callable[[Any, "TaskContext"], Any]
+
+
+class TaskFailed(Exception):
+    """Raised by a handler for a failure it expected: retried with backoff; the message is the error as is."""
+
+
+class PermanentError(TaskFailed):
+    """Raised by a handler: the task can never succeed, so it fails now without retrying."""
+
+
+class RegistrationError(Exception):
+    """A task type's registration breaks a rule; the message names the type and the rule."""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """A task type's own retry schedule, in place of the stage's BACKOFF_* settings."""
+
+    base_seconds: float
+    max_seconds: float
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What a handler knows about the attempt it runs."""
+
+    task_id: str
+    task_type: str
+    attempt: int
+    max_attempts: int
+    deadline: float  # epoch seconds; the attempt fails if the handler returns later
+    logger: logging.LoggerAdapter[logging.Logger]
+    clock: Callable[[], float] = field(default=time.time, repr=False)
+
+    def remaining_seconds(self) -> float:
+        return self.deadline - self.clock()
+
+
+@dataclass(frozen=True)
+class TaskType:
+    name: str
+    handler: Handler
+    payload: type[BaseModel] | None = None
+    max_attempts: int | None = None  # None: the stage's MAX_ATTEMPTS
+    timeout_seconds: float | None = None  # None: the lease less its margin
+    backoff: Backoff | None = None
+
+    def attempts(self, stage_max_attempts: int) -> int:
+        return self.max_attempts or stage_max_attempts
+
+    def timeout(self, lease_seconds: float) -> float:
+        return self.timeout_seconds or max(lease_seconds - LEASE_MARGIN_SECONDS, lease_seconds / 2)
+
+    def parse(self, payload: dict[str, Any]) -> Any:
+        """The payload as the handler takes it.
+
+        Raises:
+            pydantic.ValidationError: it breaks the type's payload model.
+        """
+        return self.payload.model_validate(payload) if self.payload else payload
+
+    def check(self, max_attempts: int, lease_seconds: float) -> None:
+        """Check the options against the stage's settings.
+
+        Raises:
+            RegistrationError: they contradict them; the message names the type and the rule.
+        """
+        if self.max_attempts is not None and self.max_attempts > max_attempts:
+            raise RegistrationError(
+                f"task type {self.name!r}: max_attempts {self.max_attempts} is more than MAX_ATTEMPTS {max_attempts}, "
+                "the task queue's maxReceiveCount"
+            )
+        if self.timeout_seconds is not None and self.timeout_seconds + LEASE_MARGIN_SECONDS > lease_seconds:
+            raise RegistrationError(
+                f"task type {self.name!r}: timeout_seconds {self.timeout_seconds:g} plus a margin of "
+                f"{LEASE_MARGIN_SECONDS:g} s does not fit in LEASE_SECONDS {lease_seconds:g}"
+            )
+
+
+class Registry:
+    """The task types this deployment runs, by name."""
+
+    def __init__(self) -> None:
+        self._types: dict[str, TaskType] = {}
+
+    def register(self, task_type: TaskType) -> None:
+        """Add a type.
+
+        Raises:
+            RegistrationError: the name is taken, or an option is out of range.
+        """
+        name = task_type.name
+        if not name or not name.replace("-", "").replace("_", "").isalnum():
+            raise RegistrationError(f"task type {name!r}: a name is letters, digits, '-' and '_'")
+        if name in self._types:
+            raise RegistrationError(f"task type {name!r}: registered twice ({self._types[name].handler.__qualname__})")
+        if task_type.max_attempts is not None and task_type.max_attempts < 1:
+            raise RegistrationError(f"task type {name!r}: max_attempts must be at least 1")
+        if task_type.timeout_seconds is not None and task_type.timeout_seconds <= 0:
+            raise RegistrationError(f"task type {name!r}: timeout_seconds must be positive")
+        backoff = task_type.backoff
+        if backoff is not None and not 0 < backoff.base_seconds <= backoff.max_seconds:
+            raise RegistrationError(f"task type {name!r}: backoff needs 0 < base_seconds <= max_seconds")
+        self._types[name] = task_type
+
+    def get(self, name: str) -> TaskType | None:
+        return self._types.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._types)
+
+    def check(self, max_attempts: int, lease_seconds: float) -> None:
+        """Check every type against the stage's settings.
+
+        Raises:
+            RegistrationError: the first type whose options contradict them.
+        """
+        for task_type in self._types.values():
+            task_type.check(max_attempts, lease_seconds)
+
+
+REGISTRY = Registry()
+
+
+def task_type(
+    name: str,
+    *,
+    payload: type[BaseModel] | None = None,
+    max_attempts: int | None = None,
+    timeout_seconds: float | None = None,
+    backoff: Backoff | None = None,
+    registry: Registry = REGISTRY,
+) -> Callable[[Handler], Handler]:
+    """Register the decorated function as the handler of task type `name`.
+
+    Raises:
+        RegistrationError: at import, when the registration breaks a rule.
+    """
+
+    def register(handler: Handler) -> Handler:
+        registry.register(TaskType(name, handler, payload, max_attempts, timeout_seconds, backoff))
+        return handler
+
+    return register
