@@ -53,6 +53,8 @@ CHALICE := $(VENV)/bin/chalice
 deploy: $(VENV)/.installed
 	$(PY) -m infra.stack deploy $(STAGE)
 	$(CHALICE) deploy --stage $(STAGE)
+	# Again, now that the API exists: the operator policy is scoped to its id.
+	$(PY) -m infra.stack deploy $(STAGE)
 	@echo "API URL: $$($(CHALICE) url --stage $(STAGE))"
 
 remove: $(VENV)/.installed
@@ -71,7 +73,7 @@ package: $(VENV)/.installed
 	@echo "Deploy: aws cloudformation package --template-file $(BUILD)/$(STAGE)/package/sam.json" \
 		"--s3-bucket <your bucket> --output-template-file $(BUILD)/$(STAGE)/packaged.yaml"
 	@echo "        aws cloudformation deploy --template-file $(BUILD)/$(STAGE)/packaged.yaml" \
-		"--stack-name taskproc-$(STAGE) --capabilities CAPABILITY_IAM"
+		"--stack-name taskproc-$(STAGE) --capabilities CAPABILITY_NAMED_IAM"
 
 # make loadtest                      starts the offline stack for the run
 # make loadtest URL=https://...      against a running or deployed API

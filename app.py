@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalice import Chalice, Response
-from chalice.app import SQSEvent
+from chalice import Chalice, IAMAuthorizer, Response
+from chalice.app import ConvertToMiddleware, SQSEvent
 
-from chalicelib import api
+from chalicelib import api, logs, metrics, operations
 from chalicelib.consumer import DeadLetterConsumer, TaskConsumer, consume
 from chalicelib.http import json_errors, json_response
 from chalicelib.openapi import openapi_document
@@ -15,11 +15,18 @@ from chalicelib.runtime import get_runtime
 from chalicelib.settings import wiring
 
 app = Chalice(app_name="taskproc")
+# Every invocation, a route's or a batch's: its log lines carry the Lambda context, and its
+# metrics are flushed once, when it ends.
+app.register_middleware(ConvertToMiddleware(logs.with_lambda_context))
+app.register_middleware(ConvertToMiddleware(metrics.flushed))
 
 WIRING = wiring()
 # Content types are checked in chalicelib, so that a wrong one gets the JSON error shape
 # (a GET has no body to check); Chalice's own check would answer in another shape.
 ANY_CONTENT_TYPE = ["*/*"]
+# Operator routes: SigV4-signed requests from principals granted execute-api:Invoke on them
+# (the template's taskproc-<stage>-operator policy), on every deployed stage.
+OPERATOR = IAMAuthorizer()
 
 
 def _path_prefix() -> str:
@@ -27,6 +34,17 @@ def _path_prefix() -> str:
     context = app.current_request.context
     path, resource = context.get("path", ""), app.current_request.path
     return path[: -len(resource)] if resource and path.endswith(resource) and "apiId" in context else ""
+
+
+def _principal() -> str:
+    """Who asked, as API Gateway's IAM authorization established it; 'anonymous' where nothing was checked."""
+    identity = app.current_request.context.get("identity") or {}
+    return str(identity.get("userArn") or identity.get("caller") or "anonymous")
+
+
+def _task_id(raw: str) -> str:
+    # API Gateway's request context names the API; Chalice's local gateway's does not.
+    return api.decode_task_id(raw, gateway_decoded="apiId" in app.current_request.context)
 
 
 def _body() -> dict[str, Any]:
@@ -48,12 +66,43 @@ def create_task() -> Response:
     return json_response(created, 201, {"Location": api.task_location(created.id, _path_prefix())})
 
 
-@app.route("/tasks/{task_id}", methods=["GET"], content_types=ANY_CONTENT_TYPE)
+@app.route(
+    "/tasks/{task_id}", methods=["GET"], content_types=ANY_CONTENT_TYPE, api_key_required=WIRING.api_key_required
+)
 @json_errors
 def get_task(task_id: str) -> Response:
-    # API Gateway's request context names the API; Chalice's local gateway's does not.
-    task_id = api.decode_task_id(task_id, gateway_decoded="apiId" in app.current_request.context)
-    return json_response(api.get_task(task_id, get_runtime()))
+    return json_response(api.get_task(_task_id(task_id), get_runtime()))
+
+
+@app.route("/tasks", methods=["GET"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
+@json_errors
+def list_tasks() -> Response:
+    return json_response(operations.list_tasks(dict(app.current_request.query_params or {}), get_runtime()))
+
+
+@app.route("/stats", methods=["GET"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
+@json_errors
+def stats() -> Response:
+    return json_response(operations.stats(get_runtime()))
+
+
+@app.route("/tasks/{task_id}/retry", methods=["POST"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
+@json_errors
+def retry_task(task_id: str) -> Response:
+    return json_response(operations.retry(_task_id(task_id), _principal(), get_runtime()), 202)
+
+
+@app.route("/tasks/{task_id}/cancel", methods=["POST"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
+@json_errors
+def cancel_task(task_id: str) -> Response:
+    view, cancelled = operations.cancel(_task_id(task_id), _principal(), get_runtime())
+    return json_response(view, 200 if cancelled else 202)
+
+
+@app.route("/retries", methods=["POST"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
+@json_errors
+def retry_many() -> Response:
+    return json_response(operations.bulk_retry(_body(), _principal(), get_runtime()))
 
 
 @app.route("/health", methods=["GET"], content_types=ANY_CONTENT_TYPE)

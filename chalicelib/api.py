@@ -115,10 +115,10 @@ def validated_task(body: dict[str, Any], registry: Registry) -> tuple[Task, int]
             does not fit the type's model; each detail names the field.
     """
     try:
-        TaskIn.model_validate(body)
+        validated = TaskIn.model_validate(body)
     except ValidationError as exc:
         raise ValidationFailed("the task is not valid", _problems(exc)) from exc
-    name = body.get("type", DEFAULT_TYPE)
+    name = validated.type
     task_type = registry.get(name)
     if task_type is None:
         known = ", ".join(registry.names())
@@ -131,7 +131,8 @@ def validated_task(body: dict[str, Any], registry: Registry) -> tuple[Task, int]
         raise ValidationFailed(
             f"the payload does not fit task type {name!r}", _problems(exc, prefix=("payload",))
         ) from exc
-    return Task(id=body["id"], type=name, payload=body["payload"]), body.get("delaySeconds", 0)
+    # The payload exactly as sent (the model keeps it as given); the delay as the model read it (5.0 is 5).
+    return Task(id=body["id"], type=name, payload=body["payload"]), validated.delaySeconds
 
 
 def publish(body: dict[str, Any], rt: Runtime) -> PublishAccepted:

@@ -24,11 +24,12 @@ from chalicelib import metrics
 from chalicelib.attempt import AttemptOutcome, run_attempt, unknown_type
 from chalicelib.backoff import backoff_seconds
 from chalicelib.errors import LeaseLost, StaleRecord
-from chalicelib.logs import log_event
+from chalicelib.logs import log_event, task_scope
 from chalicelib.metrics import Metric
-from chalicelib.models import DEFAULT_TYPE, Task, TaskIn
+from chalicelib.models import DEFAULT_TYPE, Status, Task, TaskIn
 from chalicelib.queue import Queue, VisibilityChange
 from chalicelib.record import TaskRecord, ms_from_iso
+from chalicelib.registry import TaskType
 from chalicelib.runtime import Runtime
 from chalicelib.settings import MAX_VISIBILITY_SECONDS
 from chalicelib.store import Acquired, AcquireRefused, Refusal
@@ -39,6 +40,7 @@ logger = logging.getLogger(__name__)
 class Outcome(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED_PERMANENTLY = "failed_permanently"  # the task is FAILED at once; nothing comes back
+    CANCELLED = "cancelled"  # its attempt failed after an operator cancelled it
     DROPPED = "dropped"  # its task is already terminal
     RETRY_SCHEDULED = "retry_scheduled"
     DEFERRED = "deferred"  # leased elsewhere or backing off: it comes back later
@@ -53,6 +55,7 @@ class Outcome(StrEnum):
         return self in {
             Outcome.SUCCEEDED,
             Outcome.FAILED_PERMANENTLY,
+            Outcome.CANCELLED,
             Outcome.DROPPED,
             Outcome.POISON,
             Outcome.RECORDED,
@@ -148,7 +151,11 @@ class TaskConsumer:
             log_event("poison", logging.WARNING, messageId=record.message_id, reason=str(exc))
             metrics.count(Metric.POISON, None)
             return Outcome.POISON, None
+        # Every line logged for this record carries its task id (and, once acquired, the attempt).
+        with task_scope(task.id):
+            return self._acquire_and_run(record, task)
 
+    def _acquire_and_run(self, record: SqsRecord, task: Task) -> Verdict:
         store, settings = self._rt.store, self._settings
         task_type = self._rt.registry.get(task.type)
         max_attempts = task_type.attempts(settings.MAX_ATTEMPTS) if task_type else settings.MAX_ATTEMPTS
@@ -156,7 +163,11 @@ class TaskConsumer:
             acquired = store.acquire(task, uuid.uuid4().hex, record.message_id, max_attempts, settings.LEASE_SECONDS)
         except AcquireRefused as refused:
             return self._refused(record, refused)
+        with task_scope(task.id, attempt=acquired.attempt):
+            return self._run(record, task, task_type, acquired)
 
+    def _run(self, record: SqsRecord, task: Task, task_type: TaskType | None, acquired: Acquired) -> Verdict:
+        store, settings = self._rt.store, self._settings
         fields = {"taskId": task.id, "attempt": acquired.attempt, "messageId": record.message_id}
         if acquired.previous and acquired.previous.lease:
             store.record_expired_attempt(acquired)
@@ -198,30 +209,35 @@ class TaskConsumer:
 
     def _failed(self, acquired: Acquired, outcome: AttemptOutcome, fields: dict[str, Any]) -> Verdict:
         error = outcome.error or "failed"
-        store, settings = self._rt.store, self._settings
+        store = self._rt.store
+        final = outcome.permanent or acquired.is_last_attempt
+        delay = None if final else self._backoff(acquired)
+        written = store.fail(acquired, error, retry_at_ms=None if delay is None else store.now_ms() + delay * 1000)
+        if written is Status.CANCELLED:
+            log_event("cancelled", logging.WARNING, **fields, error=error)
+            self._finished(acquired, Metric.TASKS_CANCELLED)
+            return Outcome.CANCELLED, None
+        log_event("failed", logging.WARNING, **fields, error=error, final=final, permanent=outcome.permanent or None)
         if outcome.permanent:
-            store.fail(acquired, error, retry_at_ms=None)
-            log_event("failed", logging.WARNING, **fields, error=error, final=True, permanent=True)
             metrics.count(Metric.PERMANENT_FAILURES, acquired.task.type)
             self._finished(acquired, Metric.TASKS_FAILED)
             return Outcome.FAILED_PERMANENTLY, None
-        if acquired.is_last_attempt:
-            store.fail(acquired, error, retry_at_ms=None)
-            log_event("failed", logging.WARNING, **fields, error=error, final=True)
+        if delay is None:
             self._finished(acquired, Metric.TASKS_FAILED)
             # Visible again at once, so its next receive moves it to the dead-letter queue
             # rather than making a finished task wait out a backoff.
             return Outcome.DEAD_LETTERED, 0
-        task_type = self._rt.registry.get(acquired.task.type)
-        schedule = task_type.backoff if task_type and task_type.backoff else None
-        base = schedule.base_seconds if schedule else settings.BACKOFF_BASE_SECONDS
-        cap = schedule.max_seconds if schedule else settings.BACKOFF_MAX_SECONDS
-        delay = backoff_seconds(acquired.attempt, base, cap, self._rt.rng)
-        store.fail(acquired, error, retry_at_ms=store.now_ms() + delay * 1000)
-        log_event("failed", logging.WARNING, **fields, error=error, final=False)
         log_event("retry_scheduled", **fields, delaySeconds=delay)
         metrics.count(Metric.RETRIES_SCHEDULED, acquired.task.type)
         return Outcome.RETRY_SCHEDULED, delay
+
+    def _backoff(self, acquired: Acquired) -> int:
+        """Seconds before the next attempt: the type's own schedule, else the stage's."""
+        task_type = self._rt.registry.get(acquired.task.type)
+        schedule = task_type.backoff if task_type else None
+        base = schedule.base_seconds if schedule else self._settings.BACKOFF_BASE_SECONDS
+        cap = schedule.max_seconds if schedule else self._settings.BACKOFF_MAX_SECONDS
+        return backoff_seconds(acquired.attempt, base, cap, self._rt.rng)
 
     def _refused(self, record: SqsRecord, refused: AcquireRefused) -> Verdict:
         task = refused.record
@@ -238,6 +254,14 @@ class TaskConsumer:
             log_event("failed", logging.WARNING, **fields, error=reason, final=True)
             metrics.count(Metric.TASKS_FAILED, task.type)
             return Outcome.DEAD_LETTERED, 0
+        if refused.reason is Refusal.CANCEL_REQUESTED:
+            try:
+                self._rt.store.finish_cancel(task)
+            except StaleRecord:
+                return Outcome.ERROR, None
+            log_event("cancelled", logging.WARNING, **fields, reason="cancelled while its consumer died")
+            metrics.count(Metric.TASKS_CANCELLED, task.type)
+            return Outcome.DROPPED, None
         log_event("deferred", **fields, reason=refused.reason.value, waitMs=refused.wait_ms)
         return Outcome.DEFERRED, _seconds(refused.wait_ms)
 
@@ -263,6 +287,10 @@ class DeadLetterConsumer:
             task = parse_task_message(record.body)
         except ValueError as exc:
             return self._poison(record, str(exc))
+        with task_scope(task.id):
+            return self._record(record, task)
+
+    def _record(self, record: SqsRecord, task: Task) -> Outcome:
         current = self._store.get(task.id)
         fields = {"taskId": task.id, "messageId": record.message_id}
         if current is None:
@@ -364,7 +392,7 @@ def consume(
     ]
     if changes:
         for message_id in queue.change_visibility(changes):
-            logger.warning("visibility of message %s not changed; it returns after the queue's timeout", message_id)
+            log_event("visibility_not_changed", logging.WARNING, messageId=message_id)
 
     unfinished = [r.message_id for r in results if not r.outcome.finished]
     if report_item_failures:
@@ -373,6 +401,6 @@ def consume(
         finished = {r.message_id: r.receipt_handle for r in results if r.outcome.finished}
         if finished:
             for message_id in queue.delete(finished):
-                logger.warning("finished message %s not deleted; its next delivery is dropped", message_id)
+                log_event("finished_message_not_deleted", logging.WARNING, messageId=message_id)
         raise BatchIncomplete(f"{len(unfinished)} of {len(results)} messages come back later: {unfinished}")
     return None

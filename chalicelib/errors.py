@@ -60,6 +60,13 @@ class TaskNotFound(TaskprocError):
     code = "not_found"
 
 
+class Conflict(TaskprocError):
+    """The task is not in a status the action applies to; the message says why."""
+
+    status_code = 409
+    code = "conflict"
+
+
 class ServiceUnavailable(TaskprocError):
     """A dependency (table or queue) did not answer; the client may try again."""
 

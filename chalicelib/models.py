@@ -6,7 +6,7 @@ import json
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 MAX_TASK_ID_LENGTH = 256
 # The serialized task ({"id", "payload"}) travels as the SQS message body and is
@@ -83,6 +83,21 @@ def _not_too_deep(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+def _whole_number(value: Any) -> Any:
+    """JSON has one number type: 5.0 is the integer 5 (JSON Schema agrees); 5.5 and "5" stay refused."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _date_time_text(value: Any) -> Any:
+    """A time comes as RFC 3339 text; pydantic's lax mode would also take a number of seconds."""
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 date-time string with a zone, e.g. 2026-11-25T12:00:00Z")
+    return value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_whole_number), Field(strict=True)]
+
+
 # A payload is any JSON object; its task type's model checks the rest.
 JsonObject = Annotated[dict[str, Any], AfterValidator(_not_too_deep)]
 TaskTypeName = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=MAX_TYPE_NAME_LENGTH)]
@@ -96,8 +111,8 @@ class TaskIn(BaseModel):
     id: TaskId = Field(description=f"A unique, non-empty id of at most {MAX_TASK_ID_LENGTH} characters.")
     type: TaskTypeName = Field(default=DEFAULT_TYPE, description="The registered task type that runs it.")
     payload: JsonObject = Field(description="The task's data, checked against its type's payload model.")
-    delaySeconds: int = Field(
-        default=0, strict=True, ge=0, le=MAX_DELAY_SECONDS, description="Seconds before the first attempt may start."
+    delaySeconds: WholeNumber = Field(
+        default=0, ge=0, le=MAX_DELAY_SECONDS, description="Seconds before the first attempt may start."
     )
 
 
@@ -203,3 +218,75 @@ class ErrorResponse(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     reason: str | None = None
+
+
+class TaskSummary(BaseModel):
+    """A task in a list: enough to decide what to do with it."""
+
+    id: str
+    type: str | None
+    status: Status
+    attempts: int
+    maxAttempts: int
+    createdAt: str
+    updatedAt: str
+    lastError: str | None
+
+
+class TaskPage(BaseModel):
+    """One page of `GET /tasks?status=`, most recently updated first."""
+
+    tasks: list[TaskSummary]
+    nextCursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last one.")
+
+
+class QueueDepth(BaseModel):
+    visible: int = Field(description="Messages waiting to be received.")
+    inFlight: int = Field(description="Messages received and not yet deleted or made visible again.")
+    delayed: int = Field(description="Messages sent with a delay that has not passed.")
+    oldestAgeSeconds: float | None = Field(
+        description="Age of the oldest message, from CloudWatch; null where no datapoint is available."
+    )
+
+
+class FigureSource(BaseModel):
+    source: str
+    exact: bool
+
+
+class Stats(BaseModel):
+    """`GET /stats`: counts of the statuses that can be counted at a bounded cost, and the queues' depths."""
+
+    counts: dict[str, int]
+    queues: dict[str, QueueDepth]
+    sources: dict[str, FigureSource]
+
+
+class BulkRetryIn(BaseModel):
+    """The body of `POST /retries`."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    status: Literal["FAILED", "CANCELLED"] = Field(description="Which tasks to retry.")
+    limit: WholeNumber = Field(default=100, ge=1, le=1000, description="At most this many tasks.")
+    dryRun: bool = Field(default=False, description="Say what would be retried and retry nothing.")
+    type: TaskTypeName | None = Field(default=None, description="Only tasks of this type.")
+    updatedSince: Annotated[AwareDatetime, BeforeValidator(_date_time_text)] | None = Field(
+        default=None,
+        strict=False,
+        description="Only tasks last updated at or after this time (RFC 3339 with a zone, e.g. 2026-11-25T12:00:00Z).",
+    )
+
+
+class Skipped(BaseModel):
+    id: str
+    reason: str
+
+
+class BulkRetryResult(BaseModel):
+    """What `POST /retries` matched and what it queued again."""
+
+    dryRun: bool
+    matched: list[str]
+    retried: list[str]
+    skipped: list[Skipped]

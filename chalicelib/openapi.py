@@ -13,11 +13,15 @@ from chalicelib.handlers.simulate import SimulatePayload
 from chalicelib.models import (
     DEFAULT_TYPE,
     MAX_TASK_BYTES,
+    BulkRetryIn,
+    BulkRetryResult,
     ErrorResponse,
     Health,
     PublishAccepted,
+    Stats,
     TaskCreated,
     TaskIn,
+    TaskPage,
     TaskView,
 )
 from chalicelib.registry import Registry
@@ -78,6 +82,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
     meaning = {
         400: "Malformed JSON or a rule broken; `details` names each field and rule.",
         404: "No task has this id.",
+        409: "The task is not in a status the action applies to; the message says why.",
         413: f"The body or the serialized task is larger than {MAX_TASK_BYTES} bytes.",
         415: "The body is not declared as application/json.",
         500: "An internal error.",
@@ -89,6 +94,38 @@ def _errors(*statuses: int) -> dict[str, Any]:
 def _body(model: type[BaseModel], description: str) -> dict[str, Any]:
     return {"required": True, "description": description, "content": {"application/json": {"schema": _ref(model)}}}
 
+
+TASK_ID = {
+    "name": "task_id",
+    "in": "path",
+    "required": True,
+    "description": "The task id, percent-encoded.",
+    "schema": {"type": "string", "minLength": 1},
+}
+OPERATOR = "On AWS: IAM authorization (SigV4), for principals granted the stage's operator policy."
+LIST_PARAMETERS = [
+    {
+        "name": "status",
+        "in": "query",
+        "required": True,
+        "description": "The status to list.",
+        "schema": {"type": "string", "enum": ["FAILED", "RETRYING", "CANCELLED"]},
+    },
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "description": "Tasks per page, 1 to 100 (default 50).",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+    },
+    {
+        "name": "cursor",
+        "in": "query",
+        "required": False,
+        "description": "The previous page's nextCursor, unchanged.",
+        "schema": {"type": "string"},
+    },
+]
 
 LOCATION = {"Location": {"description": "Where the task's status can be read.", "schema": {"type": "string"}}}
 
@@ -104,6 +141,10 @@ def openapi_document() -> dict[str, Any]:
             (PublishAccepted, "serialization"),
             (TaskCreated, "serialization"),
             (TaskView, "serialization"),
+            (TaskPage, "serialization"),
+            (Stats, "serialization"),
+            (BulkRetryIn, "validation"),
+            (BulkRetryResult, "serialization"),
             (ErrorResponse, "serialization"),
             (Health, "serialization"),
         ],
@@ -139,22 +180,61 @@ def openapi_document() -> dict[str, Any]:
                         "201": _json(TaskCreated, "Accepted.", LOCATION),
                         **_errors(400, 413, 415, 500, 503),
                     },
-                }
+                },
+                "get": {
+                    "operationId": "listTasks",
+                    "summary": "Tasks in one status, most recently updated first, a page at a time. " + OPERATOR,
+                    "parameters": LIST_PARAMETERS,
+                    "responses": {"200": _json(TaskPage, "One page."), **_errors(400, 500, 503)},
+                },
             },
             "/tasks/{task_id}": {
                 "get": {
                     "operationId": "getTask",
                     "summary": "Where a task stands.",
-                    "parameters": [
-                        {
-                            "name": "task_id",
-                            "in": "path",
-                            "required": True,
-                            "description": "The task id, percent-encoded.",
-                            "schema": {"type": "string", "minLength": 1},
-                        }
-                    ],
+                    "parameters": [TASK_ID],
                     "responses": {"200": _json(TaskView, "The task."), **_errors(400, 404, 500, 503)},
+                }
+            },
+            "/tasks/{task_id}/retry": {
+                "post": {
+                    "operationId": "retryTask",
+                    "summary": "Start a FAILED or CANCELLED task over with a fresh attempt budget. " + OPERATOR,
+                    "parameters": [TASK_ID],
+                    "responses": {
+                        "202": _json(TaskView, "Queued again; `history` ends with the retry."),
+                        **_errors(400, 404, 409, 500, 503),
+                    },
+                }
+            },
+            "/tasks/{task_id}/cancel": {
+                "post": {
+                    "operationId": "cancelTask",
+                    "summary": "Cancel a PENDING or RETRYING task, or ask a PROCESSING one to stop. " + OPERATOR,
+                    "parameters": [TASK_ID],
+                    "responses": {
+                        "200": _json(TaskView, "CANCELLED: it never starts another attempt."),
+                        "202": _json(TaskView, "Cancel requested: a failure of the running attempt ends it CANCELLED."),
+                        **_errors(400, 404, 409, 500, 503),
+                    },
+                }
+            },
+            "/stats": {
+                "get": {
+                    "operationId": "stats",
+                    "summary": "Counts of FAILED, RETRYING and CANCELLED tasks and the queues' depths. " + OPERATOR,
+                    "responses": {"200": _json(Stats, "The figures and where each comes from."), **_errors(500, 503)},
+                }
+            },
+            "/retries": {
+                "post": {
+                    "operationId": "retryMany",
+                    "summary": "Retry up to `limit` FAILED (or CANCELLED) tasks, newest first. " + OPERATOR,
+                    "requestBody": _body(BulkRetryIn, "Which tasks to retry."),
+                    "responses": {
+                        "200": _json(BulkRetryResult, "What matched and what was queued again."),
+                        **_errors(400, 413, 415, 500, 503),
+                    },
                 }
             },
             "/health": {

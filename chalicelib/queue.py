@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.errors import QueueError
+from chalicelib.models import QueueDepth
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +56,21 @@ class Queue:
             }
         return str(self._call("send_message", **kwargs)["MessageId"])
 
+    def depth(self) -> QueueDepth:
+        """The queue's approximate depth, from one GetQueueAttributes request.
+
+        Raises:
+            QueueError: SQS did not answer.
+        """
+        names = {
+            "visible": "ApproximateNumberOfMessages",
+            "inFlight": "ApproximateNumberOfMessagesNotVisible",
+            "delayed": "ApproximateNumberOfMessagesDelayed",
+        }
+        attributes = self._call("get_queue_attributes", QueueUrl=self.url, AttributeNames=list(names.values()))
+        values = attributes.get("Attributes", {})
+        return QueueDepth(**{field: int(values.get(name, 0)) for field, name in names.items()}, oldestAgeSeconds=None)
+
     def delete(self, receipts: dict[str, str]) -> list[str]:
         """Delete messages by {message id: receipt handle}; returns the ids that were not deleted."""
         entries = [{"Id": str(n), "ReceiptHandle": handle} for n, handle in enumerate(receipts.values())]
@@ -83,3 +102,59 @@ class Queue:
             return getattr(self._client, operation)(**kwargs)
         except (ClientError, BotoCoreError) as exc:
             raise QueueError(f"SQS {operation} on {self.name} failed: {exc}") from exc
+
+
+class QueueAges:
+    """The age of each queue's oldest message: a CloudWatch metric, not a queue attribute."""
+
+    METRIC = "ApproximateAgeOfOldestMessage"
+    # The metric has one-minute resolution: asking more often buys nothing and costs
+    # GetMetricData requests (a console refreshes `GET /stats` every few seconds).
+    CACHE_SECONDS = 60.0
+
+    def __init__(self, client_factory: Callable[[], Any], clock: Callable[[], float] = time.time) -> None:
+        self._client_factory = client_factory
+        self._client: Any = None
+        self._clock = clock
+        self._cached: tuple[float, tuple[str, ...], dict[str, float]] | None = None
+
+    def oldest_ages(self, queue_names: list[str]) -> dict[str, float]:
+        """Seconds, by queue name, from the latest datapoint of the last 10 minutes; a queue
+        without one (a new queue, or offline) is left out. Never raises: the figure is optional."""
+        end = self._clock()
+        if self._cached and self._cached[1] == tuple(queue_names) and end - self._cached[0] < self.CACHE_SECONDS:
+            return dict(self._cached[2])
+        if self._client is None:
+            self._client = self._client_factory()
+        queries = [
+            {
+                "Id": f"q{n}",
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": "AWS/SQS",
+                        "MetricName": self.METRIC,
+                        "Dimensions": [{"Name": "QueueName", "Value": name}],
+                    },
+                    "Period": 60,
+                    "Stat": "Maximum",
+                },
+            }
+            for n, name in enumerate(queue_names)
+        ]
+        try:
+            response = self._client.get_metric_data(
+                MetricDataQueries=queries,
+                StartTime=datetime.fromtimestamp(end - 600, UTC),
+                EndTime=datetime.fromtimestamp(end, UTC),
+                ScanBy="TimestampDescending",
+            )
+        except (ClientError, BotoCoreError):
+            logger.warning("CloudWatch did not answer; queue ages are left out", exc_info=True)
+            return {}
+        ages: dict[str, float] = {}
+        for result in response.get("MetricDataResults", []):
+            values = result.get("Values") or []
+            if values:
+                ages[queue_names[int(result["Id"][1:])]] = float(values[0])
+        self._cached = (end, tuple(queue_names), ages)
+        return dict(ages)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.models import DEFAULT_TYPE, ActionView, AttemptView, Outcome, Status, Task, TaskView
+from chalicelib.models import DEFAULT_TYPE, Action, ActionView, AttemptView, Outcome, Status, Task, TaskView
 
 
 def iso_from_ms(epoch_ms: int) -> str:
@@ -133,6 +133,10 @@ def attempt_entry(
         "outcome": outcome.value,
         "error": error,
     }
+
+
+def action_entry(action: Action, at: str, by: str, from_status: Status) -> dict[str, Any]:
+    return {"kind": action.value, "at": at, "by": by, "fromStatus": from_status.value}
 
 
 def record_from_item(item: dict[str, Any]) -> TaskRecord:

@@ -11,7 +11,8 @@ import boto3
 from botocore.config import Config
 
 from chalicelib.handlers import REGISTRY
-from chalicelib.queue import Queue
+from chalicelib.operator_store import OperatorStore
+from chalicelib.queue import Queue, QueueAges
 from chalicelib.registry import Registry
 from chalicelib.settings import Settings, load_settings
 from chalicelib.store import TaskStore
@@ -35,8 +36,10 @@ AWS_CONFIG = Config(
 class Runtime:
     settings: Settings
     store: TaskStore
+    operator_store: OperatorStore
     tasks_queue: Queue
     dead_letters: Queue
+    queue_ages: QueueAges
     rng: random.Random = field(default_factory=random.Random)
     registry: Registry = field(default_factory=lambda: REGISTRY)
 
@@ -51,8 +54,13 @@ def build_runtime(
     return Runtime(
         settings=settings,
         store=TaskStore(dynamodb, settings.TASKS_TABLE, retention_days=settings.RETENTION_DAYS, clock=clock),
+        operator_store=OperatorStore(
+            dynamodb, settings.TASKS_TABLE, retention_days=settings.RETENTION_DAYS, clock=clock
+        ),
         tasks_queue=Queue(sqs, settings.TASKS_QUEUE),
         dead_letters=Queue(sqs, settings.DEAD_LETTER_QUEUE),
+        # Only `GET /stats` reads CloudWatch: its client is made on first use, not at a cold start.
+        queue_ages=QueueAges(lambda: session.client("cloudwatch", config=AWS_CONFIG), clock),
     )
 
 

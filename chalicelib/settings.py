@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     DEFAULT_FAILURE_CHANCE: float = Field(default=0.3, ge=0, le=1)
     RETENTION_DAYS: int = Field(default=30, ge=1, le=3650)
     REPORT_BATCH_ITEM_FAILURES: bool = False
+    # Signs list cursors (chalicelib/cursor.py); without it the key derives from the table's name.
+    CURSOR_SECRET: str | None = Field(default=None, min_length=16)
 
     @model_validator(mode="after")
     def _backoff_cap_not_below_base(self) -> Settings:

@@ -17,48 +17,36 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import BotoCoreError, ClientError
-
-from chalicelib.errors import LeaseLost, StaleRecord, StoreError
+from chalicelib.errors import LeaseLost, StoreError
+from chalicelib.index import index_attributes, index_update
 from chalicelib.models import Outcome, Status, Task
 from chalicelib.record import TaskRecord, attempt_entry, iso_from_ms, record_from_item
+from chalicelib.table import TASK_IS_NEW, ConditionFailed, TaskTable, capped_error, deserialize, names
 
 logger = logging.getLogger(__name__)
 
 # Named parts of the conditions; each reads as the rule it enforces.
-TASK_IS_NEW = "attribute_not_exists(#id)"
 TASK_EXISTS = "attribute_exists(#id)"
 NOT_TERMINAL = "#status IN (:pending, :processing, :retrying)"
 NO_LIVE_LEASE = "(attribute_not_exists(#leaseExpiresAt) OR #leaseExpiresAt <= :now)"
 ATTEMPTS_LEFT = "#attempts < #maxAttempts"
 BACKOFF_OVER = "(attribute_not_exists(#retryAt) OR #retryAt <= :nowWithSkew)"
 HOLDS_LEASE = "#leaseOwner = :owner"
-UNCHANGED_SINCE_READ = "#version = :version"
 HISTORY_LENGTH_UNCHANGED = "size(#history) = :historyLength"
+NO_CANCEL_REQUESTED = "attribute_not_exists(#cancelRequested)"
 
-ACQUIRABLE = f"{TASK_IS_NEW} OR ({NOT_TERMINAL} AND {NO_LIVE_LEASE} AND {ATTEMPTS_LEFT} AND {BACKOFF_OVER})"
-
-# The health check reads this key; no task needs to exist under it.
-HEALTH_PROBE_KEY = "taskproc:health-probe"
+ACQUIRABLE = (
+    f"{TASK_IS_NEW} OR ({NOT_TERMINAL} AND {NO_LIVE_LEASE} AND {ATTEMPTS_LEFT} AND {BACKOFF_OVER}"
+    f" AND {NO_CANCEL_REQUESTED})"
+)
 
 # Hosts' clocks differ a little; a retry that arrives this much before its
 # retryAt still runs rather than burning one of the message's receives.
 CLOCK_SKEW_MS = 1_000
-
-# Errors are kept in the history of every attempt; capped, a full history of
-# MAX_ATTEMPTS entries fits in the item beside a maximal payload and result.
-MAX_ERROR_BYTES = 1_000
-
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
 
 
 class Refusal(StrEnum):
@@ -68,6 +56,7 @@ class Refusal(StrEnum):
     LEASED = "leased"
     EXHAUSTED = "exhausted"
     BACKING_OFF = "backing_off"
+    CANCEL_REQUESTED = "cancel_requested"  # an operator cancelled it while its holder, now gone, ran it
 
 
 class AcquireRefused(Exception):
@@ -97,24 +86,6 @@ class Acquired:
         return self.attempt >= self.max_attempts
 
 
-class _ConditionFailed(Exception):
-    def __init__(self, old: dict[str, Any] | None) -> None:
-        super().__init__("condition failed")
-        self.old = old
-
-
-def capped_error(error: str) -> str:
-    """`error`, cut to at most MAX_ERROR_BYTES of UTF-8 (an ellipsis marks a cut)."""
-    encoded = error.encode("utf-8", errors="replace")
-    if len(encoded) <= MAX_ERROR_BYTES:
-        return error
-    return encoded[: MAX_ERROR_BYTES - 3].decode("utf-8", errors="ignore") + "…"
-
-
-def _names(*expressions: str) -> dict[str, str]:
-    return {f"#{name}": name for expression in expressions for name in re.findall(r"#(\w+)", expression)}
-
-
 def _history_ends_with(item: dict[str, Any] | None, entry: dict[str, Any]) -> bool:
     history = (item or {}).get("history") or []
     if not history:
@@ -123,48 +94,8 @@ def _history_ends_with(item: dict[str, Any] | None, entry: dict[str, Any]) -> bo
     return "attempt" in last and int(last["attempt"]) == entry["attempt"] and last["startedAt"] == entry["startedAt"]
 
 
-def _deserialize(item: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not item:
-        return None
-    return {key: _deserializer.deserialize(value) for key, value in item.items()}
-
-
-class TaskStore:
-    """Reads and conditionally writes task items in one DynamoDB table."""
-
-    def __init__(
-        self,
-        client: Any,
-        table_name: str,
-        *,
-        retention_days: int = 30,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._client = client
-        self._table = table_name
-        self._retention_ms = retention_days * 86_400_000
-        self._clock = clock
-
-    def now_ms(self) -> int:
-        return int(self._clock() * 1000)
-
-    # --- reads -----------------------------------------------------------
-
-    def get(self, task_id: str) -> TaskRecord | None:
-        """The task as it stands now (a strongly consistent read), or None."""
-        response = self._call(self._client.get_item, TableName=self._table, Key=self._key(task_id), ConsistentRead=True)
-        item = _deserialize(response.get("Item"))
-        return record_from_item(item) if item else None
-
-    def ping(self) -> None:
-        """One cheap read that proves the table answers.
-
-        Raises:
-            StoreError: it does not.
-        """
-        self._call(self._client.get_item, TableName=self._table, Key=self._key(HEALTH_PROBE_KEY))
-
-    # --- writes ----------------------------------------------------------
+class TaskStore(TaskTable):
+    """The lease lifecycle of task items: create, acquire, and record each attempt's outcome."""
 
     def create(self, task: Task, max_attempts: int, delay_seconds: int = 0) -> tuple[TaskRecord, bool]:
         """Store a new PENDING task; an existing id keeps its first payload.
@@ -188,10 +119,10 @@ class TaskStore:
                 TableName=self._table,
                 Key=self._key(task_id),
                 ConditionExpression=condition,
-                ExpressionAttributeNames=_names(condition),
+                ExpressionAttributeNames=names(condition),
                 ExpressionAttributeValues=self._values({":pending": Status.PENDING.value, ":zero": 0}),
             )
-        except _ConditionFailed:
+        except ConditionFailed:
             logger.info("task %r was picked up before it could be discarded", task_id)
 
     def acquire(self, task: Task, owner: str, message_id: str, max_attempts: int, lease_seconds: float) -> Acquired:
@@ -211,7 +142,7 @@ class TaskStore:
             " #createdAt = if_not_exists(#createdAt, :startedAt),"
             " #maxAttempts = if_not_exists(#maxAttempts, :maxAttempts), #history = if_not_exists(#history, :empty)"
             " ADD #attempts :one, #version :one"
-            " REMOVE #retryAt"
+            " REMOVE #retryAt, #statusShard, #statusSort"
         )
         values = {
             **self._status_values(),
@@ -229,12 +160,12 @@ class TaskStore:
         }
         try:
             response = self._update(task.id, update, ACQUIRABLE, values, return_values="ALL_OLD")
-        except _ConditionFailed as refused:
+        except ConditionFailed as refused:
             landed = self._own_landed_acquire(refused.old, owner)
             if landed is not None:
                 return landed
             raise self._refusal(refused.old, now) from None
-        old = _deserialize(response.get("Attributes"))
+        old = deserialize(response.get("Attributes"))
         previous = record_from_item(old) if old else None
         return Acquired(
             task=previous.task if previous else task,
@@ -280,12 +211,12 @@ class TaskStore:
         values = {":owner": acquired.owner, ":entries": [entry], ":historyLength": len(previous.history)}
         try:
             self._update(acquired.task.id, update, condition, values)
-        except _ConditionFailed as refused:
+        except ConditionFailed as refused:
             if _history_ends_with(refused.old, entry):
                 return
             raise LeaseLost(f"task {acquired.task.id!r}: lease lost before recording the expired attempt") from refused
 
-    def complete(self, acquired: Acquired, result_json: str) -> None:
+    def complete(self, acquired: Acquired, result_json: str) -> Status:
         """Record the attempt as succeeded and the task as COMPLETED with its result (JSON text).
 
         Raises:
@@ -293,10 +224,15 @@ class TaskStore:
         """
         now = self.now_ms()
         entry = attempt_entry(acquired.attempt, acquired.started_at, iso_from_ms(now), Outcome.SUCCEEDED, None)
-        self._finish_attempt(acquired, entry, Status.COMPLETED, now, error=None, retry_at_ms=None, result=result_json)
+        return self._finish_attempt(
+            acquired, entry, Status.COMPLETED, now, error=None, retry_at_ms=None, result=result_json
+        )
 
-    def fail(self, acquired: Acquired, error: str, retry_at_ms: int | None) -> None:
+    def fail(self, acquired: Acquired, error: str, retry_at_ms: int | None) -> Status:
         """Record the attempt as failed: RETRYING until `retry_at_ms`, or FAILED when it is None.
+
+        Returns the status written: CANCELLED instead when an operator asked to cancel
+        the task while this attempt ran.
 
         Raises:
             LeaseLost: another consumer took the task over first.
@@ -305,7 +241,7 @@ class TaskStore:
         error = capped_error(error)
         entry = attempt_entry(acquired.attempt, acquired.started_at, iso_from_ms(now), Outcome.FAILED, error)
         status = Status.FAILED if retry_at_ms is None else Status.RETRYING
-        self._finish_attempt(acquired, entry, status, now, error=error, retry_at_ms=retry_at_ms)
+        return self._finish_attempt(acquired, entry, status, now, error=error, retry_at_ms=retry_at_ms)
 
     def fail_abandoned(self, record: TaskRecord, reason: str) -> None:
         """Mark FAILED a task that can make no more progress, as `record` last saw it.
@@ -317,12 +253,14 @@ class TaskStore:
         """
         now = self.now_ms()
         expired = record.expired_attempt()
+        index_sets, _, index_values = index_update(Status.FAILED, record.id, iso_from_ms(now))
         update = (
             "SET #status = :failed, #lastError = :error, #finishedAt = :now_iso, #updatedAt = :now_iso,"
-            " #expiresAt = :expiresAt, #history = list_append(#history, :entries)"
+            f" #expiresAt = :expiresAt, #history = list_append(#history, :entries), {', '.join(index_sets)}"
             " ADD #version :one REMOVE #leaseOwner, #leaseExpiresAt, #attemptStartedAt, #retryAt"
         )
         values = {
+            **index_values,
             ":failed": Status.FAILED.value,
             ":error": capped_error(reason),
             ":now_iso": iso_from_ms(now),
@@ -338,12 +276,11 @@ class TaskStore:
         Raises:
             StaleRecord: the task changed since `record` was read.
         """
-        update = "SET #lastMessageId = :messageId, #updatedAt = :now_iso ADD #redrives :one, #version :one"
-        values = {
-            ":messageId": message_id,
-            ":now_iso": iso_from_ms(self.now_ms()),
-            ":one": 1,
-        }
+        now_iso = iso_from_ms(self.now_ms())
+        index_sets, _, index_values = index_update(record.status, record.id, now_iso)
+        sets = ", ".join(["#lastMessageId = :messageId", "#updatedAt = :now_iso", *index_sets])
+        update = f"SET {sets} ADD #redrives :one, #version :one"
+        values = {":messageId": message_id, ":now_iso": now_iso, ":one": 1, **index_values}
         self._update_if_unchanged(record, update, values, "redriven")
 
     def record_unknown_failure(
@@ -352,7 +289,10 @@ class TaskStore:
         """Store a FAILED task for an id the table has never seen. False if the id exists."""
         item = self._new_item(task_id, payload, Status.FAILED, max_attempts=1, task_type=task_type)
         item.update(
-            finishedAt=item["createdAt"], lastError=capped_error(reason), expiresAt=self._expires_at(self.now_ms())
+            finishedAt=item["createdAt"],
+            lastError=capped_error(reason),
+            expiresAt=self._expires_at(self.now_ms()),
+            **index_attributes(Status.FAILED, task_id, item["updatedAt"]),
         )
         return self._put_new(item) is None
 
@@ -377,27 +317,6 @@ class TaskStore:
             item["type"] = task_type
         return item
 
-    def _put_new(self, item: dict[str, Any]) -> dict[str, Any] | None:
-        """Put `item` unless its id exists; returns None when stored, else the existing item."""
-        try:
-            self._call(
-                self._client.put_item,
-                TableName=self._table,
-                Item={key: _serializer.serialize(value) for key, value in item.items()},
-                ConditionExpression=TASK_IS_NEW,
-                ExpressionAttributeNames=_names(TASK_IS_NEW),
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except _ConditionFailed as refused:
-            if refused.old is None:
-                raise StoreError(f"task {item['id']!r} exists but the table returned no item") from None
-            return refused.old
-        return None
-
-    def _expires_at(self, now_ms: int) -> int:
-        """The TTL attribute's value: epoch seconds, RETENTION_DAYS after the task finished."""
-        return (now_ms + self._retention_ms) // 1000
-
     def _finish_attempt(
         self,
         acquired: Acquired,
@@ -408,11 +327,17 @@ class TaskStore:
         error: str | None,
         retry_at_ms: int | None,
         result: str | None = None,
-    ) -> None:
+    ) -> Status:
+        """Write the attempt's outcome while holding its lease; returns the status written.
+
+        A failure does not retry a task an operator asked to cancel: it ends CANCELLED.
+        """
+        task_id = acquired.task.id
         sets = ["#status = :status", "#updatedAt = :now_iso", "#history = list_append(#history, :entries)"]
+        now_iso = iso_from_ms(now)
         values: dict[str, Any] = {
             ":status": status.value,
-            ":now_iso": iso_from_ms(now),
+            ":now_iso": now_iso,
             ":entries": [entry],
             ":owner": acquired.owner,
             ":one": 1,
@@ -429,24 +354,84 @@ class TaskStore:
         if status.is_terminal:
             sets += ["#finishedAt = :now_iso", "#expiresAt = :expiresAt"]
             values[":expiresAt"] = self._expires_at(now)
-        update = f"SET {', '.join(sets)} ADD #version :one REMOVE #leaseOwner, #leaseExpiresAt, #attemptStartedAt"
+        index_sets, index_removes, index_values = index_update(status, task_id, now_iso)
+        removes = ["#leaseOwner", "#leaseExpiresAt", "#attemptStartedAt", *index_removes]
+        if status is Status.COMPLETED:
+            removes.append("#cancelRequested")  # a success wins over a cancel asked for while it ran
+        update = f"SET {', '.join(sets + index_sets)} ADD #version :one REMOVE {', '.join(removes)}"
+        condition = f"{TASK_EXISTS} AND {HOLDS_LEASE}"
+        if status is not Status.COMPLETED:
+            condition += f" AND {NO_CANCEL_REQUESTED}"
+        try:
+            self._update(task_id, update, condition, {**values, **index_values})
+        except ConditionFailed as refused:
+            if _history_ends_with(refused.old, entry):
+                return Status(refused.old["status"]) if refused.old else status  # our own write, answer lost
+            if refused.old and refused.old.get("leaseOwner") == acquired.owner and refused.old.get("cancelRequested"):
+                return self._cancel_held(acquired, entry, now, error)
+            raise LeaseLost(f"task {task_id!r}: attempt {acquired.attempt} lost its lease") from refused
+        return status
+
+    def _cancel_held(self, acquired: Acquired, entry: dict[str, Any], now: int, error: str | None) -> Status:
+        """End CANCELLED a task whose attempt failed after an operator asked to cancel it."""
+        now_iso = iso_from_ms(now)
+        index_sets, _, index_values = index_update(Status.CANCELLED, acquired.task.id, now_iso)
+        sets = [
+            "#status = :cancelled",
+            "#updatedAt = :now_iso",
+            "#finishedAt = :now_iso",
+            "#expiresAt = :expiresAt",
+            "#history = list_append(#history, :entries)",
+            *index_sets,
+        ]
+        values: dict[str, Any] = {
+            ":cancelled": Status.CANCELLED.value,
+            ":now_iso": now_iso,
+            ":expiresAt": self._expires_at(now),
+            ":entries": [entry],
+            ":owner": acquired.owner,
+            ":one": 1,
+            **index_values,
+        }
+        if error is not None:
+            sets.append("#lastError = :error")
+            values[":error"] = error
+        update = (
+            f"SET {', '.join(sets)} ADD #version :one"
+            " REMOVE #leaseOwner, #leaseExpiresAt, #attemptStartedAt, #retryAt, #cancelRequested"
+        )
         try:
             self._update(acquired.task.id, update, f"{TASK_EXISTS} AND {HOLDS_LEASE}", values)
-        except _ConditionFailed as refused:
+        except ConditionFailed as refused:
             if _history_ends_with(refused.old, entry):
-                return  # a retry of this very write, whose first answer was lost
+                return Status.CANCELLED
             raise LeaseLost(f"task {acquired.task.id!r}: attempt {acquired.attempt} lost its lease") from refused
+        return Status.CANCELLED
 
-    def _update_if_unchanged(self, record: TaskRecord, update: str, values: dict[str, Any], action: str) -> None:
-        """Apply `update` only if the task is still as `record` read it (its version is unchanged).
+    def finish_cancel(self, record: TaskRecord) -> None:
+        """End CANCELLED a task an operator cancelled while an attempt ran whose consumer then died.
 
         Raises:
-            StaleRecord: it changed in between.
+            StaleRecord: the task changed since `record` was read.
         """
-        try:
-            self._update(record.id, update, UNCHANGED_SINCE_READ, {**values, ":version": record.version})
-        except _ConditionFailed as refused:
-            raise StaleRecord(f"task {record.id!r} changed while it was being {action}") from refused
+        now = self.now_ms()
+        now_iso = iso_from_ms(now)
+        expired = record.expired_attempt()
+        index_sets, _, index_values = index_update(Status.CANCELLED, record.id, now_iso)
+        update = (
+            "SET #status = :cancelled, #finishedAt = :now_iso, #updatedAt = :now_iso, #expiresAt = :expiresAt,"
+            f" #history = list_append(#history, :entries), {', '.join(index_sets)}"
+            " ADD #version :one REMOVE #leaseOwner, #leaseExpiresAt, #attemptStartedAt, #retryAt, #cancelRequested"
+        )
+        values = {
+            ":cancelled": Status.CANCELLED.value,
+            ":now_iso": now_iso,
+            ":expiresAt": self._expires_at(now),
+            ":entries": [expired] if expired else [],
+            ":one": 1,
+            **index_values,
+        }
+        self._update_if_unchanged(record, update, values, "cancelled")
 
     def _refusal(self, old_item: dict[str, Any] | None, now: int) -> AcquireRefused | StoreError:
         if old_item is None:
@@ -457,6 +442,8 @@ class TaskStore:
         lease = record.live_lease(now)
         if lease is not None:
             return AcquireRefused(Refusal.LEASED, record, wait_ms=lease.expires_at_ms - now)
+        if record.cancel_requested:
+            return AcquireRefused(Refusal.CANCEL_REQUESTED, record)
         if record.attempts >= record.max_attempts:
             return AcquireRefused(Refusal.EXHAUSTED, record)
         wait = (record.retry_at_ms or 0) - now
@@ -468,38 +455,3 @@ class TaskStore:
             ":processing": Status.PROCESSING.value,
             ":retrying": Status.RETRYING.value,
         }
-
-    def _update(
-        self, task_id: str, update: str, condition: str, values: dict[str, Any], return_values: str = "NONE"
-    ) -> dict[str, Any]:
-        return self._call(
-            self._client.update_item,
-            TableName=self._table,
-            Key=self._key(task_id),
-            UpdateExpression=update,
-            ConditionExpression=condition,
-            ExpressionAttributeNames=_names(update, condition),
-            ExpressionAttributeValues=self._values(values),
-            ReturnValues=return_values,
-            ReturnValuesOnConditionCheckFailure="ALL_OLD",
-        )
-
-    @staticmethod
-    def _key(task_id: str) -> dict[str, Any]:
-        return {"id": {"S": task_id}}
-
-    @staticmethod
-    def _values(values: dict[str, Any]) -> dict[str, Any]:
-        return {key: _serializer.serialize(value) for key, value in values.items()}
-
-    @staticmethod
-    def _call(operation: Callable[..., dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
-        """Run one DynamoDB request; botocore has already retried what is retryable."""
-        try:
-            return operation(**kwargs)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                raise _ConditionFailed(_deserialize(exc.response.get("Item"))) from exc
-            raise StoreError(f"DynamoDB {operation.__name__} failed: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StoreError(f"DynamoDB {operation.__name__} failed: {exc}") from exc

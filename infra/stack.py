@@ -1,12 +1,17 @@
-"""A stage's data resources as a CloudFormation stack, and the template `chalice package` merges.
+"""A stage's data and monitoring resources as a CloudFormation stack, and the template `chalice package` merges.
 
     python -m infra.stack check STAGE              the stage exists; credentials and region, or what is missing
-    python -m infra.stack deploy STAGE             create or update the stack taskproc-STAGE-data
+    python -m infra.stack deploy STAGE [--parameter NAME=VALUE ...]
+                                                   create or update the stack taskproc-STAGE-data
     python -m infra.stack remove STAGE             delete that stack
     python -m infra.stack merge-template STAGE OUT the stage's --merge-template for `chalice package`
 
-Every value comes from `.chalice/config.json`, so the stack and the functions
-agree on names, attempts and timeouts.
+The stack and the merge template hold infra/resources.yaml (queues, table, index)
+and infra/monitoring.yaml (operator policy, alarms, topic, dashboard); the
+offline stack uses resources.yaml alone. Every stage value comes from
+`.chalice/config.json`, so the stack and the functions agree on names,
+attempts and timeouts; `--parameter` sets the others (alarm thresholds, the
+alarm e-mail), and an update keeps the values given before.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / ".chalice" / "config.json"
 TEMPLATE = ROOT / "infra" / "resources.yaml"
+MONITORING = ROOT / "infra" / "monitoring.yaml"
+DEPLOYED = ROOT / ".chalice" / "deployed"
 
 # AWS's guidance for SQS event sources: visibility timeout >= 6 x the function's timeout.
 VISIBILITY_PER_TIMEOUT = 6
@@ -36,6 +43,10 @@ CONSUMERS = {
     "handle_dead_letters": ("HandleDeadLetters", "DeadLetterQueue"),
 }
 API_HANDLER = "APIHandler"
+# The packaged template's REST API (chalice package names it so) and the monitoring
+# template's parameter that stands for it where the API is deployed separately.
+REST_API = "RestAPI"
+REST_API_PARAMETER = "RestApiId"
 
 
 class StackError(Exception):
@@ -49,6 +60,7 @@ class StageConfig:
     name: str
     environment: dict[str, str]
     timeouts: dict[str, int]
+    api_gateway_stage: str = "api"
 
     @property
     def max_attempts(self) -> int:
@@ -64,12 +76,27 @@ class StageConfig:
         return VISIBILITY_PER_TIMEOUT * max(self.timeouts[name] for name in CONSUMERS)
 
     def parameters(self) -> dict[str, str]:
-        """The data stack's parameters for this stage."""
+        """The data resources' parameters for this stage (infra/resources.yaml, as the offline stack passes them)."""
         return {
             "Stage": self.name,
             "MaxAttempts": str(self.max_attempts),
             "QueueVisibilityTimeout": str(self.queue_visibility_timeout),
         }
+
+    def pinned_parameters(self) -> dict[str, str]:
+        """Every parameter that follows from the stage's configuration, monitoring's included."""
+        return {
+            **self.parameters(),
+            "ApiStage": self.api_gateway_stage,
+            "ConsumersReportItemFailures": str(self.reports_batch_item_failures).lower(),
+        }
+
+    def function_names(self) -> dict[str, str]:
+        """Function logical id -> the name `chalice deploy` gives it, which alarms and the dashboard use."""
+        names = {API_HANDLER: f"taskproc-{self.name}"}
+        for function, (logical_id, _) in CONSUMERS.items():
+            names[logical_id] = f"taskproc-{self.name}-{function}"
+        return names
 
 
 def load_stage(stage: str, config_path: Path = CONFIG) -> StageConfig:
@@ -97,7 +124,8 @@ def load_stage(stage: str, config_path: Path = CONFIG) -> StageConfig:
                 return int(scope["lambda_timeout"])
         return CHALICE_DEFAULT_TIMEOUT
 
-    resolved = StageConfig(stage, environment, {name: timeout(name) for name in CONSUMERS})
+    api_gateway_stage = str(stage_config.get("api_gateway_stage", config.get("api_gateway_stage", "api")))
+    resolved = StageConfig(stage, environment, {name: timeout(name) for name in CONSUMERS}, api_gateway_stage)
     lease = float(environment.get("LEASE_SECONDS", "120"))
     if lease >= resolved.queue_visibility_timeout:
         raise StackError(
@@ -115,33 +143,99 @@ def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
     return dict(yaml.safe_load(path.read_text()))
 
 
+def aws_template() -> dict[str, Any]:
+    """infra/resources.yaml and infra/monitoring.yaml as one template: what a stage gets on AWS.
+
+    Raises:
+        StackError: the two define one logical id differently.
+    """
+    data, monitoring = load_template(TEMPLATE), load_template(MONITORING)
+    combined: dict[str, Any] = {"AWSTemplateFormatVersion": data["AWSTemplateFormatVersion"]}
+    combined["Description"] = "taskproc: data resources, operator policy, alarms and dashboard of one stage."
+    for section in ("Parameters", "Conditions", "Resources", "Outputs"):
+        first, second = data.get(section, {}), monitoring.get(section, {})
+        clashes = sorted(key for key in first.keys() & second.keys() if first[key] != second[key])
+        if clashes:
+            where = f"{TEMPLATE.name} and {MONITORING.name}"
+            raise StackError(f"{section} {', '.join(clashes)} defined differently in {where}")
+        if first or second:
+            combined[section] = {**first, **second}
+    return combined
+
+
+def _replace_ref(node: Any, old: str, new: str) -> Any:
+    if isinstance(node, dict):
+        if node == {"Ref": old}:
+            return {"Ref": new}
+        return {key: _replace_ref(value, old, new) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_replace_ref(value, old, new) for value in node]
+    return node
+
+
 def merge_template(stage: StageConfig, template: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The data resources, pinned to the stage, plus what the packaged event sources need.
+    """The data and monitoring resources, pinned to the stage, plus what the packaged functions need.
 
     `chalice package --merge-template` deep-merges this into its SAM template by
-    logical id. The parameters are pinned to the stage because the functions'
+    logical id. The stage's parameters are pinned because the functions'
     environment names the stage's resources. Each consumer waits for its queue,
     and its event source reports item failures when the stage's consumers
-    return them (REPORT_BATCH_ITEM_FAILURES).
+    return them (REPORT_BATCH_ITEM_FAILURES). The functions get the names
+    `chalice deploy` gives them, which the alarms and dashboard name. The
+    operator policy refers to the template's own API instead of a parameter.
+
+    Raises:
+        StackError: the data template defines a logical id Chalice uses for a function.
     """
-    merged = json.loads(json.dumps(template or load_template()))
-    for name, value in stage.parameters().items():
+    merged = json.loads(json.dumps(template or aws_template()))
+    for name, value in stage.pinned_parameters().items():
         merged["Parameters"][name]["Default"] = value
         merged["Parameters"][name]["AllowedValues"] = [value]
     resources = merged["Resources"]
+    functions = stage.function_names()
     for function, (logical_id, queue) in CONSUMERS.items():
         if logical_id in resources:
             raise StackError(f"the data template already defines {logical_id}, the {function} function's id")
         # The merge cannot replace Chalice's queue ARN (dicts merge key by key), so the
         # function depends on its queue instead, and its event source on the function.
         consumer: dict[str, Any] = {"DependsOn": [queue, "TasksTable"]}
+        consumer["Properties"] = {"FunctionName": functions[logical_id]}
         if stage.reports_batch_item_failures:
             event = f"{logical_id}SqsEventSource"
             properties = {"FunctionResponseTypes": ["ReportBatchItemFailures"]}
-            consumer["Properties"] = {"Events": {event: {"Properties": properties}}}
+            consumer["Properties"]["Events"] = {event: {"Properties": properties}}
         resources[logical_id] = consumer
-    resources[API_HANDLER] = {"DependsOn": ["TasksQueue", "TasksTable"]}
+    resources[API_HANDLER] = {
+        "DependsOn": ["TasksQueue", "TasksTable"],
+        "Properties": {"FunctionName": functions[API_HANDLER]},
+    }
+    _bind_operator_policy_to_the_api(merged)
     return merged
+
+
+def _bind_operator_policy_to_the_api(template: dict[str, Any]) -> None:
+    """In the packaged template the API is a resource beside the policy: refer to it, unconditionally."""
+    del template["Parameters"][REST_API_PARAMETER]
+    del template["Conditions"]["HasRestApiId"]
+    for section, logical_id in (("Resources", "OperatorPolicy"), ("Outputs", "OperatorPolicyArn")):
+        entry = template[section][logical_id]
+        del entry["Condition"]
+        template[section][logical_id] = _replace_ref(entry, REST_API_PARAMETER, REST_API)
+    leftover = json.dumps(template)
+    if f'"Ref": "{REST_API_PARAMETER}"' in leftover or "HasRestApiId" in leftover:
+        raise StackError(f"{MONITORING.name} uses {REST_API_PARAMETER} outside the operator policy")
+
+
+def deployed_rest_api_id(stage: str, deployed_dir: Path = DEPLOYED) -> str:
+    """The stage's REST API id from `chalice deploy`'s record, or '' before the first deploy (or after a delete)."""
+    path = deployed_dir / f"{stage}.json"
+    if not path.exists():
+        return ""
+    record = json.loads(path.read_text())
+    for resource in record.get("resources", []):
+        if resource.get("resource_type") == "rest_api":
+            return str(resource.get("rest_api_id", ""))
+    return ""
 
 
 def check_aws(session: boto3.session.Session) -> None:
@@ -168,30 +262,81 @@ def require_deployable(stage: StageConfig) -> None:
         )
 
 
-def _status(cloudformation: Any, name: str) -> str | None:
+def _describe(cloudformation: Any, name: str) -> dict[str, Any] | None:
     try:
         stacks = cloudformation.describe_stacks(StackName=name)["Stacks"]
     except ClientError as exc:
         if "does not exist" in str(exc):
             return None
         raise
-    return str(stacks[0]["StackStatus"]) if stacks else None
+    return dict(stacks[0]) if stacks else None
 
 
-def deploy_stack(cloudformation: Any, stage: StageConfig, template_path: Path = TEMPLATE) -> dict[str, str]:
-    """Create or update the stage's data stack, wait for it, and return its outputs.
+def _status(cloudformation: Any, name: str) -> str | None:
+    described = _describe(cloudformation, name)
+    return str(described["StackStatus"]) if described else None
+
+
+def stack_parameters(
+    stage: StageConfig,
+    template: dict[str, Any],
+    rest_api_id: str = "",
+    overrides: dict[str, str] | None = None,
+    previous: dict[str, str] | None = None,
+) -> list[dict[str, str]]:
+    """The stack's parameters: the stage's pinned values, the API id, the overrides, and earlier values kept.
+
+    `previous` holds the existing stack's values; those not pinned or overridden
+    are passed again (an alarm e-mail set once survives the next `make deploy`).
+    They are passed as values rather than UsePreviousValue, which moto's
+    CloudFormation only honours for parameters given explicitly at creation.
 
     Raises:
-        StackError: the stack is in a state it cannot be updated from, or the change failed.
+        StackError: an override names an unknown parameter or one the stage's configuration decides.
+    """
+    pinned = {**stage.pinned_parameters(), REST_API_PARAMETER: rest_api_id}
+    overrides = overrides or {}
+    known = set(template["Parameters"])
+    for name in overrides:
+        if name not in known:
+            raise StackError(f"no parameter {name!r}; the template's are {', '.join(sorted(known))}")
+        if name in pinned:
+            raise StackError(f"parameter {name!r} comes from .chalice/config.json or chalice deploy, not --parameter")
+    kept = {name: value for name, value in (previous or {}).items() if name in known}
+    values = {**kept, **pinned, **overrides}
+    return [{"ParameterKey": key, "ParameterValue": value} for key, value in values.items()]
+
+
+def deploy_stack(
+    cloudformation: Any,
+    stage: StageConfig,
+    rest_api_id: str = "",
+    overrides: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """Create or update the stage's data stack, wait for it, and return its outputs.
+
+    `rest_api_id` scopes the operator policy; the policy is left out while it is ''.
+
+    Raises:
+        StackError: the stack is in a state it cannot be updated from, a parameter
+            cannot be set, or the change failed.
     """
     name = stack_name(stage.name)
+    template = aws_template()
+    try:
+        described = _describe(cloudformation, name)
+    except (ClientError, BotoCoreError) as exc:
+        raise StackError(f"stack {name}: {exc}") from exc
+    status = str(described["StackStatus"]) if described else None
+    previous = {p["ParameterKey"]: p["ParameterValue"] for p in (described or {}).get("Parameters", [])}
     arguments = {
         "StackName": name,
-        "TemplateBody": template_path.read_text(),
-        "Parameters": [{"ParameterKey": key, "ParameterValue": value} for key, value in stage.parameters().items()],
+        # Two files as one body; compact JSON keeps it well under TemplateBody's 51,200 bytes.
+        "TemplateBody": json.dumps(template, separators=(",", ":")),
+        "Parameters": stack_parameters(stage, template, rest_api_id, overrides, previous),
+        "Capabilities": ["CAPABILITY_NAMED_IAM"],
         "Tags": [{"Key": "app", "Value": "taskproc"}, {"Key": "stage", "Value": stage.name}],
     }
-    status = _status(cloudformation, name)
     try:
         if status is None:
             cloudformation.create_stack(**arguments)
@@ -233,11 +378,35 @@ def remove_stack(cloudformation: Any, stage: str) -> bool:
     return True
 
 
+def _overrides(assignments: list[str]) -> dict[str, str]:
+    """NAME=VALUE strings as a dict.
+
+    Raises:
+        StackError: one has no '='.
+    """
+    overrides = {}
+    for assignment in assignments:
+        name, equals, value = assignment.partition("=")
+        if not equals or not name:
+            raise StackError(f"--parameter wants NAME=VALUE, got {assignment!r}")
+        overrides[name] = value
+    return overrides
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.stack", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for command in ("check", "deploy", "remove"):
+    for command in ("check", "remove"):
         commands.add_parser(command).add_argument("stage")
+    deploy = commands.add_parser("deploy")
+    deploy.add_argument("stage")
+    deploy.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a template parameter the stage's configuration does not decide (e.g. AlarmEmail=ops@example.com)",
+    )
     merge = commands.add_parser("merge-template")
     merge.add_argument("stage")
     merge.add_argument("out", type=Path)
@@ -248,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(merge_template(stage), indent=2) + "\n")
             return 0
+        overrides = _overrides(args.parameter) if args.command == "deploy" else {}
         session = boto3.session.Session()
         check_aws(session)
         cloudformation = session.client("cloudformation")
@@ -255,8 +425,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"AWS region {session.region_name}; credentials found")
         elif args.command == "deploy":
             require_deployable(stage)
-            for key, value in deploy_stack(cloudformation, stage).items():
+            rest_api_id = deployed_rest_api_id(stage.name)
+            for key, value in deploy_stack(cloudformation, stage, rest_api_id, overrides).items():
                 print(f"{key}: {value}")
+            if not rest_api_id:
+                print(
+                    f"note: no API deployed for stage {stage.name} yet, so no operator policy; deploying the"
+                    f" stack again after `chalice deploy` adds taskproc-{stage.name}-operator, scoped to that API"
+                )
         elif remove_stack(cloudformation, args.stage):
             print(f"deleted stack {stack_name(args.stage)}")
         else:

@@ -13,6 +13,7 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
+from local.atomic_dynamodb import make_writes_atomic
 from local.config import EMBEDDED_CREDENTIALS, LOOPBACK, TEMPLATE, LocalConfig
 from local.embedded_sqs import EmbeddedSqsError
 from local.embedded_sqs import install as install_embedded_sqs
@@ -57,6 +58,7 @@ class EmbeddedAws:
             install_embedded_sqs()
         except EmbeddedSqsError as exc:
             raise EndpointError(str(exc)) from exc
+        make_writes_atomic()
 
         # werkzeug logs every request at INFO: thousands of lines a minute under load.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)

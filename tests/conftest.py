@@ -46,6 +46,9 @@ def aws(aws_env: None) -> Iterator[boto3.session.Session]:
     """An in-memory AWS with the queue, dead-letter queue and table made from infra/resources.yaml."""
     from moto import mock_aws
 
+    from local.atomic_dynamodb import make_writes_atomic
+
+    make_writes_atomic()  # conditional writes are atomic in DynamoDB; the operator tests race them
     with mock_aws():
         session = boto3.session.Session()
         session.client("cloudformation").create_stack(

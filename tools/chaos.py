@@ -41,7 +41,7 @@ POLL_SECONDS = 0.5
 PROGRESS_SECONDS = 5.0
 MID_BATCH_WAIT_SECONDS = 15.0
 ACQUIRE_POLL_SECONDS = 0.01
-POISON_EVENT = '"event": "poison_recorded"'
+POISON_EVENT = '"message":"poison_recorded"'
 # The driver's own AWS calls go straight to the endpoint and may retry generously.
 DIRECT_CLIENT = BotoConfig(retries={"mode": "standard", "max_attempts": 5}, read_timeout=30)
 

@@ -94,10 +94,10 @@ def make_plan(
         plan.poison += [
             Poison("not_json", f"{marker}: this is not JSON {{"),
             Poison("not_a_task", json.dumps({"note": "JSON, but not a task", "marker": marker})),
+            # A payload that breaks only its type's model is no poison (it fails permanently); one
+            # that is not even an object is.
             Poison(
-                "out_of_range",
-                json.dumps({"id": marker, "payload": {"simulation": {"failureChance": 2.5}}}),
-                task_id=marker,
+                "payload_not_object", json.dumps({"id": marker, "payload": ["not", "an", "object"]}), task_id=marker
             ),
         ]
     return plan

@@ -41,9 +41,11 @@ def moto_server() -> Iterator[str]:
     """The embedded endpoint (moto's server, patched as `make run` patches it) in a thread, as AWS_ENDPOINT_URL."""
     from moto.server import ThreadedMotoServer
 
+    from local.atomic_dynamodb import make_writes_atomic
     from local.embedded_sqs import install
 
     install()
+    make_writes_atomic()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     server.start()

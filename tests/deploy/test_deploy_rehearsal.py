@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import boto3
 import pytest
 
 from infra import stack
-from tests.deploy.conftest import clean_env, make
+from tests.deploy.conftest import VENV, clean_env, make
 
 STAGE = "dev"
 FUNCTIONS = {
@@ -21,6 +22,11 @@ FUNCTIONS = {
 }
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
+# moto's CloudFormation skips alarms and e-mail subscriptions with a warning; the packaged
+# template's tests check those (tests/deploy/test_monitoring.py).
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Tried to parse AWS..(CloudWatch..Alarm|SNS..Subscription) but:UserWarning"
+)
 
 @pytest.fixture
 def swagger_importing_moto(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
@@ -60,7 +66,7 @@ def clients(aws_env: dict[str, str]) -> Iterator[dict[str, Any]]:
     endpoint = aws_env["AWS_ENDPOINT_URL"]
     yield {
         name: session.client(name, endpoint_url=endpoint)
-        for name in ("cloudformation", "lambda", "iam", "apigateway", "sqs", "dynamodb")
+        for name in ("cloudformation", "lambda", "iam", "apigateway", "sqs", "dynamodb", "cloudwatch", "sns")
     }
 
 
@@ -78,9 +84,12 @@ def test_make_deploy_then_make_remove_creates_and_deletes_the_whole_stage(
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     assert "API URL: https://" in deployed.stdout
 
-    # The data stack, from infra/resources.yaml with the stage's parameters.
+    # The data stack, from infra/resources.yaml with the stage's parameters: created, then
+    # updated once the API exists, so that the operator policy names it.
     status = clients["cloudformation"].describe_stacks(StackName=stack.stack_name(STAGE))["Stacks"][0]
-    assert status["StackStatus"] == "CREATE_COMPLETE"
+    assert status["StackStatus"] == "UPDATE_COMPLETE"
+    parameters = {p["ParameterKey"]: p["ParameterValue"] for p in status["Parameters"]}
+    assert parameters["RestApiId"], "the second deploy passes the API's id"
     tasks_url = sqs.get_queue_url(QueueName=f"taskproc-{STAGE}-tasks")["QueueUrl"]
     attributes = sqs.get_queue_attributes(QueueUrl=tasks_url, AttributeNames=["All"])["Attributes"]
     assert attributes["VisibilityTimeout"] == str(config.queue_visibility_timeout)
@@ -120,6 +129,12 @@ def test_make_deploy_then_make_remove_creates_and_deletes_the_whole_stage(
 
     assert [api["name"] for api in clients["apigateway"].get_rest_apis()["items"]] == ["taskproc"]
 
+    # The stage's dashboard and alarm topic come with the data stack (moto builds no alarms).
+    assert clients["cloudwatch"].get_dashboard(DashboardName=f"taskproc-{STAGE}")["DashboardBody"]
+    topics = [t["TopicArn"] for t in clients["sns"].list_topics()["Topics"]]
+    assert [t for t in topics if t.endswith(f":taskproc-{STAGE}-alarms")]
+    _the_operator_policy_follows_the_deployed_api(project, aws_env, clients)
+
     removed = make(project, "remove", STAGE, aws_env)
     assert removed.returncode == 0, removed.stdout + removed.stderr
     assert _ours([f["FunctionName"] for f in lambda_.list_functions()["Functions"]]) == []
@@ -128,6 +143,28 @@ def test_make_deploy_then_make_remove_creates_and_deletes_the_whole_stage(
     assert clients["apigateway"].get_rest_apis()["items"] == []
     assert _ours([url.rsplit("/", 1)[-1] for url in sqs.list_queues().get("QueueUrls", [])]) == []
     assert _ours(clients["dynamodb"].list_tables()["TableNames"]) == []
+
+
+def _the_operator_policy_follows_the_deployed_api(
+    project: Path, aws_env: dict[str, str], clients: dict[str, Any]
+) -> None:
+    """The data stack comes before `chalice deploy` makes the API; deploying it again scopes the policy to it."""
+    iam = clients["iam"]
+
+    def operator_policies() -> list[dict[str, Any]]:
+        policies = iam.list_policies(Scope="Local")["Policies"]
+        return [p for p in policies if p["PolicyName"] == f"taskproc-{STAGE}-operator"]
+
+    again = subprocess.run(
+        [str(VENV / "bin" / "python"), "-m", "infra.stack", "deploy", STAGE],
+        cwd=project, env=aws_env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    (api,) = clients["apigateway"].get_rest_apis()["items"]
+    (policy,) = operator_policies()
+    document = iam.get_policy_version(PolicyArn=policy["Arn"], VersionId=policy["DefaultVersionId"])
+    resources = document["PolicyVersion"]["Document"]["Statement"][0]["Resource"]
+    assert resources and all(f":{api['id']}/api/" in resource for resource in resources)
 
 
 def test_make_deploy_names_what_is_missing_without_credentials_or_region(project: Path) -> None:

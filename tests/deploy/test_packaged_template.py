@@ -31,15 +31,45 @@ BATCH_ACTIONS = {
     "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
     "sqs:SendMessageBatch": "sqs:SendMessage",
 }
-# Which queue each call is made on (chalicelib/consumer.py and api.py): sends go to both queues
-# (tasks from the API, poison messages to the DLQ); only the task consumer changes visibility.
+# Which resource each call is made on (chalicelib): sends go to both queues (tasks from the API,
+# poison messages to the DLQ); only the task consumer changes visibility; listing queries the
+# index and never the table; GET /stats reads both queues' attributes and their age metric.
 EXPECTED_GRANTS = {
-    "table/taskproc-{stage}-tasks": {
+    "arn:aws:dynamodb:*:*:table/taskproc-{stage}-tasks": {
         "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
     },
-    ":taskproc-{stage}-tasks": {"sqs:GetQueueUrl", "sqs:SendMessage", "sqs:ChangeMessageVisibility"}
+    "arn:aws:dynamodb:*:*:table/taskproc-{stage}-tasks/index/by-status": {"dynamodb:Query"},
+    "arn:aws:sqs:*:*:taskproc-{stage}-tasks": {"sqs:GetQueueUrl", "sqs:SendMessage", "sqs:ChangeMessageVisibility"}
     | EVENT_SOURCE_ACTIONS,
-    ":taskproc-{stage}-dead-letters": {"sqs:GetQueueUrl", "sqs:SendMessage"} | EVENT_SOURCE_ACTIONS,
+    "arn:aws:sqs:*:*:taskproc-{stage}-dead-letters": {"sqs:GetQueueUrl", "sqs:SendMessage"} | EVENT_SOURCE_ACTIONS,
+    # GetMetricData has no resource-level permissions: IAM accepts only "*" for it.
+    "*": {"cloudwatch:GetMetricData"},
+}
+# chalice deploy names the API handler taskproc-<stage> and the others taskproc-<stage>-<function>;
+# a log stream's ARN is its group's followed by ":log-stream:<name>".
+EXPECTED_LOG_GROUPS = {
+    "arn:aws:logs:*:*:log-group:/aws/lambda/taskproc-{stage}",
+    "arn:aws:logs:*:*:log-group:/aws/lambda/taskproc-{stage}:*",
+    "arn:aws:logs:*:*:log-group:/aws/lambda/taskproc-{stage}-*",
+}
+CODE_SERVICES = ("dynamodb", "sqs", "cloudwatch")
+
+# Who may call each route on a deployed stage: the contract. A route app.py adds must get a row.
+API_KEY = "the stage's API key where API_KEY_REQUIRED is true, nothing otherwise"
+IAM = "IAM (SigV4), on every stage"
+OPEN = "anyone"
+ROUTE_AUTHORIZATION = {
+    ("/publish", "POST"): API_KEY,
+    ("/publish/batch", "POST"): API_KEY,
+    ("/tasks", "POST"): API_KEY,
+    ("/tasks/{task_id}", "GET"): API_KEY,
+    ("/tasks", "GET"): IAM,
+    ("/stats", "GET"): IAM,
+    ("/tasks/{task_id}/retry", "POST"): IAM,
+    ("/tasks/{task_id}/cancel", "POST"): IAM,
+    ("/retries", "POST"): IAM,
+    ("/health", "GET"): OPEN,
+    ("/openapi.json", "GET"): OPEN,
 }
 
 
@@ -57,14 +87,14 @@ def _defaults(packaged: Packaged) -> dict[str, str]:
 
 
 def _code_actions() -> set[str]:
-    """The DynamoDB and SQS actions chalicelib calls, found by the operation names in its source."""
+    """The DynamoDB, SQS and CloudWatch actions chalicelib calls, found by the operation names in its source."""
     session = botocore.session.get_session()
     operations = {}
-    for service in ("dynamodb", "sqs"):
+    for service in CODE_SERVICES:
         for operation in session.get_service_model(service).operation_names:
             operations[xform_name(operation)] = f"{service}:{operation}"
     names = set()
-    for path in (ROOT / "chalicelib").glob("*.py"):
+    for path in (ROOT / "chalicelib").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Attribute):
                 names.add(node.attr)
@@ -192,39 +222,49 @@ def test_roles_carry_the_stage_policy_file(package: Packaged) -> None:
         assert [p["PolicyDocument"] for p in role["Properties"]["Policies"]] == [policy]
 
 
-def test_no_resource_is_a_wildcard_except_for_logs(package: Packaged) -> None:
+def test_no_resource_is_a_wildcard_except_for_logs_and_what_iam_cannot_scope(package: Packaged) -> None:
     for statement in _statements(package):
         assert statement["Effect"] == "Allow"
         actions = set(_as_list(statement["Action"]))
         for resource in _as_list(statement["Resource"]):
             if actions <= LOG_ACTIONS:
-                assert resource.startswith("arn:aws:logs:"), statement
+                assert resource in {r.format(stage=package.stage) for r in EXPECTED_LOG_GROUPS}, statement
+                continue
+            if resource == "*":
+                assert actions == EXPECTED_GRANTS["*"], statement
                 continue
             assert "*" not in resource.split(":", 5)[-1], statement
-            assert resource != "*", statement
 
 
-def test_the_policy_grants_only_what_the_code_and_its_event_sources_use(package: Packaged) -> None:
-    code_actions = _code_actions()
-    assert code_actions == {
-        "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
-        "sqs:GetQueueUrl", "sqs:SendMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
-    }, "chalicelib calls a different set of AWS actions: update the policies and this test"
+def _granted(package: Packaged) -> dict[str, set[str]]:
     granted: dict[str, set[str]] = {}
     for statement in _statements(package):
         for resource in _as_list(statement["Resource"]):
             granted.setdefault(resource, set()).update(_as_list(statement["Action"]))
-    data_grants = {resource: actions for resource, actions in granted.items() if not actions <= LOG_ACTIONS}
-    expected = {
-        suffix.format(stage=package.stage): actions for suffix, actions in EXPECTED_GRANTS.items()
-    }
-    assert len(data_grants) == len(expected)
-    for resource, actions in data_grants.items():
-        matches = [suffix for suffix in expected if resource.endswith(suffix)]
-        assert len(matches) == 1, resource
-        assert actions == expected[matches[0]], resource
-        assert actions <= code_actions | EVENT_SOURCE_ACTIONS, resource
-    assert set().union(*data_grants.values()) == code_actions | EVENT_SOURCE_ACTIONS
+    return granted
+
+
+def test_the_policy_grants_exactly_the_expected_actions_on_each_resource(package: Packaged) -> None:
+    data_grants = {resource: actions for resource, actions in _granted(package).items() if not actions <= LOG_ACTIONS}
+    expected = {resource.format(stage=package.stage): actions for resource, actions in EXPECTED_GRANTS.items()}
+    assert data_grants == expected
+
+
+def test_chalicelib_calls_exactly_the_granted_actions_besides_the_event_sources() -> None:
+    granted = set().union(*EXPECTED_GRANTS.values())
+    called = _code_actions() | EVENT_SOURCE_ACTIONS
+    assert not called - granted, f"chalicelib calls actions no policy grants: {sorted(called - granted)}"
+    assert not granted - called, f"the policies grant actions chalicelib never calls: {sorted(granted - called)}"
+
+
+def test_listing_may_query_the_index_but_never_query_or_scan_the_table(package: Packaged) -> None:
+    table = f"arn:aws:dynamodb:*:*:table/taskproc-{package.stage}-tasks"
+    granted = _granted(package)
+    assert "dynamodb:Query" in granted[f"{table}/index/by-status"]
+    for resource, actions in granted.items():
+        assert "dynamodb:Scan" not in actions, resource
+        if resource != f"{table}/index/by-status":
+            assert "dynamodb:Query" not in actions, resource
 
 
 def test_the_zip_holds_only_the_app_and_its_runtime_requirements(package: Packaged) -> None:
@@ -232,7 +272,7 @@ def test_the_zip_holds_only_the_app_and_its_runtime_requirements(package: Packag
     top_level = {name.split("/")[0] for name in names}
     assert "app.py" in top_level and "chalicelib" in top_level
     shipped_lib = {name for name in names if name.startswith("chalicelib/")}
-    assert shipped_lib == {f"chalicelib/{path.name}" for path in (ROOT / "chalicelib").glob("*.py")}
+    assert shipped_lib == {path.relative_to(ROOT).as_posix() for path in (ROOT / "chalicelib").rglob("*.py")}
     forbidden_names = ("tests", "local", "tools", "infra", "moto", "boto3", "botocore", "cfn_lint", "pytest")
     for forbidden in forbidden_names:
         assert not any(name == forbidden or name.startswith(f"{forbidden}-") for name in top_level), forbidden
@@ -272,15 +312,85 @@ def _runtime_requirement_names() -> set[str]:
             parsed = Requirement(requirement)
             if parsed.marker is None or parsed.marker.evaluate({"extra": ""}):
                 pending.append(parsed.name)
+    # A wheel's `<name>-<version>.data` directory (jmespath's holds a script) is installed
+    # elsewhere here, but Chalice's packager keeps it in the zip.
+    names |= {name.removesuffix(".dist-info") + ".data" for name in names if name.endswith(".dist-info")}
     return names - {"__pycache__"}
 
 
-def test_write_routes_require_an_api_key_exactly_where_the_stage_asks(package: Packaged) -> None:
+def _operations(package: Packaged) -> dict[tuple[str, str], dict[str, Any]]:
+    """(path, METHOD) -> the route's operation in the API document API Gateway imports."""
+    paths = package.template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]["paths"]
+    return {
+        (path, method.upper()): operation for path, methods in paths.items() for method, operation in methods.items()
+    }
+
+
+def test_every_route_has_the_authorization_its_table_entry_says(package: Packaged) -> None:
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())
-    wanted = config["stages"][package.stage]["environment_variables"].get("API_KEY_REQUIRED", "false") == "true"
-    (api,) = package.resources_of_type("AWS::Serverless::Api").values()
-    paths = api["Properties"]["DefinitionBody"]["paths"]
-    for path, method in (("/publish", "post"), ("/tasks", "post")):
-        assert ("security" in paths[path][method]) is wanted, (path, paths[path][method].get("security"))
-    for path in ("/tasks/{task_id}", "/health", "/openapi.json"):
-        assert "security" not in paths[path]["get"], path
+    key_required = config["stages"][package.stage]["environment_variables"].get("API_KEY_REQUIRED", "false") == "true"
+    expected_security = {
+        API_KEY: [{"api_key": []}] if key_required else None,
+        IAM: [{"sigv4": []}],
+        OPEN: None,
+    }
+    operations = _operations(package)
+    unlisted = sorted(set(operations) - set(ROUTE_AUTHORIZATION))
+    assert not unlisted, f"routes with no entry in ROUTE_AUTHORIZATION (say who may call them): {unlisted}"
+    missing = sorted(set(ROUTE_AUTHORIZATION) - set(operations))
+    assert not missing, f"routes in ROUTE_AUTHORIZATION that app.py does not serve: {missing}"
+    wrong = {
+        route: (kind, operation.get("security"))
+        for route, operation in operations.items()
+        if operation.get("security") != expected_security[(kind := ROUTE_AUTHORIZATION[route])]
+    }
+    assert not wrong, f"stage {package.stage} (API_KEY_REQUIRED={key_required}): {wrong}"
+
+
+def test_the_security_schemes_are_api_gateway_s_api_key_and_sigv4_and_nothing_else(package: Packaged) -> None:
+    body = package.template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
+    schemes = body.get("securityDefinitions", {})
+    assert "sigv4" in schemes, "no route uses IAMAuthorizer, though the operator routes must"
+    assert schemes["sigv4"] == {
+        "in": "header", "type": "apiKey", "name": "Authorization", "x-amazon-apigateway-authtype": "awsSigv4",
+    }
+    if any(operation.get("security") == [{"api_key": []}] for operation in _operations(package).values()):
+        assert schemes.pop("api_key") == {"type": "apiKey", "name": "x-api-key", "in": "header"}
+    assert set(schemes) == {"sigv4"}
+
+
+def test_prod_asks_for_the_api_key_and_dev_does_not() -> None:
+    """The table's API_KEY rows mean something only if some stage requires the key."""
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    stages = config["stages"]
+    required = {stage: stages[stage]["environment_variables"]["API_KEY_REQUIRED"] for stage in PACKAGED_STAGES}
+    assert required == {"dev": "false", "prod": "true"}
+
+
+def _resolve_arn(value: dict[str, Any], names: dict[str, str]) -> str:
+    """An Fn::Sub (plain or with its own variables) resolved with `names`."""
+    template, variables = (value["Fn::Sub"], {}) if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"]
+    values = {**names, **{key: f"<{v['Ref']}>" for key, v in variables.items()}}
+    return re.sub(r"\$\{([\w:]+)\}", lambda m: values.get(m.group(1), m.group(0)), template)
+
+
+def test_the_operator_policy_grants_invoke_on_exactly_the_iam_routes_of_this_api(package: Packaged) -> None:
+    resources = package.template["Resources"]
+    policy = resources["OperatorPolicy"]
+    assert policy["Type"] == "AWS::IAM::ManagedPolicy"
+    assert "Condition" not in policy, "the packaged template always knows its API"
+    parameters = _defaults(package)
+    assert _sub(policy["Properties"]["ManagedPolicyName"], parameters) == f"taskproc-{package.stage}-operator"
+    stage_name = resources["RestAPI"]["Properties"]["StageName"]
+    assert parameters["ApiStage"] == stage_name
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Allow" and _as_list(statement["Action"]) == ["execute-api:Invoke"]
+    granted = {_resolve_arn(resource, parameters) for resource in statement["Resource"]}
+    prefix = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:<RestAPI>"
+    expected = {
+        f"{prefix}/{stage_name}/{method}/{re.sub(r'{[^}]+}', '*', path.lstrip('/'))}"
+        for (path, method), kind in ROUTE_AUTHORIZATION.items()
+        if kind == IAM
+    }
+    assert granted == expected
+    assert package.template["Outputs"]["OperatorPolicyArn"] == {"Value": {"Ref": "OperatorPolicy"}}

@@ -1,4 +1,4 @@
-"""infra/resources.yaml: what the data resources promise, and that moto's CloudFormation builds them."""
+"""infra/resources.yaml and monitoring.yaml: what they promise, and that moto's CloudFormation builds them."""
 
 from __future__ import annotations
 
@@ -14,8 +14,27 @@ from infra import stack
 
 TEMPLATE = stack.load_template()
 RESOURCES = TEMPLATE["Resources"]
+MONITORING = stack.load_template(stack.MONITORING)
 FOURTEEN_DAYS = 14 * 24 * 3600
+# The listing index of the API contract: sparse, write-sharded, projecting what a summary shows.
+LISTING_INDEX = {
+    "IndexName": "by-status",
+    "KeySchema": [
+        {"AttributeName": "statusShard", "KeyType": "HASH"},
+        {"AttributeName": "statusSort", "KeyType": "RANGE"},
+    ],
+    "Projection": {
+        "ProjectionType": "INCLUDE",
+        "NonKeyAttributes": ["type", "status", "attempts", "maxAttempts", "createdAt", "updatedAt", "lastError"],
+    },
+}
+OPERATOR_ROUTES = ("GET/tasks", "GET/stats", "POST/tasks/*/retry", "POST/tasks/*/cancel", "POST/retries")
 
+# moto's CloudFormation skips alarms and e-mail subscriptions with a warning; the packaged
+# template's tests check those (tests/deploy/test_monitoring.py).
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Tried to parse AWS..(CloudWatch..Alarm|SNS..Subscription) but:UserWarning"
+)
 
 @pytest.fixture
 def cloudformation(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
@@ -70,6 +89,40 @@ def test_the_table_is_on_demand_recoverable_expiring_and_encrypted() -> None:
     assert properties["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
 
 
+def test_the_listing_index_is_the_contracts_on_demand_and_keyed_by_strings() -> None:
+    properties = RESOURCES["TasksTable"]["Properties"]
+    (index,) = properties["GlobalSecondaryIndexes"]
+    assert (index["IndexName"], index["KeySchema"]) == (LISTING_INDEX["IndexName"], LISTING_INDEX["KeySchema"])
+    assert index["Projection"]["ProjectionType"] == "INCLUDE"
+    projected = index["Projection"]["NonKeyAttributes"]
+    assert sorted(projected) == sorted(set(projected)) == sorted(LISTING_INDEX["Projection"]["NonKeyAttributes"])
+    assert "ProvisionedThroughput" not in index, "on demand, like its table"
+    types = {a["AttributeName"]: a["AttributeType"] for a in properties["AttributeDefinitions"]}
+    assert types == {"id": "S", "statusShard": "S", "statusSort": "S"}
+
+
+def test_the_offline_template_holds_only_data_resources_and_monitoring_only_aws_ones() -> None:
+    """moto's CloudFormation skips alarms and e-mail subscriptions, so they stay out of the offline stack."""
+    assert {r["Type"] for r in RESOURCES.values()} == {"AWS::SQS::Queue", "AWS::DynamoDB::Table"}
+    assert {r["Type"] for r in MONITORING["Resources"].values()} == {
+        "AWS::IAM::ManagedPolicy", "AWS::SNS::Topic", "AWS::SNS::Subscription",
+        "AWS::CloudWatch::Alarm", "AWS::CloudWatch::Dashboard",
+    }
+    combined = stack.aws_template()
+    assert combined["Resources"] == {**RESOURCES, **MONITORING["Resources"]}
+    assert combined["Parameters"] == {**TEMPLATE["Parameters"], **MONITORING["Parameters"]}
+
+
+def test_the_two_templates_may_not_define_one_name_differently(monkeypatch: pytest.MonkeyPatch) -> None:
+    clashing = json.loads(json.dumps(MONITORING))
+    clashing["Parameters"]["Stage"]["Default"] = "prod"
+    monkeypatch.setattr(
+        stack, "load_template", lambda path=stack.TEMPLATE: TEMPLATE if path == stack.TEMPLATE else clashing
+    )
+    with pytest.raises(stack.StackError, match="Parameters Stage"):
+        stack.aws_template()
+
+
 def test_moto_creates_the_stack_from_the_template(cloudformation: Any) -> None:
     cloudformation.create_stack(
         StackName="taskproc-check",
@@ -82,17 +135,90 @@ def test_moto_creates_the_stack_from_the_template(cloudformation: Any) -> None:
     assert outputs["TasksQueueName"] == "taskproc-check-tasks"
     assert outputs["DeadLetterQueueName"] == "taskproc-check-dead-letters"
     assert outputs["TasksTableName"] == "taskproc-check-tasks"
+    table = boto3.client("dynamodb").describe_table(TableName="taskproc-check-tasks")["Table"]
+    (index,) = table["GlobalSecondaryIndexes"]
+    assert (index["IndexName"], index["KeySchema"]) == (LISTING_INDEX["IndexName"], LISTING_INDEX["KeySchema"])
+
+
+def _parameters(cloudformation: Any, name: str = "taskproc-dev-data") -> dict[str, str]:
+    parameters = cloudformation.describe_stacks(StackName=name)["Stacks"][0]["Parameters"]
+    return {p["ParameterKey"]: p["ParameterValue"] for p in parameters}
 
 
 def test_deploy_stack_creates_updates_and_removes_the_stage_stack(cloudformation: Any) -> None:
     dev = stack.load_stage("dev")
     outputs = stack.deploy_stack(cloudformation, dev)
     assert outputs["TasksQueueName"] == "taskproc-dev-tasks"
+    assert outputs["AlarmTopicArn"].endswith(":taskproc-dev-alarms")
+    assert outputs["DashboardName"] == "taskproc-dev"
     assert stack.deploy_stack(cloudformation, dev) == outputs
-    parameters = cloudformation.describe_stacks(StackName="taskproc-dev-data")["Stacks"][0]["Parameters"]
-    assert {p["ParameterKey"]: p["ParameterValue"] for p in parameters} == dev.parameters()
+    parameters = _parameters(cloudformation)
+    assert {name: parameters[name] for name in dev.pinned_parameters()} == dev.pinned_parameters()
+    assert parameters["RestApiId"] == ""
     assert stack.remove_stack(cloudformation, "dev") is True
     assert stack.remove_stack(cloudformation, "dev") is False
+
+
+def test_the_dashboard_deployed_is_json_naming_the_stage(cloudformation: Any) -> None:
+    stack.deploy_stack(cloudformation, stack.load_stage("dev"))
+    body = json.loads(boto3.client("cloudwatch").get_dashboard(DashboardName="taskproc-dev")["DashboardBody"])
+    lines = [line for widget in body["widgets"] for line in widget["properties"]["metrics"]]
+    assert lines and all("${" not in json.dumps(line) for line in lines)
+    assert {"taskproc-dev-tasks", "taskproc-dev-process_tasks", "dev"} <= {v for line in lines for v in line[:-1]}
+
+
+def test_the_operator_policy_appears_once_the_api_id_is_known_and_names_only_that_api(cloudformation: Any) -> None:
+    iam = boto3.client("iam")
+    dev = stack.load_stage("dev")
+
+    def operator_policies() -> list[dict[str, Any]]:
+        return [p for p in iam.list_policies(Scope="Local")["Policies"] if p["PolicyName"] == "taskproc-dev-operator"]
+
+    outputs = stack.deploy_stack(cloudformation, dev)
+    assert "OperatorPolicyArn" not in outputs and operator_policies() == []
+
+    # (moto keeps an update's conditional outputs as they were at creation, so the output is not checked here.)
+    stack.deploy_stack(cloudformation, dev, rest_api_id="a1b2c3d4e5")
+    (policy,) = operator_policies()
+    version = iam.get_policy_version(PolicyArn=policy["Arn"], VersionId=policy["DefaultVersionId"])
+    (statement,) = version["PolicyVersion"]["Document"]["Statement"]
+    assert statement["Action"] == "execute-api:Invoke"
+    prefix = "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/api"
+    assert sorted(statement["Resource"]) == sorted(f"{prefix}/{route}" for route in OPERATOR_ROUTES)
+
+
+def test_parameters_set_once_survive_later_deploys_and_stage_ones_cannot_be_set(cloudformation: Any) -> None:
+    dev = stack.load_stage("dev")
+    overrides = {"AlarmEmail": "ops@example.com", "FailedSharePercentThreshold": "25"}
+    stack.deploy_stack(cloudformation, dev, overrides=overrides)
+    stack.deploy_stack(cloudformation, dev, rest_api_id="a1b2c3d4e5")
+    parameters = _parameters(cloudformation)
+    assert (parameters["AlarmEmail"], parameters["FailedSharePercentThreshold"]) == ("ops@example.com", "25")
+    assert parameters["RestApiId"] == "a1b2c3d4e5"
+    with pytest.raises(stack.StackError, match="MaxAttempts"):
+        stack.deploy_stack(cloudformation, dev, overrides={"MaxAttempts": "9"})
+    with pytest.raises(stack.StackError, match="no parameter 'AlarmMail'"):
+        stack.deploy_stack(cloudformation, dev, overrides={"AlarmMail": "ops@example.com"})
+
+
+def test_a_parameter_without_a_value_is_refused_before_aws_is_asked(capsys: pytest.CaptureFixture[str]) -> None:
+    assert stack.main(["deploy", "dev", "--parameter", "AlarmEmail"]) == 1
+    assert "--parameter wants NAME=VALUE, got 'AlarmEmail'" in capsys.readouterr().err
+
+
+def test_the_api_id_comes_from_chalice_deploys_record(tmp_path: Path) -> None:
+    assert stack.deployed_rest_api_id("dev", tmp_path) == ""
+    record = {
+        "schema_version": "2.0",
+        "resources": [
+            {"name": "api_handler", "resource_type": "lambda_function", "lambda_arn": "arn:aws:lambda:..."},
+            {"name": "rest_api", "resource_type": "rest_api", "rest_api_id": "a1b2c3d4e5", "rest_api_url": "https://"},
+        ],
+    }
+    (tmp_path / "dev.json").write_text(json.dumps(record))
+    assert stack.deployed_rest_api_id("dev", tmp_path) == "a1b2c3d4e5"
+    (tmp_path / "dev.json").write_text(json.dumps({"schema_version": "2.0", "resources": []}))
+    assert stack.deployed_rest_api_id("dev", tmp_path) == ""
 
 
 def test_every_stage_gets_a_visibility_timeout_of_six_consumer_timeouts() -> None:
@@ -114,4 +240,13 @@ def test_the_merge_template_only_adds_to_chalice_resources_it_does_not_replace_t
     merged = stack.merge_template(stack.load_stage("prod"))
     for logical_id in ("ProcessTasks", "HandleDeadLetters", "APIHandler"):
         assert "Type" not in merged["Resources"][logical_id], "Chalice defines the function; the merge adds to it"
-    assert set(merged["Resources"]) - set(RESOURCES) == {"ProcessTasks", "HandleDeadLetters", "APIHandler"}
+    added = set(merged["Resources"]) - set(RESOURCES) - set(MONITORING["Resources"])
+    assert added == {"ProcessTasks", "HandleDeadLetters", "APIHandler"}
+
+
+def test_the_merge_template_points_the_operator_policy_at_the_packaged_api() -> None:
+    merged = stack.merge_template(stack.load_stage("dev"))
+    assert "RestApiId" not in merged["Parameters"] and "HasRestApiId" not in merged["Conditions"]
+    text = json.dumps(merged["Resources"]["OperatorPolicy"])
+    assert '{"Ref": "RestAPI"}' in text and "RestApiId" not in text
+    assert "Condition" not in merged["Outputs"]["OperatorPolicyArn"]

@@ -16,6 +16,7 @@ from tests.e2e.stack import E2E_SETTINGS, ROOT, Stack
 pytestmark = pytest.mark.e2e
 
 README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))
 DOCUMENTED_API = "http://127.0.0.1:8000"
 
 
@@ -46,9 +47,10 @@ def _run_as_shown(script: str, api: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_every_curl_command_in_the_readme_works_as_shown(stack: Stack) -> None:
+def test_every_curl_command_in_the_readme_and_the_docs_works_as_shown(stack: Stack) -> None:
     blocks = _local_curl_blocks(README.read_text(encoding="utf-8"))
-    assert len(blocks) >= 3, "the README should show its walk-through as bash blocks of curl commands"
+    assert len(blocks) >= 4, "the README should show its walk-through as bash blocks of curl commands"
+    blocks += [block for doc in DOCS for block in _local_curl_blocks(doc.read_text(encoding="utf-8"))]
     for block in blocks:
         result = _run_as_shown(block, stack.api.base_url)
         assert result.returncode == 0, f"{block}\nstdout: {result.stdout}\nstderr: {result.stderr}"
@@ -131,9 +133,17 @@ def test_duplicate_publish_runs_once(stack: Stack) -> None:
     assert len(view["history"]) == 1
 
 
-def test_readme_documents_the_offline_stack() -> None:
-    text = README.read_text(encoding="utf-8")
-    assert "## Running offline" in text
+def test_readme_opens_with_the_two_commands_and_the_docs_describe_the_offline_stack() -> None:
+    first_screen = "\n".join(README.read_text(encoding="utf-8").splitlines()[:8])
+    assert "make run" in first_screen and "make test" in first_screen
+    text = (ROOT / "docs" / "offline.md").read_text(encoding="utf-8")
     for target in ("make run", "make aws", "make api", "make worker"):
         assert target in text
     assert "in memory" in text
+
+
+def test_every_link_into_docs_resolves() -> None:
+    for document in [README, *DOCS]:
+        for target in re.findall(r"\]\(((?:docs/)?[\w.-]+\.(?:md|png))\)", document.read_text(encoding="utf-8")):
+            base = ROOT if document == README else document.parent
+            assert (base / target).exists(), f"{document.name} links to {target}, which does not exist"

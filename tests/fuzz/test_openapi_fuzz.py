@@ -14,6 +14,7 @@ from typing import Any
 import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from chalicelib.openapi import openapi_document
 from tests.fuzz.conftest import FUZZ_EXAMPLES, STATUSES
@@ -77,7 +78,14 @@ def test_the_api_answers_every_request_as_documented(case: Any, api_url: str) ->
         STATUSES[f"GET {case.operation.path} {response.status_code}"] += 1
         assert response.status_code < 500
         return
-    case.call_and_validate(base_url=api_url, additional_checks=[error_shape], timeout=REQUEST_TIMEOUT_SECONDS)
+    excluded = []
+    if (case.query or {}).get("cursor") is not None:
+        # A cursor is any string to the schema, but only one the API signed is valid: the
+        # rest are refused with 400 on purpose (tests/integration/test_operations.py).
+        excluded.append(positive_data_acceptance)
+    case.call_and_validate(
+        base_url=api_url, additional_checks=[error_shape], excluded_checks=excluded, timeout=REQUEST_TIMEOUT_SECONDS
+    )
 
 
 def test_the_served_document_is_the_fuzzed_one(api_url: str) -> None:

@@ -60,20 +60,3 @@ def test_the_default_failure_chance_applies_when_none_is_given() -> None:
 def test_message_error_always_fails_even_with_failure_chance_zero() -> None:
     with pytest.raises(TaskFailed, match="ERROR"):
         run_task(task({"message": "ERROR", "simulation": {"failureChance": 0}}), 0.0)
-
-
-def test_task_events_are_logged_at_info_although_chalice_quiets_the_app_logger() -> None:
-    import logging
-
-    import app  # noqa: F401 - creating the Chalice app sets the app's logger to ERROR
-    from chalicelib.logs import EVENTS_LOGGER, log_event
-
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = records.append  # type: ignore[method-assign]
-    logging.getLogger(EVENTS_LOGGER).addHandler(handler)
-    try:
-        log_event("started", taskId="t", attempt=1)
-    finally:
-        logging.getLogger(EVENTS_LOGGER).removeHandler(handler)
-    assert [record.getMessage() for record in records] == ['{"event": "started", "taskId": "t", "attempt": 1}']

@@ -1,0 +1,299 @@
+"""The operator's service functions: list, stats, retry, cancel and bulk retry.
+
+Each takes the runtime, returns models and raises domain errors; the routes in
+app.py shape the answer. Every action on a task is one conditional write that
+appends to its history who asked and when, so two operators racing on one task
+get one success and one 409, never a task queued twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from chalicelib import metrics
+from chalicelib.cursor import cursor_key, decode_cursor, encode_cursor
+from chalicelib.errors import (
+    Conflict,
+    FieldProblem,
+    QueueError,
+    ServiceUnavailable,
+    StaleRecord,
+    StoreError,
+    TaskNotFound,
+    ValidationFailed,
+)
+from chalicelib.index import LISTED_STATUSES
+from chalicelib.listing import COUNT_CAP, Filters, TaskIndex, summary
+from chalicelib.logs import log_event
+from chalicelib.metrics import Metric
+from chalicelib.models import (
+    MAX_TASK_ID_LENGTH,
+    BulkRetryIn,
+    BulkRetryResult,
+    FigureSource,
+    Skipped,
+    Stats,
+    Status,
+    TaskPage,
+    TaskView,
+)
+from chalicelib.record import TaskRecord, record_from_item
+from chalicelib.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PAGE = 50
+MAX_PAGE = 100
+# A retry appends one entry and makes room for a new run's attempts; past this many
+# entries the history (and so the item) would grow without bound.
+MAX_HISTORY_ENTRIES = 200
+RETRYABLE = (Status.FAILED, Status.CANCELLED)
+CANCELLABLE_NOW = (Status.PENDING, Status.RETRYING)
+# Optimistic writes retried this often when the task moves between the read and the write.
+WRITE_TRIES = 3
+BULK_WORKERS = 16
+LATEST_SORT_KEY = "9999-12-31T23:59:59.999Z"
+
+
+def _problem(field: str, message: str) -> ValidationFailed:
+    return ValidationFailed(f"{field}: {message}", [FieldProblem(field, message)])
+
+
+def _listed_status(value: str | None) -> Status:
+    allowed = ", ".join(status.value for status in LISTED_STATUSES)
+    if value is None:
+        raise _problem("status", f"is required: one of {allowed}")
+    if value not in {status.value for status in LISTED_STATUSES}:
+        raise _problem("status", f"must be one of {allowed} (other statuses are counted in the metrics)")
+    return Status(value)
+
+
+def _limit(value: str | None) -> int:
+    if value is None:
+        return DEFAULT_PAGE
+    if not value.isdigit() or not 1 <= int(value) <= MAX_PAGE:
+        raise _problem("limit", f"must be a whole number from 1 to {MAX_PAGE}")
+    return int(value)
+
+
+def _index(rt: Runtime) -> TaskIndex:
+    return TaskIndex(rt.store.client, rt.settings.TASKS_TABLE)
+
+
+def _cursor_scope(rt: Runtime, status: Status, filters: Filters) -> str:
+    return f"{rt.settings.TASKS_TABLE}|{status.value}|{filters.scope()}"
+
+
+def list_tasks(query: dict[str, str], rt: Runtime) -> TaskPage:
+    """`GET /tasks?status=&limit=&cursor=`: one page of tasks in a status, most recently updated first.
+
+    Raises:
+        ValidationFailed: an unknown parameter, a status that is not listed, a bad limit or cursor.
+        ServiceUnavailable: the table did not answer.
+    """
+    unknown = sorted(set(query) - {"status", "limit", "cursor"})
+    if unknown:
+        raise _problem(unknown[0], "is not a parameter of this listing (status, limit, cursor)")
+    status, limit = _listed_status(query.get("status")), _limit(query.get("limit"))
+    filters = Filters()
+    key = cursor_key(rt.settings.CURSOR_SECRET, rt.settings.TASKS_TABLE)
+    scope = _cursor_scope(rt, status, filters)
+    after = decode_cursor(key, scope, query["cursor"]) if query.get("cursor") else None
+    try:
+        page = _index(rt).page(status, limit, after, filters)
+    except StoreError as exc:
+        raise ServiceUnavailable("the task table did not answer; try again") from exc
+    position = page.last_position
+    next_cursor = encode_cursor(key, scope, position) if page.more and position else None
+    return TaskPage(tasks=[summary(entry) for entry in page.entries], nextCursor=next_cursor)
+
+
+def stats(rt: Runtime) -> Stats:
+    """`GET /stats`: the listed statuses counted from the index, the queues' depths from SQS and CloudWatch.
+
+    Raises:
+        ServiceUnavailable: the table or a queue did not answer.
+    """
+    index = _index(rt)
+    try:
+        with ThreadPoolExecutor(max_workers=len(LISTED_STATUSES)) as pool:
+            counted = dict(zip(LISTED_STATUSES, pool.map(index.count, LISTED_STATUSES), strict=True))
+        depths = {"tasks": rt.tasks_queue.depth(), "deadLetters": rt.dead_letters.depth()}
+    except (StoreError, QueueError) as exc:
+        raise ServiceUnavailable("the task table or a queue did not answer; try again") from exc
+    ages = rt.queue_ages.oldest_ages([rt.tasks_queue.name, rt.dead_letters.name])
+    sources = {
+        f"counts.{status.value}": FigureSource(
+            source=f"DynamoDB index by-status, counted up to {COUNT_CAP}"
+            + ("" if exact else f"; at least {count}: more than the cap"),
+            exact=exact,
+        )
+        for status, (count, exact) in counted.items()
+    }
+    queues = {}
+    for label, depth in depths.items():
+        queue_name = rt.tasks_queue.name if label == "tasks" else rt.dead_letters.name
+        queues[label] = depth.model_copy(update={"oldestAgeSeconds": ages.get(queue_name)})
+        sources[f"queues.{label}"] = FigureSource(
+            source="SQS GetQueueAttributes (ApproximateNumberOfMessages*)", exact=False
+        )
+        sources[f"queues.{label}.oldestAgeSeconds"] = FigureSource(
+            source="CloudWatch AWS/SQS ApproximateAgeOfOldestMessage, latest 1-minute datapoint"
+            + ("" if queue_name in ages else "; none available (no datapoint yet, or offline)"),
+            exact=False,
+        )
+    return Stats(counts={s.value: c for s, (c, _) in counted.items()}, queues=queues, sources=sources)
+
+
+def _read_item(task_id: str, rt: Runtime) -> tuple[TaskRecord, dict[str, Any]]:
+    """The task (one strongly consistent read) and its raw item, which a failed retry puts back."""
+    if not 1 <= len(task_id) <= MAX_TASK_ID_LENGTH:
+        raise TaskNotFound(f"no task has this id (ids have 1 to {MAX_TASK_ID_LENGTH} characters)")
+    try:
+        item = rt.store.get_item(task_id)
+    except StoreError as exc:
+        raise ServiceUnavailable("the task table did not answer; try again") from exc
+    if item is None:
+        raise TaskNotFound(f"no task has id {task_id!r}")
+    return record_from_item(item), item
+
+
+def _read(task_id: str, rt: Runtime) -> TaskRecord:
+    return _read_item(task_id, rt)[0]
+
+
+def retry(task_id: str, by: str, rt: Runtime) -> TaskView:
+    """Start a FAILED or CANCELLED task over with a fresh attempt budget, and queue it again.
+
+    Raises:
+        TaskNotFound, Conflict (not FAILED or CANCELLED, or a concurrent retry won, or the
+        history is full), ServiceUnavailable (nothing was changed).
+    """
+    record, item_before = _read_item(task_id, rt)
+    if record.status not in RETRYABLE:
+        raise Conflict(f"task {task_id!r} is {record.status.value}; only FAILED or CANCELLED tasks can be retried")
+    max_attempts = _max_attempts(record, rt)
+    if len(record.history) + 1 + max_attempts > MAX_HISTORY_ENTRIES:
+        raise Conflict(
+            f"task {task_id!r} has {len(record.history)} history entries; another run could take it past"
+            f" {MAX_HISTORY_ENTRIES}: publish it again under a new id instead"
+        )
+    try:
+        restarted = rt.operator_store.restart(record, max_attempts, by)
+    except StaleRecord as exc:
+        raise Conflict(f"task {task_id!r} changed while it was being retried (another retry or cancel won)") from exc
+    except StoreError as exc:
+        raise ServiceUnavailable("the task table did not answer; the task was not retried, try again") from exc
+    try:
+        message_id = rt.tasks_queue.send(restarted.task.message_body())
+    except QueueError as exc:
+        rt.operator_store.undo_restart(record, item_before)
+        raise ServiceUnavailable("the task queue did not answer; the task was not retried, try again") from exc
+    log_event("operator_retry", taskId=task_id, by=by, fromStatus=record.status.value, messageId=message_id)
+    metrics.count(Metric.OPERATOR_RETRIES, restarted.type)
+    return restarted.view(rt.store.now_ms())
+
+
+def _max_attempts(record: TaskRecord, rt: Runtime) -> int:
+    task_type = rt.registry.get(record.type)
+    return task_type.attempts(rt.settings.MAX_ATTEMPTS) if task_type else rt.settings.MAX_ATTEMPTS
+
+
+def cancel(task_id: str, by: str, rt: Runtime) -> tuple[TaskView, bool]:
+    """Cancel a task; returns its view and whether it is CANCELLED now (False: cancel requested).
+
+    A PENDING or RETRYING task becomes CANCELLED and never starts another attempt. A
+    PROCESSING task is marked: its running attempt finishes, a success still wins, a
+    failure ends it CANCELLED.
+
+    Raises:
+        TaskNotFound, Conflict (terminal, or a cancel already requested), ServiceUnavailable.
+    """
+    for _ in range(WRITE_TRIES):
+        record = _read(task_id, rt)
+        try:
+            if record.status in CANCELLABLE_NOW:
+                cancelled = rt.operator_store.cancel(record, by)
+                log_event("operator_cancel", taskId=task_id, by=by, fromStatus=record.status.value)
+                metrics.count(Metric.OPERATOR_CANCELS, record.type)
+                metrics.count(Metric.TASKS_CANCELLED, record.type)
+                return cancelled.view(rt.store.now_ms()), True
+            if record.status is Status.PROCESSING:
+                if record.cancel_requested:
+                    raise Conflict(f"task {task_id!r}: a cancel is already requested; its running attempt decides")
+                marked = rt.operator_store.request_cancel(record, by)
+                log_event("operator_cancel_requested", taskId=task_id, by=by)
+                metrics.count(Metric.OPERATOR_CANCELS, record.type)
+                return marked.view(rt.store.now_ms()), False
+        except StaleRecord:
+            continue  # it moved between the read and the write: decide again on what it is now
+        except StoreError as exc:
+            raise ServiceUnavailable("the task table did not answer; the task was not cancelled, try again") from exc
+        raise Conflict(f"task {task_id!r} is {record.status.value}, which is final; it cannot be cancelled")
+    raise Conflict(f"task {task_id!r} kept changing while it was being cancelled; try again")
+
+
+def _since(value: datetime | None) -> str | None:
+    """The sort-key prefix of a moment: the index sorts by `updatedAt` as the store writes it."""
+    if value is None:
+        return None
+    try:
+        moment = value.astimezone(UTC)
+    except OverflowError:  # the first or last day datetime can hold, shifted past it by the zone
+        return None if value.year == datetime.min.year else LATEST_SORT_KEY
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def bulk_retry(body: dict[str, Any], by: str, rt: Runtime) -> BulkRetryResult:
+    """`POST /retries`: retry up to `limit` FAILED (or CANCELLED) tasks, newest first.
+
+    Idempotent under repeats: a retried task leaves the listed status, so a repeat
+    does not match it again, and each task is retried by one conditional write.
+
+    Raises:
+        ValidationFailed: the body breaks a rule.
+        ServiceUnavailable: the table did not answer.
+    """
+    try:
+        request = BulkRetryIn.model_validate(body)
+        since = _since(request.updatedSince)
+    except ValidationError as exc:
+        details = [FieldProblem(".".join(map(str, e["loc"])) or "body", e["msg"]) for e in exc.errors()]
+        raise ValidationFailed("the bulk retry is not valid", details) from exc
+    status = Status(request.status)
+    filters = Filters(task_type=request.type, updated_since=since)
+    matched: list[str] = []
+    index, after = _index(rt), None
+    try:
+        while len(matched) < request.limit:
+            page = index.page(status, min(MAX_PAGE, request.limit - len(matched)), after, filters)
+            matched += [entry["id"] for entry in page.entries]
+            after = page.last_position
+            if not page.more or after is None:
+                break
+    except StoreError as exc:
+        raise ServiceUnavailable("the task table did not answer; nothing was retried, try again") from exc
+    if request.dryRun:
+        return BulkRetryResult(dryRun=True, matched=matched, retried=[], skipped=[])
+    with ThreadPoolExecutor(max_workers=BULK_WORKERS) as pool:
+        outcomes = list(pool.map(lambda task_id: _retry_one(task_id, by, rt), matched))
+    return BulkRetryResult(
+        dryRun=False,
+        matched=matched,
+        retried=[task_id for task_id, reason in zip(matched, outcomes, strict=True) if reason is None],
+        skipped=[Skipped(id=t, reason=r) for t, r in zip(matched, outcomes, strict=True) if r is not None],
+    )
+
+
+def _retry_one(task_id: str, by: str, rt: Runtime) -> str | None:
+    """None when `task_id` was retried, else why not."""
+    try:
+        retry(task_id, by, rt)
+    except (Conflict, TaskNotFound, ServiceUnavailable) as exc:
+        return exc.message
+    return None

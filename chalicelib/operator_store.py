@@ -1,0 +1,104 @@
+"""The operator's writes: retry and cancel, each one conditional write that appends to the history.
+
+Each is conditioned on the version the operation read (`UNCHANGED_SINCE_READ`):
+of two operators racing on one task, one write lands and the other is refused
+with `StaleRecord`, which the API answers 409.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from chalicelib.index import index_update
+from chalicelib.models import Action, Status
+from chalicelib.record import TaskRecord, action_entry, iso_from_ms
+from chalicelib.table import ConditionFailed, TaskTable, names, serialize
+
+logger = logging.getLogger(__name__)
+
+
+class OperatorStore(TaskTable):
+    """Restart, cancel and request to cancel task items, on an operator's word."""
+
+    def restart(self, record: TaskRecord, max_attempts: int, by: str) -> TaskRecord:
+        """Start a FAILED or CANCELLED task over: PENDING, a fresh attempt budget, its history kept.
+
+        Raises:
+            StaleRecord: the task changed since `record` was read (a concurrent retry won).
+        """
+        now_iso = iso_from_ms(self.now_ms())
+        entry = action_entry(Action.RETRY, now_iso, by, record.status)
+        update = (
+            "SET #status = :pending, #attempts = :zero, #maxAttempts = :maxAttempts, #updatedAt = :now_iso,"
+            " #redrives = :zero, #history = list_append(#history, :entries) ADD #version :one"
+            " REMOVE #finishedAt, #expiresAt, #retryAt, #cancelRequested, #result, #lastMessageId,"
+            " #statusShard, #statusSort"
+        )
+        values = {
+            ":pending": Status.PENDING.value,
+            ":zero": 0,
+            ":maxAttempts": max_attempts,
+            ":now_iso": now_iso,
+            ":entries": [entry],
+            ":one": 1,
+        }
+        return self._update_if_unchanged(record, update, values, "retried")
+
+    def undo_restart(self, before: TaskRecord, item_before: dict[str, Any]) -> None:
+        """Put a restarted task back as it was, when its new message could not be sent."""
+        condition = "#version = :restarted"
+        try:
+            self._call(
+                self._client.put_item,
+                TableName=self._table,
+                Item=serialize(item_before),
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names(condition),
+                ExpressionAttributeValues=self._values({":restarted": before.version + 1}),
+            )
+        except ConditionFailed:
+            logger.warning("task %r changed after its retry; the retry stands", before.id)
+
+    def cancel(self, record: TaskRecord, by: str) -> TaskRecord:
+        """Make a PENDING or RETRYING task CANCELLED: it never starts another attempt.
+
+        Raises:
+            StaleRecord: the task changed since `record` was read.
+        """
+        now = self.now_ms()
+        now_iso = iso_from_ms(now)
+        index_sets, _, index_values = index_update(Status.CANCELLED, record.id, now_iso)
+        update = (
+            "SET #status = :cancelled, #updatedAt = :now_iso, #finishedAt = :now_iso, #expiresAt = :expiresAt,"
+            f" #history = list_append(#history, :entries), {', '.join(index_sets)}"
+            " ADD #version :one REMOVE #retryAt"
+        )
+        values = {
+            ":cancelled": Status.CANCELLED.value,
+            ":now_iso": now_iso,
+            ":expiresAt": self._expires_at(now),
+            ":entries": [action_entry(Action.CANCEL, now_iso, by, record.status)],
+            ":one": 1,
+            **index_values,
+        }
+        return self._update_if_unchanged(record, update, values, "cancelled")
+
+    def request_cancel(self, record: TaskRecord, by: str) -> TaskRecord:
+        """Mark a PROCESSING task so that a failure of its running attempt ends it CANCELLED.
+
+        Raises:
+            StaleRecord: the task changed since `record` was read.
+        """
+        now_iso = iso_from_ms(self.now_ms())
+        update = (
+            "SET #cancelRequested = :true, #updatedAt = :now_iso, #history = list_append(#history, :entries)"
+            " ADD #version :one"
+        )
+        values = {
+            ":true": True,
+            ":now_iso": now_iso,
+            ":entries": [action_entry(Action.CANCEL_REQUESTED, now_iso, by, record.status)],
+            ":one": 1,
+        }
+        return self._update_if_unchanged(record, update, values, "cancelled")

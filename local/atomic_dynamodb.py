@@ -1,0 +1,49 @@
+"""Make moto's DynamoDB writes atomic, as DynamoDB's are.
+
+DynamoDB evaluates a write's condition and applies the write as one step: two
+conditional writes on one item never both succeed against the same old value.
+moto 5.2 reads the item, checks the condition and writes in plain Python, so
+two threads of its server (or of an in-process mock) can both pass the check:
+two operators' concurrent retries of one task would both be accepted and the
+task queued twice. No library offers this, so this module wraps moto's item
+writes in one lock per process. Reads stay unlocked: DynamoDB's are not ordered
+with writes either.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+from typing import Any
+
+WRITES = ("put_item", "update_item", "delete_item", "transact_write_items")
+_lock = threading.RLock()
+_patched = False
+
+
+def _atomic(write: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(write)
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with _lock:
+            return write(*args, **kwargs)
+
+    return locked
+
+
+def make_writes_atomic() -> None:
+    """Patch moto's DynamoDB backend (once per process).
+
+    Raises:
+        RuntimeError: moto no longer has a write method this relies on.
+    """
+    global _patched
+    if _patched:
+        return
+    from moto.dynamodb.models import DynamoDBBackend
+
+    for name in WRITES:
+        if not callable(getattr(DynamoDBBackend, name, None)):
+            raise RuntimeError(f"moto's DynamoDBBackend has no {name}(): local/atomic_dynamodb.py needs updating")
+        setattr(DynamoDBBackend, name, _atomic(getattr(DynamoDBBackend, name)))
+    _patched = True
