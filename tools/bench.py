@@ -139,7 +139,9 @@ def _publish_in_process(aws_url: str, ids: list[str]) -> None:
     from chalicelib.runtime import build_runtime
     from chalicelib.settings import Settings
 
-    logging.getLogger(EVENTS_LOGGER).propagate = False  # a line per task would slow the burst down
+    events = logging.getLogger(EVENTS_LOGGER)
+    level = events.level
+    events.setLevel(logging.WARNING)  # a line per task would slow the burst down
 
     names = {name: "taskproc-local-tasks" for name in ("TASKS_TABLE", "TASKS_QUEUE")}
     settings = Settings(**names, DEAD_LETTER_QUEUE="taskproc-local-dead-letters")
@@ -154,8 +156,11 @@ def _publish_in_process(aws_url: str, ids: list[str]) -> None:
     def one(task_id: str) -> None:
         assert not api.publish({"id": task_id, "payload": SUCCEEDS}, runtime).duplicate
 
-    with ThreadPoolExecutor(16) as pool:
-        list(pool.map(one, ids))
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(one, ids))
+    finally:
+        events.setLevel(level)
 
 
 def _terminal(table: Any) -> int:

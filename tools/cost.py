@@ -33,14 +33,13 @@ PRICES = {
 # The README's assumptions for what is not counted: the prod stage's 512 MB; an API call
 # billed at 50 ms (plus 1 ms per task of a batch publish, whose puts run side by side);
 # a consumer invocation at 100 ms plus its tasks' executionTime (the tasks of a batch run
-# side by side); Lambda's START, END and REPORT lines and each log line's prefix.
+# side by side); Lambda's START, END and REPORT lines per invocation.
 ASSUMPTIONS = {
     "memory_gb": 0.5,
     "api_seconds": 0.050,
     "api_seconds_per_batched_task": 0.001,
     "consumer_seconds": 0.100,
     "platform_log_bytes_per_invocation": 300,
-    "log_line_prefix_bytes": 60,
 }
 SQS_CHUNK_BYTES = 64 * 1024
 DYNAMODB_WRITES = {"PutItem", "UpdateItem", "DeleteItem"}

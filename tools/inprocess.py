@@ -8,6 +8,7 @@ every AWS client is made by a `WireCounter`, so every request is counted as sent
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -89,16 +90,21 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval:
         time.sleep(interval)
 
 
-class LogBytes(logging.Handler):
-    """Counts the bytes the app's log lines would add to CloudWatch Logs."""
+class StdoutBytes:
+    """Stands in for stdout while a scenario runs: counts what the app writes there (its JSON log lines and
+    its metric lines), which is what CloudWatch Logs would ingest."""
 
-    def __init__(self, prefix_bytes: int) -> None:
-        super().__init__()
+    def __init__(self) -> None:
         self.bytes = 0
-        self._prefix = prefix_bytes
+        self._lock = threading.Lock()
 
-    def emit(self, record: logging.LogRecord) -> None:
-        self.bytes += len(record.getMessage().encode()) + self._prefix + 1
+    def write(self, text: str) -> int:
+        with self._lock:
+            self.bytes += len(text.encode())
+        return len(text)
+
+    def flush(self) -> None:
+        pass
 
 
 class InProcess:
@@ -120,9 +126,8 @@ class InProcess:
             **settings,
         )
         self.table = boto3.client("dynamodb")
-        # Task events are counted, not printed: a line per event costs more than the work measured.
-        self.events_logger = logging.getLogger(EVENTS_LOGGER)
-        self.events_logger.propagate = False
+        # Task events go to stdout, which each scenario counts instead of printing.
+        logging.getLogger(EVENTS_LOGGER).propagate = False
         self.published_at: dict[str, float] = {}
         self.batch_route = True
 
@@ -249,18 +254,13 @@ class InProcess:
 
     @contextmanager
     def logging_to(self, usage: Usage) -> Iterator[None]:
-        from tools.cost import ASSUMPTIONS
-
-        counter = LogBytes(int(ASSUMPTIONS["log_line_prefix_bytes"]))
-        loggers = [self.events_logger, logging.getLogger("taskproc")]
-        for logger in loggers:
-            logger.addHandler(counter)
+        """Count the app's log and metric lines on stdout as CloudWatch Logs bytes."""
+        written = StdoutBytes()
         try:
-            yield
+            with contextlib.redirect_stdout(written):  # type: ignore[type-var]
+                yield
         finally:
-            for logger in loggers:
-                logger.removeHandler(counter)
-            usage.log_bytes += counter.bytes
+            usage.log_bytes += written.bytes
 
     def settle(self, usage: Usage, items: list[dict[str, Any]]) -> None:
         """Note the mean item size of the scenario's tasks, which sets the capacity units of each write."""
