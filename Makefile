@@ -4,12 +4,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAGE ?= dev
 
-.PHONY: help run aws api worker test lint unit bench loadtest chaos deploy remove package clean
+.PHONY: help run aws api worker test lint unit bench loadtest chaos deploy remove package clean browser console screenshot
 
 help:
 	@echo "make run       the whole system offline: embedded AWS, API and consumers"
 	@echo "make test      lint and the full test suite"
 	@echo "make aws | api | worker   one piece of the offline stack at a time"
+	@echo "make console  the operator console on 127.0.0.1:\$$CONSOLE_PORT against URL (default the offline API)"
 	@echo "make deploy | remove | package STAGE=dev   the AWS paths"
 	@echo "make loadtest | bench | chaos   load, benchmark and chaos tools"
 
@@ -22,8 +23,21 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .
 
-test: $(VENV)/.installed lint
+test: $(VENV)/.installed lint browser
 	$(PY) -m pytest -q
+
+# The browser tests drive Debian's Chromium (never a browser Playwright downloads). When it is
+# missing and we run as root with apt-get (CI does), install it; otherwise those tests are skipped.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@if [ -x "$(CHROMIUM)" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's chromium for the browser tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
+			|| echo "could not install chromium: the browser tests will be skipped"; \
+	else \
+		echo "no $(CHROMIUM), and not root: the browser tests will be skipped"; \
+	fi
 
 unit: $(VENV)/.installed
 	$(PY) -m pytest -q tests/unit tests/integration
@@ -42,6 +56,15 @@ api: $(VENV)/.installed
 
 worker: $(VENV)/.installed
 	$(PY) -m local worker
+
+# The operator console (taskctl console) on 127.0.0.1:CONSOLE_PORT, forwarding to URL, signed when URL is not local.
+CONSOLE_PORT ?= 8001
+console: $(VENV)/.installed
+	$(PY) -m taskctl --url $(or $(URL),http://127.0.0.1:$(or $(PORT),8000)) console --port $(CONSOLE_PORT)
+
+# docs/console.png, taken in Chromium from a console over a fresh offline stack.
+screenshot: $(VENV)/.installed browser
+	CONSOLE_SCREENSHOT=docs/console.png $(PY) -m pytest -q tests/browser/test_console_e2e.py -k screenshot
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -7,9 +7,10 @@ from typing import Any
 from chalice import Chalice, IAMAuthorizer, Response
 from chalice.app import ConvertToMiddleware, SQSEvent
 
-from chalicelib import api, logs, metrics, operations
+from chalicelib import api, batch, logs, metrics, operations
 from chalicelib.consumer import DeadLetterConsumer, TaskConsumer, consume
 from chalicelib.http import json_errors, json_response
+from chalicelib.models import MAX_BATCH_BYTES
 from chalicelib.openapi import openapi_document
 from chalicelib.runtime import get_runtime
 from chalicelib.settings import wiring
@@ -57,6 +58,16 @@ def _body() -> dict[str, Any]:
 def publish() -> Response:
     accepted = api.publish(_body(), get_runtime())
     return json_response(accepted, 201, {"Location": api.task_location(accepted.id, _path_prefix())})
+
+
+@app.route(
+    "/publish/batch", methods=["POST"], content_types=ANY_CONTENT_TYPE, api_key_required=WIRING.api_key_required
+)
+@json_errors
+def publish_batch() -> Response:
+    request = app.current_request
+    body = api.parse_json_object(request.raw_body, request.headers.get("content-type"), MAX_BATCH_BYTES)
+    return json_response(batch.publish_batch(body, get_runtime()))
 
 
 @app.route("/tasks", methods=["POST"], content_types=ANY_CONTENT_TYPE, api_key_required=WIRING.api_key_required)

@@ -53,8 +53,10 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def parse_json_object(raw_body: bytes | None, content_type: str | None) -> dict[str, Any]:
-    """The request body as a JSON object.
+def parse_json_object(
+    raw_body: bytes | None, content_type: str | None, max_bytes: int = MAX_TASK_BYTES
+) -> dict[str, Any]:
+    """The request body, of at most `max_bytes`, as a JSON object.
 
     Raises:
         UnsupportedMediaType, PayloadTooLarge, MalformedJson, ValidationFailed.
@@ -63,8 +65,8 @@ def parse_json_object(raw_body: bytes | None, content_type: str | None) -> dict[
     if media_type != "application/json" and not media_type.endswith("+json"):
         raise UnsupportedMediaType(f"the body must be sent as application/json, not {media_type or 'nothing'}")
     body = raw_body or b""
-    if len(body) > MAX_TASK_BYTES:
-        raise PayloadTooLarge(f"the request body may be at most {MAX_TASK_BYTES} bytes; it has {len(body)}")
+    if len(body) > max_bytes:
+        raise PayloadTooLarge(f"the request body may be at most {max_bytes} bytes; it has {len(body)}")
     try:
         text = body.decode("utf-8")
         parsed = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
@@ -88,14 +90,14 @@ def parse_json_object(raw_body: bytes | None, content_type: str | None) -> dict[
     return parsed
 
 
-def _problems(exc: ValidationError, prefix: tuple[str, ...] = ()) -> list[FieldProblem]:
+def field_problems(exc: ValidationError, prefix: tuple[str, ...] = ()) -> list[FieldProblem]:
     return [
         FieldProblem(".".join(str(part) for part in (*prefix, *error["loc"])) or "body", error["msg"])
         for error in exc.errors(include_url=False)
     ]
 
 
-def _checked_size(task: Task) -> str:
+def checked_message(task: Task) -> str:
     message = task.message_body()
     size = len(message.encode("utf-8"))
     if size > MAX_TASK_BYTES:
@@ -117,7 +119,7 @@ def validated_task(body: dict[str, Any], registry: Registry) -> tuple[Task, int]
     try:
         validated = TaskIn.model_validate(body)
     except ValidationError as exc:
-        raise ValidationFailed("the task is not valid", _problems(exc)) from exc
+        raise ValidationFailed("the task is not valid", field_problems(exc)) from exc
     name = validated.type
     task_type = registry.get(name)
     if task_type is None:
@@ -129,7 +131,7 @@ def validated_task(body: dict[str, Any], registry: Registry) -> tuple[Task, int]
         task_type.parse(body["payload"])
     except ValidationError as exc:
         raise ValidationFailed(
-            f"the payload does not fit task type {name!r}", _problems(exc, prefix=("payload",))
+            f"the payload does not fit task type {name!r}", field_problems(exc, prefix=("payload",))
         ) from exc
     # The payload exactly as sent (the model keeps it as given); the delay as the model read it (5.0 is 5).
     return Task(id=body["id"], type=name, payload=body["payload"]), validated.delaySeconds
@@ -148,7 +150,7 @@ def create_from_payload(body: dict[str, Any], rt: Runtime) -> TaskCreated:
     try:
         simulate.parse(body)
     except ValidationError as exc:
-        raise ValidationFailed("the task payload is not valid", _problems(exc)) from exc
+        raise ValidationFailed("the task payload is not valid", field_problems(exc)) from exc
     accepted = _accept(Task(id=str(uuid.uuid4()), type=DEFAULT_TYPE, payload=body), rt)
     return TaskCreated(taskId=accepted.id, id=accepted.id, status=accepted.status)
 
@@ -159,7 +161,7 @@ def max_attempts_of(task: Task, rt: Runtime) -> int:
 
 
 def _accept(task: Task, rt: Runtime, delay_seconds: int = 0) -> PublishAccepted:
-    message = _checked_size(task)
+    message = checked_message(task)
     try:
         record, created = rt.store.create(task, max_attempts_of(task, rt), delay_seconds)
     except StoreError as exc:

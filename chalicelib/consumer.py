@@ -26,7 +26,7 @@ from chalicelib.backoff import backoff_seconds
 from chalicelib.errors import LeaseLost, StaleRecord
 from chalicelib.logs import log_event, task_scope
 from chalicelib.metrics import Metric
-from chalicelib.models import DEFAULT_TYPE, Status, Task, TaskIn
+from chalicelib.models import DEFAULT_TYPE, POISON_ERROR_PREFIX, Status, Task, TaskIn
 from chalicelib.queue import Queue, VisibilityChange
 from chalicelib.record import TaskRecord, ms_from_iso
 from chalicelib.registry import TaskType
@@ -169,8 +169,7 @@ class TaskConsumer:
     def _run(self, record: SqsRecord, task: Task, task_type: TaskType | None, acquired: Acquired) -> Verdict:
         store, settings = self._rt.store, self._settings
         fields = {"taskId": task.id, "attempt": acquired.attempt, "messageId": record.message_id}
-        if acquired.previous and acquired.previous.lease:
-            store.record_expired_attempt(acquired)
+        if acquired.took_over:
             log_event("expired_attempt_recorded", logging.WARNING, **fields)
             metrics.count(Metric.EXPIRED_ATTEMPTS, task.type)
         log_event("started", **fields, type=task.type, receiveCount=record.receive_count)
@@ -308,6 +307,12 @@ class DeadLetterConsumer:
             # Another copy of the task's message is running or will run it.
             log_event("dead_lettered_duplicate", **fields, status=current.status.value)
             return Outcome.RECORDED
+        if current.cancel_requested:
+            # Its running attempt ended without success (its consumer died): the cancel wins.
+            self._store.finish_cancel(current)
+            log_event("cancelled", logging.WARNING, **fields, reason="cancelled while its consumer died")
+            metrics.count(Metric.TASKS_CANCELLED, current.type)
+            return Outcome.RECORDED
         if current.attempts_left > 0 and current.redrives < MAX_REDRIVES:
             return self._redrive(current, fields)
         if current.lease:
@@ -336,7 +341,7 @@ class DeadLetterConsumer:
 
     def _poison(self, record: SqsRecord, reason: str) -> Outcome:
         task_id = _usable_id(record.body)
-        if task_id is not None and self._store.record_unknown_failure(task_id, {}, f"poison message: {reason}"):
+        if task_id is not None and self._store.record_unknown_failure(task_id, {}, f"{POISON_ERROR_PREFIX} {reason}"):
             log_event("poison_recorded", logging.ERROR, taskId=task_id, messageId=record.message_id, reason=reason)
         else:
             log_event(

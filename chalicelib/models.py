@@ -37,6 +37,8 @@ class Status(StrEnum):
 
 
 TERMINAL_STATUSES = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
+# The lastError of a task recorded from a poison message: it has no payload a handler can run.
+POISON_ERROR_PREFIX = "poison message:"
 
 
 class Outcome(StrEnum):
@@ -290,3 +292,39 @@ class BulkRetryResult(BaseModel):
     matched: list[str]
     retried: list[str]
     skipped: list[Skipped]
+
+
+# --- batch publish ---------------------------------------------------------
+
+MAX_BATCH_TASKS = 100
+# The whole `POST /publish/batch` body. API Gateway takes bodies up to 10 MB, Lambda a
+# synchronous invocation payload of 6 MB (6,291,456 bytes); the body travels inside the
+# Lambda event as a JSON string, where every quote and backslash it holds is escaped again,
+# so in the worst case it doubles. 3,000,000 bytes doubled, plus the event's headers and
+# context, stays below Lambda's limit.
+MAX_BATCH_BYTES = 3_000_000
+
+
+class PublishBatchIn(BaseModel):
+    """The body of `POST /publish/batch`; each entry is checked on its own, as `POST /publish` checks its body."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    tasks: list[Any] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_TASKS,
+        description=f"1 to {MAX_BATCH_TASKS} publish bodies; a refused one does not stop the others.",
+    )
+
+
+class BatchEntryRefused(BaseModel):
+    """A batch entry that was not accepted, with the error `POST /publish` would have answered."""
+
+    id: str | None = Field(description="The entry's id, or null when it has no usable one.")
+    error: ErrorDetail
+
+
+class PublishBatchAnswer(BaseModel):
+    """The answer to `POST /publish/batch`: one result per entry, in request order."""
+
+    results: list[PublishAccepted | BatchEntryRefused]

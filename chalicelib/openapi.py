@@ -12,12 +12,16 @@ from chalicelib.handlers import REGISTRY
 from chalicelib.handlers.simulate import SimulatePayload
 from chalicelib.models import (
     DEFAULT_TYPE,
+    MAX_BATCH_BYTES,
+    MAX_BATCH_TASKS,
     MAX_TASK_BYTES,
     BulkRetryIn,
     BulkRetryResult,
     ErrorResponse,
     Health,
     PublishAccepted,
+    PublishBatchAnswer,
+    PublishBatchIn,
     Stats,
     TaskCreated,
     TaskIn,
@@ -127,6 +131,18 @@ LIST_PARAMETERS = [
     },
 ]
 
+BATCH_DESCRIPTION = (
+    "Each entry gets the result `POST /publish` would give it: `{id, status, duplicate}` when it is "
+    "accepted or a duplicate, `{id, error}` (the usual error shape; `id` null when the entry has none "
+    "usable) when it is refused, including `service_unavailable` when its put or its send failed; such a "
+    "task is not kept. An id repeated within the batch is a duplicate of its first entry and shares its "
+    "outcome. The request as a whole is refused (4xx) only when it is not a batch: not a JSON object, "
+    f"`tasks` missing, not a list, empty or over {MAX_BATCH_TASKS} entries, or a body over "
+    f"{MAX_BATCH_BYTES:,} bytes. That cap keeps a request within API Gateway's 10 MB request limit and "
+    "Lambda's 6 MB synchronous invocation payload, which holds the body JSON-escaped; each task is still "
+    f"at most {MAX_TASK_BYTES} bytes serialized (`payload_too_large` in its result)."
+)
+
 LOCATION = {"Location": {"description": "Where the task's status can be read.", "schema": {"type": "string"}}}
 
 
@@ -147,11 +163,18 @@ def openapi_document() -> dict[str, Any]:
             (BulkRetryResult, "serialization"),
             (ErrorResponse, "serialization"),
             (Health, "serialization"),
+            (PublishBatchIn, "validation"),
+            (PublishBatchAnswer, "serialization"),
         ],
         ref_template=REF,
     )
     definitions = schemas["$defs"]
     definitions.update(_task_type_schemas(REGISTRY, definitions))
+    # Each entry should be a publish body, but any value is a valid entry of a batch: one that is
+    # not a valid task is refused in its own result, and the request still succeeds.
+    definitions["PublishBatchIn"]["properties"]["tasks"]["items"] = {
+        "anyOf": [_ref(TaskIn), {"description": "Anything else: refused in its own result; the others go on."}]
+    }
     return {
         "openapi": "3.1.0",
         "info": {
@@ -168,6 +191,20 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "201": _json(PublishAccepted, "Accepted (also for a duplicate id).", LOCATION),
                         **_errors(400, 413, 415, 500, 503),
+                    },
+                }
+            },
+            "/publish/batch": {
+                "post": {
+                    "operationId": "publishBatch",
+                    "summary": f"Publish 1 to {MAX_BATCH_TASKS} tasks at once; each is accepted or refused on its own.",
+                    "description": BATCH_DESCRIPTION,
+                    "requestBody": _body(PublishBatchIn, "The tasks, each a `POST /publish` body."),
+                    "responses": {
+                        "200": _json(PublishBatchAnswer, "One result per task, in request order."),
+                        **_errors(400, 415, 500),
+                        "413": _json(ErrorResponse, f"The body is larger than {MAX_BATCH_BYTES:,} bytes."),
+                        "503": _json(ErrorResponse, "The service is misconfigured; nothing was accepted."),
                     },
                 }
             },

@@ -33,6 +33,7 @@ from chalicelib.logs import log_event
 from chalicelib.metrics import Metric
 from chalicelib.models import (
     MAX_TASK_ID_LENGTH,
+    POISON_ERROR_PREFIX,
     BulkRetryIn,
     BulkRetryResult,
     FigureSource,
@@ -177,6 +178,10 @@ def retry(task_id: str, by: str, rt: Runtime) -> TaskView:
     record, item_before = _read_item(task_id, rt)
     if record.status not in RETRYABLE:
         raise Conflict(f"task {task_id!r} is {record.status.value}; only FAILED or CANCELLED tasks can be retried")
+    if record.status is Status.FAILED and (record.last_error or "").startswith(POISON_ERROR_PREFIX):
+        raise Conflict(
+            f"task {task_id!r} was recorded from a poison message and has no payload to run; publish it again"
+        )
     max_attempts = _max_attempts(record, rt)
     if len(record.history) + 1 + max_attempts > MAX_HISTORY_ENTRIES:
         raise Conflict(

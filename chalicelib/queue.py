@@ -1,10 +1,11 @@
-"""One SQS queue: send, and delete or change visibility in batches."""
+"""One SQS queue: send (one or a batch), and delete or change visibility in batches."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +18,35 @@ from chalicelib.models import QueueDepth
 logger = logging.getLogger(__name__)
 
 SQS_BATCH_LIMIT = 10
+# SendMessageBatch refuses a call whose bodies add up to more than this (the queue's
+# MaximumMessageSize default, and the batch limit whatever that attribute says).
+SQS_BATCH_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message for `Queue.send_batch`."""
+
+    body: str
+    delay_seconds: int = 0
+
+    @property
+    def size(self) -> int:
+        return len(self.body.encode("utf-8"))
+
+
+def batch_chunks(messages: Sequence[Outgoing]) -> list[list[int]]:
+    """The messages' indexes, in order, cut into SendMessageBatch calls of at most
+    SQS_BATCH_LIMIT entries and SQS_BATCH_BYTES of bodies (a larger message goes alone)."""
+    chunks: list[list[int]] = []
+    size = 0
+    for index, message in enumerate(messages):
+        if not chunks or len(chunks[-1]) == SQS_BATCH_LIMIT or size + message.size > SQS_BATCH_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(index)
+        size += message.size
+    return chunks
 
 
 @dataclass(frozen=True)
@@ -55,6 +85,39 @@ class Queue:
                 name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()
             }
         return str(self._call("send_message", **kwargs)["MessageId"])
+
+    def send_batch(self, messages: Sequence[Outgoing], executor: Executor | None = None) -> list[str | None]:
+        """Send messages with SendMessageBatch, its calls run on `executor` if given (else one by one).
+
+        Returns each message's MessageId, in order, or None for a message that was not sent:
+        reported in `Failed`, left out of the answer, or in a call that failed after botocore's
+        retries. Raises nothing for a failed send; the caller decides what a None means.
+        """
+        url = self.url  # looked up once, before the calls run side by side
+
+        def send(chunk: list[int]) -> dict[int, str]:
+            entries = [self._batch_entry(index, messages[index]) for index in chunk]
+            try:
+                response = self._call("send_message_batch", QueueUrl=url, Entries=entries)
+            except QueueError:
+                logger.exception("send_message_batch failed for %d messages", len(chunk))
+                return {}
+            for failure in response.get("Failed", []):
+                logger.error("send_message_batch refused entry %s: %s", failure.get("Id"), failure.get("Message"))
+            return {int(entry["Id"]): str(entry["MessageId"]) for entry in response.get("Successful", [])}
+
+        chunks = batch_chunks(messages)
+        sent: dict[int, str] = {}
+        for answer in executor.map(send, chunks) if executor else map(send, chunks):
+            sent.update(answer)
+        return [sent.get(index) for index in range(len(messages))]
+
+    @staticmethod
+    def _batch_entry(index: int, message: Outgoing) -> dict[str, Any]:
+        entry: dict[str, Any] = {"Id": str(index), "MessageBody": message.body}
+        if message.delay_seconds:
+            entry["DelaySeconds"] = message.delay_seconds
+        return entry
 
     def depth(self) -> QueueDepth:
         """The queue's approximate depth, from one GetQueueAttributes request.

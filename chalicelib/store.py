@@ -15,13 +15,14 @@ same call (ReturnValuesOnConditionCheckFailure), never from a second read.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from chalicelib.errors import LeaseLost, StoreError
+from chalicelib.errors import LeaseLost, StaleRecord, StoreError
 from chalicelib.index import index_attributes, index_update
 from chalicelib.models import Outcome, Status, Task
 from chalicelib.record import TaskRecord, attempt_entry, iso_from_ms, record_from_item
@@ -32,7 +33,7 @@ logger = logging.getLogger(__name__)
 # Named parts of the conditions; each reads as the rule it enforces.
 TASK_EXISTS = "attribute_exists(#id)"
 NOT_TERMINAL = "#status IN (:pending, :processing, :retrying)"
-NO_LIVE_LEASE = "(attribute_not_exists(#leaseExpiresAt) OR #leaseExpiresAt <= :now)"
+NO_LEASE = "attribute_not_exists(#leaseExpiresAt)"
 ATTEMPTS_LEFT = "#attempts < #maxAttempts"
 BACKOFF_OVER = "(attribute_not_exists(#retryAt) OR #retryAt <= :nowWithSkew)"
 HOLDS_LEASE = "#leaseOwner = :owner"
@@ -40,13 +41,14 @@ HISTORY_LENGTH_UNCHANGED = "size(#history) = :historyLength"
 NO_CANCEL_REQUESTED = "attribute_not_exists(#cancelRequested)"
 
 ACQUIRABLE = (
-    f"{TASK_IS_NEW} OR ({NOT_TERMINAL} AND {NO_LIVE_LEASE} AND {ATTEMPTS_LEFT} AND {BACKOFF_OVER}"
-    f" AND {NO_CANCEL_REQUESTED})"
+    f"{TASK_IS_NEW} OR ({NOT_TERMINAL} AND {NO_LEASE} AND {ATTEMPTS_LEFT} AND {BACKOFF_OVER} AND {NO_CANCEL_REQUESTED})"
 )
 
 # Hosts' clocks differ a little; a retry that arrives this much before its
 # retryAt still runs rather than burning one of the message's receives.
 CLOCK_SKEW_MS = 1_000
+# A takeover first records the dead attempt, then acquires; another consumer may do either first.
+TAKEOVER_TRIES = 3
 
 
 class Refusal(StrEnum):
@@ -57,6 +59,7 @@ class Refusal(StrEnum):
     EXHAUSTED = "exhausted"
     BACKING_OFF = "backing_off"
     CANCEL_REQUESTED = "cancel_requested"  # an operator cancelled it while its holder, now gone, ran it
+    EXPIRED = "expired"  # its holder died; the dead attempt is recorded before another starts
 
 
 class AcquireRefused(Exception):
@@ -80,6 +83,7 @@ class Acquired:
     started_at: str
     previous: TaskRecord | None
     created_at: str = ""
+    took_over: bool = False  # a dead holder's attempt was recorded as expired first
 
     @property
     def is_last_attempt(self) -> bool:
@@ -128,11 +132,40 @@ class TaskStore(TaskTable):
     def acquire(self, task: Task, owner: str, message_id: str, max_attempts: int, lease_seconds: float) -> Acquired:
         """Start the next attempt of `task` under a lease held by `owner`.
 
-        A task sent straight to the queue, with no item yet, is created here.
+        A task sent straight to the queue, with no item yet, is created here. A task whose
+        holder died has the dead attempt written to its history, and the dead lease removed,
+        in one write before the acquire, so that no attempt is lost if this consumer dies
+        too; `took_over` then says so.
 
         Raises:
             AcquireRefused: the task is terminal, leased, backing off or out of attempts.
         """
+        expired: TaskRecord | None = None
+        for _ in range(TAKEOVER_TRIES):
+            try:
+                acquired = self._acquire_once(task, owner, message_id, max_attempts, lease_seconds)
+            except AcquireRefused as refused:
+                if refused.reason is not Refusal.EXPIRED:
+                    raise
+                expired = refused.record
+                self._retire_expired(expired)
+                continue
+            return replace(acquired, took_over=expired is not None)
+        raise AcquireRefused(Refusal.LEASED, expired) if expired else StoreError("acquire kept being refused")
+
+    def _retire_expired(self, record: TaskRecord) -> None:
+        """Record a dead holder's attempt as expired and remove its lease, unless someone has since."""
+        update = (
+            "SET #history = list_append(#history, :entries) ADD #version :one"
+            " REMOVE #leaseOwner, #leaseExpiresAt, #attemptStartedAt"
+        )
+        # Stale: another consumer took it over first, or this write landed and its answer was lost.
+        with contextlib.suppress(StaleRecord):
+            self._update_if_unchanged(record, update, {":entries": [record.expired_attempt()], ":one": 1}, "taken over")
+
+    def _acquire_once(
+        self, task: Task, owner: str, message_id: str, max_attempts: int, lease_seconds: float
+    ) -> Acquired:
         now = self.now_ms()
         started_at = iso_from_ms(now)
         update = (
@@ -146,7 +179,6 @@ class TaskStore(TaskTable):
         )
         values = {
             **self._status_values(),
-            ":now": now,
             ":nowWithSkew": now + CLOCK_SKEW_MS,
             ":owner": owner,
             ":leaseExpiresAt": now + int(lease_seconds * 1000),
@@ -193,28 +225,6 @@ class TaskStore(TaskTable):
             previous=None,
             created_at=record.created_at,
         )
-
-    def record_expired_attempt(self, acquired: Acquired) -> None:
-        """After a takeover, add the dead holder's attempt to the history as expired.
-
-        Raises:
-            LeaseLost: another consumer took the task over first.
-        """
-        previous = acquired.previous
-        entry = previous.expired_attempt() if previous else None
-        if previous is None or entry is None:
-            return
-        # The history's length is part of the condition, so that a retry of an append whose
-        # answer was lost cannot append the entry twice.
-        condition = f"{HOLDS_LEASE} AND {HISTORY_LENGTH_UNCHANGED}"
-        update = "SET #history = list_append(#history, :entries)"
-        values = {":owner": acquired.owner, ":entries": [entry], ":historyLength": len(previous.history)}
-        try:
-            self._update(acquired.task.id, update, condition, values)
-        except ConditionFailed as refused:
-            if _history_ends_with(refused.old, entry):
-                return
-            raise LeaseLost(f"task {acquired.task.id!r}: lease lost before recording the expired attempt") from refused
 
     def complete(self, acquired: Acquired, result_json: str) -> Status:
         """Record the attempt as succeeded and the task as COMPLETED with its result (JSON text).
@@ -446,6 +456,8 @@ class TaskStore(TaskTable):
             return AcquireRefused(Refusal.CANCEL_REQUESTED, record)
         if record.attempts >= record.max_attempts:
             return AcquireRefused(Refusal.EXHAUSTED, record)
+        if record.lease is not None:
+            return AcquireRefused(Refusal.EXPIRED, record)
         wait = (record.retry_at_ms or 0) - now
         return AcquireRefused(Refusal.BACKING_OFF, record, wait_ms=max(wait, 0))
 

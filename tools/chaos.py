@@ -1,10 +1,12 @@
-"""`make chaos`: run the offline stack through duplicates, kills, AWS faults and poison, then check the invariants.
+"""`make chaos`: run the offline stack through duplicates, kills, AWS faults, poison and an operator's
+retries and cancels, then check the invariants.
 
-    python -m tools.chaos --tasks 300 --workers 2 --kills 3 --fault-rate 0.05
+    python -m tools.chaos --tasks 300 --workers 2 --kills 3 --fault-rate 0.05 --operator-actions 80
 
 Prints one line of figures, e.g.
 `tasks 300, duplicates 96, kills 3, faults 240, lost 0, double-run 0, overlaps 0, stuck 0`,
-then the other invariants, and exits 1 if any of them broke (2 if the stack did not start).
+then the operator's figures and the other invariants, and exits 1 if any of them broke
+(2 if the stack did not start).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +32,19 @@ import requests
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.config import Config as BotoConfig
 
-from tools.chaosplan import PlannedTask, Poison, make_plan
+from tools.chaosoperator import ChaosOperator, OperatorOptions
+from tools.chaosplan import OVERRUN_MS, PlannedTask, Poison, make_plan
 from tools.chaosstack import TASKS_QUEUE, TASKS_TABLE, ChaosStack
-from tools.invariants import TERMINAL, Expected, Findings, check_tasks, poison_recorded_by_id
+from tools.invariants import (
+    TERMINAL,
+    Expected,
+    Findings,
+    check_listings,
+    check_operator_history,
+    check_tasks,
+    poison_recorded_by_id,
+    runs,
+)
 from tools.processes import DUMMY_CREDENTIALS, Piece, PieceError
 
 HTTP_TIMEOUT_SECONDS = 10
@@ -44,6 +56,10 @@ ACQUIRE_POLL_SECONDS = 0.01
 POISON_EVENT = '"message":"poison_recorded"'
 # The driver's own AWS calls go straight to the endpoint and may retry generously.
 DIRECT_CLIENT = BotoConfig(retries={"mode": "standard", "max_attempts": 5}, read_timeout=30)
+# A handler's default timeout is the lease less a margin (chalicelib.registry); with this lease
+# it is 0.95 s, so a simulation of OVERRUN_MS always overruns it while the lease still outlasts it.
+OVERRUN_LEASE_SECONDS = 1.9
+LISTED = ("FAILED", "RETRYING", "CANCELLED")
 
 
 @dataclass(frozen=True)
@@ -61,6 +77,9 @@ class ChaosOptions:
     concurrency: int = 8
     deadline: float = 240.0
     seed: int = 20261123
+    lease_seconds: float = OVERRUN_LEASE_SECONDS
+    operator_actions: int = 40
+    operator_seconds: float = 60.0
     log_dir: Path | None = None
     verbose: bool = True
 
@@ -74,11 +93,22 @@ class ChaosReport:
     rejected: int = 0  # first publishes not accepted (not an invariant: a 503 is allowed)
     completed: int = 0
     failed: int = 0
+    cancelled: int = 0
     poison_sent: int = 0
     poison_recorded: int = 0
     expired_attempts: int = 0  # attempts whose worker died holding the lease
     elapsed_seconds: float = 0.0
     faults_by_kind: Counter[str] = field(default_factory=Counter)
+    # Operator requests by kind and answer ("cancel 202"), and the entries they left by kind and
+    # the status they met ("cancel from RETRYING", "retry from FAILED").
+    operator_answers: Counter[str] = field(default_factory=Counter)
+    operator_entries: Counter[str] = field(default_factory=Counter)
+    bulk_retried: int = 0
+    bulk_skipped: int = 0
+    # How the runs whose cancel was requested mid-attempt ended: "COMPLETED" or "CANCELLED".
+    cancel_requested_ends: Counter[str] = field(default_factory=Counter)
+    permanent_failures: int = 0  # attempts failed permanently
+    timed_out: int = 0  # attempts failed for overrunning their deadline
     findings: Findings = field(default_factory=Findings)
 
     @property
@@ -92,23 +122,46 @@ class ChaosReport:
             f"lost {len(f.lost)}, double-run {len(f.double_run)}, overlaps {len(f.overlaps)}, stuck {len(f.stuck)}"
         )
 
+    def operator_line(self) -> str:
+        answers = ", ".join(f"{kind} {count}" for kind, count in sorted(self.operator_answers.items()))
+        entries = ", ".join(f"{kind} {count}" for kind, count in sorted(self.operator_entries.items()))
+        ends = ", ".join(f"{status} {count}" for status, count in sorted(self.cancel_requested_ends.items()))
+        return (
+            f"operator: {sum(self.operator_answers.values())} requests ({answers or 'none'}); "
+            f"bulk retries retried {self.bulk_retried}, skipped {self.bulk_skipped}; "
+            f"history entries: {entries or 'none'}; cancel-requested runs ended {ends or 'none'}"
+        )
+
     def details(self) -> str:
         f = self.findings
         kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(self.faults_by_kind.items()))
+        checked = ", ".join(
+            f"{name.replace('_', '-')} {len(ids)}"
+            for name, ids in vars(f).items()
+            if name not in {"lost", "double_run", "overlaps", "stuck"}
+        )
         return (
-            f"completed {self.completed}, failed {self.failed}, rejected {self.rejected}, "
-            f"expired attempts {self.expired_attempts}, "
-            f"poison {self.poison_recorded}/{self.poison_sent} recorded, "
-            f"over-attempts {len(f.over_attempts)}, unexplained-failures {len(f.unexplained)}, "
-            f"inconsistent {len(f.inconsistent)}, wrong-success {len(f.wrong_success)}, "
-            f"payload-changed {len(f.payload_changed)}, duplicate-accepted {len(f.duplicate_accepted)}, "
-            f"api-disagrees {len(f.api_disagrees)}; faults: {kinds or 'none'}; "
+            f"completed {self.completed}, failed {self.failed}, cancelled {self.cancelled}, "
+            f"rejected {self.rejected}, expired attempts {self.expired_attempts}, "
+            f"permanent failures {self.permanent_failures}, timed-out attempts {self.timed_out}, "
+            f"poison {self.poison_recorded}/{self.poison_sent} recorded; {checked}; faults: {kinds or 'none'}; "
             f"{self.elapsed_seconds:.1f} s"
         )
 
 
+class _ChaosStage(ChaosStack):
+    """The chaos stack with its lease set, so that one simulation overruns its handler's deadline."""
+
+    def __init__(self, *args: Any, lease_seconds: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lease_seconds = lease_seconds
+
+    def env(self, **overrides: str) -> Mapping[str, str]:
+        return super().env(**{"LEASE_SECONDS": f"{self._lease_seconds:g}", **overrides})
+
+
 class ChaosRun:
-    """One run: start the stack, send the plan while killing workers, wait, check."""
+    """One run: start the stack, send the plan while an operator acts and workers die, wait, check."""
 
     def __init__(self, options: ChaosOptions, log_dir: Path, say: Callable[[str], None]) -> None:
         self.options = options
@@ -122,10 +175,21 @@ class ChaosRun:
             options.poison_per_kind,
             self.rng,
         )
-        self.stack = ChaosStack(
-            log_dir, options.workers, options.fault_rate, options.max_attempts, options.seed, options.lost_answer_share
+        self.stack = _ChaosStage(
+            log_dir,
+            options.workers,
+            options.fault_rate,
+            options.max_attempts,
+            options.seed,
+            options.lost_answer_share,
+            lease_seconds=options.lease_seconds,
         )
         self.report = ChaosReport(poison_sent=len(self.plan.poison))
+        operator_options = OperatorOptions(actions=options.operator_actions, seconds=options.operator_seconds)
+        self.operator = ChaosOperator(
+            self.stack.api_url, self.plan.tasks, operator_options, random.Random(options.seed + 1)
+        )
+        self._operator_thread: threading.Thread | None = None
         self._done = threading.Event()
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -151,9 +215,10 @@ class ChaosRun:
 
     # --- sending ----------------------------------------------------------
 
-    def publish(self, task_id: str, payload: dict[str, Any]) -> bool:
-        """POST /publish once (a 503 is tried again); True when accepted, as new or as a duplicate."""
-        body = {"id": task_id, "payload": payload}
+    def publish(self, task: PlannedTask, copy: int) -> bool:
+        """POST /publish the `copy`-th time (a 503 is tried again); True when accepted, as new or as a duplicate."""
+        body = task.publish_body(copy)
+        task_id, payload = task.task_id, body["payload"]
         for _ in range(PUBLISH_TRIES):
             try:
                 response = self._http().post(f"{self.stack.api_url}/publish", json=body, timeout=HTTP_TIMEOUT_SECONDS)
@@ -163,6 +228,8 @@ class ChaosRun:
                 if not response.json().get("duplicate"):
                     with self._lock:
                         self._first_accepted.setdefault(task_id, []).append(payload)
+                    if copy == 1 and self.options.operator_actions > 0:
+                        self.operator.accepted(task_id)
                 return True
             if response.status_code != 503:
                 return False
@@ -176,10 +243,12 @@ class ChaosRun:
         """Every first publish, then the mischief (duplicates, queue copies, poison) in a random order.
 
         Copies go out only after their task's first publish was accepted, so that
-        the first payload is the one that must win. Returns the accepted tasks.
+        the first payload is the one that must win. The operator starts with the
+        first publishes. Returns the accepted tasks.
         """
         tasks = self.plan.tasks
-        answers = self._send_all([lambda t=task: self.publish(t.task_id, t.copy_payload(1)) for task in tasks])
+        self.start_operator()  # at once, so that it meets tasks PENDING, PROCESSING and RETRYING
+        answers = self._send_all([lambda t=task: self.publish(t, 1) for task in tasks])
         accepted = [task for task, ok in zip(tasks, answers, strict=True) if ok]
         self.report.tasks, self.report.rejected = len(accepted), len(tasks) - len(accepted)
         self.say(f"published {len(accepted)} tasks ({self.report.rejected} not accepted)")
@@ -194,7 +263,7 @@ class ChaosRun:
         jobs: list[Callable[[], bool]] = []
         for task in accepted:
             copies = range(2, 2 + task.republish)
-            jobs += [lambda t=task, n=copy: self.publish(t.task_id, t.copy_payload(n)) for copy in copies]
+            jobs += [lambda t=task, n=copy: self.publish(t, n) for copy in copies]
             jobs += [lambda t=task: straight_to_queue(t.message()) for _ in range(task.requeue)]
         jobs += [lambda p=poison: straight_to_queue(p.body) for poison in self.plan.poison]
         self.rng.shuffle(jobs)
@@ -202,6 +271,19 @@ class ChaosRun:
         self.report.duplicates = sum(sent) - len(self.plan.poison)
         self.say(f"sent {self.report.duplicates} duplicates and {len(self.plan.poison)} poison messages")
         return accepted
+
+    # --- operating ----------------------------------------------------------
+
+    def start_operator(self) -> None:
+        """Start retrying and cancelling while the rest of the plan goes out and the workers run."""
+        if self.options.operator_actions > 0:
+            self._operator_thread = threading.Thread(
+                target=self.operator.run, args=(self._done,), name="chaos-operator", daemon=True
+            )
+            self._operator_thread.start()
+
+    def _operator_busy(self) -> bool:
+        return self._operator_thread is not None and self._operator_thread.is_alive()
 
     # --- killing ------------------------------------------------------------
 
@@ -268,7 +350,7 @@ class ChaosRun:
             items = self.scan()
             open_tasks = [t for t in accepted if items.get(t.task_id, {}).get("status") not in TERMINAL]
             unrecorded = self.unrecorded_poison(items)
-            if (not open_tasks and not unrecorded) or time.monotonic() > deadline:
+            if (not open_tasks and not unrecorded and not self._operator_busy()) or time.monotonic() > deadline:
                 return items
             if time.monotonic() > next_progress:
                 next_progress += PROGRESS_SECONDS
@@ -278,25 +360,55 @@ class ChaosRun:
                 )
             time.sleep(POLL_SECONDS)
 
+    def _expected(self, task: PlannedTask) -> Expected:
+        first = (self._first_accepted.get(task.task_id) or [None])[0]
+        return Expected(
+            task.task_id,
+            task.always_fails,
+            first,
+            permanent=task.permanent,
+            overruns=task.overruns,
+            result=task.expected_result(first) if first is not None else None,
+        )
+
     def check(self, accepted: list[PlannedTask], items: dict[str, dict[str, Any]]) -> None:
-        expected = [
-            Expected(task.task_id, task.always_fails, (self._first_accepted.get(task.task_id) or [None])[0])
-            for task in accepted
-        ]
-        findings = check_tasks(items, expected, self.options.max_attempts)
+        findings = check_tasks(items, [self._expected(task) for task in accepted], self.options.max_attempts)
         findings.duplicate_accepted = sorted(i for i, firsts in self._first_accepted.items() if len(firsts) != 1)
         findings.poison_unrecorded = [p.body for p in self.unrecorded_poison(items)]
         findings.api_disagrees = self._api_disagreements(accepted, items)
+        if self.options.operator_actions > 0:
+            check_operator_history(items, self.operator.answers, findings)
+            listed = {status: self.operator.list_all(status) for status in LISTED}
+            check_listings(items, self.operator.stats(), listed, findings)
+            self.report.operator_answers = self.operator.figures()
+            self.report.bulk_retried, self.report.bulk_skipped = self.operator.bulk_figures()
         self.report.findings = findings
-        self.report.completed = sum(1 for t in accepted if items.get(t.task_id, {}).get("status") == "COMPLETED")
-        self.report.failed = sum(1 for t in accepted if items.get(t.task_id, {}).get("status") == "FAILED")
+        statuses = Counter(items.get(t.task_id, {}).get("status") for t in accepted)
+        self.report.completed, self.report.failed = statuses["COMPLETED"], statuses["FAILED"]
+        self.report.cancelled = statuses["CANCELLED"]
         self.report.poison_recorded = self.report.poison_sent - len(findings.poison_unrecorded)
-        self.report.expired_attempts = sum(
-            1
-            for task in accepted
-            for entry in items.get(task.task_id, {}).get("history") or []
-            if entry.get("outcome") == "expired"
+        entries = [entry for task in accepted for entry in items.get(task.task_id, {}).get("history") or []]
+        self.report.expired_attempts = sum(1 for entry in entries if entry.get("outcome") == "expired")
+        errors = [str(entry.get("error") or "") for entry in entries if entry.get("outcome") == "failed"]
+        self.report.permanent_failures = sum(1 for error in errors if error.startswith("permanent failure:"))
+        self.report.timed_out = sum(1 for error in errors if "timed out after" in error)
+        self.report.operator_entries = Counter(
+            f"{entry['kind']} from {entry['fromStatus']}" for entry in entries if "at" in entry
         )
+        self.report.cancel_requested_ends = Counter(
+            str(run.end_status)
+            for task in accepted
+            for run in runs(items.get(task.task_id, {}).get("history") or [], items.get(task.task_id, {}).get("status"))
+            if any(entry.get("kind") == "cancel_requested" for entry in run.entries)
+        )
+
+    def _keep_broken(self, items: dict[str, dict[str, Any]]) -> None:
+        """Write the items of the tasks that broke an invariant next to the logs, to read afterwards."""
+        broken = {task_id for ids in self.report.findings.broken().values() for task_id in ids if task_id in items}
+        if broken and self.options.log_dir is not None:
+            path = self.options.log_dir / "broken-tasks.json"
+            path.write_text(json.dumps({i: items[i] for i in sorted(broken)}, indent=1, default=str), encoding="utf-8")
+            self.say(f"the broken tasks' items are in {path}")
 
     def _api_disagreements(self, accepted: list[PlannedTask], items: dict[str, dict[str, Any]]) -> list[str]:
         """Read the odd ids, and a sample of the rest, over HTTP: the API must tell what the table holds."""
@@ -330,7 +442,10 @@ class ChaosRun:
             items = self.wait_until_settled(accepted)
             self._done.set()
             killer.join(MID_BATCH_WAIT_SECONDS + 60)
+            if self._operator_thread is not None:
+                self._operator_thread.join(60)
             self.check(accepted, items)
+            self._keep_broken(items)
         finally:
             self._done.set()
             self.stack.stop()
@@ -377,6 +492,12 @@ def parse_options(argv: list[str] | None = None) -> ChaosOptions:
     parser.add_argument("--deadline", type=float, default=defaults.deadline,
                         help="seconds to wait for every task to finish")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the plan and the faults")
+    parser.add_argument("--lease-seconds", type=float, default=defaults.lease_seconds,
+                        help=f"LEASE_SECONDS of the stack (below 2, a {OVERRUN_MS} ms simulation overruns its timeout)")
+    parser.add_argument("--operator-actions", type=int, default=defaults.operator_actions,
+                        help="operator retries, cancels and bulk retries to send (0: none)")
+    parser.add_argument("--operator-seconds", type=float, default=defaults.operator_seconds,
+                        help="stop sending operator requests after this many seconds")
     parser.add_argument("--log-dir", type=Path, default=None, help="keep the pieces' logs here")
     parser.add_argument("--quiet", action="store_true", help="print only the figures")
     args = parser.parse_args(argv)
@@ -400,6 +521,9 @@ def parse_options(argv: list[str] | None = None) -> ChaosOptions:
         concurrency=args.concurrency,
         deadline=args.deadline,
         seed=args.seed,
+        lease_seconds=args.lease_seconds,
+        operator_actions=args.operator_actions,
+        operator_seconds=args.operator_seconds,
         log_dir=args.log_dir,
         verbose=not args.quiet,
     )
@@ -413,6 +537,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the stack did not start: {exc}", file=sys.stderr)
         return 2
     print(report.line())
+    print(report.operator_line())
     print(report.details())
     for name, ids in report.findings.broken().items():
         print(f"BROKEN {name}: {len(ids)}, e.g. {ids[:5]}")

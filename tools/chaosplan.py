@@ -1,14 +1,27 @@
-"""What a chaos run sends: tasks, their extra copies, and poison, drawn from one seed."""
+"""What a chaos run sends: tasks of every type, their extra copies, and poison, drawn from one seed.
+
+Besides ordinary simulated work the plan holds tasks whose fate is known in
+advance: permanent failures (one attempt per run), overruns (a handler that
+sleeps past its deadline, so every attempt times out), `checksum` tasks (whose
+result can be computed here) and delayed tasks (PENDING long enough to cancel).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from dataclasses import dataclass, field
 from typing import Any
 
-# Mixed work: mostly quick, some long enough for a kill to land mid-attempt.
-EXECUTION_TIMES_MS = (0, 0, 50, 150, 400, 800)
+# Mixed work: mostly quick, some long enough for a kill to land mid-attempt, all within
+# the chaos stage's handler timeout (see OVERRUN_MS).
+EXECUTION_TIMES_MS = (0, 0, 50, 150, 400, 600)
+# The longest simulation the payload model allows; the chaos stage's lease makes its
+# handler timeout shorter than this, so every attempt of such a task overruns its deadline.
+OVERRUN_MS = 1000
+DELAY_SECONDS = 5
+ALGORITHMS = ("sha256", "sha1", "md5")
 FAILURE_CHANCES = (0.0, 0.0, 0.2, 0.5, 1.0)
 # Ids a URL or a key might mangle; a few tasks use them to prove they travel intact.
 ODD_ID_PARTS = ("a/b", "100%", "ü-ß-日本", "sp ace", "q?x=1&y", "#hash")
@@ -23,19 +36,52 @@ class PlannedTask:
     republish: int = 0
     # Extra copies of its message sent straight to the queue.
     requeue: int = 0
+    task_type: str = "simulate"
+    delay_seconds: int = 0
+
+    @property
+    def _simulation(self) -> dict[str, Any]:
+        return self.payload.get("simulation") or {} if self.task_type == "simulate" else {}
+
+    @property
+    def permanent(self) -> bool:
+        """Every attempt fails permanently: each run is one failed attempt."""
+        return bool(self._simulation.get("permanentFailure")) and self._simulation.get("failureChance") == 1.0
+
+    @property
+    def overruns(self) -> bool:
+        """Every attempt outlives the handler's deadline, so each one times out."""
+        return self._simulation.get("executionTime") == OVERRUN_MS
 
     @property
     def always_fails(self) -> bool:
-        simulation = self.payload.get("simulation") or {}
-        return self.payload.get("message") == "ERROR" or simulation.get("failureChance") == 1.0
+        if self.task_type != "simulate":
+            return False
+        return self.payload.get("message") == "ERROR" or self._simulation.get("failureChance") == 1.0 or self.overruns
 
     def copy_payload(self, copy: int) -> dict[str, Any]:
         """The payload of the `copy`-th publish: the same work, marked so the stored one shows which won."""
+        if self.task_type == "checksum":  # its model forbids other fields: the text carries the mark
+            return {**self.payload, "text": f"{self.payload['text']} #{copy}"}
         return {**self.payload, "copy": copy}
+
+    def expected_result(self, payload: dict[str, Any]) -> Any:
+        """The result a successful attempt must store for the stored `payload`."""
+        if self.task_type == "checksum":
+            algorithm = payload.get("algorithm", "sha256")
+            digest = hashlib.new(algorithm, payload["text"].encode("utf-8"), usedforsecurity=False).hexdigest()
+            return {"algorithm": algorithm, "digest": digest}
+        return {"sleptMs": (payload.get("simulation") or {}).get("executionTime", 0)}
+
+    def publish_body(self, copy: int) -> dict[str, Any]:
+        body: dict[str, Any] = {"id": self.task_id, "type": self.task_type, "payload": self.copy_payload(copy)}
+        if self.delay_seconds:
+            body["delaySeconds"] = self.delay_seconds
+        return body
 
     def message(self) -> str:
         """The first publish's task as the API puts it on the queue."""
-        task = {"id": self.task_id, "payload": self.copy_payload(1)}
+        task = {"id": self.task_id, "type": self.task_type, "payload": self.copy_payload(1)}
         return json.dumps(task, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -66,27 +112,40 @@ def make_plan(
     poison_per_kind: int,
     rng: random.Random,
 ) -> Plan:
-    """`tasks` tasks, a share published two or three times, a share queued twice, and poison of each kind."""
+    """`tasks` tasks, a share published two or three times, a share queued twice, and poison of each kind.
+
+    One task in 20 is a `checksum`, one in 25 fails permanently, one in 25 overruns
+    its deadline and one in 10 is published with a delay.
+    """
     plan = Plan()
     for number in range(tasks):
         task_id = f"chaos-{run_id}-{number:05d}"
         if number % 40 == 7:
             task_id = f"{task_id}-{ODD_ID_PARTS[(number // 40) % len(ODD_ID_PARTS)]}"
-        payload: dict[str, Any] = {
-            "simulation": {
-                "executionTime": rng.choice(EXECUTION_TIMES_MS),
-                "failureChance": rng.choice(FAILURE_CHANCES),
-            },
-            "n": number,
+        simulation: dict[str, Any] = {
+            "executionTime": rng.choice(EXECUTION_TIMES_MS),
+            "failureChance": rng.choice(FAILURE_CHANCES),
         }
+        if number % 25 == 3:
+            simulation.update(failureChance=1.0, permanentFailure=True)
+        elif number % 25 == 11:
+            simulation.update(executionTime=OVERRUN_MS, failureChance=0.0)
+        payload: dict[str, Any] = {"simulation": simulation, "n": number}
         if number % 50 == 13:
             payload["message"] = "ERROR"  # always fails, whatever the failure chance
+        task_type = "simulate"
+        if number % 20 == 17:
+            task_type = "checksum"
+            text = f"chaos {run_id} task {number} {'ü日本' * (number % 4)}"
+            payload = {"text": text, "algorithm": ALGORITHMS[number % 3]}
         plan.tasks.append(
             PlannedTask(
                 task_id=task_id,
                 payload=payload,
                 republish=rng.choice((1, 2)) if rng.random() < duplicate_share else 0,
                 requeue=1 if rng.random() < requeue_share else 0,
+                task_type=task_type,
+                delay_seconds=DELAY_SECONDS if number % 10 == 5 else 0,
             )
         )
     for number in range(poison_per_kind):

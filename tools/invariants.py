@@ -1,19 +1,29 @@
 """What must hold after any amount of chaos, checked on the task items as the table holds them.
 
-Pure functions over plain dicts (the items deserialized), so they are tested
-without a stack and read the same against any table.
+Pure functions over plain dicts (the items deserialized) and the operator's
+answers, so they are tested without a stack and read the same against any table.
+
+A task's history is cut into runs by its `retry` entries: the first run starts
+at publish, each operator retry starts another with a fresh attempt budget.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-TERMINAL = {"COMPLETED", "FAILED"}
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 POISON_ERROR_PREFIX = "poison message:"
+PERMANENT_ERROR_PREFIX = "permanent failure:"
+TIMEOUT_ERROR_MARK = "timed out after"
+ACTIONS = ("retry", "cancel", "cancel_requested")
+
+Entry = Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -21,21 +31,40 @@ class Expected:
     """What the chaos run knows about one accepted task."""
 
     task_id: str
-    # True when no attempt can succeed (failureChance 1, or payload.message "ERROR").
+    # True when no attempt can succeed (failureChance 1, payload.message "ERROR", or an overrun).
     always_fails: bool = False
     # The payload of the first publish, which must be the one stored.
     payload: Mapping[str, Any] | None = None
+    # Every failure is permanent: a run holds at most one failed attempt, and nothing after it.
+    permanent: bool = False
+    # Every attempt outlives its deadline: each failure must say it timed out.
+    overruns: bool = False
+    # The result a successful attempt must store; None when not known.
+    result: Any = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the API answered to one operator request (times in epoch ms, on the driver's clock)."""
+
+    kind: str  # "retry", "cancel" or "bulk_retry"
+    task_id: str | None
+    sent_ms: int
+    answered_ms: int | None = None
+    status_code: int | None = None  # None: no answer arrived (the request may or may not have acted)
+    retried: tuple[str, ...] = ()  # a bulk retry's `retried` ids
+    skipped: tuple[str, ...] = ()  # a bulk retry's `skipped` ids (another request took them first)
 
 
 @dataclass
 class Findings:
-    """Each invariant's offending task ids; every list must be empty."""
+    """Each invariant's offending task ids (or statuses, for the counts); every list must be empty."""
 
     lost: list[str] = field(default_factory=list)  # accepted, but no item
-    stuck: list[str] = field(default_factory=list)  # not COMPLETED or FAILED
+    stuck: list[str] = field(default_factory=list)  # not COMPLETED, FAILED or CANCELLED
     double_run: list[str] = field(default_factory=list)  # more than one succeeded attempt
     overlaps: list[str] = field(default_factory=list)  # two attempts overlapped in time
-    over_attempts: list[str] = field(default_factory=list)  # more attempts than MAX_ATTEMPTS
+    over_attempts: list[str] = field(default_factory=list)  # more attempts in one run than the type allows
     unexplained: list[str] = field(default_factory=list)  # FAILED without a lastError
     inconsistent: list[str] = field(default_factory=list)  # status disagrees with the history
     wrong_success: list[str] = field(default_factory=list)  # a task that always fails COMPLETED
@@ -43,21 +72,52 @@ class Findings:
     poison_unrecorded: list[str] = field(default_factory=list)  # a poison message nobody recorded
     duplicate_accepted: list[str] = field(default_factory=list)  # more than one publish answered as new
     api_disagrees: list[str] = field(default_factory=list)  # GET /tasks/{id} differs from the table
+    permanent_repeated: list[str] = field(default_factory=list)  # an attempt after a permanent failure in its run
+    no_result: list[str] = field(default_factory=list)  # COMPLETED without a result
+    wrong_result: list[str] = field(default_factory=list)  # a result other than the handler's, or one kept on failure
+    overrun_unnoticed: list[str] = field(default_factory=list)  # an overrunning attempt not failed as timed out
+    ran_after_cancel: list[str] = field(default_factory=list)  # an attempt started after the task was CANCELLED
+    cancel_ignored: list[str] = field(default_factory=list)  # a cancel-requested run that retried or ended FAILED
+    retry_runs: list[str] = field(default_factory=list)  # a retry that started no run
+    missing_attempts: list[str] = field(default_factory=list)  # a run's attempts not numbered 1..n, or uncounted
+    out_of_order: list[str] = field(default_factory=list)  # history entries not in time order
+    unanswered_actions: list[str] = field(default_factory=list)  # an operator action no API answer accounts for
+    unrecorded_answers: list[str] = field(default_factory=list)  # an accepted operator answer with no entry
+    counts_disagree: list[str] = field(default_factory=list)  # GET /stats counts differ from the table
+    lists_disagree: list[str] = field(default_factory=list)  # GET /tasks?status= lists differ from the table
 
     def broken(self) -> dict[str, list[str]]:
         """The invariants that broke, by name, with their offending ids."""
         return {name.replace("_", "-"): ids for name, ids in vars(self).items() if ids}
 
 
+@dataclass(frozen=True)
+class Run:
+    """The entries of one run, and the retry that started it (None for the first run)."""
+
+    entries: list[Entry]
+    retry: Entry | None
+    end_status: str | None  # the status it ended in: the next retry's fromStatus, or the task's status
+
+    @property
+    def attempts(self) -> list[Entry]:
+        return [entry for entry in self.entries if is_attempt(entry)]
+
+
 def _instant(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def attempts_overlap(history: list[Mapping[str, Any]]) -> bool:
+def is_attempt(entry: Entry) -> bool:
+    return "attempt" in entry
+
+
+def attempts_overlap(history: Sequence[Entry]) -> bool:
     """Whether any attempt started before the one before it had finished (or had no end)."""
     spans = sorted(
         (_instant(entry["startedAt"]), _instant(entry["finishedAt"]) if entry.get("finishedAt") else None)
         for entry in history
+        if is_attempt(entry)
     )
     for (_, previous_end), (start, _) in itertools.pairwise(spans):
         if previous_end is None or start < previous_end:
@@ -65,28 +125,174 @@ def attempts_overlap(history: list[Mapping[str, Any]]) -> bool:
     return False
 
 
+def runs(history: Sequence[Entry], status: str | None) -> list[Run]:
+    """`history` cut at its retry entries; each run knows the status it ended in."""
+    cuts = [index for index, entry in enumerate(history) if entry.get("kind") == "retry"]
+    bounds = [0, *cuts, len(history)]
+    result = []
+    for number, (start, end) in enumerate(itertools.pairwise(bounds)):
+        retry = history[start] if number > 0 else None
+        entries = list(history[start + 1 if retry else start : end])
+        end_status = history[end]["fromStatus"] if end < len(history) else status
+        result.append(Run(entries, retry, end_status))
+    return result
+
+
+def out_of_order(history: Sequence[Entry]) -> bool:
+    """Whether the entries break the order their writes must have had.
+
+    Attempts are listed by their start, actions by their time; an action is written
+    after every attempt listed before it has finished, and an attempt listed after a
+    retry started after it. (An attempt's finish may precede an action listed before
+    it: a cancel asked for while it ran, or a lease that ran out before a takeover
+    noted it.)
+    """
+    attempts = [_instant(entry["startedAt"]) for entry in history if is_attempt(entry)]
+    actions = [_instant(entry["at"]) for entry in history if not is_attempt(entry)]
+    if attempts != sorted(attempts) or actions != sorted(actions):
+        return True
+    for index, entry in enumerate(history):
+        if is_attempt(entry):
+            continue
+        at = _instant(entry["at"])
+        for earlier in history[:index]:
+            if is_attempt(earlier) and _instant(earlier.get("finishedAt") or earlier["startedAt"]) > at:
+                return True
+        later = history[index + 1 :]
+        if entry.get("kind") == "retry" and any(is_attempt(e) and _instant(e["startedAt"]) < at for e in later):
+            return True
+    return False
+
+
+def _cancelled_at(run: Run) -> datetime | None:
+    """When the run's task became CANCELLED, if it did."""
+    for entry in run.entries:
+        if entry.get("kind") == "cancel":
+            return _instant(entry["at"])
+    if run.end_status == "CANCELLED" and run.attempts:
+        last = run.attempts[-1]
+        return _instant(last.get("finishedAt") or last["startedAt"])
+    return None
+
+
+def ran_after_cancel(run: Run) -> bool:
+    """Whether an attempt is listed after, or started after, the moment the run became CANCELLED."""
+    cancel_index = next((i for i, entry in enumerate(run.entries) if entry.get("kind") == "cancel"), None)
+    if cancel_index is not None and any(is_attempt(entry) for entry in run.entries[cancel_index + 1 :]):
+        return True
+    cancelled = _cancelled_at(run)
+    return cancelled is not None and any(_instant(entry["startedAt"]) > cancelled for entry in run.attempts)
+
+
+def cancel_ignored(run: Run) -> bool:
+    """Whether a run whose cancel was requested mid-attempt retried, or ended other than COMPLETED or CANCELLED."""
+    requested = [_instant(entry["at"]) for entry in run.entries if entry.get("kind") == "cancel_requested"]
+    if not requested:
+        return False
+    if run.end_status not in {"COMPLETED", "CANCELLED"}:
+        return True
+    return any(_instant(entry["startedAt"]) > requested[0] for entry in run.attempts)
+
+
+def permanent_repeated(run: Run, expected_permanent: bool) -> bool:
+    """Whether a permanent failure was followed by another attempt (or its run did not end there).
+
+    For a task whose every failure is permanent, a run holds at most one failed
+    attempt, and one that ended FAILED holds exactly one (unless its consumers all died).
+    """
+    attempts = run.attempts
+    for index, entry in enumerate(attempts):
+        is_permanent = entry.get("outcome") == "failed" and str(entry.get("error") or "").startswith(
+            PERMANENT_ERROR_PREFIX
+        )
+        if is_permanent and (index != len(attempts) - 1 or run.end_status not in {"FAILED", "CANCELLED"}):
+            return True
+    failed = [entry for entry in attempts if entry.get("outcome") == "failed"]
+    # A run whose every attempt's consumer died ends FAILED with no failed attempt at all.
+    only_expired = bool(attempts) and all(entry.get("outcome") == "expired" for entry in attempts)
+    return expected_permanent and (len(failed) > 1 or (run.end_status == "FAILED" and not failed and not only_expired))
+
+
+def retry_runs_broken(run_list: Sequence[Run]) -> bool:
+    """Whether a retry started no run (and the task was not cancelled before it could)."""
+    return any(run.retry is not None and not run.attempts and run.end_status != "CANCELLED" for run in run_list)
+
+
+def attempts_missing(run_list: Sequence[Run], attempts: int, terminal: bool) -> bool:
+    """Whether a run's attempts are not numbered 1, 2, ... or a finished task counts attempts its history lacks."""
+    for run in run_list:
+        numbers = [int(entry["attempt"]) for entry in run.attempts]
+        if numbers != list(range(1, len(numbers) + 1)):
+            return True
+    return terminal and attempts != len(run_list[-1].attempts)
+
+
+def _parsed_result(item: Mapping[str, Any]) -> Any:
+    raw = item.get("result")
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return {"unparsable": raw}
+
+
 def check_task(item: Mapping[str, Any], expected: Expected, max_attempts: int, findings: Findings) -> None:
     """Add `item`'s broken invariants to `findings`."""
     task_id, status = expected.task_id, item.get("status")
-    history: list[Mapping[str, Any]] = list(item.get("history") or [])
-    succeeded = sum(1 for entry in history if entry.get("outcome") == "succeeded")
+    history: list[Entry] = list(item.get("history") or [])
+    attempts = [entry for entry in history if is_attempt(entry)]
+    succeeded = sum(1 for entry in attempts if entry.get("outcome") == "succeeded")
+    run_list = runs(history, status)
     if status not in TERMINAL or "leaseOwner" in item:
         findings.stuck.append(task_id)
     if succeeded > 1:
         findings.double_run.append(task_id)
     if attempts_overlap(history):
         findings.overlaps.append(task_id)
-    attempts = int(item.get("attempts", 0))
-    if attempts > max_attempts or len(history) > max_attempts or int(item.get("maxAttempts", 0)) > max_attempts:
+    task_max = min(int(item.get("maxAttempts", 0)), max_attempts)
+    if (
+        int(item.get("attempts", 0)) > task_max
+        or int(item.get("maxAttempts", 0)) > max_attempts
+        or any(len(run.attempts) > task_max for run in run_list)
+    ):
         findings.over_attempts.append(task_id)
     if status == "FAILED" and not str(item.get("lastError") or "").strip():
         findings.unexplained.append(task_id)
-    if (status == "COMPLETED") != (succeeded == 1) and status in TERMINAL:
+    last_run_actions = {entry.get("kind") for entry in run_list[-1].entries}
+    if status in TERMINAL and (
+        (status == "COMPLETED") != (succeeded == 1)
+        or (status == "CANCELLED" and not last_run_actions & {"cancel", "cancel_requested"})
+    ):
         findings.inconsistent.append(task_id)
     if status == "COMPLETED" and expected.always_fails:
         findings.wrong_success.append(task_id)
     if expected.payload is not None and item.get("payload") is not None and item["payload"] != expected.payload:
         findings.payload_changed.append(task_id)
+    result = _parsed_result(item)
+    if status == "COMPLETED" and result is None:
+        findings.no_result.append(task_id)
+    elif (status == "COMPLETED" and expected.result is not None and result != expected.result) or (
+        status != "COMPLETED" and result is not None
+    ):
+        findings.wrong_result.append(task_id)
+    if expected.overruns and any(
+        entry.get("outcome") == "failed" and TIMEOUT_ERROR_MARK not in str(entry.get("error") or "")
+        for entry in attempts
+    ):
+        findings.overrun_unnoticed.append(task_id)
+    if any(permanent_repeated(run, expected.permanent) for run in run_list):
+        findings.permanent_repeated.append(task_id)
+    if any(ran_after_cancel(run) for run in run_list):
+        findings.ran_after_cancel.append(task_id)
+    if any(cancel_ignored(run) for run in run_list):
+        findings.cancel_ignored.append(task_id)
+    if retry_runs_broken(run_list):
+        findings.retry_runs.append(task_id)
+    if attempts_missing(run_list, int(item.get("attempts", 0)), status in TERMINAL):
+        findings.missing_attempts.append(task_id)
+    if out_of_order(history):
+        findings.out_of_order.append(task_id)
 
 
 def check_tasks(items: Mapping[str, Mapping[str, Any]], expected: Iterable[Expected], max_attempts: int) -> Findings:
@@ -102,6 +308,95 @@ def check_tasks(items: Mapping[str, Mapping[str, Any]], expected: Iterable[Expec
             continue
         check_task(item, task, max_attempts, findings)
     return findings
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """An answer that accounts for one history entry of `kind` made between `sent_ms` and `answered_ms`."""
+
+    kinds: frozenset[str]
+    sent_ms: int
+    answered_ms: int | None  # None: no answer came; it may account for one entry made after it was sent
+    certain: bool
+
+
+def _claims(answers: Iterable[Answer]) -> dict[str | None, list[_Claim]]:
+    """The history entries the answers promise, by task id (None: any task, from an unanswered bulk retry)."""
+    claims: dict[str | None, list[_Claim]] = defaultdict(list)
+    for answer in answers:
+        code, sent, answered = answer.status_code, answer.sent_ms, answer.answered_ms
+        if answer.kind == "bulk_retry":
+            if code is None:
+                claims[None].append(_Claim(frozenset({"retry"}), sent, None, certain=False))
+            for task_id in answer.retried if code == 200 else ():
+                claims[task_id].append(_Claim(frozenset({"retry"}), sent, answered, certain=True))
+        elif answer.kind == "retry" and code in (202, None):
+            claims[answer.task_id].append(_Claim(frozenset({"retry"}), sent, answered, certain=code is not None))
+        elif answer.kind == "cancel" and code in (200, 202, None):
+            kinds = {200: {"cancel"}, 202: {"cancel_requested"}}.get(code or 0, {"cancel", "cancel_requested"})
+            claims[answer.task_id].append(_Claim(frozenset(kinds), sent, answered, certain=code is not None))
+    return claims
+
+
+def _covers(claim: _Claim, kind: str, at_ms: int) -> bool:
+    # History times are whole milliseconds, cut down from the writer's clock.
+    before_answer = claim.answered_ms is None or at_ms <= claim.answered_ms
+    return kind in claim.kinds and claim.sent_ms - 1 <= at_ms and before_answer
+
+
+def check_operator_history(
+    items: Mapping[str, Mapping[str, Any]], answers: Iterable[Answer], findings: Findings
+) -> None:
+    """Match every operator entry in the histories with an answer the API gave, one to one.
+
+    An entry no answer accounts for is `unanswered-actions`; an accepted answer (202
+    retry, a bulk retry's `retried` id, 200 or 202 cancel) with no entry is
+    `unrecorded-answers`. A request that got no answer may account for at most one entry.
+    """
+    claims = _claims(answers)
+    spare = list(claims.get(None, []))
+    for task_id in sorted({*items, *(key for key in claims if key is not None)}):
+        item = items.get(task_id) or {}
+        entries = sorted(
+            (int(_instant(entry["at"]).timestamp() * 1000), entry["kind"])
+            for entry in item.get("history") or []
+            if entry.get("kind") in ACTIONS
+        )
+        open_claims = list(claims.get(task_id, []))
+        for at_ms, kind in entries:
+            fitting = [claim for claim in open_claims if _covers(claim, kind, at_ms)]
+            # The certain answer that closes first, so that later entries keep the later answers.
+            fitting.sort(key=lambda claim: (not claim.certain, claim.answered_ms or 2**62))
+            if fitting:
+                open_claims.remove(fitting[0])
+                continue
+            loose = next((claim for claim in spare if _covers(claim, kind, at_ms)), None)
+            if loose is not None:
+                spare.remove(loose)
+                continue
+            findings.unanswered_actions.append(task_id)
+        if any(claim.certain for claim in open_claims):
+            findings.unrecorded_answers.append(task_id)
+    findings.unanswered_actions = sorted(set(findings.unanswered_actions))
+
+
+def check_listings(
+    items: Mapping[str, Mapping[str, Any]],
+    counts: Mapping[str, int],
+    listed: Mapping[str, Sequence[str]],
+    findings: Findings,
+) -> None:
+    """`GET /stats` counts and `GET /tasks?status=` lists (all pages) must agree with the table, status by status."""
+    by_status: dict[str, set[str]] = defaultdict(set)
+    for task_id, item in items.items():
+        by_status[str(item.get("status"))].add(task_id)
+    for status, count in counts.items():
+        if count != len(by_status[status]):
+            findings.counts_disagree.append(f"{status}: {count} counted, {len(by_status[status])} in the table")
+    for status, ids in listed.items():
+        if len(ids) != len(set(ids)):
+            findings.lists_disagree += sorted({i for i in ids if list(ids).count(i) > 1})
+        findings.lists_disagree += sorted(set(ids) ^ by_status[status])
 
 
 def poison_recorded_by_id(item: Mapping[str, Any] | None) -> bool:

@@ -1,4 +1,6 @@
-"""A bounded chaos round on the offline stack: duplicates, kills, AWS faults and poison, and nothing breaks."""
+"""A bounded chaos round on the offline stack: duplicates, kills, AWS faults, poison, a mix of task types
+(permanent failures, a handler that overruns its deadline, checksums) and an operator's retries and
+cancels, and nothing breaks."""
 
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ OPTIONS = ChaosOptions(
     requeue_share=0.1,
     poison_per_kind=1,
     deadline=120.0,
+    operator_actions=40,
+    operator_seconds=40.0,
     verbose=False,
 )
 
@@ -32,6 +36,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> ChaosReport:
     log_dir: Path = tmp_path_factory.mktemp("chaos")
     result = run_chaos(ChaosOptions(**{**vars(OPTIONS), "log_dir": log_dir}))
     print(result.line())
+    print(result.operator_line())
     print(result.details())
     return result
 
@@ -40,9 +45,9 @@ def test_no_invariant_breaks_under_chaos(report: ChaosReport) -> None:
     assert report.findings.broken() == {}, report.details()
 
 
-def test_every_accepted_task_ends_completed_or_failed(report: ChaosReport) -> None:
+def test_every_accepted_task_ends_completed_failed_or_cancelled(report: ChaosReport) -> None:
     assert report.tasks == OPTIONS.tasks
-    assert report.completed + report.failed == report.tasks
+    assert report.completed + report.failed + report.cancelled == report.tasks
 
 
 def test_the_chaos_actually_happened(report: ChaosReport) -> None:
@@ -51,3 +56,17 @@ def test_the_chaos_actually_happened(report: ChaosReport) -> None:
     assert report.faults > 0
     assert report.poison_sent == 3 * OPTIONS.poison_per_kind
     assert report.poison_recorded == report.poison_sent
+
+
+def test_the_task_types_misbehaved_as_planned(report: ChaosReport) -> None:
+    assert report.permanent_failures > 0
+    assert report.timed_out > 0
+
+
+def test_the_operator_met_every_status_it_can_act_on(report: ChaosReport) -> None:
+    entries = report.operator_entries
+    assert entries["cancel from PENDING"] > 0, report.operator_line()
+    assert entries["cancel from RETRYING"] > 0, report.operator_line()
+    assert entries["cancel_requested from PROCESSING"] > 0, report.operator_line()
+    assert entries["retry from FAILED"] > 0, report.operator_line()
+    assert report.operator_answers["bulk_retry 200"] > 0, report.operator_line()

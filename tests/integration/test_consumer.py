@@ -360,8 +360,9 @@ def test_an_expired_attempt_whose_record_answer_was_lost_is_recorded_once(h: Har
     h.publish("orphan", SUCCEEDS)
     h.rt.store.acquire(Task(id="orphan", payload=SUCCEEDS), "dead-consumer", "m-0", 3, lease_seconds=60)
     h.clock.advance(61)
-    # The takeover's first write is the acquire; the second appends the expired attempt.
-    # In-process moto applies it and then the answer is lost, so botocore sends it again.
+    # The takeover's first write is the refused acquire; the second records the expired attempt
+    # and drops the dead lease. In-process moto applies it and then the answer is lost, so
+    # botocore sends it again, and its version check refuses the repeat.
     with inject_errors(h.rt.store._client, "UpdateItem", status=500, code="InternalServerError", times=1, skip=1):
         h.deliver()
 

@@ -1,0 +1,225 @@
+"""Batch publish: up to 100 tasks in one request, each stored and queued, or refused, on its own.
+
+A task costs one conditional PutItem and a tenth of a SendMessageBatch here, against one
+PutItem and one SendMessage through `POST /publish`. The puts run side by side on a small
+thread pool (BatchWriteItem cannot check that an id is new); the messages of the tasks
+that were stored go out in SendMessageBatch calls of up to 10 entries and 256 KiB.
+
+A task is either stored and queued, or answered with an error and not kept: a task whose
+message was not sent has its item discarded again (as `POST /publish` does), so nothing
+stays stored and unqueued, and nothing is reported accepted without its message.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from chalicelib import api, metrics
+from chalicelib.errors import (
+    FieldProblem,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    StoreError,
+    TaskprocError,
+    ValidationFailed,
+)
+from chalicelib.logs import log_event
+from chalicelib.metrics import Metric
+from chalicelib.models import (
+    BatchEntryRefused,
+    ErrorDetail,
+    FieldError,
+    PublishAccepted,
+    PublishBatchAnswer,
+    PublishBatchIn,
+    Status,
+    Task,
+    TaskId,
+)
+from chalicelib.queue import Outgoing
+from chalicelib.record import TaskRecord
+from chalicelib.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+# Puts and sends in flight at once for one request: enough that 100 puts take about ten
+# round trips, well below the SDK's connection pool (runtime.AWS_CONFIG).
+MAX_WORKERS = 16
+
+Result = PublishAccepted | BatchEntryRefused
+
+_task_id = TypeAdapter(TaskId)
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """A valid entry, the first in the batch with its id, on its way to the table and the queue."""
+
+    index: int
+    task: Task
+    delay_seconds: int
+    message: str
+
+
+def publish_batch(body: dict[str, Any], rt: Runtime) -> PublishBatchAnswer:
+    """Store and queue each entry of a batch as `POST /publish` would; one result per entry, in order.
+
+    An entry that breaks a rule, or is larger than a task may be, is refused with the error
+    `POST /publish` would answer for it; one whose put or send failed is refused with
+    `service_unavailable` and is not kept. An id seen earlier in the batch is a duplicate of
+    that entry: it is not stored or sent again, and it shares that entry's outcome.
+
+    Raises:
+        ValidationFailed: the body is not a batch (`tasks` missing, not a list, empty, longer
+            than MAX_BATCH_TASKS, or another key beside it).
+    """
+    try:
+        batch = PublishBatchIn.model_validate(body)
+    except ValidationError as exc:
+        raise ValidationFailed("the body is not a valid batch", api.field_problems(exc)) from exc
+    results: list[Result | None] = [None] * len(batch.tasks)
+    claims: dict[str, _Claim] = {}
+    repeats: list[tuple[int, _Claim]] = []
+    for index, entry in enumerate(batch.tasks):
+        try:
+            task, delay_seconds = _validated(entry, rt)
+            message = api.checked_message(task)
+        except (ValidationFailed, PayloadTooLarge) as error:
+            results[index] = _refused(_usable_id(entry), error)
+            continue
+        if task.id in claims:
+            repeats.append((index, claims[task.id]))
+        else:
+            claims[task.id] = _Claim(index, task, delay_seconds, message)
+    if claims:
+        with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(claims))) as pool:
+            stored = _store(list(claims.values()), rt, pool, results)
+            _queue(stored, rt, pool, results)
+    for index, first in repeats:
+        results[index] = _repeat(results[first.index], first.task)
+    answer = PublishBatchAnswer(results=[result for result in results if result is not None])
+    assert len(answer.results) == len(batch.tasks), "every entry has its result"
+    _log_summary(answer)
+    return answer
+
+
+def _validated(entry: Any, rt: Runtime) -> tuple[Task, int]:
+    if not isinstance(entry, dict):
+        # What `POST /publish` answers for a body that is not an object.
+        raise ValidationFailed(
+            "the body must be a JSON object",
+            [FieldProblem("body", f"must be a JSON object, not {type(entry).__name__}")],
+        )
+    return api.validated_task(entry, rt.registry)
+
+
+def _store(
+    claims: list[_Claim], rt: Runtime, pool: Executor, results: list[Result | None]
+) -> list[tuple[_Claim, TaskRecord]]:
+    """Put each claim's item, side by side; returns the claims whose items are new, with them."""
+
+    def put(claim: _Claim) -> tuple[TaskRecord, bool] | None:
+        try:
+            return rt.store.create(claim.task, api.max_attempts_of(claim.task, rt), claim.delay_seconds)
+        except StoreError as exc:
+            logger.warning("put of task %r failed: %s", claim.task.id, exc)
+        except Exception:
+            # Caught here rather than raised from pool.map, which would abandon the other
+            # claims' stored items without their messages.
+            logger.exception("put of task %r failed", claim.task.id)
+        return None
+
+    stored: list[tuple[_Claim, TaskRecord]] = []
+    for claim, outcome in zip(claims, pool.map(put, claims), strict=True):
+        if outcome is None:
+            unavailable = ServiceUnavailable("the task table did not answer; the task was not accepted, try again")
+            results[claim.index] = _refused(claim.task.id, unavailable)
+        elif outcome[1]:
+            stored.append((claim, outcome[0]))
+        else:
+            results[claim.index] = _duplicate(claim.task, outcome[0].status)
+    return stored
+
+
+def _queue(stored: list[tuple[_Claim, TaskRecord]], rt: Runtime, pool: Executor, results: list[Result | None]) -> None:
+    """Send the stored claims' messages; a claim whose message was not sent is discarded and refused."""
+    if not stored:
+        return
+    outgoing = [Outgoing(claim.message, claim.delay_seconds) for claim, _ in stored]
+    message_ids: list[str | None]
+    try:
+        message_ids = rt.tasks_queue.send_batch(outgoing, pool)
+    except Exception:
+        # send_batch answers a failed send with None; anything else is unexpected, and the
+        # stored items must not stay behind without their messages.
+        logger.exception("sending %d messages failed", len(outgoing))
+        message_ids = [None] * len(outgoing)
+    unsent = [claim.task.id for (claim, _), message_id in zip(stored, message_ids, strict=True) if message_id is None]
+    list(pool.map(lambda task_id: _discard(task_id, rt), unsent))
+    for (claim, record), message_id in zip(stored, message_ids, strict=True):
+        if message_id is None:
+            unavailable = ServiceUnavailable("the task queue did not answer; the task was not accepted, try again")
+            results[claim.index] = _refused(claim.task.id, unavailable)
+            continue
+        log_event(
+            "accepted",
+            taskId=claim.task.id,
+            type=claim.task.type,
+            messageId=message_id,
+            delaySeconds=claim.delay_seconds or None,
+        )
+        metrics.count(Metric.ACCEPTED, claim.task.type)
+        results[claim.index] = PublishAccepted(id=claim.task.id, status=record.status, duplicate=False)
+
+
+def _discard(task_id: str, rt: Runtime) -> None:
+    try:
+        rt.store.discard_unqueued(task_id)
+    except StoreError:
+        log_event("unqueued_task_left", logging.ERROR, taskId=task_id)
+
+
+def _duplicate(task: Task, status: Status) -> PublishAccepted:
+    log_event("duplicate_publish", taskId=task.id, status=status.value)
+    metrics.count(Metric.DUPLICATES, task.type)
+    return PublishAccepted(id=task.id, status=status, duplicate=True)
+
+
+def _repeat(first: Result | None, task: Task) -> Result:
+    """The result of an entry whose id an earlier entry of the batch claimed: that entry's outcome."""
+    assert first is not None, "a claim has its result before its repeats are answered"
+    if isinstance(first, BatchEntryRefused):
+        return BatchEntryRefused(id=task.id, error=first.error)
+    return _duplicate(task, first.status)
+
+
+def _usable_id(entry: Any) -> str | None:
+    """The entry's id if it is one a task could have, else None."""
+    if not isinstance(entry, dict):
+        return None
+    try:
+        return _task_id.validate_python(entry.get("id"))
+    except ValidationError:
+        return None
+
+
+def _refused(task_id: str | None, error: TaskprocError) -> BatchEntryRefused:
+    details = [FieldError(field=problem.field, message=problem.message) for problem in error.details]
+    return BatchEntryRefused(id=task_id, error=ErrorDetail(code=error.code, message=error.message, details=details))
+
+
+def _log_summary(answer: PublishBatchAnswer) -> None:
+    accepted = sum(1 for r in answer.results if isinstance(r, PublishAccepted) and not r.duplicate)
+    duplicates = sum(1 for r in answer.results if isinstance(r, PublishAccepted) and r.duplicate)
+    log_event(
+        "batch_published",
+        tasks=len(answer.results),
+        accepted=accepted,
+        duplicates=duplicates,
+        refused=len(answer.results) - accepted - duplicates,
+    )

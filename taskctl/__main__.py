@@ -1,0 +1,5 @@
+"""`python -m taskctl`."""
+
+from taskctl.cli import main
+
+main()

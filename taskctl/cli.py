@@ -1,0 +1,331 @@
+"""`taskctl`: publish, inspect, list, count, retry and cancel taskproc tasks from a shell.
+
+Exit codes (scripts may rely on them):
+  0  everything asked for was done
+  1  the API refused a request (a 4xx such as 400, 404 or 409) for at least one of the ids
+  2  usage: a bad option, argument or --payload
+  3  the API cannot be reached, or answered 5xx
+  4  access: no AWS credentials for a route that needs them, or the API answered 401/403
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+
+from taskctl import render
+from taskctl.client import DEFAULT_URL, ApiClient, ApiResponse, ApiUnreachable, ClientError, task_path
+
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_ACCESS = 0, 1, 2, 3, 4
+LISTED_STATUSES = ("FAILED", "RETRYING", "CANCELLED")
+BULK_LIMIT = 1000  # the most POST /retries takes in one call
+# Which failure wins when several ids fail differently: the one a script most needs to see.
+_SEVERITY = {EXIT_OK: 0, EXIT_REFUSED: 1, EXIT_ACCESS: 2, EXIT_UNAVAILABLE: 3}
+
+stdout = Console(soft_wrap=False)
+stderr = Console(stderr=True)
+
+
+@dataclass
+class Options:
+    client: ApiClient
+    json: bool = False
+
+
+def exit_code_for(status: int) -> int:
+    if status in (401, 403):
+        return EXIT_ACCESS
+    if 400 <= status < 500:
+        return EXIT_REFUSED
+    return EXIT_UNAVAILABLE if status >= 500 else EXIT_OK
+
+
+def error(message: str) -> None:
+    """One line on stderr, whatever the message holds."""
+    click.echo(f"taskctl: error: {' '.join(message.split())}", err=True)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    error(message)
+    sys.exit(code)
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False, indent=2))
+
+
+def call(
+    options: Options, method: str, path: str, body: Any = None, query: dict[str, str] | None = None
+) -> ApiResponse:
+    """One API call; the client's own failures end the command with their exit code."""
+    try:
+        return options.client.request(method, path, body, query)
+    except ApiUnreachable as exc:
+        fail(str(exc), EXIT_UNAVAILABLE)
+    except ClientError as exc:
+        fail(str(exc), EXIT_ACCESS)
+
+
+def answer_or_fail(options: Options, what: str, response: ApiResponse) -> Any:
+    """The body of a 2xx answer; anything else is said in one line and ends the command."""
+    if response.ok:
+        return response.body
+    if options.json and response.body is not None:
+        emit_json(response.body)
+    fail(f"{what}: {response.status} {response.error_message()}", exit_code_for(response.status))
+
+
+pass_options = click.make_pass_decorator(Options)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--url",
+    envvar="TASKPROC_URL",
+    default=DEFAULT_URL,
+    show_default=True,
+    help="The API's base URL (env TASKPROC_URL), e.g. https://abc.execute-api.eu-west-1.amazonaws.com/api.",
+)
+@click.option("--api-key", envvar="TASKPROC_API_KEY", help="Sent as x-api-key (env TASKPROC_API_KEY).")
+@click.option("--profile", envvar="AWS_PROFILE", help="The AWS profile whose credentials sign requests.")
+@click.option(
+    "--sign/--no-sign", default=None, help="Sign requests with SigV4. Default: sign unless the URL is on this machine."
+)
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True, help="Seconds per request.")
+@click.option("--json", "json_output", is_flag=True, help="Print the API's JSON answer instead of tables.")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    url: str,
+    api_key: str | None,
+    profile: str | None,
+    sign: bool | None,
+    timeout: float,
+    json_output: bool,
+) -> None:
+    """Operate taskproc: publish, show, list, count, retry and cancel tasks; serve the console.
+
+    Exit codes: 0 done; 1 the API refused a request (4xx) for at least one id; 2 usage;
+    3 the API cannot be reached or answered 5xx; 4 no AWS credentials, or 401/403.
+    """
+    client = ApiClient(url, api_key=api_key, sign=sign, profile=profile, timeout=timeout)
+    ctx.obj = Options(client, json=json_output)
+
+
+def _after_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        options = ctx.find_object(Options)
+        if options is not None:
+            options.json = True
+
+
+def json_flag(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--json",
+        "json_output",
+        is_flag=True,
+        expose_value=False,
+        callback=_after_json,
+        is_eager=True,
+        help="Print the API's JSON answer instead of tables.",
+    )(command)
+
+
+@cli.command()
+@click.argument("task_id")
+@click.option("--type", "task_type", help='The task type (the API\'s default is "simulate").')
+@click.option("--payload", default="{}", show_default=True, help="The payload, a JSON object.")
+@click.option("--delay", type=click.IntRange(0, 900), help="Seconds before the first attempt, 0 to 900.")
+@json_flag
+@pass_options
+def publish(options: Options, task_id: str, task_type: str | None, payload: str, delay: int | None) -> None:
+    """Publish the task TASK_ID (POST /publish)."""
+    try:
+        document = json.loads(payload)
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--payload") from exc
+    if not isinstance(document, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--payload")
+    body: dict[str, Any] = {"id": task_id, "payload": document}
+    if task_type is not None:
+        body["type"] = task_type
+    if delay is not None:
+        body["delaySeconds"] = delay
+    answer = answer_or_fail(options, f"publish {task_id}", call(options, "POST", "/publish", body))
+    if options.json:
+        emit_json(answer)
+    elif answer.get("duplicate"):
+        click.echo(f"{answer['id']}: already published ({answer['status']}); not queued again")
+    else:
+        click.echo(f"{answer['id']}: published, {answer['status']}")
+
+
+@cli.command()
+@click.argument("task_id")
+@json_flag
+@pass_options
+def show(options: Options, task_id: str) -> None:
+    """Show one task: its state, payload, result and history."""
+    view = answer_or_fail(options, f"show {task_id}", call(options, "GET", task_path(task_id)))
+    if options.json:
+        emit_json(view)
+    else:
+        stdout.print(render.task_detail(view))
+
+
+@cli.command(name="list")
+@click.option(
+    "--status",
+    type=click.Choice(LISTED_STATUSES, case_sensitive=False),
+    default="FAILED",
+    show_default=True,
+    help="Which tasks to list.",
+)
+@click.option("--limit", type=click.IntRange(1, 100), default=50, show_default=True, help="Tasks per page.")
+@click.option("--cursor", help="Start at this page (a nextCursor of an earlier answer).")
+@click.option("--all", "all_pages", is_flag=True, help="Follow nextCursor through every page.")
+@json_flag
+@pass_options
+def list_tasks(options: Options, status: str, limit: int, cursor: str | None, all_pages: bool) -> None:
+    """List the FAILED, RETRYING or CANCELLED tasks, most recently updated first."""
+    status = status.upper()
+    tasks: list[dict[str, Any]] = []
+    spinner = stderr.status(f"listing {status} tasks") if all_pages and stderr.is_terminal else nullcontext()
+    with spinner:
+        while True:
+            query = {"status": status, "limit": str(limit)} | ({"cursor": cursor} if cursor else {})
+            page = answer_or_fail(options, f"list {status}", call(options, "GET", "/tasks", query=query))
+            tasks.extend(page.get("tasks") or [])
+            cursor = page.get("nextCursor")
+            if not (all_pages and cursor):
+                break
+    if options.json:
+        emit_json({"tasks": tasks, "nextCursor": cursor})
+        return
+    stdout.print(render.task_list(tasks, status))
+    if cursor:
+        click.echo(f"more: taskctl list --status {status} --limit {limit} --cursor {cursor}", err=True)
+
+
+@cli.command()
+@json_flag
+@pass_options
+def stats(options: Options) -> None:
+    """Counts per status and the queues' depths (GET /stats)."""
+    answer = answer_or_fail(options, "stats", call(options, "GET", "/stats"))
+    if options.json:
+        emit_json(answer)
+    else:
+        stdout.print(render.stats(answer))
+
+
+def _each(options: Options, verb: str, task_ids: Iterable[str]) -> None:
+    """POST /tasks/{id}/{verb} for every id; every answer is reported, the worst decides the exit code."""
+    ids = list(task_ids)
+    worst = EXIT_OK
+    results: list[dict[str, Any]] = []
+    steps = ids
+    if len(ids) > 1 and stderr.is_terminal and not options.json:
+        from rich.progress import track
+
+        steps = track(ids, description=f"{verb} {len(ids)} tasks", console=stderr, transient=True)
+    for task_id in steps:
+        response = call(options, "POST", task_path(task_id, verb))
+        results.append({"id": task_id, "httpStatus": response.status, "answer": response.body})
+        if response.ok:
+            if not options.json:
+                click.echo(render.action_line(verb, task_id, response.status, response.body or {}))
+            continue
+        error(f"{verb} {task_id}: {response.status} {response.error_message()}")
+        code = exit_code_for(response.status)
+        worst = code if _SEVERITY[code] > _SEVERITY[worst] else worst
+    if options.json:
+        emit_json({"results": results})
+    sys.exit(worst)
+
+
+@cli.command()
+@click.argument("task_ids", nargs=-1)
+@click.option("--all-failed", is_flag=True, help="Retry FAILED tasks in bulk (POST /retries).")
+@click.option("--dry-run", is_flag=True, help="With --all-failed: only say which tasks would be retried.")
+@click.option("--limit", type=click.IntRange(1, 1000), help="With --all-failed: at most this many (default 1000).")
+@click.option("--type", "task_type", help="With --all-failed: only tasks of this type.")
+@click.option(
+    "--updated-since",
+    "--since",
+    "updated_since",
+    help="With --all-failed: only tasks updated at or after this ISO time.",
+)
+@json_flag
+@pass_options
+def retry(
+    options: Options,
+    task_ids: tuple[str, ...],
+    all_failed: bool,
+    dry_run: bool,
+    limit: int | None,
+    task_type: str | None,
+    updated_since: str | None,
+) -> None:
+    """Retry the tasks TASK_IDS (FAILED or CANCELLED), or every FAILED one with --all-failed."""
+    bulk_only = {"--dry-run": dry_run, "--limit": limit, "--type": task_type, "--updated-since": updated_since}
+    if all_failed and task_ids:
+        raise click.UsageError("give task ids or --all-failed, not both")
+    if not all_failed:
+        if not task_ids:
+            raise click.UsageError("give the ids of the tasks to retry, or --all-failed")
+        given = [name for name, value in bulk_only.items() if value]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} only go with --all-failed")
+        _each(options, "retry", task_ids)
+        return
+    body: dict[str, Any] = {"status": "FAILED", "limit": limit or BULK_LIMIT, "dryRun": dry_run}
+    if task_type:
+        body["type"] = task_type
+    if updated_since:
+        body["updatedSince"] = updated_since
+    answer = answer_or_fail(options, "retry --all-failed", call(options, "POST", "/retries", body))
+    if options.json:
+        emit_json(answer)
+    else:
+        stdout.print(render.bulk_retry(answer))
+
+
+@cli.command()
+@click.argument("task_ids", nargs=-1, required=True)
+@json_flag
+@pass_options
+def cancel(options: Options, task_ids: tuple[str, ...]) -> None:
+    """Cancel the tasks TASK_IDS: PENDING or RETRYING ones at once, a PROCESSING one after its attempt."""
+    _each(options, "cancel", task_ids)
+
+
+@cli.command()
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8001,
+    show_default=True,
+    envvar="CONSOLE_PORT",
+    help="The port on 127.0.0.1 (env CONSOLE_PORT).",
+)
+@pass_options
+def console(options: Options, port: int) -> None:
+    """Serve the operator console on http://127.0.0.1:PORT/, its API calls signed and forwarded to --url."""
+    from taskctl.console import serve
+
+    try:
+        serve(options.client, port)
+    except OSError as exc:
+        fail(f"cannot serve the console on 127.0.0.1:{port}: {exc.strerror or exc}", EXIT_USAGE)
+
+
+def main() -> None:
+    cli(prog_name="taskctl")

@@ -1,0 +1,382 @@
+// The taskproc console: a thin page over the API, forwarded and signed by `taskctl console`.
+// Every text from the API goes in through textContent, never as markup.
+"use strict";
+
+const REFRESH_MS = 5000;
+const LISTS = ["FAILED", "RETRYING", "CANCELLED"];
+const PAGE_SIZE = 20;
+const BULK_LIMIT = 1000;
+const state = { status: "FAILED", cursors: [null], page: 0, nextCursor: null, taskId: null, timer: null, round: 0,
+  focusTask: false };
+
+const $ = (id) => document.getElementById(id);
+
+function element(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  if (className) node.className = className;
+  return node;
+}
+
+// --- Talking to the API -----------------------------------------------------------------------
+
+class ConsoleDown extends Error {}
+
+async function api(method, route, body) {
+  const headers = { "X-Taskctl-Console": "1", Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let response;
+  try {
+    response = await fetch("/api" + route, {
+      method, headers, cache: "no-store", body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (error) {
+    throw new ConsoleDown("Cannot reach the console server (taskctl console): is it still running?");
+  }
+  setProblem("console", null);
+  const text = await response.text();
+  let parsed = null;
+  try { parsed = text ? JSON.parse(text) : null; } catch (error) { parsed = null; }
+  return { status: response.status, ok: response.ok, body: parsed };
+}
+
+function apiMessage(body) {
+  const error = body && body.error;
+  if (!error) return body && typeof body.message === "string" ? body.message : "no explanation was given";
+  const fields = (error.details || []).filter((d) => d && d.field).map((d) => `${d.field}: ${d.message}`);
+  return (error.message || error.code || "error") + (fields.length ? ` (${fields.join("; ")})` : "");
+}
+
+// A failed answer in words; `what` says what was being done.
+function describe(what, answer, taskId) {
+  const code = answer.body && answer.body.error ? answer.body.error.code : "";
+  const said = apiMessage(answer.body);
+  if (answer.status === 502 && code === "api_unreachable") return `Cannot reach the API while ${what}: ${said}.`;
+  if (answer.status === 401 && code === "no_credentials") return `No AWS credentials while ${what}: ${said}.`;
+  if (answer.status === 401 || answer.status === 403) {
+    return `The API refused access while ${what} (${answer.status}): the console's AWS credentials are missing, ` +
+      `expired or not allowed to call this route (the stage's operator policy grants it). The API said: ${said}.`;
+  }
+  if (answer.status === 404 && taskId !== undefined) {
+    return `Task "${taskId}" was not found (404): it never existed, or it finished long ago and was removed.`;
+  }
+  if (answer.status === 409) return `Refused (409) while ${what}: ${said}.`;
+  if (answer.status >= 500) return `The API failed while ${what} (${answer.status}): ${said}.`;
+  return `The API answered ${answer.status} while ${what}: ${said}.`;
+}
+
+// --- Notices: `problem` for what keeps failing, `message` for the answers to buttons ------------
+
+const problems = new Map();
+
+function setProblem(source, text) {
+  if (text) problems.set(source, text); else problems.delete(source);
+  const node = $("problem");
+  node.textContent = [...problems.values()].join(" ");
+  node.hidden = problems.size === 0;
+}
+
+function say(text, tone) {
+  const node = $("message");
+  node.textContent = text;
+  node.className = tone || "";
+}
+
+// Runs `work`; an unreachable console server is said until a call gets through again, a bug until a refresh works.
+async function guarded(work) {
+  try {
+    await work();
+  } catch (error) {
+    if (error instanceof ConsoleDown) setProblem("console", error.message);
+    else setProblem("page", `Something went wrong in the page: ${error}`);
+  }
+}
+
+// --- Formatting ---------------------------------------------------------------------------------
+
+function when(iso) {
+  if (!iso) return "-";
+  return String(iso).replace("T", " ").slice(0, 19);
+}
+
+function timeNode(iso) {
+  const node = element("time", when(iso));
+  if (iso) node.dateTime = iso;
+  return node;
+}
+
+function seconds(fromIso, toIso) {
+  const from = Date.parse(fromIso), to = Date.parse(toIso);
+  if (Number.isNaN(from) || Number.isNaN(to)) return null;
+  return ((to - from) / 1000).toFixed(2);
+}
+
+function badge(status) {
+  return element("span", status || "-", `badge status-${String(status || "").toLowerCase()}`);
+}
+
+// --- Overview -----------------------------------------------------------------------------------
+
+async function refreshStats() {
+  const answer = await api("GET", "/stats");
+  if (!answer.ok) { setProblem("stats", describe("reading the counts", answer)); return; }
+  setProblem("stats", null);
+  const { counts = {}, queues = {}, sources = {} } = answer.body || {};
+  const ordered = [...LISTS.filter((s) => s in counts), ...Object.keys(counts).filter((s) => !LISTS.includes(s))];
+  const list = $("counts");
+  list.replaceChildren(...ordered.map((status) => {
+    const group = element("div", null, `count status-${status.toLowerCase()}`);
+    group.dataset.status = status;
+    const source = sources[`counts.${status}`];
+    const value = element("dd", counts[status]);
+    if (source) value.title = `${source.source}${source.exact === false ? " (approximate)" : ""}`;
+    const link = element("a", status);
+    link.href = LISTS.includes(status) ? `#/list/${status}` : "#";
+    const term = element("dt");
+    term.append(LISTS.includes(status) ? link : status);
+    group.append(term, value);
+    return group;
+  }));
+  const names = { tasks: "Task queue", deadLetters: "Dead-letter queue" };
+  $("queues").tBodies[0].replaceChildren(...Object.entries(queues).map(([name, depth]) => {
+    const row = element("tr");
+    row.dataset.queue = name;
+    const head = element("th", names[name] || name);
+    head.scope = "row";
+    const age = depth.oldestAgeSeconds;
+    row.append(head, element("td", depth.visible), element("td", depth.inFlight), element("td", depth.delayed),
+      element("td", age === null || age === undefined ? "-" : `${age} s`));
+    return row;
+  }));
+  const now = new Date();
+  $("refreshed").textContent = now.toISOString().slice(11, 19) + " UTC";
+  $("refreshed").dateTime = now.toISOString();
+}
+
+// --- Lists --------------------------------------------------------------------------------------
+
+function actionButton(verb, taskId) {
+  const button = element("button", verb === "retry" ? "Retry" : "Cancel", verb === "cancel" ? "danger" : "");
+  button.type = "button";
+  button.setAttribute("aria-label", `${verb === "retry" ? "Retry" : "Cancel"} task ${taskId}`);
+  button.addEventListener("click", () => act(verb, taskId));
+  return button;
+}
+
+async function refreshList() {
+  const status = state.status;
+  const query = new URLSearchParams({ status, limit: String(PAGE_SIZE) });
+  const cursor = state.cursors[state.page];
+  if (cursor) query.set("cursor", cursor);
+  const answer = await api("GET", `/tasks?${query}`);
+  if (status !== state.status) return; // the operator switched lists meanwhile
+  if (!answer.ok) { setProblem("list", describe(`listing ${status} tasks`, answer)); return; }
+  setProblem("list", null);
+  const tasks = (answer.body && answer.body.tasks) || [];
+  state.nextCursor = answer.body ? answer.body.nextCursor : null;
+  $("tasks").tBodies[0].replaceChildren(...tasks.map((task) => {
+    const row = element("tr");
+    row.dataset.taskId = task.id;
+    if (task.id === state.taskId) row.setAttribute("aria-current", "true");
+    const head = element("th");
+    head.scope = "row";
+    const link = element("a", task.id);
+    link.href = `#/task/${encodeURIComponent(task.id)}`;
+    head.append(link);
+    const action = element("td");
+    action.append(actionButton(status === "RETRYING" ? "cancel" : "retry", task.id));
+    row.append(head, element("td", task.type || "-"), element("td", `${task.attempts}/${task.maxAttempts}`),
+      element("td", when(task.updatedAt)), element("td", task.lastError || "-", "error-text"), action);
+    return row;
+  }));
+  const empty = $("tasks-empty");
+  empty.hidden = tasks.length > 0;
+  empty.textContent = state.page === 0 ? `No ${status} tasks.` : "No more tasks on this page.";
+  $("older").disabled = !state.nextCursor;
+  $("newest").disabled = state.page === 0;
+  $("page-number").textContent = `page ${state.page + 1}`;
+}
+
+function showList(status) {
+  if (state.status !== status) {
+    state.status = status;
+    state.cursors = [null];
+    state.page = 0;
+    $("tasks").tBodies[0].replaceChildren();
+  }
+  $("list-title").textContent = `${status[0]}${status.slice(1).toLowerCase()} tasks`;
+  $("tasks-caption").textContent = `${status} tasks, most recently updated first`;
+  $("retry-all").hidden = status !== "FAILED";
+  for (const link of document.querySelectorAll(".tabs a")) {
+    if (link.dataset.status === status) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+}
+
+// --- One task -----------------------------------------------------------------------------------
+
+function historyEntry(entry) {
+  const item = element("li", null, `entry ${entry.kind || "attempt"}`);
+  if ((entry.kind || "attempt") === "attempt") {
+    const ran = seconds(entry.startedAt, entry.finishedAt);
+    item.append(timeNode(entry.startedAt), element("strong", ` Attempt ${entry.attempt} `),
+      badge(entry.outcome), element("span", ran === null ? " still running" : ` ran ${ran} s`, "muted"));
+    if (entry.error) item.append(element("p", entry.error, "error-text"));
+  } else {
+    const verb = { retry: "Retried", cancel: "Cancelled", cancel_requested: "Cancel requested" }[entry.kind] ||
+      entry.kind;
+    item.append(timeNode(entry.at), element("strong", ` ${verb} `), element("span", `by ${entry.by || "unknown"}`),
+      element("span", ` (was ${entry.fromStatus})`, "muted"));
+  }
+  return item;
+}
+
+function renderTask(view) {
+  $("task-id").textContent = view.id;
+  $("task-status").replaceWith(Object.assign(badge(view.status), { id: "task-status" }));
+  const facts = [
+    ["Type", view.type || "-"], ["Attempts", `${view.attempts} of ${view.maxAttempts}`],
+    ["Created", when(view.createdAt)], ["Updated", when(view.updatedAt)], ["Finished", when(view.finishedAt)],
+    ["Next attempt", when(view.nextAttemptAt)], ["Not before", when(view.notBefore)],
+    ["Cancel requested", view.cancelRequested ? "yes" : "no"], ["Last error", view.lastError || "-"],
+  ];
+  $("task-facts").replaceChildren(...facts.map(([name, value]) => {
+    const group = element("div");
+    group.append(element("dt", name), element("dd", value));
+    return group;
+  }));
+  $("task-history").replaceChildren(...(view.history || []).map(historyEntry));
+  $("task-payload").textContent = JSON.stringify(view.payload, null, 2);
+  $("task-result").textContent = view.result === null || view.result === undefined
+    ? "(none yet)" : JSON.stringify(view.result, null, 2);
+  $("task").hidden = false;
+}
+
+async function refreshTask() {
+  const taskId = state.taskId;
+  if (taskId === null) return;
+  const answer = await api("GET", `/tasks/${encodeURIComponent(taskId)}`);
+  if (taskId !== state.taskId) return;
+  if (answer.ok) {
+    setProblem("task", null);
+    renderTask(answer.body);
+    if (state.focusTask) { state.focusTask = false; $("task-title").focus(); } // where a screen reader should go
+    return;
+  }
+  setProblem("task", describe(`reading task "${taskId}"`, answer, taskId));
+  if (answer.status === 404) $("task").hidden = true;
+}
+
+// --- Buttons ------------------------------------------------------------------------------------
+
+async function act(verb, taskId) {
+  await guarded(async () => {
+    const answer = await api("POST", `/tasks/${encodeURIComponent(taskId)}/${verb}`);
+    if (answer.ok) {
+      const view = answer.body || {};
+      const done = verb === "retry" ? "Retry accepted" : view.cancelRequested && view.status === "PROCESSING"
+        ? "Cancel requested; the running attempt finishes first" : "Cancelled";
+      say(`${done} (${answer.status}): task "${taskId}" is now ${view.status}.`, "ok");
+      if (taskId === state.taskId) renderTask(view);
+    } else {
+      say(describe(`${verb === "retry" ? "retrying" : "cancelling"} task "${taskId}"`, answer, taskId), "refused");
+    }
+    await refresh();
+  });
+}
+
+async function retryAllFailed() {
+  await guarded(async () => {
+    const preview = await api("POST", "/retries", { status: "FAILED", limit: BULK_LIMIT, dryRun: true });
+    if (!preview.ok) { say(describe("counting the failed tasks", preview), "refused"); return; }
+    const matched = preview.body.matched || [];
+    if (matched.length === 0) { say("There are no FAILED tasks to retry.", "ok"); return; }
+    const many = matched.length >= BULK_LIMIT ? `the first ${BULK_LIMIT}` : String(matched.length);
+    $("confirm-text").textContent = `${many} FAILED task(s) will start over with a fresh attempt budget: ` +
+      matched.slice(0, 5).join(", ") + (matched.length > 5 ? `, and ${matched.length - 5} more.` : ".");
+    $("confirm-yes").textContent = `Retry ${many} task(s)`;
+    const dialog = $("confirm");
+    dialog.returnValue = "";
+    dialog.showModal();
+    await new Promise((resolve) => dialog.addEventListener("close", resolve, { once: true }));
+    if (dialog.returnValue !== "confirm") { say("Nothing was retried.", ""); return; }
+    const answer = await api("POST", "/retries", { status: "FAILED", limit: BULK_LIMIT, dryRun: false });
+    if (!answer.ok) { say(describe("retrying the failed tasks", answer), "refused"); return; }
+    const { retried = [], skipped = [] } = answer.body;
+    const reasons = skipped.map((s) => `${s.id}: ${s.reason}`).join("; ");
+    say(`Retried ${retried.length} task(s)` + (skipped.length ? `; skipped ${skipped.length} (${reasons}).` : "."),
+      "ok");
+    await refresh();
+  });
+}
+
+// --- Routing and the refresh loop ---------------------------------------------------------------
+
+function route() {
+  const hash = location.hash.replace(/^#\/?/, "");
+  const [kind, ...rest] = hash.split("/");
+  const argument = rest.join("/");
+  if (kind === "task" && argument) {
+    let id;
+    try { id = decodeURIComponent(argument); } catch (error) { id = argument; }
+    state.taskId = id;
+    state.focusTask = true;
+    $("search-id").value = id;
+  } else {
+    state.taskId = null;
+    $("task").hidden = true;
+    setProblem("task", null);
+    if (kind === "list" && LISTS.includes(argument)) showList(argument);
+  }
+  refresh();
+}
+
+async function refresh() {
+  clearTimeout(state.timer);
+  const round = ++state.round; // only the latest refresh schedules the next one
+  if (document.hidden) return; // a hidden tab costs the API nothing; visibilitychange resumes
+  await guarded(async () => {
+    const work = [refreshStats(), refreshTask()];
+    if (state.page === 0) work.push(refreshList());
+    await Promise.all(work);
+    setProblem("page", null);
+  });
+  if (round === state.round) state.timer = setTimeout(refresh, REFRESH_MS);
+}
+
+async function loadInfo() {
+  try {
+    const response = await fetch("/console-info", { cache: "no-store" });
+    const info = await response.json();
+    $("api-url").textContent = info.apiUrl;
+    $("signing").textContent = info.signed ? "(signed with your AWS credentials)" : "(unsigned: offline stack)";
+  } catch (error) {
+    $("api-url").textContent = "(unknown)";
+  }
+}
+
+function start() {
+  $("refresh-seconds").textContent = String(REFRESH_MS / 1000);
+  $("search").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const id = $("search-id").value.trim();
+    if (id) location.hash = `#/task/${encodeURIComponent(id)}`;
+  });
+  $("older").addEventListener("click", () => {
+    if (!state.nextCursor) return;
+    state.cursors[state.page + 1] = state.nextCursor;
+    state.page += 1;
+    guarded(refreshList);
+  });
+  $("newest").addEventListener("click", () => { state.page = 0; guarded(refreshList); });
+  $("retry-all").addEventListener("click", retryAllFailed);
+  $("task-retry").addEventListener("click", () => state.taskId !== null && act("retry", state.taskId));
+  $("task-cancel").addEventListener("click", () => state.taskId !== null && act("cancel", state.taskId));
+  window.addEventListener("hashchange", route);
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(); });
+  showList(state.status);
+  loadInfo();
+  route();
+}
+
+start();

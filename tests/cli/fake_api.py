@@ -1,0 +1,326 @@
+"""A fake taskproc API over real HTTP on loopback: the contract's operator routes, in memory.
+
+It can also play a deployed stage's gatekeeper: with `credentials`, the operator routes
+answer 403 unless the request carries a SigV4 signature that botocore, recomputing it
+from those credentials, finds identical; with `api_key`, the other routes want `x-api-key`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import itertools
+import json
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from taskctl.client import is_operator_route
+
+LISTED = ("FAILED", "RETRYING", "CANCELLED")
+STATUSES = ("PENDING", "PROCESSING", *LISTED, "COMPLETED")
+_AUTHORIZATION = re.compile(
+    r"^AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request, "
+    r"SignedHeaders=(?P<signed>[a-z0-9;-]+), Signature=(?P<signature>[0-9a-f]{64})$"
+)
+_clock = itertools.count()
+
+
+def _now() -> str:
+    # Strictly increasing, so "most recently updated first" has one answer.
+    moment = datetime(2026, 11, 25, 12, 0, tzinfo=UTC) + timedelta(milliseconds=next(_clock))
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _error(code: str, message: str, details: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or []}}
+
+
+@dataclass
+class Seen:
+    """One request as the fake received it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class FakeApi:
+    """The state and the rules; `server` serves it."""
+
+    credentials: Credentials | None = None
+    region: str = "us-east-1"
+    api_key: str | None = None
+    fail_with: int | None = None
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seen: list[Seen] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    url: str = ""
+
+    def add(self, task_id: str, status: str, last_error: str | None = None, attempts: int = 3) -> dict[str, Any]:
+        """A task as if it had run `attempts` attempts and reached `status`."""
+        stamp = _now()
+        history = [
+            {
+                "kind": "attempt",
+                "attempt": n,
+                "startedAt": stamp,
+                "finishedAt": stamp,
+                "outcome": "failed" if last_error else "succeeded",
+                "error": last_error,
+            }
+            for n in range(1, attempts + 1)
+        ]
+        task = {
+            "id": task_id,
+            "type": "simulate",
+            "status": status,
+            "attempts": attempts,
+            "maxAttempts": 3,
+            "payload": {"message": "ERROR"} if last_error else {},
+            "result": None,
+            "createdAt": stamp,
+            "updatedAt": stamp,
+            "finishedAt": stamp if status in ("FAILED", "COMPLETED", "CANCELLED") else None,
+            "nextAttemptAt": None,
+            "notBefore": None,
+            "lastError": last_error,
+            "cancelRequested": False,
+            "history": history,
+        }
+        self.tasks[task_id] = task
+        return task
+
+    # -- the routes ------------------------------------------------------------------------------
+
+    def answer(self, method: str, raw_path: str, headers: dict[str, str], raw_body: bytes) -> tuple[int, Any]:
+        parts = urlsplit(raw_path)
+        path, query = parts.path, dict(parse_qsl(parts.query))
+        try:
+            body = json.loads(raw_body) if raw_body else None
+        except ValueError:
+            return 400, _error("invalid_json", "the body is not JSON")
+        with self.lock:
+            self.seen.append(Seen(method, raw_path, headers, body))
+            refusal = self._gate(method, raw_path, headers, raw_body)
+            if refusal:
+                return refusal
+            if self.fail_with:
+                return self.fail_with, _error("fake_failure", f"the fake answers {self.fail_with}")
+            return self._route(method, path, query, body)
+
+    def _gate(self, method: str, raw_path: str, headers: dict[str, str], raw_body: bytes) -> tuple[int, Any] | None:
+        if is_operator_route(method, urlsplit(raw_path).path):
+            if self.credentials is not None:
+                reason = self.signature_problem(method, raw_path, headers, raw_body)
+                if reason:
+                    return 403, {"message": reason}
+        elif self.api_key is not None and headers.get("x-api-key") != self.api_key:
+            return 403, {"message": "Forbidden"}
+        return None
+
+    def signature_problem(self, method: str, raw_path: str, headers: dict[str, str], raw_body: bytes) -> str | None:
+        """Why the request's SigV4 signature is not the one these credentials make, or None when it is."""
+        assert self.credentials is not None
+        match = _AUTHORIZATION.match(headers.get("authorization", ""))
+        if not match:
+            return "Missing Authentication Token"
+        if match["key"] != self.credentials.access_key:
+            return "The security token included in the request is invalid."
+        if (match["region"], match["service"]) != (self.region, "execute-api"):
+            return f"Credential should be scoped to a valid region and service: {match['region']}/{match['service']}"
+        signed = match["signed"].split(";")
+        if "host" not in signed or "x-amz-date" not in signed:
+            return "the host and x-amz-date headers must be signed"
+        if self.credentials.token and headers.get("x-amz-security-token") != self.credentials.token:
+            return "The security token included in the request is invalid."
+        stamp = headers.get("x-amz-date", "")
+        if not stamp.startswith(match["date"]):
+            return "the date of the credential scope is not the request's"
+        try:
+            sent_at = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        except ValueError:
+            return "x-amz-date is not a SigV4 timestamp"
+        if abs((datetime.now(UTC) - sent_at).total_seconds()) > 300:
+            return "Signature expired"
+        request = AWSRequest(
+            method=method,
+            url=f"http://{headers['host']}{raw_path}",
+            data=raw_body,
+            headers={name: headers.get(name, "") for name in signed},
+        )
+        request.context["timestamp"] = stamp
+        signer = SigV4Auth(self.credentials, "execute-api", self.region)
+        canonical = signer.canonical_request(request)
+        expected = signer.signature(signer.string_to_sign(request, canonical), request)
+        if not hmac.compare_digest(expected, match["signature"]):
+            return "The request signature we calculated does not match the signature you provided."
+        return None
+
+    def _route(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        if (method, path) == ("POST", "/publish"):
+            return self._publish(body)
+        if (method, path) == ("GET", "/stats"):
+            return 200, self._stats()
+        if (method, path) == ("GET", "/tasks"):
+            return self._list(query)
+        if (method, path) == ("POST", "/retries"):
+            return self._retries(body)
+        match = re.fullmatch(r"/tasks/([^/]+)(?:/(retry|cancel))?", path)
+        if match:
+            task = self.tasks.get(unquote(match[1]))
+            if task is None:
+                return 404, _error("not_found", f"no task with id {unquote(match[1])!r}")
+            if method == "GET" and match[2] is None:
+                return 200, task
+            if method == "POST" and match[2] == "retry":
+                return self._retry(task)
+            if method == "POST" and match[2] == "cancel":
+                return self._cancel(task)
+        return 404, _error("not_found", f"no route {method} {path}")
+
+    def _publish(self, body: Any) -> tuple[int, Any]:
+        if not isinstance(body, dict) or not isinstance(body.get("id"), str) or not body["id"]:
+            return 400, _error("invalid_request", "invalid body", [{"field": "id", "message": "Field required"}])
+        if body["id"] in self.tasks:
+            return 201, {"id": body["id"], "status": self.tasks[body["id"]]["status"], "duplicate": True}
+        task = self.add(body["id"], "PENDING", attempts=0)
+        task["payload"] = body.get("payload", {})
+        task["type"] = body.get("type", "simulate")
+        return 201, {"id": body["id"], "status": "PENDING", "duplicate": False}
+
+    def _stats(self) -> dict[str, Any]:
+        counts = {status: sum(t["status"] == status for t in self.tasks.values()) for status in LISTED}
+        depth = {"visible": 2, "inFlight": 1, "delayed": 0, "oldestAgeSeconds": 4}
+        empty = {"visible": 0, "inFlight": 0, "delayed": 0, "oldestAgeSeconds": None}
+        sources = {f"counts.{s}": {"source": "by-status index", "exact": True} for s in LISTED}
+        return {"counts": counts, "queues": {"tasks": depth, "deadLetters": empty}, "sources": sources}
+
+    def _list(self, query: dict[str, str]) -> tuple[int, Any]:
+        status = query.get("status")
+        if status not in LISTED:
+            allowed = ", ".join(LISTED)
+            return 400, _error("invalid_request", "bad status", [{"field": "status", "message": f"one of {allowed}"}])
+        limit = int(query.get("limit", "50"))
+        chosen = sorted((t for t in self.tasks.values() if t["status"] == status), key=lambda t: t["updatedAt"])
+        chosen.reverse()
+        start = 0
+        if "cursor" in query:
+            if not re.fullmatch(r"fake-\d+", query["cursor"]):
+                return 400, _error("invalid_cursor", "the cursor was not made by this API")
+            start = int(query["cursor"][5:])
+        page = chosen[start : start + limit]
+        more = start + limit < len(chosen)
+        summaries = [
+            {
+                k: t[k]
+                for k in ("id", "type", "status", "attempts", "maxAttempts", "createdAt", "updatedAt", "lastError")
+            }
+            for t in page
+        ]
+        return 200, {"tasks": summaries, "nextCursor": f"fake-{start + limit}" if more else None}
+
+    def _mark(self, task: dict[str, Any], kind: str, status: str) -> None:
+        task["history"].append({"kind": kind, "at": _now(), "by": "anonymous", "fromStatus": task["status"]})
+        task["status"] = status
+        task["updatedAt"] = _now()
+
+    def _retry(self, task: dict[str, Any]) -> tuple[int, Any]:
+        if task["status"] not in ("FAILED", "CANCELLED"):
+            return 409, _error(
+                "conflict", f"task {task['id']} is {task['status']}; only FAILED or CANCELLED tasks can be retried"
+            )
+        self._mark(task, "retry", "PENDING")
+        task.update(attempts=0, lastError=None, finishedAt=None)
+        return 202, task
+
+    def _cancel(self, task: dict[str, Any]) -> tuple[int, Any]:
+        if task["status"] == "PROCESSING":
+            self._mark(task, "cancel_requested", "PROCESSING")
+            task["cancelRequested"] = True
+            return 202, task
+        if task["status"] not in ("PENDING", "RETRYING"):
+            return 409, _error("conflict", f"task {task['id']} is {task['status']}, which is final")
+        self._mark(task, "cancel", "CANCELLED")
+        return 200, task
+
+    def _retries(self, body: Any) -> tuple[int, Any]:
+        if not isinstance(body, dict) or body.get("status") != "FAILED":
+            return 400, _error("invalid_request", "bad body", [{"field": "status", "message": "must be FAILED"}])
+        limit = body.get("limit", 100)
+        if not isinstance(limit, int) or not 1 <= limit <= 1000:
+            return 400, _error("invalid_request", "bad body", [{"field": "limit", "message": "1 to 1000"}])
+        matched = [t for t in self.tasks.values() if t["status"] == "FAILED"]
+        if body.get("type"):
+            matched = [t for t in matched if t["type"] == body["type"]]
+        matched = matched[:limit]
+        retried: list[str] = []
+        if not body.get("dryRun"):
+            for task in matched:
+                self._retry(task)
+                retried.append(task["id"])
+        return 200, {
+            "dryRun": bool(body.get("dryRun")),
+            "matched": [t["id"] for t in matched],
+            "retried": retried,
+            "skipped": [],
+        }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def _serve(self, method: str) -> None:
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        status, body = self.server.fake.answer(method, self.path, headers, raw)
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, fake: FakeApi) -> None:
+        self.fake = fake
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+
+@contextmanager
+def serving(fake: FakeApi) -> Iterator[FakeApi]:
+    """Serve `fake` on a free loopback port (its `url`) for the duration of the block."""
+    server = _Server(fake)
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)

@@ -1,0 +1,199 @@
+"""The console's server: its page, and the API calls it forwards, signed, and only the page's own."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import requests
+from botocore.credentials import Credentials
+
+from taskctl.client import ApiClient
+from taskctl.console import CONSOLE_HEADER, ConsoleServer, make_server
+from tests.cli.fake_api import FakeApi
+from tests.e2e.stack import ROOT, free_port, wait_until
+
+PAGE_HEADERS = {CONSOLE_HEADER: "1"}
+
+
+@contextmanager
+def console_for(client: ApiClient) -> Iterator[ConsoleServer]:
+    server = make_server(client)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+@pytest.fixture
+def console(fake: FakeApi) -> Iterator[ConsoleServer]:
+    with console_for(ApiClient(fake.url)) as server:
+        yield server
+
+
+def get(server: ConsoleServer, path: str, **kwargs: Any) -> requests.Response:
+    return requests.get(server.url.rstrip("/") + path, timeout=15, **kwargs)
+
+
+def post(server: ConsoleServer, path: str, body: Any = None, **kwargs: Any) -> requests.Response:
+    return requests.post(server.url.rstrip("/") + path, json=body, timeout=15, **kwargs)
+
+
+def test_the_page_and_its_files_are_served_with_a_strict_policy(console: ConsoleServer) -> None:
+    page = get(console, "/")
+    assert page.status_code == 200
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert "default-src 'self'" in page.headers["Content-Security-Policy"]
+    assert '<script src="console.js"' in page.text
+    for name, kind in (("/console.js", "javascript"), ("/console.css", "text/css"), ("/favicon.svg", "svg")):
+        answer = get(console, name)
+        assert answer.status_code == 200 and kind in answer.headers["Content-Type"], name
+
+
+def test_the_page_names_no_outside_resource(console: ConsoleServer) -> None:
+    for name in ("/", "/console.js", "/console.css"):
+        text = get(console, name).text
+        assert "http://" not in text and "https://" not in text and "//cdn" not in text, name
+
+
+def test_the_page_calls_are_forwarded_and_answered_as_the_api_answered(console: ConsoleServer, fake: FakeApi) -> None:
+    fake.add("t-1", "FAILED", last_error="boom")
+
+    stats = get(console, "/api/stats", headers=PAGE_HEADERS)
+    listed = get(console, "/api/tasks?status=FAILED&limit=5", headers=PAGE_HEADERS)
+    refused = post(console, "/api/tasks/ghost/retry", headers=PAGE_HEADERS)
+    retried = post(console, "/api/tasks/t-1/retry", headers=PAGE_HEADERS)
+
+    assert (stats.status_code, stats.json()["counts"]["FAILED"]) == (200, 1)
+    assert [t["id"] for t in listed.json()["tasks"]] == ["t-1"]
+    assert fake.seen[1].path == "/tasks?status=FAILED&limit=5"
+    assert (refused.status_code, refused.json()["error"]["code"]) == (404, "not_found")
+    assert (retried.status_code, retried.json()["status"]) == (202, "PENDING")
+
+
+def test_the_bulk_retry_body_is_forwarded_as_sent(console: ConsoleServer, fake: FakeApi) -> None:
+    body = {"status": "FAILED", "limit": 7, "dryRun": True}
+
+    answer = post(console, "/api/retries", body, headers=PAGE_HEADERS)
+
+    assert answer.status_code == 200
+    assert fake.seen[-1].body == body
+
+
+def test_calls_without_the_page_header_are_refused_and_not_forwarded(console: ConsoleServer, fake: FakeApi) -> None:
+    # What another site in the same browser could send without a CORS preflight.
+    answer = requests.post(console.url + "api/retries", data="{}", headers={"Content-Type": "text/plain"}, timeout=15)
+
+    assert answer.status_code == 403
+    assert answer.json()["error"]["code"] == "not_the_console"
+    assert fake.seen == []
+
+
+def test_a_request_for_another_host_name_is_refused(console: ConsoleServer, fake: FakeApi) -> None:
+    answer = get(console, "/api/stats", headers=PAGE_HEADERS | {"Host": "evil.example:80"})
+
+    assert answer.status_code == 421
+    assert fake.seen == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/api/publish"),
+        ("GET", "/api/health"),
+        ("POST", "/api/tasks"),
+        ("GET", "/api/tasks/../stats"),
+        ("GET", "/api/tasks/a/b"),
+    ],
+)
+def test_only_the_pages_own_routes_are_forwarded(console: ConsoleServer, fake: FakeApi, method: str, path: str) -> None:
+    # http.client sends the path as written (requests would resolve the dot segments first).
+    connection = http.client.HTTPConnection("127.0.0.1", console.server_address[1], timeout=15)
+    connection.request(method, path, body=b"{}", headers=PAGE_HEADERS | {"Content-Type": "application/json"})
+    answer = connection.getresponse()
+
+    assert answer.status == 404
+    assert json.loads(answer.read())["error"]["code"] == "not_forwarded"
+    assert fake.seen == []
+
+
+def test_an_api_that_is_down_is_a_502_said_in_words(no_aws: None) -> None:
+    with console_for(ApiClient(f"http://127.0.0.1:{free_port()}")) as server:
+        answer = get(server, "/api/stats", headers=PAGE_HEADERS)
+
+    assert answer.status_code == 502
+    assert answer.json()["error"]["code"] == "api_unreachable"
+    assert "cannot reach the API at http://127.0.0.1:" in answer.json()["error"]["message"]
+
+
+def test_the_browser_holds_no_credentials_the_console_signs_for_it(
+    guarded_fake: FakeApi, aws_identity: Credentials
+) -> None:
+    with console_for(ApiClient(guarded_fake.url, sign=True)) as server:
+        answer = get(server, "/api/stats", headers=PAGE_HEADERS)
+
+    assert answer.status_code == 200, answer.text
+    assert guarded_fake.seen[-1].headers["authorization"].startswith("AWS4-HMAC-SHA256 ")
+
+
+def test_without_credentials_the_console_says_so(guarded_fake: FakeApi) -> None:
+    with console_for(ApiClient(guarded_fake.url, sign=True)) as server:
+        answer = get(server, "/api/stats", headers=PAGE_HEADERS)
+
+    assert answer.status_code == 401
+    assert answer.json()["error"]["code"] == "no_credentials"
+    assert guarded_fake.seen == []
+
+
+def test_taskctl_console_serves_on_the_port_it_is_given_and_prints_its_url(fake: FakeApi) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "taskctl", "--url", fake.url, "console", "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        line = process.stdout.readline() if process.stdout else ""
+        assert line.startswith(f"taskproc console on http://127.0.0.1:{port}/ -> {fake.url}"), line
+
+        def answered() -> dict[str, Any] | None:
+            try:
+                return dict(requests.get(f"http://127.0.0.1:{port}/console-info", timeout=5).json())
+            except requests.RequestException:
+                return None
+
+        assert wait_until(answered, 30, "the console to answer") == {"apiUrl": fake.url, "signed": False}
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(15)
+
+
+def test_a_taken_port_is_a_usage_error_in_one_line(console: ConsoleServer, fake: FakeApi) -> None:
+    taken = str(console.server_address[1])
+    done = subprocess.run(
+        [sys.executable, "-m", "taskctl", "--url", fake.url, "console", "--port", taken],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"taskctl: error: cannot serve the console on 127.0.0.1:{taken}")
+    assert json.dumps(done.stderr).count("\\n") == 1

@@ -1,0 +1,90 @@
+"""What the chaos run found, reproduced deterministically against moto and kept fixed.
+
+A takeover that dies (or loses an answer) between acquiring and recording the dead
+attempt; a cancel whose running attempt's consumer died on the last attempt; a retry
+of a task recorded from a poison message.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from chalice.test import Client
+
+from tests.conftest import FakeClock
+from tests.integration.harness import SUCCEEDS, Harness
+
+
+@pytest.fixture
+def h(client: Client, runtime: Any, clock: FakeClock) -> Harness:
+    return Harness(client, runtime, clock)
+
+
+def _attempts(h: Harness, task_id: str) -> list[tuple[int, str]]:
+    return [(a["attempt"], a["outcome"]) for a in h.task(task_id)["history"] if "attempt" in a]
+
+
+def test_a_consumer_that_dies_right_after_a_takeover_leaves_both_dead_attempts_in_the_history(h: Harness) -> None:
+    from chalicelib.models import Task
+
+    h.publish("orphan", SUCCEEDS)
+    # Two consumers die in turn, the second right after its acquire took the task over.
+    for owner in ("dead-1", "dead-2"):
+        h.rt.store.acquire(Task(id="orphan", payload=SUCCEEDS), owner, "m-0", 3, lease_seconds=60)
+        h.clock.advance(61)
+
+    h.deliver()
+
+    assert h.task("orphan")["status"] == "COMPLETED"
+    assert _attempts(h, "orphan") == [(1, "expired"), (2, "expired"), (3, "succeeded")]
+
+
+def test_a_takeover_whose_acquire_answer_was_lost_still_records_the_dead_attempt(h: Harness) -> None:
+    from chalicelib.models import Task
+    from tests.integration.faults import inject_errors
+
+    h.publish("orphan", SUCCEEDS)
+    h.rt.store.acquire(Task(id="orphan", payload=SUCCEEDS), "dead-consumer", "m-0", 3, lease_seconds=60)
+    h.clock.advance(61)
+    with inject_errors(h.rt.store._client, "UpdateItem", status=500, code="InternalServerError", times=1) as calls:
+        h.deliver()
+
+    assert calls.count == 1
+    assert h.task("orphan")["status"] == "COMPLETED"
+    assert _attempts(h, "orphan") == [(1, "expired"), (2, "succeeded")]
+
+
+def test_a_cancel_requested_task_whose_last_attempt_died_ends_cancelled_when_dead_lettered(h: Harness) -> None:
+    from chalicelib.models import Task
+
+    h.publish("doomed", SUCCEEDS)
+    task = Task(id="doomed", payload=SUCCEEDS)
+    # The message SQS moves to the dead-letter queue once its receives run out.
+    dead_id = h.rt.dead_letters.send(task.message_body())
+    for n in range(3):
+        if n:
+            h.clock.advance(61)  # each consumer dies holding the lease
+        h.rt.store.acquire(task, f"dead-{n}", dead_id, 3, lease_seconds=60)
+    assert h.client.http.post("/tasks/doomed/cancel").status_code == 202  # while attempt 3 runs
+    h.clock.advance(61)
+
+    h.deliver_dead_letters()
+
+    # The running attempt did not succeed: a cancel asked for while it ran ends the task CANCELLED.
+    assert h.task("doomed")["status"] == "CANCELLED"
+
+
+def test_a_task_recorded_from_a_poison_message_cannot_be_retried(h: Harness) -> None:
+    h.send_raw(json.dumps({"id": "poisoned", "payload": ["not", "an", "object"]}))
+    h.deliver()
+    h.deliver_dead_letters()
+    assert h.task("poisoned")["status"] == "FAILED"
+
+    response = h.client.http.post("/tasks/poisoned/retry")
+    if response.status_code == 202:
+        h.deliver()
+
+    # A poison message carried no payload a handler can run: there is nothing to start over.
+    assert response.status_code == 409, (response.status_code, h.task("poisoned")["status"])
