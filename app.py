@@ -128,7 +128,12 @@ def openapi() -> dict[str, Any]:
     return openapi_document()
 
 
-@app.on_sqs_message(queue=WIRING.tasks_queue, batch_size=10, maximum_concurrency=WIRING.max_concurrency)
+@app.on_sqs_message(
+    queue=WIRING.tasks_queue,
+    batch_size=10,
+    maximum_concurrency=WIRING.max_concurrency,
+    maximum_batching_window_in_seconds=WIRING.batching_window_seconds,
+)
 def process_tasks(event: SQSEvent) -> dict[str, Any] | None:
     runtime = get_runtime()
     return consume(

@@ -68,6 +68,8 @@ class Wiring:
     dead_letter_queue: str
     max_concurrency: int | None
     api_key_required: bool
+    # Lambda's MaximumBatchingWindowInSeconds for the task consumer: 0 (invoke at once) to 300.
+    batching_window_seconds: int = 0
 
 
 def wiring() -> Wiring:
@@ -83,4 +85,5 @@ def wiring() -> Wiring:
         dead_letter_queue=os.environ.get("DEAD_LETTER_QUEUE", "taskproc-dev-dead-letters"),
         max_concurrency=int(concurrency) if concurrency else None,
         api_key_required=os.environ.get("API_KEY_REQUIRED", "false").strip().lower() in {"1", "true", "yes", "on"},
+        batching_window_seconds=int(os.environ.get("CONSUMER_MAX_BATCHING_WINDOW_SECONDS") or 0),
     )

@@ -14,8 +14,9 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from local.atomic_dynamodb import make_writes_atomic
-from local.atomic_sqs import make_receives_atomic
 from local.config import EMBEDDED_CREDENTIALS, LOOPBACK, TEMPLATE, LocalConfig
+from local.embedded_sqs import EmbeddedSqsError
+from local.embedded_sqs import install as install_embedded_sqs
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class EmbeddedAws:
         """Start serving.
 
         Raises:
-            EndpointError: the port is taken.
+            EndpointError: the port is taken, or the installed moto is not the one local/embedded_sqs.py patches.
         """
         # moto's server thread would die quietly on a taken port; check first.
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -53,7 +54,10 @@ class EmbeddedAws:
                 raise EndpointError(f"port {self.port} is already in use; set AWS_PORT to a free one")
         from moto.server import ThreadedMotoServer  # imported here: only this piece needs moto
 
-        make_receives_atomic()
+        try:
+            install_embedded_sqs()
+        except EmbeddedSqsError as exc:
+            raise EndpointError(str(exc)) from exc
         make_writes_atomic()
 
         # werkzeug logs every request at INFO: thousands of lines a minute under load.

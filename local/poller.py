@@ -2,7 +2,8 @@
 
 Per poller (Lambda runs several per event source, so several batches are in flight):
 long-poll ReceiveMessage for up to the batch size with every system attribute,
-build the Lambda SQS event, invoke the handler, then settle the batch:
+gather for the batching window, build the Lambda SQS event, invoke the handler,
+then settle the batch:
 
 - the handler returns: the whole batch is deleted with DeleteMessageBatch; with
   ReportBatchItemFailures on the mapping, all but the reported messages are;
@@ -10,6 +11,14 @@ build the Lambda SQS event, invoke the handler, then settle the batch:
   and the messages come back when their visibility timeout ends.
 
 Nothing else touches the messages: no visibility change, no retry of its own.
+
+The batching window (MaximumBatchingWindowInSeconds) is Lambda's: with a window
+of 0 a batch is invoked as soon as a receive returns anything; with a window of W
+seconds, the poller keeps receiving from its first message until it holds the
+batch size or W seconds have passed, whichever comes first. SQS long polls wait
+whole seconds, so the last fraction of a window is slept and then collected by
+one receive that does not wait: the batch is invoked at the window's end, not up
+to a second later.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ class EventSourceMapping:
     timeout_seconds: int
     poll_wait_seconds: int
     report_batch_item_failures: bool = False
+    batching_window_seconds: int = 0
 
 
 class InvalidBatchResponse(Exception):
@@ -190,14 +200,45 @@ class SqsPoller:
         Raises:
             ClientError, BotoCoreError: the receive failed (nothing was invoked).
         """
-        messages = self._receive()
+        messages = self.gather()
         return self.invoke(messages) if messages else None
 
-    def _receive(self) -> list[dict[str, Any]]:
+    def gather(self) -> list[dict[str, Any]]:
+        """One batch: a long poll, then more receives until the batch is full or the batching window ends.
+
+        Raises:
+            ClientError, BotoCoreError: the first receive failed (a later one ends the gathering early).
+        """
+        messages = self._receive(self.mapping.batch_size, self.mapping.poll_wait_seconds)
+        window = self.mapping.batching_window_seconds
+        if not messages or window <= 0:
+            return messages
+        deadline = time.monotonic() + window
+        while len(messages) < self.mapping.batch_size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            if remaining >= 1:
+                wait = int(remaining)
+            else:
+                # A long poll waits whole seconds: sleep the rest of the window, then take what came.
+                self._stop.wait(remaining)
+                wait = 0
+            try:
+                messages += self._receive(self.mapping.batch_size - len(messages), wait)
+            except (ClientError, BotoCoreError) as exc:
+                logger.warning("%s: receive failed while batching; invoking what it has: %s",
+                               self.mapping.function_name, exc)
+                break
+            if wait == 0:
+                break
+        return messages
+
+    def _receive(self, count: int, wait_seconds: int) -> list[dict[str, Any]]:
         response = self._sqs.receive_message(
             QueueUrl=self._queue_url,
-            MaxNumberOfMessages=min(self.mapping.batch_size, SQS_BATCH_LIMIT),
-            WaitTimeSeconds=self.mapping.poll_wait_seconds,
+            MaxNumberOfMessages=min(count, SQS_BATCH_LIMIT),
+            WaitTimeSeconds=wait_seconds,
             MessageSystemAttributeNames=["All"],
             MessageAttributeNames=["All"],
         )

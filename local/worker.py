@@ -44,6 +44,7 @@ def event_source_mappings(app_module: Any, config: LocalConfig) -> list[tuple[Ev
             timeout_seconds=config.lambda_timeout(source.name),
             poll_wait_seconds=config.poll_wait_seconds,
             report_batch_item_failures=report,
+            batching_window_seconds=source.maximum_batching_window_in_seconds,
         )
         found.append((mapping, getattr(app_module, source.name)))
     return found
@@ -82,8 +83,9 @@ class Worker:
             poller.start()
             mapping = poller.mapping
             logger.info(
-                "%s <- %s (batch %d, %d concurrent batches, partial batch responses %s)",
-                mapping.function_name, mapping.queue_name, mapping.batch_size, mapping.concurrency,
+                "%s <- %s (batch %d, window %d s, %d concurrent batches, partial batch responses %s)",
+                mapping.function_name, mapping.queue_name, mapping.batch_size, mapping.batching_window_seconds,
+                mapping.concurrency,
                 "on" if mapping.report_batch_item_failures else "off",
             )
         return True

@@ -1,7 +1,18 @@
-"""`make bench`: AWS requests per task, batch wall time, cold start and offline throughput.
+"""`make bench`: the embedded queue at depth, burst drains, the batching window, and the cost per million tasks.
 
-Figures, not pass or fail. Everything runs against moto's server on this machine,
-so absolute times are moto's and this machine's; the ratios are the point.
+Figures, not pass or fail, printed side by side in one run:
+- depth: SendMessage, ReceiveMessage of 10 and DeleteMessageBatch of 10 on the
+  embedded endpoint at 0, 1,000 and 10,000 messages, before (moto with atomic
+  receives only) and after local/embedded_sqs.py's depth patches;
+- drain: bursts of 500 and of 10,000 tasks published through POST /publish/batch
+  to the offline stack (`python -m local run`), and how fast each drains;
+- window: requests and invocations per task and publish-to-COMPLETED latency at a
+  trickle (a task every 100 ms) and at a burst, with the batching window at 0 and 1 s;
+- cost: AWS requests per task counted on the wire for single publish, batch
+  publish of 100, a task that fails once then succeeds, a permanent failure and
+  the two window settings, priced per million tasks with the split by service.
+Everything runs against moto on this machine: absolute times are moto's and this
+machine's; the ratios and the request counts are the point.
 """
 
 from __future__ import annotations
@@ -12,502 +23,332 @@ import logging
 import os
 import platform
 import statistics
-import subprocess
 import sys
-import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import boto3
+import requests
 
-from tools.stack import PROJECT_DIR, free_port, offline_stack
+from local.config import PROJECT_DIR
+from local.launcher import clean_environment, free_port, launch
+from tools import queuedepth
+from tools.cost import ASSUMPTIONS, PRICES, PRICES_READ, Usage, dollars_per_million
+from tools.inprocess import InProcess, create_stack, moto_server, wait_for
 
-FAKE_AWS = {
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-}
-
-
-class RequestCounter:
-    """Counts API calls (not retries) per operation, by botocore's before-call event."""
-
-    def __init__(self) -> None:
-        self.calls: Counter[str] = Counter()
-        self._lock = threading.Lock()
-
-    def __call__(self, model: Any, **_: Any) -> None:
-        with self._lock:
-            self.calls[model.name] += 1
-
-    def session(self) -> boto3.session.Session:
-        session = boto3.session.Session()
-        session.events.register("before-call", self)
-        return session
+SECTIONS = ("depth", "drain", "window", "cost")
+SUCCEEDS = {"simulation": {"failureChance": 0}}
+PERMANENT = {"simulation": {"failureChance": 1, "permanentFailure": True}}
+FAILS_ONCE_TYPE = "bench-fails-once"
+TRICKLE_INTERVAL = 0.1
 
 
-@contextmanager
-def moto_server() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    from local.atomic_sqs import make_receives_atomic
-
-    make_receives_atomic()  # as the offline stack does: one receive per message at a time
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    saved = {name: os.environ.get(name) for name in [*FAKE_AWS, "AWS_ENDPOINT_URL"]}
-    os.environ.update(FAKE_AWS, AWS_ENDPOINT_URL=url)
-    try:
-        yield url
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        server.stop()
+# --- depth ----------------------------------------------------------------------------------------
 
 
-def create_stack(stage: str, visibility: int = 30) -> None:
-    template = (PROJECT_DIR / "infra" / "resources.yaml").read_text()
-    boto3.client("cloudformation").create_stack(
-        StackName=f"taskproc-{stage}",
-        TemplateBody=template,
-        Parameters=[
-            {"ParameterKey": "Stage", "ParameterValue": stage},
-            {"ParameterKey": "QueueVisibilityTimeout", "ParameterValue": str(visibility)},
-        ],
-    )
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.25)
-
-
-class InProcess:
-    """The app with its consumers behind local event-source pollers, in this process, on one stage."""
-
-    def __init__(self, stage: str, **settings: Any) -> None:
-        sys.path.insert(0, str(PROJECT_DIR))
-        os.environ.update(TASKS_QUEUE=f"taskproc-{stage}-tasks", DEAD_LETTER_QUEUE=f"taskproc-{stage}-dead-letters")
-        import app
-        from chalicelib.logs import EVENTS_LOGGER
-        from chalicelib.settings import Settings
-
-        # One log line per task event costs more than the work measured here.
-        logging.getLogger(EVENTS_LOGGER).setLevel(logging.WARNING)
-        self.app = app
-        self.stage = stage
-        self.settings = Settings(
-            TASKS_TABLE=f"taskproc-{stage}-tasks",
-            TASKS_QUEUE=f"taskproc-{stage}-tasks",
-            DEAD_LETTER_QUEUE=f"taskproc-{stage}-dead-letters",
-            **settings,
-        )
-        self.table = boto3.client("dynamodb")
-
-    def use(self, counter: RequestCounter) -> None:
-        from chalicelib.runtime import build_runtime, set_runtime
-
-        set_runtime(build_runtime(self.settings, session=counter.session()))
-
-    def publish(self, ids: list[str], payload: dict[str, Any]) -> None:
-        from chalice.test import Client
-
-        with Client(self.app.app, stage_name="local") as client:
-            for task_id in ids:
-                body = json.dumps({"id": task_id, "payload": payload})
-                response = client.http.post("/publish", body=body, headers={"Content-Type": "application/json"})
-                assert response.status_code == 201, response.body
-
-    def terminal_count(self) -> int:
-        pages = self.table.get_paginator("scan").paginate(
-            TableName=self.settings.TASKS_TABLE,
-            Select="COUNT",
-            FilterExpression="#s IN (:c, :f)",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={":c": {"S": "COMPLETED"}, ":f": {"S": "FAILED"}},
-        )
-        return sum(page["Count"] for page in pages)
-
-    @contextmanager
-    def consumers(self, event_source: RequestCounter, dead_letters: bool = False) -> Iterator[None]:
-        from chalice.local import LambdaContext
-
-        from local.poller import EventSourceMapping, SqsPoller
-
-        stop = threading.Event()
-        sqs = event_source.session().client("sqs")
-        sources = [("process_tasks", self.settings.TASKS_QUEUE)]
-        if dead_letters:
-            sources.append(("handle_dead_letters", self.settings.DEAD_LETTER_QUEUE))
-        pollers = []
-        for name, queue in sources:
-            mapping = EventSourceMapping(name, queue, 10, 5, 30, 1)
-            poller = SqsPoller(
-                sqs, mapping, getattr(self.app, name), lambda n=name: LambdaContext(n, 256), "us-east-1", stop
-            )
-            assert poller.resolve_queue()
-            poller.start()
-            pollers.append(poller)
-        try:
-            yield
-        finally:
-            stop.set()
-            for poller in pollers:
-                poller.join(30)
-
-
-def requests_per_task(tasks: int, failing: int) -> dict[str, Any]:
-    """AWS calls per task on the success path, and per failed attempt, counted on the clients."""
-    with moto_server():
-        create_stack("bench")
-        bench = InProcess("bench", MAX_ATTEMPTS=3, BACKOFF_BASE_SECONDS=1, BACKOFF_MAX_SECONDS=1, LEASE_SECONDS=10)
-        publish, consume, event_source = RequestCounter(), RequestCounter(), RequestCounter()
-        bench.use(publish)
-        bench.publish([f"ok-{n}" for n in range(tasks)], {"simulation": {"failureChance": 0}})
-        bench.use(consume)
-        with bench.consumers(event_source):
-            wait_for(lambda: bench.terminal_count() >= tasks, 600, "the success-path tasks")
-
-        fail_publish, fail_consume, fail_source = RequestCounter(), RequestCounter(), RequestCounter()
-        bench.use(fail_publish)
-        bench.publish([f"bad-{n}" for n in range(failing)], {"simulation": {"failureChance": 1}})
-        bench.use(fail_consume)
-        with bench.consumers(fail_source, dead_letters=True):
-            wait_for(lambda: bench.terminal_count() >= tasks + failing, 600, "the failing tasks")
-            # Each failing task's message still has to reach the dead-letter queue and its handler.
-            dlq = boto3.client("sqs").get_queue_url(QueueName=bench.settings.DEAD_LETTER_QUEUE)["QueueUrl"]
-            wait_for(lambda: fail_consume.calls["GetItem"] >= failing and _depth(dlq) == 0, 120, "the dead letters")
-    attempts = failing * 3
+def depth_table(reps: int, reps_before: int) -> dict[str, Any]:
+    """Both variants, each in its own interpreter (the patches are process-wide)."""
     return {
-        "tasks": tasks,
-        "failing_tasks": failing,
-        "publish_per_task": _per(publish.calls, tasks),
-        "consume_per_task": _per(consume.calls, tasks),
-        "event_source_per_task": _per(event_source.calls, tasks),
-        "failed_attempt_consume": _per(fail_consume.calls, attempts),
-        "failed_attempt_event_source": _per(fail_source.calls, attempts),
-        "floor": {"publish": 2.0, "consume": 2.1},
-        "publish_total_per_task": sum(publish.calls.values()) / tasks,
-        "consume_total_per_task": (sum(consume.calls.values()) + event_source.calls["DeleteMessageBatch"]) / tasks,
+        "before": queuedepth.measure_in_subprocess("atomic", queuedepth.DEPTHS, reps_before),
+        "after": queuedepth.measure_in_subprocess("embedded", queuedepth.DEPTHS, reps),
     }
 
 
-def _depth(queue_url: str) -> int:
-    attributes = boto3.client("sqs").get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+# --- drain ----------------------------------------------------------------------------------------
 
 
-def _per(calls: Counter[str], count: int) -> dict[str, float]:
-    return {name: round(value / count, 3) for name, value in sorted(calls.items())}
+def drain(sizes: list[int], out: Path) -> list[dict[str, Any]]:
+    """Publish a burst to the offline stack's endpoint and API, then start the consumers and time the drain.
 
-
-def batch_wall_time(rounds: int = 5) -> dict[str, Any]:
-    """Wall time of one consumer batch of ten 400 ms tasks."""
-    from chalice.local import LambdaContext
-
-    from local.poller import lambda_record
-
-    times = []
-    with moto_server():
-        create_stack("batch")
-        bench = InProcess("batch", DEFAULT_FAILURE_CHANCE=0)
-        bench.use(RequestCounter())
-        sqs = boto3.client("sqs")
-        url = sqs.get_queue_url(QueueName=bench.settings.TASKS_QUEUE)["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        for round_ in range(rounds):
-            bench.publish([f"b{round_}-{n}" for n in range(10)], {"simulation": {"executionTime": 400}})
-            messages: list[dict[str, Any]] = []
-            while len(messages) < 10:
-                messages += sqs.receive_message(
-                    QueueUrl=url, MaxNumberOfMessages=10 - len(messages), MessageSystemAttributeNames=["All"]
-                ).get("Messages", [])
-            event = {"Records": [lambda_record(m, arn, "us-east-1") for m in messages]}
-            started = time.perf_counter()
-            bench.app.process_tasks(event, LambdaContext("process_tasks", 256))
-            times.append(time.perf_counter() - started)
-    return {"rounds": rounds, "median_ms": statistics.median(times) * 1000, "ideal_ms": 400, "serial_ms": 4000}
-
-
-COLD_APP = """
-import json, time
-started = time.perf_counter()
-import app
-imported = time.perf_counter()
-event = {"resource": "/health", "path": "/health", "httpMethod": "GET", "headers": {}, "multiValueHeaders": {},
-         "queryStringParameters": None, "multiValueQueryStringParameters": None, "pathParameters": None,
-         "stageVariables": None, "body": None, "isBase64Encoded": False,
-         "requestContext": {"resourcePath": "/health", "httpMethod": "GET", "path": "/api/health", "apiId": "bench",
-                            "stage": "api", "identity": {"sourceIp": "127.0.0.1"}}}
-response = app.app(event, None)
-assert response["statusCode"] == 200, response
-health = time.perf_counter()
-import boto3
-sqs = boto3.client("sqs")
-url = sqs.get_queue_url(QueueName="taskproc-cold-tasks")["QueueUrl"]
-message = sqs.receive_message(QueueUrl=url, MessageSystemAttributeNames=["All"], WaitTimeSeconds=5)["Messages"][0]
-record = {"messageId": message["MessageId"], "receiptHandle": message["ReceiptHandle"], "body": message["Body"],
-          "attributes": message["Attributes"], "messageAttributes": {}, "eventSource": "aws:sqs"}
-health_done = time.perf_counter()
-app.process_tasks({"Records": [record]}, None)
-finished = time.perf_counter()
-print(json.dumps({"import": imported - started, "health": health - imported, "batch": finished - health_done,
-                  "total": finished - started - (health_done - health)}))
-"""
-
-COLD_FLOOR = """
-import json, time
-started = time.perf_counter()
-import boto3, pydantic, chalice
-boto3.client("dynamodb"); boto3.client("sqs")
-print(json.dumps({"total": time.perf_counter() - started}))
-"""
-
-
-def cold_start(rounds: int = 5) -> dict[str, Any]:
-    """A fresh interpreter importing app, serving GET /health and one consumer batch, against the floor."""
-    results: dict[str, list[float]] = {"import": [], "health": [], "batch": [], "total": [], "floor": []}
-    with moto_server():
-        create_stack("cold")
-        env = {
-            **os.environ,
-            "TASKS_TABLE": "taskproc-cold-tasks",
-            "TASKS_QUEUE": "taskproc-cold-tasks",
-            "DEAD_LETTER_QUEUE": "taskproc-cold-dead-letters",
-            "DEFAULT_FAILURE_CHANCE": "0",
-        }
-        sqs = boto3.client("sqs")
-        url = sqs.get_queue_url(QueueName="taskproc-cold-tasks")["QueueUrl"]
-        for n in range(rounds):
-            sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"id": f"cold-{n}", "payload": {}}))
-            for script, key in ((COLD_APP, "app"), (COLD_FLOOR, "floor")):
-                output = subprocess.run(
-                    [sys.executable, "-c", script], cwd=PROJECT_DIR, env=env, check=True, capture_output=True, text=True
-                ).stdout
-                figures = json.loads(output.strip().splitlines()[-1])
-                if key == "floor":
-                    results["floor"].append(figures["total"])
-                else:
-                    for name in ("import", "health", "batch", "total"):
-                        results[name].append(figures[name])
-    medians = {name: statistics.median(values) * 1000 for name, values in results.items()}
-    medians["ratio"] = medians["total"] / medians["floor"]
-    return {"rounds": rounds, "median_ms": medians}
-
-
-def offline_throughput(sizes: list[int], out: Path) -> list[dict[str, Any]]:
-    """Tasks per second through the offline stack, beside the same AWS calls issued directly."""
-    from tools.loadtest import LoadOptions, run
-
-    figures = []
-    for size in sizes:
-        with offline_stack(out / f"stack-{size}.log", DEFAULT_FAILURE_CHANCE="0") as stack:
-            options = LoadOptions(
-                url=stack.api_url,
-                tasks=size,
-                concurrency=16,
-                failure_chance=0,
-                execution_time=0,
-                deadline_seconds=1800,
-                poll_interval=1.0,
-                progress=False,
-            )
-            started = time.monotonic()
-            summary, _ = run(options)
-            elapsed = time.monotonic() - started
-            os.environ.update(FAKE_AWS)
-            floor = raw_floor(stack.aws_url, size)
-        figures.append(
-            {
-                "tasks": size,
-                "terminal": sum(summary.by_status.values()),
-                "seconds": round(elapsed, 1),
-                "tasks_per_second": round(summary.throughput_per_second, 1),
-                "floor_tasks_per_second": round(floor, 1),
-                "ratio": round(summary.throughput_per_second / floor, 3),
-            }
-        )
-    return figures
-
-
-def raw_floor(endpoint: str, size: int, threads: int = 16, backlog: int = 200, deadline: float = 900) -> float:
-    """The same calls the product makes per task, issued directly: PutItem and SendMessage to publish;
-    receive, two UpdateItems and a share of DeleteMessageBatch to consume. Tasks per second.
-
-    Publishing waits while `backlog` messages are unconsumed: moto scans a whole queue per
-    receive, so a deep queue would measure moto, not the calls.
+    The consumers start once the whole burst is queued, so the rate is the queue's
+    at its depth, not the publishing's.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from botocore.config import Config
-
-    config = Config(max_pool_connections=threads * 2, read_timeout=30, retries={"mode": "standard"})
-    ddb = boto3.client("dynamodb", endpoint_url=endpoint, config=config)
-    sqs = boto3.client("sqs", endpoint_url=endpoint, config=config)
-    name = f"floor-{size}-{int(time.time())}"
-    ddb.create_table(
-        TableName=name,
-        BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-    )
-    url = sqs.create_queue(QueueName=name)["QueueUrl"]
-    room = threading.Semaphore(backlog)
-    consumed = Counter[str]()
-    lock = threading.Lock()
-    started = time.monotonic()
-    ends = started + deadline
-
-    def publish(n: int) -> None:
-        while not room.acquire(timeout=1):
-            if time.monotonic() > ends:
-                return
-        ddb.put_item(TableName=name, Item={"id": {"S": str(n)}, "status": {"S": "PENDING"}})
-        sqs.send_message(QueueUrl=url, MessageBody=str(n))
-
-    def consume() -> None:
-        while consumed["n"] < size and time.monotonic() < ends:
-            messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
-            for message in messages:
-                for status in ("PROCESSING", "COMPLETED"):
-                    ddb.update_item(
-                        TableName=name,
-                        Key={"id": {"S": message["Body"]}},
-                        UpdateExpression="SET #s = :s",
-                        ExpressionAttributeNames={"#s": "status"},
-                        ExpressionAttributeValues={":s": {"S": status}},
-                    )
-            if messages:
-                sqs.delete_message_batch(
-                    QueueUrl=url,
-                    Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
-                )
-                with lock:
-                    consumed["n"] += len(messages)
-                for _ in messages:
-                    room.release()
-
-    with ThreadPoolExecutor(threads + 5) as pool:
-        consumers = [pool.submit(consume) for _ in range(5)]
-        list(pool.map(publish, range(size)))
-        for future in consumers:
-            future.result()
-    return consumed["n"] / (time.monotonic() - started)
-
-
-def queue_depth_costs(depths: tuple[int, ...] = (0, 1000, 3000)) -> list[dict[str, Any]]:
-    """moto's SQS scans its whole queue per call: the cost of one send and one receive by depth."""
     rows = []
-    with moto_server():
-        sqs = boto3.client("sqs")
-        for depth in depths:
-            url = sqs.create_queue(QueueName=f"depth-{depth}")["QueueUrl"]
-            for start in range(0, depth, 10):
-                sqs.send_message_batch(
-                    QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": "x"} for i in range(min(10, depth - start))]
-                )
-            sends = []
-            for _ in range(10):
-                started = time.perf_counter()
-                sqs.send_message(QueueUrl=url, MessageBody="x")
-                sends.append(time.perf_counter() - started)
-            receives = []
-            for _ in range(3):
-                started = time.perf_counter()
-                sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
-                receives.append(time.perf_counter() - started)
-            rows.append(
-                {
-                    "depth": depth,
-                    "send_ms": statistics.median(sends) * 1000,
-                    "receive_ms": statistics.median(receives) * 1000,
-                }
-            )
+    for size in sizes:
+        logs = out / f"drain-{size}"
+        aws_port, api_port = free_port(), free_port()
+        aws_url = f"http://127.0.0.1:{aws_port}"
+        env = clean_environment({"AWS_PORT": str(aws_port), "DEFAULT_FAILURE_CHANCE": "0", "LOG_LEVEL": "WARNING"})
+        pieces = [launch("aws", env, logs / "aws.log")]
+        try:
+            with_endpoint = {**env, "AWS_ENDPOINT_URL": aws_url}
+            pieces.append(launch("api", {**with_endpoint, "PORT": str(api_port)}, logs / "api.log"))
+            credentials = {"region_name": "us-east-1", "aws_access_key_id": "testing",
+                           "aws_secret_access_key": "testing"}
+            table = boto3.client("dynamodb", endpoint_url=aws_url, **credentials)
+            sqs = boto3.client("sqs", endpoint_url=aws_url, **credentials)
+            queues = [sqs.get_queue_url(QueueName=f"taskproc-local-{q}")["QueueUrl"] for q in ("tasks", "dead-letters")]
+            started = time.monotonic()
+            how = _publish_burst(f"http://127.0.0.1:{api_port}", aws_url, [f"drain-{size}-{n}" for n in range(size)])
+            published = time.monotonic() - started
+            pieces.append(launch("worker", with_endpoint, logs / "worker.log"))
+            consuming = time.monotonic()
+            # Every message deleted means every task settled; the queues' counts are cheap to ask for, while
+            # a scan of the table at each look would take the endpoint's time from the drain.
+            wait_for(lambda q=sqs, u=queues: all(_queue_empty(q, url) for url in u), 1800, f"{size} tasks to drain",
+                     interval=0.5)
+            elapsed = time.monotonic() - consuming
+            terminal = _terminal(table)
+            assert terminal == size, f"queues empty but {terminal} of {size} tasks terminal"
+        finally:
+            for piece in reversed(pieces):
+                piece.stop()
+        rows.append({"tasks": size, "published_by": how, "publish_seconds": round(published, 1),
+                     "seconds": round(elapsed, 1), "tasks_per_second": round(size / elapsed, 1)})
     return rows
 
 
+def _publish_burst(api_url: str, aws_url: str, ids: list[str]) -> str:
+    """POST /publish/batch in 100s from 4 clients; how the burst was published.
+
+    When the route answers 404 (not built yet), the burst goes through the app's own
+    publish code (chalicelib.api.publish: a PutItem and a SendMessage per task) from
+    this process, on 16 threads: Chalice's local server publishes one by one too slowly
+    for a burst of 10,000.
+
+    Raises:
+        AssertionError: a task was refused.
+    """
+    chunks = [ids[start : start + 100] for start in range(0, len(ids), 100)]
+    first = {"tasks": [{"id": task_id, "payload": SUCCEEDS} for task_id in chunks[0]]}
+    probe = requests.post(f"{api_url}/publish/batch", json=first, timeout=60)
+    if probe.status_code in (403, 404):
+        _publish_in_process(aws_url, ids)
+        return "chalicelib.api.publish in process (POST /publish/batch: 404)"
+    assert probe.status_code == 200, probe.text
+
+    def batch(chunk: list[str]) -> None:
+        body = {"tasks": [{"id": task_id, "payload": SUCCEEDS} for task_id in chunk]}
+        response = requests.post(f"{api_url}/publish/batch", json=body, timeout=60)
+        assert response.status_code == 200 and all("error" not in r for r in response.json()["results"]), response.text
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(batch, chunks[1:]))
+    return "POST /publish/batch of 100"
+
+
+def _publish_in_process(aws_url: str, ids: list[str]) -> None:
+    sys.path.insert(0, str(PROJECT_DIR))
+    import app  # noqa: F401 - registers the task types
+    from chalicelib import api
+    from chalicelib.logs import EVENTS_LOGGER
+    from chalicelib.runtime import build_runtime
+    from chalicelib.settings import Settings
+
+    events = logging.getLogger(EVENTS_LOGGER)
+    level = events.level
+    events.setLevel(logging.WARNING)  # a line per task would slow the burst down
+
+    names = {name: "taskproc-local-tasks" for name in ("TASKS_TABLE", "TASKS_QUEUE")}
+    settings = Settings(**names, DEAD_LETTER_QUEUE="taskproc-local-dead-letters")
+    session = boto3.session.Session(region_name="us-east-1", aws_access_key_id="testing",
+                                    aws_secret_access_key="testing")
+    os.environ["AWS_ENDPOINT_URL"] = aws_url  # the clients are made now, and keep it
+    try:
+        runtime = build_runtime(settings, session=session)
+    finally:
+        os.environ.pop("AWS_ENDPOINT_URL")
+
+    def one(task_id: str) -> None:
+        assert not api.publish({"id": task_id, "payload": SUCCEEDS}, runtime).duplicate
+
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(one, ids))
+    finally:
+        events.setLevel(level)
+
+
+def _terminal(table: Any) -> int:
+    pages = table.get_paginator("scan").paginate(
+        TableName="taskproc-local-tasks", Select="COUNT", FilterExpression="#s IN (:c, :f, :x)",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":c": {"S": "COMPLETED"}, ":f": {"S": "FAILED"}, ":x": {"S": "CANCELLED"}},
+    )
+    return sum(page["Count"] for page in pages)
+
+
+# --- in-process scenarios: the window and the cost ------------------------------------------------
+
+
+def _register_fails_once() -> None:
+    """A task type of the bench only: its first attempt fails, its second succeeds."""
+    from chalicelib.registry import REGISTRY, TaskContext, TaskFailed, task_type
+
+    if REGISTRY.get(FAILS_ONCE_TYPE) is not None:
+        return
+
+    @task_type(FAILS_ONCE_TYPE)
+    def fails_once(payload: Any, context: TaskContext) -> dict[str, Any]:
+        if context.attempt == 1:
+            raise TaskFailed("fails its first attempt, by design")
+        return {}
+
+
+def scenario(bench: InProcess, name: str, count: int, publish: Callable[[Usage, list[str]], None],
+             window: int = 0) -> dict[str, Any]:
+    """Publish `count` tasks with the consumers running; count everything until all are terminal and settled."""
+    usage = Usage(tasks=count)
+    bench.use(usage)
+    ids = [f"{name}-{n}" for n in range(count)]
+    quiet = boto3.client("sqs")  # uncounted: the bench's own look at the queues
+    urls = [quiet.get_queue_url(QueueName=q)["QueueUrl"]
+            for q in (bench.settings.TASKS_QUEUE, bench.settings.DEAD_LETTER_QUEUE)]
+    with bench.logging_to(usage), bench.consumers(usage, window):
+        publish(usage, ids)
+        items = bench.wait_terminal(f"{name}-", count, 600)
+        wait_for(lambda: all(_queue_empty(quiet, url) for url in urls), 120, f"{name}'s messages to settle")
+    bench.settle(usage, items)
+    latencies = bench.latencies(items)
+    statuses: dict[str, int] = {}
+    for item in items:
+        statuses[item["status"]["S"]] = statuses.get(item["status"]["S"], 0) + 1
+    return {
+        "name": name,
+        "tasks": count,
+        "window": window,
+        "statuses": statuses,
+        "per_task": usage.per_task(),
+        "requests": {f"{s}.{op}": n for (s, op), n in sorted(usage.wire.requests.items())},
+        "dollars_per_million": dollars_per_million(usage.per_task()),
+        "latency_median_s": statistics.median(latencies) if latencies else None,
+        "latency_p95_s": sorted(latencies)[int(0.95 * (len(latencies) - 1))] if latencies else None,
+        "batch_route": bench.batch_route,
+    }
+
+
+def _queue_empty(sqs: Any, url: str) -> bool:
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+             "ApproximateNumberOfMessagesDelayed"]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+    return all(int(attributes[name]) == 0 for name in names)
+
+
+def in_process(sections: set[str], tasks: int, trickle: int, burst: int) -> dict[str, Any]:
+    """The window and cost scenarios, on one embedded endpoint and one in-process app."""
+    results: dict[str, Any] = {}
+    with moto_server():
+        create_stack("bench")
+        bench = InProcess("bench", MAX_ATTEMPTS=3, BACKOFF_BASE_SECONDS=1, BACKOFF_MAX_SECONDS=1,
+                          LEASE_SECONDS=10, DEFAULT_FAILURE_CHANCE=0)
+        _register_fails_once()
+
+        def single(payload: dict[str, Any], task_type: str | None = None, interval: float = 0.0) -> Any:
+            return lambda usage, ids: bench.publish(usage, ids, payload, task_type, interval)
+
+        def batches(usage: Usage, ids: list[str]) -> None:
+            bench.publish_batches(usage, ids, SUCCEEDS)
+
+        if "window" in sections:
+            results["window"] = [
+                scenario(bench, f"{kind}-w{window}", count, single(SUCCEEDS, interval=interval), window)
+                for window in (0, 1)
+                for kind, count, interval in (("trickle", trickle, TRICKLE_INTERVAL), ("burst", burst, 0.0))
+            ]
+        if "cost" in sections:
+            results["cost"] = [
+                scenario(bench, "single", tasks, single(SUCCEEDS)),
+                scenario(bench, "batch100", tasks, batches),
+                scenario(bench, "fails-once", tasks, single({}, FAILS_ONCE_TYPE)),
+                scenario(bench, "permanent", tasks, single(PERMANENT)),
+            ]
+    return results
+
+
+# --- the report -----------------------------------------------------------------------------------
+
+
 def render(report: dict[str, Any]) -> str:
-    lines = [f"machine        {report['machine']}"]
-    if "requests" in report:
-        r = report["requests"]
-        lines.append(f"requests per task ({r['tasks']} tasks; failed attempts from {r['failing_tasks']} tasks x 3)")
-        for label, key in (
-            ("  publish", "publish_per_task"),
-            ("  consume", "consume_per_task"),
-            ("  event source", "event_source_per_task"),
-            ("  per failed attempt", "failed_attempt_consume"),
-            ("  ... event source", "failed_attempt_event_source"),
-        ):
-            calls = ", ".join(f"{name} {value:g}" for name, value in r[key].items())
-            lines.append(f"{label:<22} {calls}")
-        lines.append(
-            f"  vs floor             publish {r['publish_total_per_task']:.2f} / 2 = "
-            f"{r['publish_total_per_task'] / 2:.2f}x; consume {r['consume_total_per_task']:.2f} / 2.1 = "
-            f"{r['consume_total_per_task'] / 2.1:.2f}x"
-        )
-    if "batch" in report:
-        b = report["batch"]
-        lines.append(
-            f"batch of ten 400 ms tasks  {b['median_ms']:.0f} ms median of {b['rounds']} "
-            f"(ideal 400 ms, one at a time 4000 ms)"
-        )
-    if "cold_start" in report:
-        c = report["cold_start"]["median_ms"]
-        lines.append(
-            f"cold start     import app {c['import']:.0f} ms + first /health {c['health']:.0f} ms + first batch "
-            f"{c['batch']:.0f} ms = {c['total']:.0f} ms; floor {c['floor']:.0f} ms; ratio {c['ratio']:.2f}"
-        )
-    for row in report.get("throughput", []):
-        lines.append(
-            f"offline e2e    {row['tasks']} tasks: {row['tasks_per_second']} tasks/s "
-            f"(floor {row['floor_tasks_per_second']} tasks/s, ratio {row['ratio']}); {row['seconds']} s in all"
-        )
-    for row in report.get("queue_depth", []):
-        lines.append(
-            f"moto SQS at depth {row['depth']:>5}: send {row['send_ms']:.1f} ms, receive {row['receive_ms']:.1f} ms"
-        )
+    lines = [f"machine        {report['machine']}", f"date           {report['date']}"]
+    if "depth" in report:
+        lines += ["", "embedded SQS, ms per call (median): before = atomic receives only; after = embedded_sqs.py",
+                  f"{'depth':>7} | {'send':>8} {'recv 10':>8} {'del 10':>8} | {'send':>6} {'recv 10':>7} {'del 10':>6}"
+                  f" | after vs depth 0",
+                  f"{'':>7} | {'before':^26} | {'after':^22} |"]
+        after0 = report["depth"]["after"][0]
+        for old, new in zip(report["depth"]["before"], report["depth"]["after"], strict=True):
+            ratios = "/".join(f"{new[k] / after0[k]:.2f}" for k in ("send_ms", "receive_ms", "delete_ms"))
+            lines.append(
+                f"{old['depth']:>7} | {old['send_ms']:>8.1f} {old['receive_ms']:>8.1f} {old['delete_ms']:>8.1f} | "
+                f"{new['send_ms']:>6.1f} {new['receive_ms']:>7.1f} {new['delete_ms']:>6.1f} | {ratios}"
+            )
+    if "drain" in report:
+        lines += ["", "burst drain offline (python -m local aws, api, worker; drained = all terminal)"]
+        rows = report["drain"]
+        for row in rows:
+            lines.append(f"  {row['tasks']:>6} tasks published in {row['publish_seconds']} s by "
+                         f"{row['published_by']}; consumers started; all terminal {row['seconds']} s later "
+                         f"= {row['tasks_per_second']} tasks/s")
+        if len(rows) >= 2:
+            ratio = rows[-1]["tasks_per_second"] / rows[0]["tasks_per_second"]
+            lines.append(f"  rate of the largest burst vs the smallest: {ratio:.2f}x")
+    if "window" in report:
+        lines += ["", "batching window (in process; 5 pollers; single publishes)",
+                  f"  {'scenario':<14} {'tasks':>5} {'API+SQS+DDB req/task':>21} {'invocations/task':>16} "
+                  f"{'idle recv/task':>14} {'latency p50/p95 s':>18}"]
+        for row in report["window"]:
+            lines.append(_usage_line(row))
+    if "cost" in report:
+        rows = [*report["cost"], *[r for r in report.get("window", []) if r["name"].startswith("trickle")]]
+        services = ["API Gateway", "Lambda", "SQS", "DynamoDB", "CloudWatch Logs", "total"]
+        lines += ["", f"cost per million tasks, $ (list prices read {PRICES_READ}: "
+                  + ", ".join(f"{k} {v:g}" for k, v in PRICES.items()) + ")",
+                  f"  assumptions: {json.dumps(ASSUMPTIONS)}",
+                  f"  {'scenario':<14} " + " ".join(f"{s:>15}" for s in services) + "   requests per task on the wire"]
+        for row in rows:
+            cost = row["dollars_per_million"]
+            per = row["per_task"]
+            wire = (f"API {per['api_requests']:.2f}, SQS {per['sqs_requests']:.2f} "
+                    f"(billed {per['sqs_billed']:.2f}), DynamoDB {per['dynamodb_requests']:.2f} "
+                    f"({per['wru']:.1f} WRU, {per['rru']:.1f} RRU), Lambda {per['lambda_invocations']:.2f}")
+            label = row["name"] + ("" if row["batch_route"] or row["name"] != "batch100" else "*")
+            lines.append(f"  {label:<14} " + " ".join(f"{cost[s]:>15.3f}" for s in services) + f"   {wire}")
+        if any(not row["batch_route"] for row in rows if row["name"] == "batch100"):
+            lines.append("  * POST /publish/batch answered 404: this row is single publishes")
     return "\n".join(lines)
+
+
+def _usage_line(row: dict[str, Any]) -> str:
+    per = row["per_task"]
+    aws = per["api_requests"] + per["sqs_requests"] + per["dynamodb_requests"]
+    p50, p95 = row["latency_median_s"], row["latency_p95_s"]
+    latency = f"{p50:.2f} / {p95:.2f}" if p50 is not None else "-"
+    return (f"  {row['name']:<14} {row['tasks']:>5} {aws:>21.2f} {per['consumer_invocations']:>16.3f} "
+            f"{per['idle_receives']:>14.2f} {latency:>18}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", type=int, default=1000, help="tasks for the request count")
-    parser.add_argument("--failing", type=int, default=100, help="always-failing tasks for the per-attempt count")
-    parser.add_argument("--throughput", default="1000,5000", help="offline e2e sizes, comma-separated; '' skips")
-    parser.add_argument("--skip", default="", help="comma-separated sections to skip: requests,batch,cold,depth")
+    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, of {', '.join(SECTIONS)}")
+    parser.add_argument("--drain", default="500,10000", help="burst sizes for the drain, comma-separated")
+    parser.add_argument("--tasks", type=int, default=200, help="tasks per cost scenario")
+    parser.add_argument("--trickle", type=int, default=50, help="tasks of the trickle (one per 100 ms)")
+    parser.add_argument("--burst", type=int, default=200, help="tasks of the window's burst")
+    parser.add_argument("--depth-reps", type=int, default=15, help="calls per kind and depth, after")
+    parser.add_argument("--depth-reps-before", type=int, default=3, help="... before (a receive takes seconds)")
+    parser.add_argument("--quick", action="store_true", help="smaller everything: a run of about two minutes")
     parser.add_argument("--out", type=Path, default=PROJECT_DIR / "out")
     args = parser.parse_args(argv)
-    skip = set(filter(None, args.skip.split(",")))
+    if args.quick:
+        args.drain, args.tasks, args.trickle, args.burst = "200,2000", 50, 20, 50
+        args.depth_reps, args.depth_reps_before = 5, 1
+    sections = set(filter(None, args.sections.split(",")))
     args.out.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.WARNING)
     report: dict[str, Any] = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
-    if "requests" not in skip:
-        report["requests"] = requests_per_task(args.tasks, args.failing)
-    if "batch" not in skip:
-        report["batch"] = batch_wall_time()
-    if "cold" not in skip:
-        report["cold_start"] = cold_start()
-    sizes = [int(size) for size in args.throughput.split(",") if size.strip()]
-    if sizes:
-        report["throughput"] = offline_throughput(sizes, args.out)
-    if "depth" not in skip:
-        report["queue_depth"] = queue_depth_costs()
+    if "depth" in sections:
+        report["depth"] = depth_table(args.depth_reps, args.depth_reps_before)
+    if "drain" in sections:
+        report["drain"] = drain([int(size) for size in args.drain.split(",") if size.strip()], args.out)
+    if sections & {"window", "cost"}:
+        report.update(in_process(sections, args.tasks, args.trickle, args.burst))
     print(render(report))
     (args.out / "bench.json").write_text(json.dumps(report, indent=2))
     print(f"written        {args.out / 'bench.json'}")

@@ -1,18 +1,14 @@
 """Helpers of the end-to-end tests: the offline stack in subprocesses on free loopback ports, over real HTTP.
 
-Every wait polls with a deadline. Every process starts in its own session and
-its whole process group is killed on teardown, so a failing test leaves nothing behind.
+Every wait polls with a deadline. Every process is started by local.launcher, in its
+own session, and its whole process group is killed on teardown, so a failing test
+leaves nothing behind.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -23,7 +19,10 @@ from typing import Any, TypeVar
 
 import pytest
 
+from local.launcher import Launched, LaunchError, free_port
+
 ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["ROOT", "Api", "Process", "Stack", "free_port", "stack_environment", "start", "wait_until"]
 T = TypeVar("T")
 
 # Short timings, so failing tasks walk to FAILED in seconds; the lease stays below
@@ -45,12 +44,6 @@ START_TIMEOUT = 90.0
 TERMINAL = {"COMPLETED", "FAILED"}
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_until(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2) -> T:
     """Poll `check` until it returns something truthy; fail the test at the deadline."""
     deadline = time.monotonic() + timeout
@@ -63,51 +56,21 @@ def wait_until(check: Callable[[], T | None], timeout: float, what: str, interva
         time.sleep(interval)
 
 
-@dataclass
-class Process:
-    """A piece of the stack (or the whole of it) started in its own session, its output in a file."""
-
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
+class Process(Launched):
+    """A piece of the stack (or the whole of it), started by local.launcher; waits fail the test."""
 
     def wait_for_line(self, text: str, timeout: float = START_TIMEOUT) -> str:
-        def seen() -> str | None:
-            if self.popen.poll() is not None:
-                pytest.fail(f"{self.name} exited with {self.popen.returncode}:\n{self.output()[-4000:]}")
-            return next((line for line in self.output().splitlines() if text in line), None)
-
-        return wait_until(seen, timeout, f"{self.name} to print {text!r}")
+        try:
+            return self.wait_for(text, timeout)
+        except LaunchError as exc:
+            pytest.fail(str(exc))
 
     def stop(self, timeout: float = 45.0) -> int | None:
         """SIGTERM, then SIGKILL for the whole process group; returns the exit code of a clean stop."""
-        code: int | None = None
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                code = self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                code = None
-        else:
-            code = self.popen.returncode
-        self.kill_group()
-        return code
+        return super().stop(timeout)
 
     def kill_group(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(10)
-
-    def group_alive(self) -> bool:
-        try:
-            os.killpg(self.popen.pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
+        self.kill()
 
 
 def stack_environment(port: int, aws_port: int, **overrides: str) -> dict[str, str]:
@@ -119,19 +82,7 @@ def stack_environment(port: int, aws_port: int, **overrides: str) -> dict[str, s
 
 
 def start(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Process:
-    log = log_dir / f"{name}.log"
-    handle = log.open("wb")
-    popen = subprocess.Popen(
-        [sys.executable, "-m", "local", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    handle.close()
-    return Process(name, popen, log)
+    return Process(args[0], env, log_dir / f"{name}.log", tuple(args[1:]))
 
 
 class Api:
