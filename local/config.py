@@ -28,6 +28,7 @@ LOOPBACK = "127.0.0.1"
 DEFAULT_STAGE = "local"
 DEFAULT_PORT = 8000
 DEFAULT_AWS_PORT = 4566
+DEFAULT_CONSOLE_PORT = 8001
 DEFAULT_REGION = "us-east-1"
 # Lambda starts five concurrent pollers per SQS event source; the same here, so
 # several batches are in flight unless the event source caps its concurrency.
@@ -70,6 +71,7 @@ class LocalConfig:
     poll_wait_seconds: int
     # The app's environment: the stage's variables with the overrides applied.
     app_environment: dict[str, str] = field(default_factory=dict)
+    console_port: int = DEFAULT_CONSOLE_PORT
 
     @property
     def api_url(self) -> str:
@@ -170,6 +172,7 @@ def load_config(environ: Mapping[str, str] | None = None, stage: str | None = No
         worker_concurrency=concurrency,
         poll_wait_seconds=_int(environ, "POLL_WAIT_SECONDS", DEFAULT_POLL_WAIT_SECONDS, 0, 20),
         app_environment=app_environment,
+        console_port=_int(environ, "CONSOLE_PORT", DEFAULT_CONSOLE_PORT, 1, 65535),
     )
 
 

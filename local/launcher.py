@@ -27,6 +27,7 @@ READY_TIMEOUT_SECONDS = 120.0
 STOP_TIMEOUT_SECONDS = 10.0
 POLL_SECONDS = 0.1
 
+
 class LaunchError(Exception):
     """A process exited, or did not print its ready line in time; the message holds its last output."""
 
@@ -174,7 +175,8 @@ def offline_stack(
         LaunchError: it did not print `ready` (the stack's ready line by default) in time.
     """
     port, aws_port = free_port(), free_port()
-    process = launch("run", {**env, "PORT": str(port), "AWS_PORT": str(aws_port)}, log, ready=ready, timeout=timeout)
+    ports = {"PORT": str(port), "AWS_PORT": str(aws_port), "CONSOLE_PORT": str(free_port())}
+    process = launch("run", {**env, **ports}, log, ready=ready, timeout=timeout)
     try:
         yield RunningStack(f"http://{LOOPBACK}:{port}", f"http://{LOOPBACK}:{aws_port}", log, process)
     finally:

@@ -1,4 +1,4 @@
-"""The three pieces of the offline stack, each run until its `stop` event is set.
+"""The pieces of the offline stack, each run until its `stop` event is set.
 
 Each returns the process's exit code and prints its ready line once it serves.
 """
@@ -78,4 +78,25 @@ def run_worker(config: LocalConfig, stop: threading.Event) -> int:
     if not worker.drain():
         logger.warning("batches still running were left to their visibility timeout")
         return 1
+    return 0
+
+
+def run_console(config: LocalConfig, stop: threading.Event) -> int:
+    """The operator console (`taskctl console`) against the offline API, on 127.0.0.1:CONSOLE_PORT."""
+    from taskctl.client import ApiClient  # the console is the CLI's; only this piece needs it
+    from taskctl.console import make_server
+
+    try:
+        server = make_server(ApiClient(config.api_url, sign=False), config.console_port)
+    except OSError as exc:
+        logger.error("console port %d is not free (%s); set CONSOLE_PORT to a free one", config.console_port, exc)
+        return 2
+    serving = threading.Thread(target=server.serve_forever, name="console", daemon=True)
+    serving.start()
+    announce_ready("console", f"{server.url} (against {config.api_url})")
+    try:
+        _wait(stop)
+    finally:
+        server.shutdown()
+        server.server_close()
     return 0

@@ -173,9 +173,7 @@ class SqsPoller:
 
     def start(self) -> None:
         for number in range(self.mapping.concurrency):
-            thread = threading.Thread(
-                target=self._run, name=f"{self.mapping.function_name}-{number + 1}", daemon=True
-            )
+            thread = threading.Thread(target=self._run, name=f"{self.mapping.function_name}-{number + 1}", daemon=True)
             thread.start()
             self._threads.append(thread)
 
@@ -227,8 +225,9 @@ class SqsPoller:
             try:
                 messages += self._receive(self.mapping.batch_size - len(messages), wait)
             except (ClientError, BotoCoreError) as exc:
-                logger.warning("%s: receive failed while batching; invoking what it has: %s",
-                               self.mapping.function_name, exc)
+                logger.warning(
+                    "%s: receive failed while batching; invoking what it has: %s", self.mapping.function_name, exc
+                )
                 break
             if wait == 0:
                 break
@@ -257,8 +256,9 @@ class SqsPoller:
         elapsed = time.monotonic() - started
         if elapsed > self.mapping.timeout_seconds:
             # Lambda would have stopped the function at its timeout, which keeps the batch.
-            logger.warning("%s: ran %.1f s, past its %d s timeout: all left", name, elapsed,
-                           self.mapping.timeout_seconds)
+            logger.warning(
+                "%s: ran %.1f s, past its %d s timeout: all left", name, elapsed, self.mapping.timeout_seconds
+            )
             return []
         try:
             deleted = messages_to_delete(records, response, self.mapping.report_batch_item_failures)

@@ -21,11 +21,11 @@ from typing import IO
 from local.config import LocalConfig
 from local.lifecycle import SUPERVISOR_STOP, ignore_terminating_signals
 
-PIECES = ("aws", "api", "worker")
-STOP_ORDER = ("worker", "api", "aws")
+PIECES = ("aws", "api", "worker", "console")
+STOP_ORDER = ("console", "worker", "api", "aws")
 START_TIMEOUT_SECONDS = 120.0
 # The worker may need its drain time (local.worker.DRAIN_SECONDS) plus a margin.
-STOP_TIMEOUT_SECONDS = {"worker": 35.0, "api": 10.0, "aws": 10.0}
+STOP_TIMEOUT_SECONDS = {"console": 5.0, "worker": 35.0, "api": 10.0, "aws": 10.0}
 POLL_SECONDS = 0.2
 
 
@@ -160,11 +160,12 @@ def banner(config: LocalConfig, children: dict[str, Child]) -> str:
         f"  API       {api}  (OpenAPI document: {api}/openapi.json)",
         f"  AWS       {children['aws'].ready_detail}",
         f"  consumers {children['worker'].ready_detail}",
+        f"  console   {children['console'].ready_detail}",
         "",
         "Try:",
-        f"  curl -s -X POST {api}/publish {json_header} -d '{{\"id\": \"task-001\", \"payload\": {{}}}}'",
+        f'  curl -s -X POST {api}/publish {json_header} -d \'{{"id": "task-001", "payload": {{}}}}\'',
         f"  curl -s {api}/tasks/task-001",
-        f"  curl -s -X POST {api}/tasks {json_header} -d '{{\"message\": \"ERROR\"}}'",
+        f'  curl -s -X POST {api}/tasks {json_header} -d \'{{"message": "ERROR"}}\'',
         "",
         "taskproc is ready; Ctrl-C stops everything (the embedded AWS keeps all data in memory: it goes too).",
     ]
@@ -185,7 +186,7 @@ def run(config: LocalConfig, stop: threading.Event) -> int:
         supervisor.say(f"taskproc did not start: {exc}")
         code = 1
     finally:
-        supervisor.say("stopping: worker, then API, then AWS")
+        supervisor.say("stopping: console, worker, then API, then AWS")
         supervisor.shutdown()
         supervisor.say("stopped")
     return code

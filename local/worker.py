@@ -84,7 +84,10 @@ class Worker:
             mapping = poller.mapping
             logger.info(
                 "%s <- %s (batch %d, window %d s, %d concurrent batches, partial batch responses %s)",
-                mapping.function_name, mapping.queue_name, mapping.batch_size, mapping.batching_window_seconds,
+                mapping.function_name,
+                mapping.queue_name,
+                mapping.batch_size,
+                mapping.batching_window_seconds,
                 mapping.concurrency,
                 "on" if mapping.report_batch_item_failures else "off",
             )

@@ -77,6 +77,8 @@ def stack_environment(port: int, aws_port: int, **overrides: str) -> dict[str, s
     env = {name: value for name, value in os.environ.items() if name not in INHERITED_NOISE}
     env.update(E2E_SETTINGS)
     env.update(PORT=str(port), AWS_PORT=str(aws_port), PYTHONUNBUFFERED="1")
+    # Stacks of several tests run side by side: each console on a port of its own.
+    env.setdefault("CONSOLE_PORT", str(free_port()))
     env.update(overrides)
     return env
 
