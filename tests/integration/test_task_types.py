@@ -178,3 +178,22 @@ def test_a_maximal_payload_result_and_history_fit_in_one_item(h: Harness, settin
     assert record is not None and record.status.value == "COMPLETED" and len(record.history) == max_attempts
     assert all(len(entry["error"].encode()) <= MAX_ERROR_BYTES for entry in record.history[:-1])
     assert len(record.result_json or "") == MAX_RESULT_BYTES
+
+
+def test_a_checksum_task_costs_the_aws_calls_a_simulated_one_does(h: Harness) -> None:
+    h.publish("warm-up", {"simulation": {"failureChance": 0}})  # the queues' URLs are looked up once
+    h.deliver()
+    calls: dict[str, list[str]] = {"checksum": [], "simulate": []}
+    current: list[str] = []
+    for client in (h.rt.store.client, h.sqs):
+        client.meta.events.register("before-call", lambda model, **_: current.append(model.name))
+    for task_type, payload in (("checksum", {"text": "hello"}), ("simulate", {"simulation": {"failureChance": 0}})):
+        current.clear()
+        assert publish(h, {"id": f"cost-{task_type}", "type": task_type, "payload": payload}).status_code == 201
+        assert h.deliver().raised is None
+        assert h.task(f"cost-{task_type}")["status"] == "COMPLETED"
+        calls[task_type] = sorted(current)
+    # Publish: PutItem, SendMessage. Deliver: the event source's receive and delete, the
+    # acquire and the complete. Reading the task back: one GetItem.
+    assert calls["checksum"] == calls["simulate"]
+    assert calls["checksum"].count("UpdateItem") == 2 and calls["checksum"].count("PutItem") == 1
