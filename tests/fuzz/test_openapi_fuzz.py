@@ -53,6 +53,18 @@ def error_shape(ctx: Any, response: Any, case: Any) -> bool | None:
     return True
 
 
+def _checksum_text_over_its_byte_limit(body: Any) -> bool:
+    from chalicelib.handlers.checksum import MAX_TEXT_BYTES
+
+    tasks = body.get("tasks") if isinstance(body, dict) and isinstance(body.get("tasks"), list) else [body]
+    for task in tasks:
+        payload = task.get("payload") if isinstance(task, dict) else None
+        text = payload.get("text") if isinstance(payload, dict) else None
+        if isinstance(text, str) and len(text.encode("utf-8", errors="surrogatepass")) > MAX_TEXT_BYTES:
+            return True
+    return False
+
+
 def get_with_a_foreign_content_type(case: Any) -> bool:
     """A GET that declares a body type other than JSON: Chalice answers it 415 before the app runs."""
     headers = {name.lower(): value for name, value in (case.headers or {}).items()}
@@ -79,6 +91,10 @@ def test_the_api_answers_every_request_as_documented(case: Any, api_url: str) ->
         assert response.status_code < 500
         return
     excluded = []
+    if _checksum_text_over_its_byte_limit(case.body):
+        # JSON Schema's maxLength counts characters; checksum's rule is 64 KiB of UTF-8, which
+        # multi-byte text reaches sooner. Its 400 is tested in tests/unit/test_registry.py.
+        excluded.append(positive_data_acceptance)
     if (case.query or {}).get("cursor") is not None:
         # A cursor is any string to the schema, but only one the API signed is valid: the
         # rest are refused with 400 on purpose (tests/integration/test_operations.py).
