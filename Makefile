@@ -102,7 +102,7 @@ package: $(VENV)/.installed
 # make loadtest URL=https://...      against a running or deployed API
 # make loadtest ARGS="--tasks 1000 --failure-chance 0.5 --chart out/load.png"
 loadtest: $(VENV)/.installed
-	$(PY) -m tools.loadtest $(if $(URL),--url $(URL),--offline) $(ARGS)
+	$(PY) -m tools.load $(if $(URL),--url $(URL),--offline) $(ARGS)
 
 bench: $(VENV)/.installed
 	$(PY) -m tools.bench $(ARGS)

@@ -23,8 +23,16 @@ DUMMY_CREDENTIALS = EMBEDDED_CREDENTIALS
 PieceError = LaunchError
 piece_environment = clean_environment
 
-__all__ = ["DUMMY_CREDENTIALS", "LOOPBACK", "PROJECT_DIR", "Piece", "PieceError", "free_port", "piece_environment",
-           "start_piece"]
+__all__ = [
+    "DUMMY_CREDENTIALS",
+    "LOOPBACK",
+    "PROJECT_DIR",
+    "Piece",
+    "PieceError",
+    "free_port",
+    "piece_environment",
+    "start_piece",
+]
 
 
 class Piece(Launched):

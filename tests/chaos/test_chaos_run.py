@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.chaos import ChaosOptions, ChaosReport, run_chaos
+from tools.chaos.run import ChaosOptions, ChaosReport, run_chaos
 
 pytestmark = pytest.mark.e2e
 

@@ -13,7 +13,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.retries.standard import ExponentialBackoff
 
-from tools.faultproxy import FaultProxy
+from tools.chaos.faultproxy import FaultProxy
 
 
 class _Upstream(BaseHTTPRequestHandler):

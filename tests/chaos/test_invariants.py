@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tools.invariants import (
+from tools.chaos.invariants import (
     Answer,
     Expected,
     Findings,

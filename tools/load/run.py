@@ -1,6 +1,6 @@
 """Load and error-rate tool: publish N tasks, wait until every one is terminal, report.
 
-    python -m tools.loadtest --url http://127.0.0.1:8000 --tasks 200 --failure-chance 0.3
+    python -m tools.load --url http://127.0.0.1:8000 --tasks 200 --failure-chance 0.3
 
 Works against the offline stack or a deployed API. It answers the question the
 fault-tolerant-system seed's `test:error-rate` asked: is the share of tasks that end
@@ -26,6 +26,7 @@ from typing import Any
 from tqdm import tqdm
 
 from tools.http import HttpError, get_json, post_json
+from tools.load.results import TaskResult
 
 TERMINAL = {"COMPLETED", "FAILED"}
 SERVER_DEFAULT_FAILURE_CHANCE = 0.3
@@ -42,18 +43,6 @@ class LoadOptions:
     poll_interval: float = 0.5
     expected_failure_chance: float = SERVER_DEFAULT_FAILURE_CHANCE
     progress: bool = True
-
-
-@dataclass
-class TaskResult:
-    id: str
-    status: str
-    attempts: int
-    max_attempts: int
-    created_at: str
-    finished_at: str | None
-    latency_seconds: float | None
-    last_error: str | None
 
 
 @dataclass
@@ -274,7 +263,7 @@ def _quote(task_id: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.loadtest", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.load", description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="the API's base URL")
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=16, help="requests in flight while publishing and polling")
@@ -319,7 +308,7 @@ def _run(args: argparse.Namespace, url: str) -> int:
     print(render(summary))
     write_outputs(results, summary, args.csv, args.json)
     if args.chart:
-        from tools.chart import draw
+        from tools.load.chart import draw
 
         draw(results, args.chart)
         print(f"chart          {args.chart}")

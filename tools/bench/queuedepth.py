@@ -1,6 +1,6 @@
 """The embedded endpoint's SQS cost per call by queue depth, with one variant of the moto patch.
 
-`python -m tools.queuedepth --variant atomic|embedded` prints one JSON line: per
+`python -m tools.bench.queuedepth --variant atomic|embedded` prints one JSON line: per
 depth, the median wall time of SendMessage, ReceiveMessage of 10 and
 DeleteMessageBatch of 10, each a real HTTP call to moto's server in this process.
 Each variant runs in its own interpreter (`measure_in_subprocess`), because the
@@ -133,14 +133,14 @@ def measure_in_subprocess(
     """
     from tools.stack import PROJECT_DIR
 
-    args = [sys.executable, "-m", "tools.queuedepth", "--variant", variant, "--reps", str(reps)]
+    args = [sys.executable, "-m", "tools.bench.queuedepth", "--variant", variant, "--reps", str(reps)]
     args += ["--depths", ",".join(str(depth) for depth in depths)]
     done = subprocess.run(args, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=timeout, check=True)
     return list(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.queuedepth", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.bench.queuedepth", description=__doc__.split("\n\n")[0])
     parser.add_argument("--variant", choices=VARIANTS, default="embedded")
     parser.add_argument("--depths", default=",".join(str(depth) for depth in DEPTHS))
     parser.add_argument("--reps", type=int, default=15)

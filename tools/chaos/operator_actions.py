@@ -21,8 +21,8 @@ from urllib.parse import quote
 
 import requests
 
-from tools.chaosplan import PlannedTask
-from tools.invariants import Answer
+from tools.chaos.invariants import Answer
+from tools.chaos.plan import PlannedTask
 
 HTTP_TIMEOUT_SECONDS = 10
 TICK_SECONDS = 0.3

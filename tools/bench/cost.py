@@ -145,7 +145,7 @@ def dynamodb_item_bytes(item: dict[str, Any]) -> int:
 
 
 def _value_bytes(value: dict[str, Any]) -> int:
-    (kind, inner), = value.items()
+    ((kind, inner),) = value.items()
     if kind == "S":
         return len(inner.encode())
     if kind == "N":

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from tools.loadtest import TaskResult
+from tools.load.results import TaskResult
 
 
 def _time(value: str) -> datetime:

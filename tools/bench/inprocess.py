@@ -24,7 +24,7 @@ import boto3
 
 from local.config import PROJECT_DIR
 from local.launcher import free_port
-from tools.cost import Usage, dynamodb_item_bytes
+from tools.bench.cost import Usage, dynamodb_item_bytes
 
 FAKE_AWS = {
     "AWS_DEFAULT_REGION": "us-east-1",
@@ -77,8 +77,11 @@ def create_stack(stage: str, visibility: int = 30, max_attempts: int = 3) -> Non
             {"ParameterKey": "MaxAttempts", "ParameterValue": str(max_attempts)},
         ],
     )
-    wait_for(lambda: cfn.describe_stacks(StackName=f"taskproc-{stage}")["Stacks"][0]["StackStatus"] ==
-             "CREATE_COMPLETE", 60, "the stack")
+    wait_for(
+        lambda: cfn.describe_stacks(StackName=f"taskproc-{stage}")["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE",
+        60,
+        "the stack",
+    )
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.25) -> None:
@@ -136,8 +139,9 @@ class InProcess:
 
         set_runtime(build_runtime(self.settings, session=usage.wire.session()))
 
-    def publish(self, usage: Usage, ids: list[str], payload: dict[str, Any], task_type: str | None = None,
-                interval: float = 0.0) -> None:
+    def publish(
+        self, usage: Usage, ids: list[str], payload: dict[str, Any], task_type: str | None = None, interval: float = 0.0
+    ) -> None:
         """POST /publish per task, `interval` seconds apart.
 
         Raises:
@@ -150,8 +154,9 @@ class InProcess:
                 body = {"id": task_id, "payload": payload, **({"type": task_type} if task_type else {})}
                 started = time.monotonic()
                 self.published_at[task_id] = time.time()
-                response = client.http.post("/publish", body=json.dumps(body),
-                                            headers={"Content-Type": "application/json"})
+                response = client.http.post(
+                    "/publish", body=json.dumps(body), headers={"Content-Type": "application/json"}
+                )
                 usage.api_requests += 1
                 assert response.status_code == 201, response.body
                 if interval:
@@ -171,8 +176,9 @@ class InProcess:
                 now = time.time()
                 self.published_at.update(dict.fromkeys(chunk, now))
                 body = {"tasks": [{"id": task_id, "payload": payload} for task_id in chunk]}
-                response = client.http.post("/publish/batch", body=json.dumps(body),
-                                            headers={"Content-Type": "application/json"})
+                response = client.http.post(
+                    "/publish/batch", body=json.dumps(body), headers={"Content-Type": "application/json"}
+                )
                 if response.status_code in (403, 404) and start == 0:
                     self.batch_route = False
                     self.publish(usage, ids, payload)
@@ -239,8 +245,9 @@ class InProcess:
                     usage.invocations += 1
                 return function(event, context)
 
-            mapping = EventSourceMapping(name, queue, 10, CONSUMER_CONCURRENCY, 30, POLL_WAIT_SECONDS,
-                                         batching_window_seconds=batching)
+            mapping = EventSourceMapping(
+                name, queue, 10, CONSUMER_CONCURRENCY, 30, POLL_WAIT_SECONDS, batching_window_seconds=batching
+            )
             poller = SqsPoller(sqs, mapping, invoke, lambda n=name: LambdaContext(n, 512), "us-east-1", stop)
             assert poller.resolve_queue()
             poller.start()

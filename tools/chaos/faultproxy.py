@@ -166,7 +166,6 @@ class FaultProxy:
         return Handler
 
 
-
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
 

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
-from tools.faultproxy import FaultProxy
+from tools.chaos.faultproxy import FaultProxy
 from tools.processes import LOOPBACK, Piece, free_port, piece_environment, start_piece
 
 STAGE = "local"

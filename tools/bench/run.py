@@ -36,9 +36,9 @@ import requests
 
 from local.config import PROJECT_DIR
 from local.launcher import clean_environment, free_port, launch
-from tools import queuedepth
-from tools.cost import ASSUMPTIONS, PRICES, PRICES_READ, Usage, dollars_per_million
-from tools.inprocess import InProcess, create_stack, moto_server, wait_for
+from tools.bench import queuedepth
+from tools.bench.cost import ASSUMPTIONS, PRICES, PRICES_READ, Usage, dollars_per_million
+from tools.bench.inprocess import InProcess, create_stack, moto_server, wait_for
 
 SECTIONS = ("depth", "drain", "window", "cost")
 SUCCEEDS = {"simulation": {"failureChance": 0}}
@@ -77,8 +77,11 @@ def drain(sizes: list[int], out: Path) -> list[dict[str, Any]]:
         try:
             with_endpoint = {**env, "AWS_ENDPOINT_URL": aws_url}
             pieces.append(launch("api", {**with_endpoint, "PORT": str(api_port)}, logs / "api.log"))
-            credentials = {"region_name": "us-east-1", "aws_access_key_id": "testing",
-                           "aws_secret_access_key": "testing"}
+            credentials = {
+                "region_name": "us-east-1",
+                "aws_access_key_id": "testing",
+                "aws_secret_access_key": "testing",
+            }
             table = boto3.client("dynamodb", endpoint_url=aws_url, **credentials)
             sqs = boto3.client("sqs", endpoint_url=aws_url, **credentials)
             queues = [sqs.get_queue_url(QueueName=f"taskproc-local-{q}")["QueueUrl"] for q in ("tasks", "dead-letters")]
@@ -89,16 +92,27 @@ def drain(sizes: list[int], out: Path) -> list[dict[str, Any]]:
             consuming = time.monotonic()
             # Every message deleted means every task settled; the queues' counts are cheap to ask for, while
             # a scan of the table at each look would take the endpoint's time from the drain.
-            wait_for(lambda q=sqs, u=queues: all(_queue_empty(q, url) for url in u), 1800, f"{size} tasks to drain",
-                     interval=0.5)
+            wait_for(
+                lambda q=sqs, u=queues: all(_queue_empty(q, url) for url in u),
+                1800,
+                f"{size} tasks to drain",
+                interval=0.5,
+            )
             elapsed = time.monotonic() - consuming
             terminal = _terminal(table)
             assert terminal == size, f"queues empty but {terminal} of {size} tasks terminal"
         finally:
             for piece in reversed(pieces):
                 piece.stop()
-        rows.append({"tasks": size, "published_by": how, "publish_seconds": round(published, 1),
-                     "seconds": round(elapsed, 1), "tasks_per_second": round(size / elapsed, 1)})
+        rows.append(
+            {
+                "tasks": size,
+                "published_by": how,
+                "publish_seconds": round(published, 1),
+                "seconds": round(elapsed, 1),
+                "tasks_per_second": round(size / elapsed, 1),
+            }
+        )
     return rows
 
 
@@ -145,8 +159,9 @@ def _publish_in_process(aws_url: str, ids: list[str]) -> None:
 
     names = {name: "taskproc-local-tasks" for name in ("TASKS_TABLE", "TASKS_QUEUE")}
     settings = Settings(**names, DEAD_LETTER_QUEUE="taskproc-local-dead-letters")
-    session = boto3.session.Session(region_name="us-east-1", aws_access_key_id="testing",
-                                    aws_secret_access_key="testing")
+    session = boto3.session.Session(
+        region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
     os.environ["AWS_ENDPOINT_URL"] = aws_url  # the clients are made now, and keep it
     try:
         runtime = build_runtime(settings, session=session)
@@ -165,7 +180,9 @@ def _publish_in_process(aws_url: str, ids: list[str]) -> None:
 
 def _terminal(table: Any) -> int:
     pages = table.get_paginator("scan").paginate(
-        TableName="taskproc-local-tasks", Select="COUNT", FilterExpression="#s IN (:c, :f, :x)",
+        TableName="taskproc-local-tasks",
+        Select="COUNT",
+        FilterExpression="#s IN (:c, :f, :x)",
         ExpressionAttributeNames={"#s": "status"},
         ExpressionAttributeValues={":c": {"S": "COMPLETED"}, ":f": {"S": "FAILED"}, ":x": {"S": "CANCELLED"}},
     )
@@ -189,15 +206,18 @@ def _register_fails_once() -> None:
         return {}
 
 
-def scenario(bench: InProcess, name: str, count: int, publish: Callable[[Usage, list[str]], None],
-             window: int = 0) -> dict[str, Any]:
+def scenario(
+    bench: InProcess, name: str, count: int, publish: Callable[[Usage, list[str]], None], window: int = 0
+) -> dict[str, Any]:
     """Publish `count` tasks with the consumers running; count everything until all are terminal and settled."""
     usage = Usage(tasks=count)
     bench.use(usage)
     ids = [f"{name}-{n}" for n in range(count)]
     quiet = boto3.client("sqs")  # uncounted: the bench's own look at the queues
-    urls = [quiet.get_queue_url(QueueName=q)["QueueUrl"]
-            for q in (bench.settings.TASKS_QUEUE, bench.settings.DEAD_LETTER_QUEUE)]
+    urls = [
+        quiet.get_queue_url(QueueName=q)["QueueUrl"]
+        for q in (bench.settings.TASKS_QUEUE, bench.settings.DEAD_LETTER_QUEUE)
+    ]
     with bench.logging_to(usage), bench.consumers(usage, window):
         publish(usage, ids)
         items = bench.wait_terminal(f"{name}-", count, 600)
@@ -222,8 +242,11 @@ def scenario(bench: InProcess, name: str, count: int, publish: Callable[[Usage, 
 
 
 def _queue_empty(sqs: Any, url: str) -> bool:
-    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
-             "ApproximateNumberOfMessagesDelayed"]
+    names = [
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed",
+    ]
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
     return all(int(attributes[name]) == 0 for name in names)
 
@@ -233,8 +256,14 @@ def in_process(sections: set[str], tasks: int, trickle: int, burst: int) -> dict
     results: dict[str, Any] = {}
     with moto_server():
         create_stack("bench")
-        bench = InProcess("bench", MAX_ATTEMPTS=3, BACKOFF_BASE_SECONDS=1, BACKOFF_MAX_SECONDS=1,
-                          LEASE_SECONDS=10, DEFAULT_FAILURE_CHANCE=0)
+        bench = InProcess(
+            "bench",
+            MAX_ATTEMPTS=3,
+            BACKOFF_BASE_SECONDS=1,
+            BACKOFF_MAX_SECONDS=1,
+            LEASE_SECONDS=10,
+            DEFAULT_FAILURE_CHANCE=0,
+        )
         _register_fails_once()
 
         def single(payload: dict[str, Any], task_type: str | None = None, interval: float = 0.0) -> Any:
@@ -265,10 +294,13 @@ def in_process(sections: set[str], tasks: int, trickle: int, burst: int) -> dict
 def render(report: dict[str, Any]) -> str:
     lines = [f"machine        {report['machine']}", f"date           {report['date']}"]
     if "depth" in report:
-        lines += ["", "embedded SQS, ms per call (median): before = atomic receives only; after = embedded_sqs.py",
-                  f"{'depth':>7} | {'send':>8} {'recv 10':>8} {'del 10':>8} | {'send':>6} {'recv 10':>7} {'del 10':>6}"
-                  f" | after vs depth 0",
-                  f"{'':>7} | {'before':^26} | {'after':^22} |"]
+        lines += [
+            "",
+            "embedded SQS, ms per call (median): before = atomic receives only; after = embedded_sqs.py",
+            f"{'depth':>7} | {'send':>8} {'recv 10':>8} {'del 10':>8} | {'send':>6} {'recv 10':>7} {'del 10':>6}"
+            f" | after vs depth 0",
+            f"{'':>7} | {'before':^26} | {'after':^22} |",
+        ]
         after0 = report["depth"]["after"][0]
         for old, new in zip(report["depth"]["before"], report["depth"]["after"], strict=True):
             ratios = "/".join(f"{new[k] / after0[k]:.2f}" for k in ("send_ms", "receive_ms", "delete_ms"))
@@ -280,31 +312,42 @@ def render(report: dict[str, Any]) -> str:
         lines += ["", "burst drain offline (python -m local aws, api, worker; drained = all terminal)"]
         rows = report["drain"]
         for row in rows:
-            lines.append(f"  {row['tasks']:>6} tasks published in {row['publish_seconds']} s by "
-                         f"{row['published_by']}; consumers started; all terminal {row['seconds']} s later "
-                         f"= {row['tasks_per_second']} tasks/s")
+            lines.append(
+                f"  {row['tasks']:>6} tasks published in {row['publish_seconds']} s by "
+                f"{row['published_by']}; consumers started; all terminal {row['seconds']} s later "
+                f"= {row['tasks_per_second']} tasks/s"
+            )
         if len(rows) >= 2:
             ratio = rows[-1]["tasks_per_second"] / rows[0]["tasks_per_second"]
             lines.append(f"  rate of the largest burst vs the smallest: {ratio:.2f}x")
     if "window" in report:
-        lines += ["", "batching window (in process; 5 pollers; single publishes)",
-                  f"  {'scenario':<14} {'tasks':>5} {'API+SQS+DDB req/task':>21} {'invocations/task':>16} "
-                  f"{'idle recv/task':>14} {'latency p50/p95 s':>18}"]
+        lines += [
+            "",
+            "batching window (in process; 5 pollers; single publishes)",
+            f"  {'scenario':<14} {'tasks':>5} {'API+SQS+DDB req/task':>21} {'invocations/task':>16} "
+            f"{'idle recv/task':>14} {'latency p50/p95 s':>18}",
+        ]
         for row in report["window"]:
             lines.append(_usage_line(row))
     if "cost" in report:
         rows = [*report["cost"], *[r for r in report.get("window", []) if r["name"].startswith("trickle")]]
         services = ["API Gateway", "Lambda", "SQS", "DynamoDB", "CloudWatch Logs", "total"]
-        lines += ["", f"cost per million tasks, $ (list prices read {PRICES_READ}: "
-                  + ", ".join(f"{k} {v:g}" for k, v in PRICES.items()) + ")",
-                  f"  assumptions: {json.dumps(ASSUMPTIONS)}",
-                  f"  {'scenario':<14} " + " ".join(f"{s:>15}" for s in services) + "   requests per task on the wire"]
+        lines += [
+            "",
+            f"cost per million tasks, $ (list prices read {PRICES_READ}: "
+            + ", ".join(f"{k} {v:g}" for k, v in PRICES.items())
+            + ")",
+            f"  assumptions: {json.dumps(ASSUMPTIONS)}",
+            f"  {'scenario':<14} " + " ".join(f"{s:>15}" for s in services) + "   requests per task on the wire",
+        ]
         for row in rows:
             cost = row["dollars_per_million"]
             per = row["per_task"]
-            wire = (f"API {per['api_requests']:.2f}, SQS {per['sqs_requests']:.2f} "
-                    f"(billed {per['sqs_billed']:.2f}), DynamoDB {per['dynamodb_requests']:.2f} "
-                    f"({per['wru']:.1f} WRU, {per['rru']:.1f} RRU), Lambda {per['lambda_invocations']:.2f}")
+            wire = (
+                f"API {per['api_requests']:.2f}, SQS {per['sqs_requests']:.2f} "
+                f"(billed {per['sqs_billed']:.2f}), DynamoDB {per['dynamodb_requests']:.2f} "
+                f"({per['wru']:.1f} WRU, {per['rru']:.1f} RRU), Lambda {per['lambda_invocations']:.2f}"
+            )
             label = row["name"] + ("" if row["batch_route"] or row["name"] != "batch100" else "*")
             lines.append(f"  {label:<14} " + " ".join(f"{cost[s]:>15.3f}" for s in services) + f"   {wire}")
         if any(not row["batch_route"] for row in rows if row["name"] == "batch100"):
@@ -317,8 +360,10 @@ def _usage_line(row: dict[str, Any]) -> str:
     aws = per["api_requests"] + per["sqs_requests"] + per["dynamodb_requests"]
     p50, p95 = row["latency_median_s"], row["latency_p95_s"]
     latency = f"{p50:.2f} / {p95:.2f}" if p50 is not None else "-"
-    return (f"  {row['name']:<14} {row['tasks']:>5} {aws:>21.2f} {per['consumer_invocations']:>16.3f} "
-            f"{per['idle_receives']:>14.2f} {latency:>18}")
+    return (
+        f"  {row['name']:<14} {row['tasks']:>5} {aws:>21.2f} {per['consumer_invocations']:>16.3f} "
+        f"{per['idle_receives']:>14.2f} {latency:>18}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,10 +32,7 @@ import requests
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.config import Config as BotoConfig
 
-from tools.chaosoperator import ChaosOperator, OperatorOptions
-from tools.chaosplan import OVERRUN_MS, PlannedTask, Poison, make_plan
-from tools.chaosstack import TASKS_QUEUE, TASKS_TABLE, ChaosStack
-from tools.invariants import (
+from tools.chaos.invariants import (
     TERMINAL,
     Expected,
     Findings,
@@ -45,6 +42,9 @@ from tools.invariants import (
     poison_recorded_by_id,
     runs,
 )
+from tools.chaos.operator_actions import ChaosOperator, OperatorOptions
+from tools.chaos.plan import OVERRUN_MS, PlannedTask, Poison, make_plan
+from tools.chaos.stack import TASKS_QUEUE, TASKS_TABLE, ChaosStack
 from tools.processes import DUMMY_CREDENTIALS, Piece, PieceError
 
 HTTP_TIMEOUT_SECONDS = 10
@@ -478,26 +478,55 @@ def parse_options(argv: list[str] | None = None) -> ChaosOptions:
     parser.add_argument("--workers", type=int, default=defaults.workers, help="worker processes at any time (>= 2)")
     parser.add_argument("--kills", type=int, default=defaults.kills, help="workers to SIGKILL mid-batch")
     parser.add_argument("--kill-every", type=float, default=defaults.kill_every, help="seconds between kills")
-    parser.add_argument("--fault-rate", type=float, default=defaults.fault_rate,
-                        help="share of the workers' AWS calls answered with a transient fault")
-    parser.add_argument("--lost-answer-share", type=float, default=defaults.lost_answer_share,
-                        help="share of those faults that reach AWS and lose only the answer")
-    parser.add_argument("--duplicate-share", type=float, default=defaults.duplicate_share,
-                        help="share of tasks published two or three times")
-    parser.add_argument("--requeue-share", type=float, default=defaults.requeue_share,
-                        help="share of tasks whose message is sent to the queue twice")
+    parser.add_argument(
+        "--fault-rate",
+        type=float,
+        default=defaults.fault_rate,
+        help="share of the workers' AWS calls answered with a transient fault",
+    )
+    parser.add_argument(
+        "--lost-answer-share",
+        type=float,
+        default=defaults.lost_answer_share,
+        help="share of those faults that reach AWS and lose only the answer",
+    )
+    parser.add_argument(
+        "--duplicate-share",
+        type=float,
+        default=defaults.duplicate_share,
+        help="share of tasks published two or three times",
+    )
+    parser.add_argument(
+        "--requeue-share",
+        type=float,
+        default=defaults.requeue_share,
+        help="share of tasks whose message is sent to the queue twice",
+    )
     parser.add_argument("--poison", type=int, default=defaults.poison_per_kind, help="poison messages of each kind")
     parser.add_argument("--max-attempts", type=int, default=defaults.max_attempts, help="MAX_ATTEMPTS of the stack")
     parser.add_argument("--concurrency", type=int, default=defaults.concurrency, help="concurrent publishes")
-    parser.add_argument("--deadline", type=float, default=defaults.deadline,
-                        help="seconds to wait for every task to finish")
+    parser.add_argument(
+        "--deadline", type=float, default=defaults.deadline, help="seconds to wait for every task to finish"
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the plan and the faults")
-    parser.add_argument("--lease-seconds", type=float, default=defaults.lease_seconds,
-                        help=f"LEASE_SECONDS of the stack (below 2, a {OVERRUN_MS} ms simulation overruns its timeout)")
-    parser.add_argument("--operator-actions", type=int, default=defaults.operator_actions,
-                        help="operator retries, cancels and bulk retries to send (0: none)")
-    parser.add_argument("--operator-seconds", type=float, default=defaults.operator_seconds,
-                        help="stop sending operator requests after this many seconds")
+    parser.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=defaults.lease_seconds,
+        help=f"LEASE_SECONDS of the stack (below 2, a {OVERRUN_MS} ms simulation overruns its timeout)",
+    )
+    parser.add_argument(
+        "--operator-actions",
+        type=int,
+        default=defaults.operator_actions,
+        help="operator retries, cancels and bulk retries to send (0: none)",
+    )
+    parser.add_argument(
+        "--operator-seconds",
+        type=float,
+        default=defaults.operator_seconds,
+        help="stop sending operator requests after this many seconds",
+    )
     parser.add_argument("--log-dir", type=Path, default=None, help="keep the pieces' logs here")
     parser.add_argument("--quiet", action="store_true", help="print only the figures")
     args = parser.parse_args(argv)
