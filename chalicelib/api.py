@@ -36,6 +36,7 @@ from chalicelib.models import (
     TaskIn,
     TaskView,
 )
+from chalicelib.record import TaskRecord, record_from_item
 from chalicelib.registry import Registry
 from chalicelib.runtime import Runtime
 
@@ -204,15 +205,26 @@ def decode_task_id(path_value: str, gateway_decoded: bool) -> str:
         ) from exc
 
 
-def get_task(task_id: str, rt: Runtime) -> TaskView:
+def read_task(task_id: str, rt: Runtime) -> tuple[TaskRecord, dict[str, Any]]:
+    """The task (one strongly consistent read) and its raw item.
+
+    Raises:
+        TaskNotFound: no task has this id.
+        ServiceUnavailable: the table did not answer.
+    """
     if not 1 <= len(task_id) <= MAX_TASK_ID_LENGTH:
         raise TaskNotFound(f"no task has this id (ids have 1 to {MAX_TASK_ID_LENGTH} characters)")
     try:
-        record = rt.store.get(task_id)
+        item = rt.store.get_item(task_id)
     except StoreError as exc:
         raise ServiceUnavailable("the task table did not answer; try again") from exc
-    if record is None:
+    if item is None:
         raise TaskNotFound(f"no task has id {task_id!r}")
+    return record_from_item(item), item
+
+
+def get_task(task_id: str, rt: Runtime) -> TaskView:
+    record, _ = read_task(task_id, rt)
     return record.view(rt.store.now_ms())
 
 

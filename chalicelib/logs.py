@@ -97,6 +97,7 @@ def with_lambda_context(handler: Callable[[Any, Any], Any]) -> Callable[[Any, An
     Powertools' `inject_lambda_context`, except that a call without a context (a handler
     invoked directly, as tools/bench.py does) runs the handler as it is.
     """
+
     def lean(event: Any, context: Any) -> Any:
         # The function's ARN and memory size are the same on every line of a log group that
         # already names the function: about 110 bytes a line, a third of a task's log bill.

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from chalicelib import metrics
+from chalicelib.api import read_task
 from chalicelib.cursor import cursor_key, decode_cursor, encode_cursor
 from chalicelib.errors import (
     Conflict,
@@ -32,7 +33,6 @@ from chalicelib.listing import COUNT_CAP, Filters, TaskIndex, summary
 from chalicelib.logs import log_event
 from chalicelib.metrics import Metric
 from chalicelib.models import (
-    MAX_TASK_ID_LENGTH,
     POISON_ERROR_PREFIX,
     BulkRetryIn,
     BulkRetryResult,
@@ -43,7 +43,7 @@ from chalicelib.models import (
     TaskPage,
     TaskView,
 )
-from chalicelib.record import TaskRecord, record_from_item
+from chalicelib.record import TaskRecord
 from chalicelib.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -151,21 +151,8 @@ def stats(rt: Runtime) -> Stats:
     return Stats(counts={s.value: c for s, (c, _) in counted.items()}, queues=queues, sources=sources)
 
 
-def _read_item(task_id: str, rt: Runtime) -> tuple[TaskRecord, dict[str, Any]]:
-    """The task (one strongly consistent read) and its raw item, which a failed retry puts back."""
-    if not 1 <= len(task_id) <= MAX_TASK_ID_LENGTH:
-        raise TaskNotFound(f"no task has this id (ids have 1 to {MAX_TASK_ID_LENGTH} characters)")
-    try:
-        item = rt.store.get_item(task_id)
-    except StoreError as exc:
-        raise ServiceUnavailable("the task table did not answer; try again") from exc
-    if item is None:
-        raise TaskNotFound(f"no task has id {task_id!r}")
-    return record_from_item(item), item
-
-
 def _read(task_id: str, rt: Runtime) -> TaskRecord:
-    return _read_item(task_id, rt)[0]
+    return read_task(task_id, rt)[0]
 
 
 def retry(task_id: str, by: str, rt: Runtime) -> TaskView:
@@ -175,7 +162,7 @@ def retry(task_id: str, by: str, rt: Runtime) -> TaskView:
         TaskNotFound, Conflict (not FAILED or CANCELLED, or a concurrent retry won, or the
         history is full), ServiceUnavailable (nothing was changed).
     """
-    record, item_before = _read_item(task_id, rt)
+    record, item_before = read_task(task_id, rt)
     if record.status not in RETRYABLE:
         raise Conflict(f"task {task_id!r} is {record.status.value}; only FAILED or CANCELLED tasks can be retried")
     if record.status is Status.FAILED and (record.last_error or "").startswith(POISON_ERROR_PREFIX):

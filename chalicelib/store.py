@@ -366,57 +366,31 @@ class TaskStore(TaskTable):
             values[":expiresAt"] = self._expires_at(now)
         index_sets, index_removes, index_values = index_update(status, task_id, now_iso)
         removes = ["#leaseOwner", "#leaseExpiresAt", "#attemptStartedAt", *index_removes]
-        if status is Status.COMPLETED:
-            removes.append("#cancelRequested")  # a success wins over a cancel asked for while it ran
+        if status in (Status.COMPLETED, Status.CANCELLED):
+            # A success wins over a cancel asked for while it ran; a failure then ends CANCELLED.
+            removes += ["#cancelRequested", "#retryAt"]
         update = f"SET {', '.join(sets + index_sets)} ADD #version :one REMOVE {', '.join(removes)}"
         condition = f"{TASK_EXISTS} AND {HOLDS_LEASE}"
-        if status is not Status.COMPLETED:
+        if status in (Status.RETRYING, Status.FAILED):
             condition += f" AND {NO_CANCEL_REQUESTED}"
         try:
             self._update(task_id, update, condition, {**values, **index_values})
         except ConditionFailed as refused:
             if _history_ends_with(refused.old, entry):
                 return Status(refused.old["status"]) if refused.old else status  # our own write, answer lost
-            if refused.old and refused.old.get("leaseOwner") == acquired.owner and refused.old.get("cancelRequested"):
+            old = refused.old or {}
+            if (
+                status is not Status.CANCELLED
+                and old.get("leaseOwner") == acquired.owner
+                and old.get("cancelRequested")
+            ):
                 return self._cancel_held(acquired, entry, now, error)
             raise LeaseLost(f"task {task_id!r}: attempt {acquired.attempt} lost its lease") from refused
         return status
 
     def _cancel_held(self, acquired: Acquired, entry: dict[str, Any], now: int, error: str | None) -> Status:
         """End CANCELLED a task whose attempt failed after an operator asked to cancel it."""
-        now_iso = iso_from_ms(now)
-        index_sets, _, index_values = index_update(Status.CANCELLED, acquired.task.id, now_iso)
-        sets = [
-            "#status = :cancelled",
-            "#updatedAt = :now_iso",
-            "#finishedAt = :now_iso",
-            "#expiresAt = :expiresAt",
-            "#history = list_append(#history, :entries)",
-            *index_sets,
-        ]
-        values: dict[str, Any] = {
-            ":cancelled": Status.CANCELLED.value,
-            ":now_iso": now_iso,
-            ":expiresAt": self._expires_at(now),
-            ":entries": [entry],
-            ":owner": acquired.owner,
-            ":one": 1,
-            **index_values,
-        }
-        if error is not None:
-            sets.append("#lastError = :error")
-            values[":error"] = error
-        update = (
-            f"SET {', '.join(sets)} ADD #version :one"
-            " REMOVE #leaseOwner, #leaseExpiresAt, #attemptStartedAt, #retryAt, #cancelRequested"
-        )
-        try:
-            self._update(acquired.task.id, update, f"{TASK_EXISTS} AND {HOLDS_LEASE}", values)
-        except ConditionFailed as refused:
-            if _history_ends_with(refused.old, entry):
-                return Status.CANCELLED
-            raise LeaseLost(f"task {acquired.task.id!r}: attempt {acquired.attempt} lost its lease") from refused
-        return Status.CANCELLED
+        return self._finish_attempt(acquired, entry, Status.CANCELLED, now, error=error, retry_at_ms=None)
 
     def finish_cancel(self, record: TaskRecord) -> None:
         """End CANCELLED a task an operator cancelled while an attempt ran whose consumer then died.
