@@ -31,6 +31,7 @@ from chalicelib.models import (
     MAX_TASK_ID_LENGTH,
     Health,
     PublishAccepted,
+    Status,
     Task,
     TaskCreated,
     TaskIn,
@@ -168,20 +169,31 @@ def _accept(task: Task, rt: Runtime, delay_seconds: int = 0) -> PublishAccepted:
     except StoreError as exc:
         raise ServiceUnavailable("the task table did not answer; the task was not accepted, try again") from exc
     if not created:
-        log_event("duplicate_publish", taskId=task.id, status=record.status.value)
-        metrics.count(Metric.DUPLICATES, task.type)
-        return PublishAccepted(id=task.id, status=record.status, duplicate=True)
+        return duplicate(task, record.status)
     try:
         message_id = rt.tasks_queue.send(message, delay_seconds=delay_seconds)
     except QueueError as exc:
-        _discard(task.id, rt)
+        discard_unqueued(task.id, rt)
         raise ServiceUnavailable("the task queue did not answer; the task was not accepted, try again") from exc
+    return accepted(task, record.status, message_id, delay_seconds)
+
+
+def accepted(task: Task, status: Status, message_id: str, delay_seconds: int) -> PublishAccepted:
+    """The answer for a task stored and queued, logged and counted."""
     log_event("accepted", taskId=task.id, type=task.type, messageId=message_id, delaySeconds=delay_seconds or None)
     metrics.count(Metric.ACCEPTED, task.type)
-    return PublishAccepted(id=task.id, status=record.status, duplicate=False)
+    return PublishAccepted(id=task.id, status=status, duplicate=False)
 
 
-def _discard(task_id: str, rt: Runtime) -> None:
+def duplicate(task: Task, status: Status) -> PublishAccepted:
+    """The answer for a task whose id was already taken, logged and counted; it is not queued again."""
+    log_event("duplicate_publish", taskId=task.id, status=status.value)
+    metrics.count(Metric.DUPLICATES, task.type)
+    return PublishAccepted(id=task.id, status=status, duplicate=True)
+
+
+def discard_unqueued(task_id: str, rt: Runtime) -> None:
+    """Remove a task that was stored but whose message could not be sent."""
     try:
         rt.store.discard_unqueued(task_id)
     except StoreError:

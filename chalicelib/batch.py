@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from chalicelib import api, metrics
+from chalicelib import api
 from chalicelib.errors import (
     FieldProblem,
     PayloadTooLarge,
@@ -27,17 +27,14 @@ from chalicelib.errors import (
     StoreError,
     TaskprocError,
     ValidationFailed,
+    error_detail,
 )
 from chalicelib.logs import log_event
-from chalicelib.metrics import Metric
 from chalicelib.models import (
     BatchEntryRefused,
-    ErrorDetail,
-    FieldError,
     PublishAccepted,
     PublishBatchAnswer,
     PublishBatchIn,
-    Status,
     Task,
     TaskId,
 )
@@ -142,7 +139,7 @@ def _store(
         elif outcome[1]:
             stored.append((claim, outcome[0]))
         else:
-            results[claim.index] = _duplicate(claim.task, outcome[0].status)
+            results[claim.index] = api.duplicate(claim.task, outcome[0].status)
     return stored
 
 
@@ -160,34 +157,13 @@ def _queue(stored: list[tuple[_Claim, TaskRecord]], rt: Runtime, pool: Executor,
         logger.exception("sending %d messages failed", len(outgoing))
         message_ids = [None] * len(outgoing)
     unsent = [claim.task.id for (claim, _), message_id in zip(stored, message_ids, strict=True) if message_id is None]
-    list(pool.map(lambda task_id: _discard(task_id, rt), unsent))
+    list(pool.map(lambda task_id: api.discard_unqueued(task_id, rt), unsent))
     for (claim, record), message_id in zip(stored, message_ids, strict=True):
         if message_id is None:
             unavailable = ServiceUnavailable("the task queue did not answer; the task was not accepted, try again")
             results[claim.index] = _refused(claim.task.id, unavailable)
             continue
-        log_event(
-            "accepted",
-            taskId=claim.task.id,
-            type=claim.task.type,
-            messageId=message_id,
-            delaySeconds=claim.delay_seconds or None,
-        )
-        metrics.count(Metric.ACCEPTED, claim.task.type)
-        results[claim.index] = PublishAccepted(id=claim.task.id, status=record.status, duplicate=False)
-
-
-def _discard(task_id: str, rt: Runtime) -> None:
-    try:
-        rt.store.discard_unqueued(task_id)
-    except StoreError:
-        log_event("unqueued_task_left", logging.ERROR, taskId=task_id)
-
-
-def _duplicate(task: Task, status: Status) -> PublishAccepted:
-    log_event("duplicate_publish", taskId=task.id, status=status.value)
-    metrics.count(Metric.DUPLICATES, task.type)
-    return PublishAccepted(id=task.id, status=status, duplicate=True)
+        results[claim.index] = api.accepted(claim.task, record.status, message_id, claim.delay_seconds)
 
 
 def _repeat(first: Result | None, task: Task) -> Result:
@@ -195,7 +171,7 @@ def _repeat(first: Result | None, task: Task) -> Result:
     assert first is not None, "a claim has its result before its repeats are answered"
     if isinstance(first, BatchEntryRefused):
         return BatchEntryRefused(id=task.id, error=first.error)
-    return _duplicate(task, first.status)
+    return api.duplicate(task, first.status)
 
 
 def _usable_id(entry: Any) -> str | None:
@@ -209,8 +185,7 @@ def _usable_id(entry: Any) -> str | None:
 
 
 def _refused(task_id: str | None, error: TaskprocError) -> BatchEntryRefused:
-    details = [FieldError(field=problem.field, message=problem.message) for problem in error.details]
-    return BatchEntryRefused(id=task_id, error=ErrorDetail(code=error.code, message=error.message, details=details))
+    return BatchEntryRefused(id=task_id, error=error_detail(error))
 
 
 def _log_summary(answer: PublishBatchAnswer) -> None:

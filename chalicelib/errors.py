@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from chalicelib.models import ErrorDetail, FieldError
+
 
 @dataclass(frozen=True)
 class FieldProblem:
@@ -23,6 +25,12 @@ class TaskprocError(Exception):
         super().__init__(message)
         self.message = message
         self.details = details or []
+
+
+def error_detail(error: TaskprocError) -> ErrorDetail:
+    """The error's body as the API shapes it: code, message and one detail per broken rule."""
+    details = [FieldError(field=problem.field, message=problem.message) for problem in error.details]
+    return ErrorDetail(code=error.code, message=error.message, details=details)
 
 
 class ValidationFailed(TaskprocError):

@@ -10,8 +10,8 @@ from typing import Any
 from chalice import Response
 from pydantic import BaseModel
 
-from chalicelib.errors import TaskprocError
-from chalicelib.models import ErrorDetail, ErrorResponse, FieldError
+from chalicelib.errors import TaskprocError, error_detail
+from chalicelib.models import ErrorResponse
 
 logger = logging.getLogger(__name__)
 
@@ -27,14 +27,7 @@ def json_response(model: BaseModel, status_code: int = 200, headers: dict[str, s
 
 
 def error_response(error: TaskprocError) -> Response:
-    body = ErrorResponse(
-        error=ErrorDetail(
-            code=error.code,
-            message=error.message,
-            details=[FieldError(field=d.field, message=d.message) for d in error.details],
-        )
-    )
-    return json_response(body, error.status_code)
+    return json_response(ErrorResponse(error=error_detail(error)), error.status_code)
 
 
 def json_errors(view: Callable[..., Response]) -> Callable[..., Response]:
