@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from chalicelib.index import index_update
 from chalicelib.models import Action, Status
 from chalicelib.record import TaskRecord, action_entry, iso_from_ms
 from chalicelib.table import ConditionFailed, TaskTable, names, serialize
@@ -66,23 +65,8 @@ class OperatorStore(TaskTable):
         Raises:
             StaleRecord: the task changed since `record` was read.
         """
-        now = self.now_ms()
-        now_iso = iso_from_ms(now)
-        index_sets, _, index_values = index_update(Status.CANCELLED, record.id, now_iso)
-        update = (
-            "SET #status = :cancelled, #updatedAt = :now_iso, #finishedAt = :now_iso, #expiresAt = :expiresAt,"
-            f" #history = list_append(#history, :entries), {', '.join(index_sets)}"
-            " ADD #version :one REMOVE #retryAt"
-        )
-        values = {
-            ":cancelled": Status.CANCELLED.value,
-            ":now_iso": now_iso,
-            ":expiresAt": self._expires_at(now),
-            ":entries": [action_entry(Action.CANCEL, now_iso, by, record.status)],
-            ":one": 1,
-            **index_values,
-        }
-        return self._update_if_unchanged(record, update, values, "cancelled")
+        entry = action_entry(Action.CANCEL, iso_from_ms(self.now_ms()), by, record.status)
+        return self._end_if_unchanged(record, Status.CANCELLED, [entry], "cancelled")
 
     def request_cancel(self, record: TaskRecord, by: str) -> TaskRecord:
         """Mark a PROCESSING task so that a failure of its running attempt ends it CANCELLED.

@@ -261,24 +261,8 @@ class TaskStore(TaskTable):
         Raises:
             StaleRecord: the task changed since `record` was read.
         """
-        now = self.now_ms()
         expired = record.expired_attempt()
-        index_sets, _, index_values = index_update(Status.FAILED, record.id, iso_from_ms(now))
-        update = (
-            "SET #status = :failed, #lastError = :error, #finishedAt = :now_iso, #updatedAt = :now_iso,"
-            f" #expiresAt = :expiresAt, #history = list_append(#history, :entries), {', '.join(index_sets)}"
-            " ADD #version :one REMOVE #leaseOwner, #leaseExpiresAt, #attemptStartedAt, #retryAt"
-        )
-        values = {
-            **index_values,
-            ":failed": Status.FAILED.value,
-            ":error": capped_error(reason),
-            ":now_iso": iso_from_ms(now),
-            ":expiresAt": self._expires_at(now),
-            ":entries": [expired] if expired else [],
-            ":one": 1,
-        }
-        self._update_if_unchanged(record, update, values, "failed")
+        self._end_if_unchanged(record, Status.FAILED, [expired] if expired else [], "failed", error=reason)
 
     def note_redrive(self, record: TaskRecord, message_id: str) -> None:
         """Make `message_id` the task's message after its old one was dead-lettered and sent again.
@@ -398,24 +382,8 @@ class TaskStore(TaskTable):
         Raises:
             StaleRecord: the task changed since `record` was read.
         """
-        now = self.now_ms()
-        now_iso = iso_from_ms(now)
         expired = record.expired_attempt()
-        index_sets, _, index_values = index_update(Status.CANCELLED, record.id, now_iso)
-        update = (
-            "SET #status = :cancelled, #finishedAt = :now_iso, #updatedAt = :now_iso, #expiresAt = :expiresAt,"
-            f" #history = list_append(#history, :entries), {', '.join(index_sets)}"
-            " ADD #version :one REMOVE #leaseOwner, #leaseExpiresAt, #attemptStartedAt, #retryAt, #cancelRequested"
-        )
-        values = {
-            ":cancelled": Status.CANCELLED.value,
-            ":now_iso": now_iso,
-            ":expiresAt": self._expires_at(now),
-            ":entries": [expired] if expired else [],
-            ":one": 1,
-            **index_values,
-        }
-        self._update_if_unchanged(record, update, values, "cancelled")
+        self._end_if_unchanged(record, Status.CANCELLED, [expired] if expired else [], "cancelled")
 
     def _refusal(self, old_item: dict[str, Any] | None, now: int) -> AcquireRefused | StoreError:
         if old_item is None:

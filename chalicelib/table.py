@@ -17,7 +17,9 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.errors import StaleRecord, StoreError
-from chalicelib.record import TaskRecord, record_from_item
+from chalicelib.index import index_update
+from chalicelib.models import Status
+from chalicelib.record import TaskRecord, iso_from_ms, record_from_item
 
 TASK_IS_NEW = "attribute_not_exists(#id)"
 UNCHANGED_SINCE_READ = "#version = :version"
@@ -125,6 +127,49 @@ class TaskTable:
     def _expires_at(self, now_ms: int) -> int:
         """The TTL attribute's value: epoch seconds, RETENTION_DAYS after the task finished."""
         return (now_ms + self._retention_ms) // 1000
+
+    def _end_if_unchanged(
+        self,
+        record: TaskRecord,
+        status: Status,
+        entries: list[dict[str, Any]],
+        action: str,
+        error: str | None = None,
+    ) -> TaskRecord:
+        """Move a task, as `record` read it, to the terminal `status`, appending `entries` to its history.
+
+        Any lease, backoff and cancel request go; `error`, when given, becomes `lastError`.
+
+        Raises:
+            StaleRecord: the task changed since `record` was read.
+        """
+        now = self.now_ms()
+        now_iso = iso_from_ms(now)
+        index_sets, _, index_values = index_update(status, record.id, now_iso)
+        sets = [
+            "#status = :status",
+            "#finishedAt = :now_iso",
+            "#updatedAt = :now_iso",
+            "#expiresAt = :expiresAt",
+            "#history = list_append(#history, :entries)",
+            *index_sets,
+        ]
+        values: dict[str, Any] = {
+            ":status": status.value,
+            ":now_iso": now_iso,
+            ":expiresAt": self._expires_at(now),
+            ":entries": entries,
+            ":one": 1,
+            **index_values,
+        }
+        if error is not None:
+            sets.append("#lastError = :error")
+            values[":error"] = capped_error(error)
+        update = (
+            f"SET {', '.join(sets)} ADD #version :one"
+            " REMOVE #leaseOwner, #leaseExpiresAt, #attemptStartedAt, #retryAt, #cancelRequested"
+        )
+        return self._update_if_unchanged(record, update, values, action)
 
     def _update_if_unchanged(self, record: TaskRecord, update: str, values: dict[str, Any], action: str) -> TaskRecord:
         """Apply `update` only if the task is still as `record` read it (its version is unchanged).
