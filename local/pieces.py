@@ -84,19 +84,13 @@ def run_worker(config: LocalConfig, stop: threading.Event) -> int:
 def run_console(config: LocalConfig, stop: threading.Event) -> int:
     """The operator console (`taskctl console`) against the offline API, on 127.0.0.1:CONSOLE_PORT."""
     from taskctl.client import ApiClient  # the console is the CLI's; only this piece needs it
-    from taskctl.console import make_server
+    from taskctl.console import running
 
     try:
-        server = make_server(ApiClient(config.api_url, sign=False), config.console_port)
-    except OSError as exc:
+        with running(ApiClient(config.api_url, sign=False), config.console_port) as server:
+            announce_ready("console", f"{server.url} (against {config.api_url})")
+            _wait(stop)
+    except OSError as exc:  # only binding the port raises it: waiting does not
         logger.error("console port %d is not free (%s); set CONSOLE_PORT to a free one", config.console_port, exc)
         return 2
-    serving = threading.Thread(target=server.serve_forever, name="console", daemon=True)
-    serving.start()
-    announce_ready("console", f"{server.url} (against {config.api_url})")
-    try:
-        _wait(stop)
-    finally:
-        server.shutdown()
-        server.server_close()
     return 0

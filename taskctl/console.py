@@ -17,6 +17,9 @@ import json
 import logging
 import mimetypes
 import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -165,6 +168,20 @@ _INVALID = object()
 def make_server(client: ApiClient, port: int = 0) -> ConsoleServer:
     """A console server bound to 127.0.0.1:port (0: any free port), not yet serving. Raises OSError."""
     return ConsoleServer(client, port)
+
+
+@contextmanager
+def running(client: ApiClient, port: int = 0) -> Iterator[ConsoleServer]:
+    """A console server serving from a thread of this process until the block ends. Raises OSError."""
+    server = make_server(client, port)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
 
 
 def serve(client: ApiClient, port: int) -> None:

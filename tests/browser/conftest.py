@@ -11,9 +11,8 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from taskctl.client import ApiClient
-from taskctl.console import ConsoleServer, make_server
+from taskctl.console import ConsoleServer, running
 from tests.e2e.stack import ROOT, free_port, wait_until
 
 if TYPE_CHECKING:
@@ -117,18 +116,9 @@ def watched(browser: Browser) -> Iterator[Watched]:
         context.close()
 
 
-@contextmanager
-def console_thread(client: ApiClient) -> Iterator[ConsoleServer]:
+def console_thread(client: ApiClient) -> AbstractContextManager[ConsoleServer]:
     """The console's server in this process, on a free port."""
-    server = make_server(client)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    return running(client)
 
 
 @dataclass

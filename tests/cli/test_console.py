@@ -8,9 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -18,29 +16,16 @@ import requests
 from botocore.credentials import Credentials
 
 from taskctl.client import ApiClient
-from taskctl.console import CONSOLE_HEADER, ConsoleServer, make_server
+from taskctl.console import CONSOLE_HEADER, ConsoleServer, running
 from tests.cli.fake_api import FakeApi
 from tests.e2e.stack import ROOT, free_port, wait_until
 
 PAGE_HEADERS = {CONSOLE_HEADER: "1"}
 
 
-@contextmanager
-def console_for(client: ApiClient) -> Iterator[ConsoleServer]:
-    server = make_server(client)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
-
-
 @pytest.fixture
 def console(fake: FakeApi) -> Iterator[ConsoleServer]:
-    with console_for(ApiClient(fake.url)) as server:
+    with running(ApiClient(fake.url)) as server:
         yield server
 
 
@@ -131,7 +116,7 @@ def test_only_the_pages_own_routes_are_forwarded(console: ConsoleServer, fake: F
 
 
 def test_an_api_that_is_down_is_a_502_said_in_words(no_aws: None) -> None:
-    with console_for(ApiClient(f"http://127.0.0.1:{free_port()}")) as server:
+    with running(ApiClient(f"http://127.0.0.1:{free_port()}")) as server:
         answer = get(server, "/api/stats", headers=PAGE_HEADERS)
 
     assert answer.status_code == 502
@@ -142,7 +127,7 @@ def test_an_api_that_is_down_is_a_502_said_in_words(no_aws: None) -> None:
 def test_the_browser_holds_no_credentials_the_console_signs_for_it(
     guarded_fake: FakeApi, aws_identity: Credentials
 ) -> None:
-    with console_for(ApiClient(guarded_fake.url, sign=True)) as server:
+    with running(ApiClient(guarded_fake.url, sign=True)) as server:
         answer = get(server, "/api/stats", headers=PAGE_HEADERS)
 
     assert answer.status_code == 200, answer.text
@@ -150,7 +135,7 @@ def test_the_browser_holds_no_credentials_the_console_signs_for_it(
 
 
 def test_without_credentials_the_console_says_so(guarded_fake: FakeApi) -> None:
-    with console_for(ApiClient(guarded_fake.url, sign=True)) as server:
+    with running(ApiClient(guarded_fake.url, sign=True)) as server:
         answer = get(server, "/api/stats", headers=PAGE_HEADERS)
 
     assert answer.status_code == 401
