@@ -37,7 +37,7 @@ from chalicelib.models import (
     TaskIn,
     TaskView,
 )
-from chalicelib.record import TaskRecord, record_from_item
+from chalicelib.record import TaskRecord, ms_from_iso, record_from_item
 from chalicelib.registry import Registry
 from chalicelib.runtime import Runtime
 
@@ -163,19 +163,47 @@ def max_attempts_of(task: Task, rt: Runtime) -> int:
 
 
 def _accept(task: Task, rt: Runtime, delay_seconds: int = 0) -> PublishAccepted:
+    """Queue the task's message, then store its item.
+
+    The message goes first so that no process death or lost answer can leave an item
+    without a message: a message whose item never arrives is stored by the consumer
+    that receives it (`TaskStore.acquire` creates a missing item). A duplicate id's
+    message is received and dropped there; its task keeps its first payload and never
+    runs twice. See docs/architecture.md, "Nothing is stranded".
+    """
     message = checked_message(task)
-    try:
-        record, created = rt.store.create(task, max_attempts_of(task, rt), delay_seconds)
-    except StoreError as exc:
-        raise ServiceUnavailable("the task table did not answer; the task was not accepted, try again") from exc
-    if not created:
-        return duplicate(task, record.status)
     try:
         message_id = rt.tasks_queue.send(message, delay_seconds=delay_seconds)
     except QueueError as exc:
-        discard_unqueued(task.id, rt)
-        raise ServiceUnavailable("the task queue did not answer; the task was not accepted, try again") from exc
+        raise ServiceUnavailable(UNQUEUED) from exc
+    try:
+        record, created = rt.store.create(task, max_attempts_of(task, rt), delay_seconds, message_id)
+    except StoreError as exc:
+        raise ServiceUnavailable(unstored(task.id)) from exc
+    if not created:
+        return duplicate(task, record, rt.store.now_ms())
     return accepted(task, record.status, message_id, delay_seconds)
+
+
+# A PENDING task with no attempt this long after it was due has lost its message (only an
+# item stored before messages were sent first can); a repeat publish then heals it.
+OVERDUE_MS = 60_000
+
+
+def _overdue(record: TaskRecord, now_ms: int) -> bool:
+    due = ms_from_iso(record.not_before) if record.not_before else ms_from_iso(record.created_at)
+    return now_ms - due > OVERDUE_MS
+
+
+UNQUEUED = "the task queue did not answer; the task was not accepted, try again"
+
+
+def unstored(task_id: str) -> str:
+    """Why a task whose message was sent got no answer: it runs unless its id was taken."""
+    return (
+        f"the task table did not answer after task {task_id!r} was queued: it will run unless the id was"
+        " already taken; publish it again with the same id to see where it stands"
+    )
 
 
 def accepted(task: Task, status: Status, message_id: str, delay_seconds: int) -> PublishAccepted:
@@ -185,19 +213,19 @@ def accepted(task: Task, status: Status, message_id: str, delay_seconds: int) ->
     return PublishAccepted(id=task.id, status=status, duplicate=False)
 
 
-def duplicate(task: Task, status: Status) -> PublishAccepted:
-    """The answer for a task whose id was already taken, logged and counted; it is not queued again."""
-    log_event("duplicate_publish", taskId=task.id, status=status.value)
+def duplicate(task: Task, record: TaskRecord, now_ms: int) -> PublishAccepted:
+    """The answer for a task whose id was already taken, logged and counted.
+
+    Its message was sent before the id was found taken; the consumer drops it, unless the
+    stored task is PENDING with no attempt yet (stored by a publish whose message never
+    left): then that message runs it, and the repeat publish has healed it.
+    """
+    log_event("duplicate_publish", taskId=task.id, status=record.status.value)
     metrics.count(Metric.DUPLICATES, task.type)
-    return PublishAccepted(id=task.id, status=status, duplicate=True)
-
-
-def discard_unqueued(task_id: str, rt: Runtime) -> None:
-    """Remove a task that was stored but whose message could not be sent."""
-    try:
-        rt.store.discard_unqueued(task_id)
-    except StoreError:
-        log_event("unqueued_task_left", logging.ERROR, taskId=task_id)
+    if record.status is Status.PENDING and record.attempts == 0 and _overdue(record, now_ms):
+        log_event("redispatched", logging.WARNING, taskId=task.id, createdAt=record.created_at)
+        metrics.count(Metric.TASKS_REDISPATCHED, record.type)
+    return PublishAccepted(id=task.id, status=record.status, duplicate=True)
 
 
 def decode_task_id(path_value: str, gateway_decoded: bool) -> str:

@@ -1,13 +1,15 @@
-"""Batch publish: up to 100 tasks in one request, each stored and queued, or refused, on its own.
+"""Batch publish: up to 100 tasks in one request, each queued and stored, or refused, on its own.
 
 A task costs one conditional PutItem and a tenth of a SendMessageBatch here, against one
-PutItem and one SendMessage through `POST /publish`. The puts run side by side on a small
-thread pool (BatchWriteItem cannot check that an id is new); the messages of the tasks
-that were stored go out in SendMessageBatch calls of up to 10 entries and 256 KiB.
+PutItem and one SendMessage through `POST /publish`. The messages go first, in
+SendMessageBatch calls of up to 10 entries and 256 KiB; then the items of the tasks whose
+messages were sent are put side by side on a small thread pool (BatchWriteItem cannot
+check that an id is new).
 
-A task is either stored and queued, or answered with an error and not kept: a task whose
-message was not sent has its item discarded again (as `POST /publish` does), so nothing
-stays stored and unqueued, and nothing is reported accepted without its message.
+As through `POST /publish`, no task is ever stored without its message: a task whose
+message was not sent is refused and not stored, and a task whose message was sent but
+whose put failed (or whose process died before it) is stored by the consumer that
+receives its message.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from chalicelib import api
+from chalicelib import api, metrics
 from chalicelib.errors import (
     FieldProblem,
     PayloadTooLarge,
@@ -30,6 +32,7 @@ from chalicelib.errors import (
     error_detail,
 )
 from chalicelib.logs import log_event
+from chalicelib.metrics import Metric
 from chalicelib.models import (
     BatchEntryRefused,
     PublishAccepted,
@@ -61,6 +64,14 @@ class _Claim:
     task: Task
     delay_seconds: int
     message: str
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """A claim whose message is on the queue."""
+
+    claim: _Claim
+    message_id: str
 
 
 def publish_batch(body: dict[str, Any], rt: Runtime) -> PublishBatchAnswer:
@@ -95,8 +106,8 @@ def publish_batch(body: dict[str, Any], rt: Runtime) -> PublishBatchAnswer:
             claims[task.id] = _Claim(index, task, delay_seconds, message)
     if claims:
         with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(claims))) as pool:
-            stored = _store(list(claims.values()), rt, pool, results)
-            _queue(stored, rt, pool, results)
+            sent = _queue(list(claims.values()), rt, pool, results)
+            _store(sent, rt, pool, results)
     for index, first in repeats:
         results[index] = _repeat(results[first.index], first.task)
     answer = PublishBatchAnswer(results=[result for result in results if result is not None])
@@ -115,55 +126,51 @@ def _validated(entry: Any, rt: Runtime) -> tuple[Task, int]:
     return api.validated_task(entry, rt.registry)
 
 
-def _store(
-    claims: list[_Claim], rt: Runtime, pool: Executor, results: list[Result | None]
-) -> list[tuple[_Claim, TaskRecord]]:
-    """Put each claim's item, side by side; returns the claims whose items are new, with them."""
-
-    def put(claim: _Claim) -> tuple[TaskRecord, bool] | None:
-        try:
-            return rt.store.create(claim.task, api.max_attempts_of(claim.task, rt), claim.delay_seconds)
-        except StoreError as exc:
-            logger.warning("put of task %r failed: %s", claim.task.id, exc)
-        except Exception:
-            # Caught here rather than raised from pool.map, which would abandon the other
-            # claims' stored items without their messages.
-            logger.exception("put of task %r failed", claim.task.id)
-        return None
-
-    stored: list[tuple[_Claim, TaskRecord]] = []
-    for claim, outcome in zip(claims, pool.map(put, claims), strict=True):
-        if outcome is None:
-            unavailable = ServiceUnavailable("the task table did not answer; the task was not accepted, try again")
-            results[claim.index] = _refused(claim.task.id, unavailable)
-        elif outcome[1]:
-            stored.append((claim, outcome[0]))
-        else:
-            results[claim.index] = api.duplicate(claim.task, outcome[0].status)
-    return stored
-
-
-def _queue(stored: list[tuple[_Claim, TaskRecord]], rt: Runtime, pool: Executor, results: list[Result | None]) -> None:
-    """Send the stored claims' messages; a claim whose message was not sent is discarded and refused."""
-    if not stored:
-        return
-    outgoing = [Outgoing(claim.message, claim.delay_seconds) for claim, _ in stored]
+def _queue(claims: list[_Claim], rt: Runtime, pool: Executor, results: list[Result | None]) -> list[_Sent]:
+    """Send the claims' messages; a claim whose message was not sent is refused, and not stored."""
+    outgoing = [Outgoing(claim.message, claim.delay_seconds) for claim in claims]
     message_ids: list[str | None]
     try:
         message_ids = rt.tasks_queue.send_batch(outgoing, pool)
     except Exception:
-        # send_batch answers a failed send with None; anything else is unexpected, and the
-        # stored items must not stay behind without their messages.
+        # send_batch answers a failed send with None; anything else is unexpected.
         logger.exception("sending %d messages failed", len(outgoing))
         message_ids = [None] * len(outgoing)
-    unsent = [claim.task.id for (claim, _), message_id in zip(stored, message_ids, strict=True) if message_id is None]
-    list(pool.map(lambda task_id: api.discard_unqueued(task_id, rt), unsent))
-    for (claim, record), message_id in zip(stored, message_ids, strict=True):
+    sent: list[_Sent] = []
+    for claim, message_id in zip(claims, message_ids, strict=True):
         if message_id is None:
-            unavailable = ServiceUnavailable("the task queue did not answer; the task was not accepted, try again")
-            results[claim.index] = _refused(claim.task.id, unavailable)
-            continue
-        results[claim.index] = api.accepted(claim.task, record.status, message_id, claim.delay_seconds)
+            results[claim.index] = _refused(claim.task.id, ServiceUnavailable(api.UNQUEUED))
+        else:
+            sent.append(_Sent(claim, message_id))
+    return sent
+
+
+def _store(sent: list[_Sent], rt: Runtime, pool: Executor, results: list[Result | None]) -> None:
+    """Put each sent claim's item, side by side, and answer it: accepted, duplicate or refused."""
+
+    def put(item: _Sent) -> tuple[TaskRecord, bool] | None:
+        claim = item.claim
+        try:
+            return rt.store.create(
+                claim.task, api.max_attempts_of(claim.task, rt), claim.delay_seconds, item.message_id
+            )
+        except StoreError as exc:
+            logger.warning("put of task %r failed: %s", claim.task.id, exc)
+        except Exception:
+            # Caught here rather than raised from pool.map, which would leave the other
+            # claims without their answers.
+            logger.exception("put of task %r failed", claim.task.id)
+        return None
+
+    now_ms = rt.store.now_ms()
+    for item, outcome in zip(sent, pool.map(put, sent), strict=True):
+        claim = item.claim
+        if outcome is None:
+            results[claim.index] = _refused(claim.task.id, ServiceUnavailable(api.unstored(claim.task.id)))
+        elif outcome[1]:
+            results[claim.index] = api.accepted(claim.task, outcome[0].status, item.message_id, claim.delay_seconds)
+        else:
+            results[claim.index] = api.duplicate(claim.task, outcome[0], now_ms)
 
 
 def _repeat(first: Result | None, task: Task) -> Result:
@@ -171,7 +178,9 @@ def _repeat(first: Result | None, task: Task) -> Result:
     assert first is not None, "a claim has its result before its repeats are answered"
     if isinstance(first, BatchEntryRefused):
         return BatchEntryRefused(id=task.id, error=first.error)
-    return api.duplicate(task, first.status)
+    log_event("duplicate_publish", taskId=task.id, status=first.status.value)
+    metrics.count(Metric.DUPLICATES, task.type)
+    return PublishAccepted(id=task.id, status=first.status, duplicate=True)
 
 
 def _usable_id(entry: Any) -> str | None:

@@ -26,7 +26,7 @@ from chalicelib.backoff import backoff_seconds
 from chalicelib.errors import LeaseLost, StaleRecord
 from chalicelib.logs import log_event, task_scope
 from chalicelib.metrics import Metric
-from chalicelib.models import DEFAULT_TYPE, POISON_ERROR_PREFIX, Status, Task, TaskIn
+from chalicelib.models import DEFAULT_TYPE, POISON_ERROR_PREFIX, RETRY_VERSION_ATTRIBUTE, Status, Task, TaskIn
 from chalicelib.queue import Queue, VisibilityChange
 from chalicelib.record import TaskRecord, ms_from_iso
 from chalicelib.registry import TaskType
@@ -76,6 +76,14 @@ MAX_REDRIVES = 2
 # SQS delays a new message by 15 minutes at most.
 MAX_SEND_DELAY_SECONDS = 900
 
+# A retry's message can arrive before the retry's write lands: it waits this long and looks
+# again. The API's calls end within its function's timeout, so after a few waits the write has
+# landed or never will; the message's receives then run out and the dead-letter handler drops it.
+RETRY_LANDING_SECONDS = 10
+# A message whose task has no item this long after it was sent outlived every publish that
+# could still store it (the API's timeout is below it): its publish died after the send.
+ADOPTION_REPAIR_MS = 30_000
+
 # What became of one record, and the visibility timeout its message needs, if any.
 Verdict = tuple[Outcome, int | None]
 
@@ -92,15 +100,26 @@ class SqsRecord:
     receipt_handle: str
     body: str
     receive_count: int
+    sent_at_ms: int | None = None
+    retry_of_version: int | None = None  # an operator's retry: the version its restart writes
 
     @classmethod
     def from_lambda(cls, record: dict[str, Any]) -> SqsRecord:
+        attributes = record.get("attributes") or {}
+        retry_of = ((record.get("messageAttributes") or {}).get(RETRY_VERSION_ATTRIBUTE) or {}).get("stringValue")
         return cls(
             message_id=record["messageId"],
             receipt_handle=record["receiptHandle"],
             body=record["body"],
-            receive_count=int(record.get("attributes", {}).get("ApproximateReceiveCount", 1)),
+            receive_count=int(attributes.get("ApproximateReceiveCount", 1)),
+            sent_at_ms=_whole(attributes.get("SentTimestamp")),
+            retry_of_version=_whole(retry_of),
         )
+
+
+def _whole(value: Any) -> int | None:
+    """A whole number sent as a string of ASCII digits (as SQS sends attributes), else None."""
+    return int(value) if isinstance(value, str) and value.isascii() and value.isdigit() else None
 
 
 def parse_task_message(body: str) -> Task:
@@ -163,8 +182,29 @@ class TaskConsumer:
             acquired = store.acquire(task, uuid.uuid4().hex, record.message_id, max_attempts, settings.LEASE_SECONDS)
         except AcquireRefused as refused:
             return self._refused(record, refused)
+        if acquired.previous is None:
+            self._adopted(record, task)
         with task_scope(task.id, attempt=acquired.attempt):
             return self._run(record, task, task_type, acquired)
+
+    def _adopted(self, record: SqsRecord, task: Task) -> None:
+        """The acquire stored the task: its publish sent the message but had not put the item.
+
+        Within the API's timeout that is a race the publish's put then loses (and reads as its
+        own); past it, the publish died after its send, and this is the repair.
+        """
+        age_ms = self._rt.store.now_ms() - record.sent_at_ms if record.sent_at_ms else None
+        repaired = age_ms is not None and age_ms > ADOPTION_REPAIR_MS
+        log_event(
+            "adopted",
+            logging.WARNING if repaired else logging.INFO,
+            taskId=task.id,
+            messageId=record.message_id,
+            messageAgeMs=age_ms,
+            repaired=repaired,
+        )
+        if repaired:
+            metrics.count(Metric.TASKS_ADOPTED, task.type)
 
     def _run(self, record: SqsRecord, task: Task, task_type: TaskType | None, acquired: Acquired) -> Verdict:
         store, settings = self._rt.store, self._settings
@@ -242,6 +282,11 @@ class TaskConsumer:
         task = refused.record
         fields = {"taskId": task.id, "attempt": task.attempts, "messageId": record.message_id}
         if refused.reason is Refusal.TERMINAL:
+            if record.retry_of_version is not None and task.version < record.retry_of_version:
+                # An operator's retry sent this before its write; the write may not have landed yet.
+                log_event("retry_awaited", **fields, status=task.status.value, version=task.version)
+                metrics.count(Metric.RETRIES_AWAITED, task.type)
+                return Outcome.DEFERRED, RETRY_LANDING_SECONDS
             log_event("duplicate_dropped", **fields, status=task.status.value)
             return Outcome.DROPPED, None
         if refused.reason is Refusal.EXHAUSTED:

@@ -55,6 +55,12 @@ class Metric(StrEnum):
     OPERATOR_CANCELS = "OperatorCancels"
     ATTEMPT_DURATION = "AttemptDuration"  # milliseconds
     END_TO_END_LATENCY = "EndToEndLatency"  # milliseconds, created to terminal
+    # Repairs of the send-then-put publish: a consumer stored a task whose publish died after
+    # its send (TasksAdopted), a repeat publish re-sent a task left without its message
+    # (TasksRedispatched), a retry's message arrived before its write and waited (RetriesAwaited).
+    TASKS_ADOPTED = "TasksAdopted"
+    TASKS_REDISPATCHED = "TasksRedispatched"
+    RETRIES_AWAITED = "RetriesAwaited"
 
 
 DURATIONS = frozenset({Metric.ATTEMPT_DURATION, Metric.END_TO_END_LATENCY})

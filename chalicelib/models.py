@@ -19,6 +19,9 @@ MAX_PAYLOAD_DEPTH = 128
 MAX_TYPE_NAME_LENGTH = 64
 # SQS delays a message by 15 minutes at most; longer delays need a scheduler.
 MAX_DELAY_SECONDS = 900
+# The message attribute of an operator's retry: the task version its restart writes. A
+# consumer that receives it before the restart has landed holds the message back.
+RETRY_VERSION_ATTRIBUTE = "retryOfVersion"
 # The type of a task that names none: the seeds' simulated work.
 DEFAULT_TYPE = "simulate"
 

@@ -34,6 +34,7 @@ from chalicelib.logs import log_event
 from chalicelib.metrics import Metric
 from chalicelib.models import (
     POISON_ERROR_PREFIX,
+    RETRY_VERSION_ATTRIBUTE,
     BulkRetryIn,
     BulkRetryResult,
     FigureSource,
@@ -162,7 +163,7 @@ def retry(task_id: str, by: str, rt: Runtime) -> TaskView:
         TaskNotFound, Conflict (not FAILED or CANCELLED, or a concurrent retry won, or the
         history is full), ServiceUnavailable (nothing was changed).
     """
-    record, item_before = read_task(task_id, rt)
+    record, _ = read_task(task_id, rt)
     if record.status not in RETRYABLE:
         raise Conflict(f"task {task_id!r} is {record.status.value}; only FAILED or CANCELLED tasks can be retried")
     if record.status is Status.FAILED and (record.last_error or "").startswith(POISON_ERROR_PREFIX):
@@ -175,17 +176,23 @@ def retry(task_id: str, by: str, rt: Runtime) -> TaskView:
             f"task {task_id!r} has {len(record.history)} history entries; another run could take it past"
             f" {MAX_HISTORY_ENTRIES}: publish it again under a new id instead"
         )
+    # The message first, marked with the version the restart will write, then the restart:
+    # a death or a lost answer between the two leaves a message whose task stays as it was,
+    # which the consumer holds back until the retry has landed or its receives run out (see
+    # TaskConsumer), never a PENDING task without a message.
+    try:
+        message_id = rt.tasks_queue.send(record.task.message_body(), {RETRY_VERSION_ATTRIBUTE: str(record.version + 1)})
+    except QueueError as exc:
+        raise ServiceUnavailable("the task queue did not answer; the task was not retried, try again") from exc
     try:
         restarted = rt.operator_store.restart(record, max_attempts, by)
     except StaleRecord as exc:
         raise Conflict(f"task {task_id!r} changed while it was being retried (another retry or cancel won)") from exc
     except StoreError as exc:
-        raise ServiceUnavailable("the task table did not answer; the task was not retried, try again") from exc
-    try:
-        message_id = rt.tasks_queue.send(restarted.task.message_body())
-    except QueueError as exc:
-        rt.operator_store.undo_restart(record, item_before)
-        raise ServiceUnavailable("the task queue did not answer; the task was not retried, try again") from exc
+        raise ServiceUnavailable(
+            f"the task table did not answer; task {task_id!r} may or may not have been retried: read it before"
+            " retrying again"
+        ) from exc
     log_event("operator_retry", taskId=task_id, by=by, fromStatus=record.status.value, messageId=message_id)
     metrics.count(Metric.OPERATOR_RETRIES, restarted.type)
     return restarted.view(rt.store.now_ms())

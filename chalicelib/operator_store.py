@@ -8,11 +8,10 @@ with `StaleRecord`, which the API answers 409.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from chalicelib.models import Action, Status
 from chalicelib.record import TaskRecord, action_entry, iso_from_ms
-from chalicelib.table import ConditionFailed, TaskTable, names, serialize
+from chalicelib.table import TaskTable
 
 logger = logging.getLogger(__name__)
 
@@ -43,21 +42,6 @@ class OperatorStore(TaskTable):
             ":one": 1,
         }
         return self._update_if_unchanged(record, update, values, "retried")
-
-    def undo_restart(self, before: TaskRecord, item_before: dict[str, Any]) -> None:
-        """Put a restarted task back as it was, when its new message could not be sent."""
-        condition = "#version = :restarted"
-        try:
-            self._call(
-                self._client.put_item,
-                TableName=self._table,
-                Item=serialize(item_before),
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names(condition),
-                ExpressionAttributeValues=self._values({":restarted": before.version + 1}),
-            )
-        except ConditionFailed:
-            logger.warning("task %r changed after its retry; the retry stands", before.id)
 
     def cancel(self, record: TaskRecord, by: str) -> TaskRecord:
         """Make a PENDING or RETRYING task CANCELLED: it never starts another attempt.

@@ -26,7 +26,7 @@ from chalicelib.errors import LeaseLost, StaleRecord, StoreError
 from chalicelib.index import index_attributes, index_update
 from chalicelib.models import Outcome, Status, Task
 from chalicelib.record import TaskRecord, attempt_entry, iso_from_ms, record_from_item
-from chalicelib.table import TASK_IS_NEW, ConditionFailed, TaskTable, capped_error, deserialize, names
+from chalicelib.table import TASK_IS_NEW, ConditionFailed, TaskTable, capped_error, deserialize
 
 logger = logging.getLogger(__name__)
 
@@ -101,33 +101,23 @@ def _history_ends_with(item: dict[str, Any] | None, entry: dict[str, Any]) -> bo
 class TaskStore(TaskTable):
     """The lease lifecycle of task items: create, acquire, and record each attempt's outcome."""
 
-    def create(self, task: Task, max_attempts: int, delay_seconds: int = 0) -> tuple[TaskRecord, bool]:
-        """Store a new PENDING task; an existing id keeps its first payload.
+    def create(
+        self, task: Task, max_attempts: int, delay_seconds: int = 0, message_id: str | None = None
+    ) -> tuple[TaskRecord, bool]:
+        """Store a new PENDING task whose message `message_id` was already sent; an existing id keeps its first payload.
 
-        Returns the record and whether it was created (False for a duplicate id).
+        Returns the record and whether it is this publish's task: True when the item is new, and
+        also when the consumer received `message_id` first and created the item from it.
         """
         item = self._new_item(task.id, task.payload, Status.PENDING, max_attempts, task.type)
         if delay_seconds:
             item["notBefore"] = iso_from_ms(self.now_ms() + delay_seconds * 1000)
+        if message_id is not None:
+            item["lastMessageId"] = message_id
         old = self._put_new(item)
-        if old is not None:
-            return record_from_item(old), False
-        return record_from_item(item), True
-
-    def discard_unqueued(self, task_id: str) -> None:
-        """Delete a task that was stored but could not be queued, if nothing has touched it."""
-        condition = "#status = :pending AND #attempts = :zero"
-        try:
-            self._call(
-                self._client.delete_item,
-                TableName=self._table,
-                Key=self._key(task_id),
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names(condition),
-                ExpressionAttributeValues=self._values({":pending": Status.PENDING.value, ":zero": 0}),
-            )
-        except ConditionFailed:
-            logger.info("task %r was picked up before it could be discarded", task_id)
+        if old is None:
+            return record_from_item(item), True
+        return record_from_item(old), message_id is not None and old.get("lastMessageId") == message_id
 
     def acquire(self, task: Task, owner: str, message_id: str, max_attempts: int, lease_seconds: float) -> Acquired:
         """Start the next attempt of `task` under a lease held by `owner`.

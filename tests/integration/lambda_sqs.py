@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 from chalice.test import Client
+
+from local.poller import lambda_record
 
 
 @dataclass
@@ -25,20 +26,8 @@ def lambda_records(sqs: Any, queue_url: str, max_messages: int = 10) -> list[dic
         MessageSystemAttributeNames=["All"],
         MessageAttributeNames=["All"],
     )
-    return [
-        {
-            "messageId": message["MessageId"],
-            "receiptHandle": message["ReceiptHandle"],
-            "body": message["Body"],
-            "attributes": message["Attributes"],
-            "messageAttributes": message.get("MessageAttributes", {}),
-            "md5OfBody": hashlib.md5(message["Body"].encode()).hexdigest(),
-            "eventSource": "aws:sqs",
-            "eventSourceARN": arn,
-            "awsRegion": "us-east-1",
-        }
-        for message in response.get("Messages", [])
-    ]
+    # Shaped by the offline event source's own function: Lambda's spelling of attributes.
+    return [lambda_record(message, arn, "us-east-1") for message in response.get("Messages", [])]
 
 
 def deliver(client: Client, function: str, sqs: Any, queue_url: str, max_messages: int = 10) -> Delivery:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 from urllib.parse import quote
 
 import pytest
+from botocore.exceptions import ClientError
 from chalice.test import Client
+
+from tests.integration.harness import Harness
+from tests.integration.lambda_sqs import Delivery
 
 JSON = {"Content-Type": "application/json"}
 
@@ -53,16 +58,30 @@ def test_publish_queues_exactly_the_task_document(client: Client, runtime: Any) 
     ]
 
 
-def test_duplicate_publish_answers_201_keeps_the_first_payload_and_queues_nothing(client: Client, runtime: Any) -> None:
-    post(client, "/publish", {"id": "dup", "payload": {"n": 1}})
-    again = post(client, "/publish", {"id": "dup", "payload": {"n": 2}})
+def test_duplicate_publish_answers_201_keeps_the_first_payload_and_never_runs_twice(
+    client: Client, runtime: Any, clock: Any
+) -> None:
+    post(client, "/publish", {"id": "dup", "payload": {"simulation": {"failureChance": 0}, "n": 1}})
+    again = post(client, "/publish", {"id": "dup", "payload": {"simulation": {"failureChance": 0}, "n": 2}})
 
     assert again.status_code == 201
     assert json.loads(again.body) == {"id": "dup", "status": "PENDING", "duplicate": True}
-    assert json.loads(client.http.get("/tasks/dup").body)["payload"] == {"n": 1}
-    sqs = runtime.tasks_queue._client
-    messages = sqs.receive_message(QueueUrl=runtime.tasks_queue.url, MaxNumberOfMessages=10)["Messages"]
-    assert len(messages) == 1
+    assert json.loads(client.http.get("/tasks/dup").body)["payload"]["n"] == 1
+    # Both messages were sent (each publish sends before it stores); the consumer runs the
+    # task once, with its first payload, and drops the other message.
+    h = Harness(client, runtime, clock)
+    first = h.deliver()
+    assert len(first.records) == 2
+    clock.advance(runtime.settings.LEASE_SECONDS)
+    for record in first.records:  # the one that found the task leased is still on the queue
+        with contextlib.suppress(ClientError):
+            h.reveal(Delivery([record]))
+    h.deliver()  # whichever message found the task leased finds it COMPLETED now
+    task = h.task("dup")
+    assert task["status"] == "COMPLETED"
+    assert [entry["attempt"] for entry in task["history"]] == [1]
+    assert task["payload"]["n"] == 1
+    assert h.depth(runtime.tasks_queue.url) == 0
 
 
 def test_post_tasks_takes_the_whole_body_as_payload_under_a_new_id(client: Client) -> None:
@@ -221,13 +240,18 @@ def test_health_is_503_when_the_table_is_missing(client: Client, runtime: Any) -
     assert "DynamoDB" in json.loads(response.body)["reason"]
 
 
-def test_publish_when_the_table_is_missing_is_a_json_503_and_nothing_is_queued(client: Client, runtime: Any) -> None:
+def test_publish_when_the_table_is_missing_is_a_json_503_saying_the_queued_task_may_run(
+    client: Client, runtime: Any
+) -> None:
     runtime.store._client.delete_table(TableName="taskproc-test-tasks")
     response = post(client, "/publish", {"id": "t", "payload": {}})
     assert response.status_code == 503
-    assert error_of(response)["code"] == "service_unavailable"
+    error = error_of(response)
+    assert error["code"] == "service_unavailable"
+    assert "will run unless the id was already taken" in error["message"]
     sqs = runtime.tasks_queue._client
-    assert "Messages" not in sqs.receive_message(QueueUrl=runtime.tasks_queue.url)
+    messages = sqs.receive_message(QueueUrl=runtime.tasks_queue.url)["Messages"]
+    assert [json.loads(m["Body"])["id"] for m in messages] == ["t"]
 
 
 def test_publish_when_the_queue_fails_is_a_503_and_the_task_is_not_kept(client: Client, runtime: Any) -> None:

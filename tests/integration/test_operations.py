@@ -199,7 +199,7 @@ def test_retry_of_a_task_that_is_not_failed_or_cancelled_is_a_409(h: Harness, pa
     assert post(h, "/tasks/nobody/retry")[0] == 404
 
 
-def test_two_concurrent_retries_queue_the_task_once(h: Harness) -> None:
+def test_two_concurrent_retries_restart_the_task_once_and_it_runs_once(h: Harness) -> None:
     failed_tasks(h, 1, prefix="race")
     before = h.depth(h.rt.tasks_queue.url)
     answers: list[int] = []
@@ -215,8 +215,13 @@ def test_two_concurrent_retries_queue_the_task_once(h: Harness) -> None:
     for thread in threads:
         thread.join(timeout=30)
     assert sorted(answers) == [202, 409]
-    assert h.depth(h.rt.tasks_queue.url) == before + 1
+    # Each retry sent its message before its write; both name the version the winner wrote,
+    # so both may run it, and the lease lets one attempt start.
+    assert h.depth(h.rt.tasks_queue.url) == before + 2
     assert [e["kind"] for e in h.task("race000")["history"]].count("retry") == 1
+    h.deliver()
+    runs = [e for e in h.task("race000")["history"] if e.get("attempt")]
+    assert len(runs) == 2  # the first run's one attempt, then the retry's one
 
 
 # --- POST /tasks/{id}/cancel ----------------------------------------------------
