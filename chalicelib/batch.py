@@ -48,7 +48,7 @@ from chalicelib.runtime import Runtime
 logger = logging.getLogger(__name__)
 
 # Puts and sends in flight at once for one request: enough that 100 puts take about ten
-# round trips, well below the SDK's connection pool (runtime.AWS_CONFIG).
+# round trips, well below the SDK's connection pool (runtime.aws_config).
 MAX_WORKERS = 16
 
 Result = PublishAccepted | BatchEntryRefused

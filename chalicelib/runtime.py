@@ -17,19 +17,26 @@ from chalicelib.registry import Registry
 from chalicelib.settings import Settings, load_settings
 from chalicelib.store import TaskStore
 
-# botocore's standard retry mode retries throttling, transient 5xx and connection
-# errors with jittered exponential backoff under a retry quota. Three attempts in
-# all keep a batch well inside its Lambda timeout; the legacy mode's ten DynamoDB
-# retries could outlast it. What survives them fails the record, which keeps its
-# message.
-AWS_CONFIG = Config(
-    retries={"mode": "standard", "total_max_attempts": 3},
-    connect_timeout=3,
-    read_timeout=10,
-    # A batch runs its ten records at once; the offline worker runs several batches in
-    # one process. Fewer connections than threads would open and drop one per call.
-    max_pool_connections=50,
-)
+
+def aws_config(settings: Settings) -> Config:
+    """The botocore client configuration of every AWS call, from the stage's settings.
+
+    botocore's standard retry mode retries throttling, transient 5xx and connection
+    errors with jittered exponential backoff under a retry quota. Few attempts with
+    short timeouts keep a call, and so a request of the API or a consumer's batch,
+    well inside its function's timeout (settings.aws_call_seconds); the defaults'
+    30 s of connect and read per attempt would outlast the function several times.
+    What survives them is an answer of 503 from the API, or a record whose message
+    comes back.
+    """
+    return Config(
+        retries={"mode": "standard", "total_max_attempts": settings.AWS_MAX_ATTEMPTS},
+        connect_timeout=settings.AWS_CONNECT_TIMEOUT_SECONDS,
+        read_timeout=settings.AWS_READ_TIMEOUT_SECONDS,
+        # A batch runs its ten records at once; the offline worker runs several batches in
+        # one process. Fewer connections than threads would open and drop one per call.
+        max_pool_connections=50,
+    )
 
 
 @dataclass
@@ -49,8 +56,9 @@ def build_runtime(
 ) -> Runtime:
     REGISTRY.check(settings.MAX_ATTEMPTS, settings.LEASE_SECONDS)
     session = session or boto3.session.Session()
-    dynamodb = session.client("dynamodb", config=AWS_CONFIG)
-    sqs = session.client("sqs", config=AWS_CONFIG)
+    config = aws_config(settings)
+    dynamodb = session.client("dynamodb", config=config)
+    sqs = session.client("sqs", config=config)
     return Runtime(
         settings=settings,
         store=TaskStore(dynamodb, settings.TASKS_TABLE, retention_days=settings.RETENTION_DAYS, clock=clock),
@@ -60,7 +68,7 @@ def build_runtime(
         tasks_queue=Queue(sqs, settings.TASKS_QUEUE),
         dead_letters=Queue(sqs, settings.DEAD_LETTER_QUEUE),
         # Only `GET /stats` reads CloudWatch: its client is made on first use, not at a cold start.
-        queue_ages=QueueAges(lambda: session.client("cloudwatch", config=AWS_CONFIG), clock),
+        queue_ages=QueueAges(lambda: session.client("cloudwatch", config=config), clock),
     )
 
 

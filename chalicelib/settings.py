@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     DEFAULT_FAILURE_CHANCE: float = Field(default=0.3, ge=0, le=1)
     RETENTION_DAYS: int = Field(default=30, ge=1, le=3650)
     REPORT_BATCH_ITEM_FAILURES: bool = False
+    # Every AWS call's botocore client: attempts in all, and each attempt's connect and read
+    # timeouts. A call can take up to `aws_call_seconds()`; the API's calls must fit inside
+    # its function's timeout (tests/unit/test_timeouts.py checks each deployed stage).
+    AWS_MAX_ATTEMPTS: int = Field(default=2, ge=1, le=10)
+    AWS_CONNECT_TIMEOUT_SECONDS: float = Field(default=0.5, gt=0, le=60)
+    AWS_READ_TIMEOUT_SECONDS: float = Field(default=1.5, gt=0, le=120)
     # Signs list cursors (chalicelib/cursor.py); without it the key derives from the table's name.
     CURSOR_SECRET: str | None = Field(default=None, min_length=16)
 
@@ -42,6 +48,19 @@ class Settings(BaseSettings):
         if self.BACKOFF_MAX_SECONDS < self.BACKOFF_BASE_SECONDS:
             raise ValueError("BACKOFF_MAX_SECONDS must not be below BACKOFF_BASE_SECONDS")
         return self
+
+
+# botocore's standard retry mode waits rand(0, 1) * min(2 ** i, 20) s before retry i + 1 after
+# throttling (less after other errors); the worst case takes the whole of it.
+MAX_BACKOFF_SECONDS = 20
+
+
+def aws_call_seconds(settings: Settings) -> float:
+    """The longest one AWS call can take: every attempt timing out, and the longest backoffs between."""
+    attempts = settings.AWS_MAX_ATTEMPTS
+    per_attempt = settings.AWS_CONNECT_TIMEOUT_SECONDS + settings.AWS_READ_TIMEOUT_SECONDS
+    backoffs = sum(min(2**retry, MAX_BACKOFF_SECONDS) for retry in range(attempts - 1))
+    return attempts * per_attempt + backoffs
 
 
 @lru_cache(maxsize=1)
