@@ -264,6 +264,12 @@ class Stats(BaseModel):
 
     counts: dict[str, int]
     queues: dict[str, QueueDepth]
+    repairs: dict[str, int | None] = Field(
+        default_factory=dict,
+        description="Tasks mended in the last 24 hours: adopted (stored by a consumer after their publish"
+        " died), redispatched (re-sent by a repeat publish), retriesAwaited (a retry's message that waited"
+        " for its write); null without a datapoint.",
+    )
     sources: dict[str, FigureSource]
 
 

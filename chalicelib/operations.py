@@ -32,7 +32,7 @@ from chalicelib.errors import (
 from chalicelib.index import LISTED_STATUSES
 from chalicelib.listing import COUNT_CAP, Filters, TaskIndex, summary
 from chalicelib.logs import log_event
-from chalicelib.metrics import Metric
+from chalicelib.metrics import NAMESPACE, Metric, current_stage
 from chalicelib.models import (
     POISON_ERROR_PREFIX,
     RETRY_VERSION_ATTRIBUTE,
@@ -65,6 +65,12 @@ BULK_WORKERS = 16
 # did not reach is left as it was, and a repeat of the request takes it.
 BULK_RETRY_BUDGET_SECONDS = 8.0
 LATEST_SORT_KEY = "9999-12-31T23:59:59.999Z"
+# `GET /stats`' repairs: what the send-first publish and retry needed mending (docs/architecture.md).
+REPAIRS = {
+    "adopted": Metric.TASKS_ADOPTED,
+    "redispatched": Metric.TASKS_REDISPATCHED,
+    "retriesAwaited": Metric.RETRIES_AWAITED,
+}
 
 
 def _problem(field: str, message: str) -> ValidationFailed:
@@ -133,7 +139,11 @@ def stats(rt: Runtime) -> Stats:
         depths = {"tasks": rt.tasks_queue.depth(), "deadLetters": rt.dead_letters.depth()}
     except (StoreError, QueueError) as exc:
         raise ServiceUnavailable("the task table or a queue did not answer; try again") from exc
-    ages = rt.queue_ages.oldest_ages([rt.tasks_queue.name, rt.dead_letters.name])
+    repair_metrics = {label: metric.value for label, metric in REPAIRS.items()}
+    figures = rt.queue_ages.read(
+        [rt.tasks_queue.name, rt.dead_letters.name], list(repair_metrics.values()), NAMESPACE, current_stage()
+    )
+    ages = figures.ages
     sources = {
         f"counts.{status.value}": FigureSource(
             source=f"DynamoDB index by-status, counted up to {COUNT_CAP}"
@@ -154,7 +164,18 @@ def stats(rt: Runtime) -> Stats:
             + ("" if queue_name in ages else "; none available (no datapoint yet, or offline)"),
             exact=False,
         )
-    return Stats(counts={s.value: c for s, (c, _) in counted.items()}, queues=queues, sources=sources)
+    repairs: dict[str, int | None] = {}
+    for label, metric in repair_metrics.items():
+        value = figures.sums.get(metric)
+        repairs[label] = None if value is None else int(value)
+        sources[f"repairs.{label}"] = FigureSource(
+            source=f"CloudWatch {NAMESPACE} {metric}, summed over the last 24 hours"
+            + ("" if value is not None else "; no datapoint (none happened, or offline)"),
+            exact=False,
+        )
+    return Stats(
+        counts={s.value: c for s, (c, _) in counted.items()}, queues=queues, repairs=repairs, sources=sources
+    )
 
 
 def _read(task_id: str, rt: Runtime) -> TaskRecord:

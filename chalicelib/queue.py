@@ -167,57 +167,102 @@ class Queue:
             raise QueueError(f"SQS {operation} on {self.name} failed: {exc}") from exc
 
 
+@dataclass(frozen=True)
+class CloudWatchFigures:
+    """What `GET /stats` reads from CloudWatch: queue ages by queue name, metric sums by name.
+
+    A figure without a datapoint (a new queue, a quiet day, or offline) is left out.
+    """
+
+    ages: dict[str, float]
+    sums: dict[str, float]
+
+
 class QueueAges:
-    """The age of each queue's oldest message: a CloudWatch metric, not a queue attribute."""
+    """The age of each queue's oldest message (a CloudWatch metric, not a queue attribute), and the
+    day's sums of a few of taskproc's own metrics, in one GetMetricData request."""
 
     METRIC = "ApproximateAgeOfOldestMessage"
     # The metric has one-minute resolution: asking more often buys nothing and costs
     # GetMetricData requests (a console refreshes `GET /stats` every few seconds).
     CACHE_SECONDS = 60.0
+    AGE_WINDOW_SECONDS = 600
+    SUM_WINDOW_SECONDS = 86_400
 
     def __init__(self, client_factory: Callable[[], Any], clock: Callable[[], float] = time.time) -> None:
         self._client_factory = client_factory
         self._client: Any = None
         self._clock = clock
-        self._cached: tuple[float, tuple[str, ...], dict[str, float]] | None = None
+        self._cached: tuple[float, tuple[Any, ...], CloudWatchFigures] | None = None
 
     def oldest_ages(self, queue_names: list[str]) -> dict[str, float]:
-        """Seconds, by queue name, from the latest datapoint of the last 10 minutes; a queue
-        without one (a new queue, or offline) is left out. Never raises: the figure is optional."""
+        """Seconds, by queue name, from the latest datapoint of the last 10 minutes. Never raises."""
+        return self.read(queue_names).ages
+
+    def read(
+        self, queue_names: list[str], summed: list[str] | None = None, namespace: str = "", stage: str = ""
+    ) -> CloudWatchFigures:
+        """The queues' ages, and the sums over the last 24 hours of the metrics `summed` (in
+        `namespace`, dimension `stage`). Never raises: the figures are optional."""
+        summed = summed or []
         end = self._clock()
-        if self._cached and self._cached[1] == tuple(queue_names) and end - self._cached[0] < self.CACHE_SECONDS:
-            return dict(self._cached[2])
+        key = (tuple(queue_names), tuple(summed), namespace, stage)
+        if self._cached and self._cached[1] == key and end - self._cached[0] < self.CACHE_SECONDS:
+            return self._cached[2]
         if self._client is None:
             self._client = self._client_factory()
-        queries = [
-            {
-                "Id": f"q{n}",
-                "MetricStat": {
-                    "Metric": {
-                        "Namespace": "AWS/SQS",
-                        "MetricName": self.METRIC,
-                        "Dimensions": [{"Name": "QueueName", "Value": name}],
-                    },
-                    "Period": 60,
-                    "Stat": "Maximum",
-                },
-            }
-            for n, name in enumerate(queue_names)
-        ]
+        queries = [self._age_query(n, name) for n, name in enumerate(queue_names)]
+        queries += [self._sum_query(n, name, namespace, stage) for n, name in enumerate(summed)]
         try:
             response = self._client.get_metric_data(
                 MetricDataQueries=queries,
-                StartTime=datetime.fromtimestamp(end - 600, UTC),
+                StartTime=datetime.fromtimestamp(end - (self.SUM_WINDOW_SECONDS if summed else 600), UTC),
                 EndTime=datetime.fromtimestamp(end, UTC),
                 ScanBy="TimestampDescending",
             )
         except (ClientError, BotoCoreError):
-            logger.warning("CloudWatch did not answer; queue ages are left out", exc_info=True)
-            return {}
+            logger.warning("CloudWatch did not answer; its figures are left out", exc_info=True)
+            return CloudWatchFigures({}, {})
         ages: dict[str, float] = {}
+        sums: dict[str, float] = {}
+        oldest_age_point = datetime.fromtimestamp(end - self.AGE_WINDOW_SECONDS, UTC)
         for result in response.get("MetricDataResults", []):
             values = result.get("Values") or []
-            if values:
-                ages[queue_names[int(result["Id"][1:])]] = float(values[0])
-        self._cached = (end, tuple(queue_names), ages)
-        return dict(ages)
+            kind, n = result["Id"][0], int(result["Id"][1:])
+            if kind == "q" and values:
+                stamps = result.get("Timestamps") or []
+                if not stamps or stamps[0] >= oldest_age_point:
+                    ages[queue_names[n]] = float(values[0])
+            elif kind == "s" and values:
+                sums[summed[n]] = float(sum(values))
+        figures = CloudWatchFigures(ages, sums)
+        self._cached = (end, key, figures)
+        return figures
+
+    def _age_query(self, n: int, queue_name: str) -> dict[str, Any]:
+        return {
+            "Id": f"q{n}",
+            "MetricStat": {
+                "Metric": {
+                    "Namespace": "AWS/SQS",
+                    "MetricName": self.METRIC,
+                    "Dimensions": [{"Name": "QueueName", "Value": queue_name}],
+                },
+                "Period": 60,
+                "Stat": "Maximum",
+            },
+        }
+
+    def _sum_query(self, n: int, metric: str, namespace: str, stage: str) -> dict[str, Any]:
+        return {
+            "Id": f"s{n}",
+            "MetricStat": {
+                "Metric": {
+                    "Namespace": namespace,
+                    "MetricName": metric,
+                    "Dimensions": [{"Name": "stage", "Value": stage}],
+                },
+                "Period": 3600,
+                "Stat": "Sum",
+            },
+        }

@@ -165,7 +165,7 @@ def _stage_resources(package: Packaged) -> dict[str, set[str]]:
 def test_every_alarm_reads_a_metric_that_is_published(package: Packaged) -> None:
     names, resources = _names(package), _stage_resources(package)
     alarms = _alarms(package)
-    assert len(alarms) == 7
+    assert len(alarms) == 8
     problems = []
     for logical_id, alarm in alarms.items():
         metrics = _alarm_metrics(alarm, names)
@@ -215,7 +215,9 @@ def test_the_checker_catches_a_misspelt_name_a_wrong_dimension_and_another_stage
     assert metric_problems("AWS/Lambda", "Errors", {"FunctionName": "taskproc-dev-process-tasks"}, "dev", resources)
 
 
-def test_the_alarms_watch_the_dead_letters_the_queue_age_the_failed_share_and_the_consumers(package: Packaged) -> None:
+def test_the_alarms_watch_the_dead_letters_the_queue_age_the_failed_share_the_repairs_and_the_consumers(
+    package: Packaged,
+) -> None:
     names = _names(package)
     watched = {
         (namespace, name, tuple(sorted(dimensions.items())))
@@ -228,6 +230,7 @@ def test_the_alarms_watch_the_dead_letters_the_queue_age_the_failed_share_and_th
         ("AWS/SQS", "ApproximateAgeOfOldestMessage", (("QueueName", f"taskproc-{stage}-tasks"),)),
         (NAMESPACE, Metric.TASKS_FAILED.value, (("stage", stage),)),
         (NAMESPACE, Metric.COMPLETED.value, (("stage", stage),)),
+        (NAMESPACE, Metric.TASKS_ADOPTED.value, (("stage", stage),)),
     }
     for function in CONSUMERS.values():
         for metric in ("Errors", "Throttles"):

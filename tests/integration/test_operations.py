@@ -354,3 +354,28 @@ def test_queue_ages_come_from_cloudwatch_and_are_asked_at_most_once_a_minute(clo
     clock.advance(31)
     ages.oldest_ages(["tasks", "dead"])
     assert asked == [2, 2]
+
+
+def test_stats_reads_the_days_repairs_from_the_same_cloudwatch_request_as_the_queue_ages(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chalicelib.queue import QueueAges
+
+    requests: list[list[dict[str, Any]]] = []
+
+    class FakeCloudWatch:
+        def get_metric_data(self, **request: Any) -> dict[str, Any]:
+            requests.append(request["MetricDataQueries"])
+            ids = {query["Id"]: query for query in request["MetricDataQueries"]}
+            adopted = next(i for i, q in ids.items() if q["MetricStat"]["Metric"]["MetricName"] == "TasksAdopted")
+            return {"MetricDataResults": [{"Id": adopted, "Values": [2.0, 1.0]}]}
+
+    monkeypatch.setattr(h.rt, "queue_ages", QueueAges(FakeCloudWatch, h.clock))
+    status, stats = get(h, "/stats")
+
+    assert status == 200
+    assert stats["repairs"] == {"adopted": 3, "redispatched": None, "retriesAwaited": None}
+    assert "no datapoint" in stats["sources"]["repairs.redispatched"]["source"]
+    [queries] = requests  # one request for everything CloudWatch gives
+    summed = [q for q in queries if q["Id"].startswith("s")]
+    assert {q["MetricStat"]["Metric"]["Dimensions"][0]["Value"] for q in summed} == {"local"}  # the client's stage
