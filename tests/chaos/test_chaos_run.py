@@ -1,4 +1,5 @@
-"""A bounded chaos round on the offline stack: duplicates, kills, AWS faults, poison, a mix of task types
+"""A bounded chaos round on the offline stack: duplicates, worker and API kills, batch publishes, AWS faults,
+poison, a mix of task types
 (permanent failures, a handler that overruns its deadline, checksums) and an operator's retries and
 cancels, and nothing breaks."""
 
@@ -18,6 +19,8 @@ OPTIONS = ChaosOptions(
     tasks=150,
     workers=2,
     kills=2,
+    api_kills=3,
+    batch_share=0.3,
     kill_every=3.0,
     fault_rate=0.04,
     lost_answer_share=0.3,
@@ -45,6 +48,10 @@ def test_no_invariant_breaks_under_chaos(report: ChaosReport) -> None:
     assert report.findings.broken() == {}, report.details()
 
 
+def test_no_task_is_stranded_accepted_or_not(report: ChaosReport) -> None:
+    assert report.findings.stranded == []
+
+
 def test_every_accepted_task_ends_completed_failed_or_cancelled(report: ChaosReport) -> None:
     assert report.tasks == OPTIONS.tasks
     assert report.completed + report.failed + report.cancelled == report.tasks
@@ -52,6 +59,9 @@ def test_every_accepted_task_ends_completed_failed_or_cancelled(report: ChaosRep
 
 def test_the_chaos_actually_happened(report: ChaosReport) -> None:
     assert report.kills == OPTIONS.kills
+    assert report.api_kills == OPTIONS.api_kills
+    # The API died at least once between a publish's send and its put.
+    assert report.api_kill_points["after-send"] >= 1, report.api_kill_points
     assert report.duplicates > 0
     assert report.faults > 0
     assert report.poison_sent == 3 * OPTIONS.poison_per_kind

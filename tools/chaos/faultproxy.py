@@ -8,6 +8,12 @@ real attempt. Optionally a share of those faults loses the answer instead:
 the request is forwarded and applied, and the client still gets a 500, so its
 retry meets its own write (a conditional write then finds its condition false).
 The rest is forwarded unchanged.
+
+A `tripwire` sees every request before the proxy decides anything; when it answers
+True the request is neither forwarded nor answered and its connection is dropped.
+The chaos stack uses it to SIGKILL the API at an exact point of a request, such as
+the PutItem that follows a publish's send: whatever the process had done stands, and
+nothing after it happens.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import random
 import sys
 import threading
 from collections import Counter
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
@@ -56,8 +63,16 @@ def fault_response(kind: str, target: str) -> tuple[int, bytes]:
 class FaultProxy:
     """Forwards to `upstream`, answering about `rate` of the requests with a transient fault."""
 
-    def __init__(self, upstream: str, rate: float, seed: int = 0, lost_share: float = 0.0) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        rate: float,
+        seed: int = 0,
+        lost_share: float = 0.0,
+        tripwire: Callable[[str, bytes], bool] | None = None,
+    ) -> None:
         parts = urlsplit(upstream)
+        self._tripwire = tripwire
         self._upstream = (parts.hostname or LOOPBACK, parts.port or 80)
         self.rate = rate
         self.lost_share = lost_share
@@ -85,7 +100,8 @@ class FaultProxy:
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for a serve_forever that never started
+            self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)
 
@@ -128,6 +144,9 @@ class FaultProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 target = self.headers.get("X-Amz-Target", "")
+                if proxy._tripwire is not None and proxy._tripwire(target, body):
+                    self.close_connection = True  # its client is dead: no answer, no forward
+                    return
                 kind = proxy.choose_fault(target)
                 if kind == LOST:
                     with contextlib.suppress(OSError):  # applied or not, the answer is lost either way

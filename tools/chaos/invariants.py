@@ -62,6 +62,9 @@ class Findings:
 
     lost: list[str] = field(default_factory=list)  # accepted, but no item
     stuck: list[str] = field(default_factory=list)  # not COMPLETED, FAILED or CANCELLED
+    # Any item in the table, accepted or not (a publish killed after its send, a 503 whose
+    # message went out), that is not terminal: a task stored without a message that runs it.
+    stranded: list[str] = field(default_factory=list)
     double_run: list[str] = field(default_factory=list)  # more than one succeeded attempt
     overlaps: list[str] = field(default_factory=list)  # two attempts overlapped in time
     over_attempts: list[str] = field(default_factory=list)  # more attempts in one run than the type allows
@@ -89,6 +92,11 @@ class Findings:
     def broken(self) -> dict[str, list[str]]:
         """The invariants that broke, by name, with their offending ids."""
         return {name.replace("_", "-"): ids for name, ids in vars(self).items() if ids}
+
+
+def stranded_items(items: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Every item of the table that is not terminal, whether or not the run counted it accepted."""
+    return sorted(task_id for task_id, item in items.items() if item.get("status") not in TERMINAL)
 
 
 @dataclass(frozen=True)

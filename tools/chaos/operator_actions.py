@@ -157,7 +157,9 @@ class ChaosOperator:
         ]
         for task_id in self.rng.sample(candidates, min(6, len(candidates))):
             view = self._get(f"/tasks/{quote(task_id, safe='')}")
-            if view is None or view["status"] in {"COMPLETED", "FAILED", "CANCELLED"}:
+            if view is None:
+                continue  # no answer (the API may be dying): look again next time
+            if view["status"] in {"COMPLETED", "FAILED", "CANCELLED"}:
                 self._looked_at.add(task_id)
                 continue
             if view["status"] == "PROCESSING":

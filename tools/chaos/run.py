@@ -1,10 +1,14 @@
-"""`make chaos`: run the offline stack through duplicates, kills, AWS faults, poison and an operator's
-retries and cancels, then check the invariants.
+"""`make chaos`: run the offline stack through duplicates, worker and API kills, AWS faults, poison and an
+operator's retries and cancels, then check the invariants.
 
-    python -m tools.chaos --tasks 300 --workers 2 --kills 3 --fault-rate 0.05 --operator-actions 80
+    python -m tools.chaos --tasks 300 --workers 2 --kills 3 --api-kills 3 --fault-rate 0.05 --operator-actions 80
+
+The API is SIGKILLed (and started again) at the points its write paths are weakest: the
+put after a publish's or a batch's send, an operator retry's write after its send, and
+anywhere. A share of the tasks is published in batches.
 
 Prints one line of figures, e.g.
-`tasks 300, duplicates 96, kills 3, faults 240, lost 0, double-run 0, overlaps 0, stuck 0`,
+`tasks 300, duplicates 96, kills 3, api kills 3, faults 240, lost 0, double-run 0, overlaps 0, stuck 0, stranded 0`,
 then the operator's figures and the other invariants, and exits 1 if any of them broke
 (2 if the stack did not start).
 """
@@ -41,14 +45,20 @@ from tools.chaos.invariants import (
     check_tasks,
     poison_recorded_by_id,
     runs,
+    stranded_items,
 )
 from tools.chaos.operator_actions import ChaosOperator, OperatorOptions
 from tools.chaos.plan import OVERRUN_MS, PlannedTask, Poison, make_plan
-from tools.chaos.stack import TASKS_QUEUE, TASKS_TABLE, ChaosStack
+from tools.chaos.stack import TASKS_QUEUE, TASKS_TABLE, ApiKill, ChaosStack
 from tools.processes import DUMMY_CREDENTIALS, Piece, PieceError
 
 HTTP_TIMEOUT_SECONDS = 10
-PUBLISH_TRIES = 3  # a 503 means nothing was accepted: the README says to try again
+PUBLISH_TRIES = 3  # a 503 says to try again
+# A publish whose API was killed under it is tried again until a new API answers.
+PUBLISH_PATIENCE_SECONDS = 30.0
+RECONNECT_PAUSE_SECONDS = 0.2
+BATCH_SIZE = 10
+API_KILL_WAIT_SECONDS = 15.0
 POLL_SECONDS = 0.5
 PROGRESS_SECONDS = 5.0
 MID_BATCH_WAIT_SECONDS = 15.0
@@ -67,7 +77,9 @@ class ChaosOptions:
     tasks: int = 300
     workers: int = 2
     kills: int = 3
+    api_kills: int = 3
     kill_every: float = 5.0
+    batch_share: float = 0.3
     fault_rate: float = 0.05
     lost_answer_share: float = 0.0
     duplicate_share: float = 0.2
@@ -89,6 +101,8 @@ class ChaosReport:
     tasks: int = 0  # accepted by POST /publish
     duplicates: int = 0  # extra publishes and queue copies actually sent
     kills: int = 0
+    api_kills: int = 0
+    api_kill_points: Counter[str] = field(default_factory=Counter)  # where the API died, by ApiKill
     faults: int = 0
     rejected: int = 0  # first publishes not accepted (not an invariant: a 503 is allowed)
     completed: int = 0
@@ -118,8 +132,9 @@ class ChaosReport:
     def line(self) -> str:
         f = self.findings
         return (
-            f"tasks {self.tasks}, duplicates {self.duplicates}, kills {self.kills}, faults {self.faults}, "
-            f"lost {len(f.lost)}, double-run {len(f.double_run)}, overlaps {len(f.overlaps)}, stuck {len(f.stuck)}"
+            f"tasks {self.tasks}, duplicates {self.duplicates}, kills {self.kills}, api kills {self.api_kills}, "
+            f"faults {self.faults}, lost {len(f.lost)}, double-run {len(f.double_run)}, overlaps {len(f.overlaps)}, "
+            f"stuck {len(f.stuck)}, stranded {len(f.stranded)}"
         )
 
     def operator_line(self) -> str:
@@ -138,7 +153,7 @@ class ChaosReport:
         checked = ", ".join(
             f"{name.replace('_', '-')} {len(ids)}"
             for name, ids in vars(f).items()
-            if name not in {"lost", "double_run", "overlaps", "stuck"}
+            if name not in {"lost", "double_run", "overlaps", "stuck", "stranded"}
         )
         return (
             f"completed {self.completed}, failed {self.failed}, cancelled {self.cancelled}, "
@@ -195,6 +210,8 @@ class ChaosRun:
         self._lock = threading.Lock()
         # task id -> payloads of the publishes answered `duplicate: false`.
         self._first_accepted: dict[str, list[dict[str, Any]]] = {}
+        # task id -> the payload of a first publish answered `duplicate: true` (its own earlier try).
+        self._first_tried: dict[str, dict[str, Any]] = {}
 
     # --- the driver's clients -------------------------------------------
 
@@ -216,24 +233,60 @@ class ChaosRun:
     # --- sending ----------------------------------------------------------
 
     def publish(self, task: PlannedTask, copy: int) -> bool:
-        """POST /publish the `copy`-th time (a 503 is tried again); True when accepted, as new or as a duplicate."""
+        """POST /publish the `copy`-th time; True when accepted, as new or as a duplicate.
+
+        A 503 is tried again (PUBLISH_TRIES), and so is a request whose API died under it,
+        until a new API answers: the same id makes the repeat safe.
+        """
         body = task.publish_body(copy)
-        task_id, payload = task.task_id, body["payload"]
-        for _ in range(PUBLISH_TRIES):
+        deadline = time.monotonic() + PUBLISH_PATIENCE_SECONDS
+        tries = 0
+        while tries < PUBLISH_TRIES and time.monotonic() < deadline:
             try:
                 response = self._http().post(f"{self.stack.api_url}/publish", json=body, timeout=HTTP_TIMEOUT_SECONDS)
             except requests.RequestException:
+                time.sleep(RECONNECT_PAUSE_SECONDS)
                 continue
+            tries += 1
             if response.status_code == 201:
-                if not response.json().get("duplicate"):
-                    with self._lock:
-                        self._first_accepted.setdefault(task_id, []).append(payload)
-                    if copy == 1 and self.options.operator_actions > 0:
-                        self.operator.accepted(task_id)
+                self._answered(task, copy, body["payload"], bool(response.json().get("duplicate")))
                 return True
             if response.status_code != 503:
                 return False
         return False
+
+    def _answered(self, task: PlannedTask, copy: int, payload: dict[str, Any], duplicate: bool) -> None:
+        """Note a publish the API accepted. A first publish answered as a duplicate found its own
+        earlier try, whose API died before answering: its payload is still the first."""
+        with self._lock:
+            if not duplicate:
+                self._first_accepted.setdefault(task.task_id, []).append(payload)
+            elif copy == 1:
+                self._first_tried.setdefault(task.task_id, payload)
+        if copy == 1 and self.options.operator_actions > 0:
+            self.operator.accepted(task.task_id)
+
+    def publish_batch(self, tasks: list[PlannedTask]) -> list[bool]:
+        """POST /publish/batch the first publish of each of `tasks`; an entry refused with a 503,
+        or a batch whose API died under it, is published again one by one."""
+        bodies = [task.publish_body(1) for task in tasks]
+        results: list[dict[str, Any]] | None = None
+        try:
+            response = self._http().post(
+                f"{self.stack.api_url}/publish/batch", json={"tasks": bodies}, timeout=HTTP_TIMEOUT_SECONDS
+            )
+            if response.status_code == 200:
+                results = response.json()["results"]
+        except requests.RequestException:
+            results = None
+        accepted = []
+        for task, body, result in zip(tasks, bodies, results or [None] * len(tasks), strict=True):
+            if result is not None and "status" in result:
+                self._answered(task, 1, body["payload"], bool(result["duplicate"]))
+                accepted.append(True)
+            else:
+                accepted.append(self.publish(task, 1))
+        return accepted
 
     def _send_all(self, jobs: Iterable[Callable[[], bool]]) -> list[bool]:
         with ThreadPoolExecutor(self.options.concurrency) as pool:
@@ -248,8 +301,15 @@ class ChaosRun:
         """
         tasks = self.plan.tasks
         self.start_operator()  # at once, so that it meets tasks PENDING, PROCESSING and RETRYING
-        answers = self._send_all([lambda t=task: self.publish(t, 1) for task in tasks])
-        accepted = [task for task, ok in zip(tasks, answers, strict=True) if ok]
+        batched = tasks[: int(len(tasks) * self.options.batch_share)]
+        single = tasks[len(batched) :]
+        groups = [batched[start : start + BATCH_SIZE] for start in range(0, len(batched), BATCH_SIZE)]
+        jobs_first: list[Callable[[], list[bool]]] = [lambda g=group: self.publish_batch(g) for group in groups]
+        jobs_first += [lambda t=task: [self.publish(t, 1)] for task in single]
+        with ThreadPoolExecutor(self.options.concurrency) as pool:
+            answered = [ok for oks in pool.map(lambda job: job(), jobs_first) for ok in oks]
+        ordered = [*batched, *single]
+        accepted = [task for task, ok in zip(ordered, answered, strict=True) if ok]
         self.report.tasks, self.report.rejected = len(accepted), len(tasks) - len(accepted)
         self.say(f"published {len(accepted)} tasks ({self.report.rejected} not accepted)")
 
@@ -297,6 +357,24 @@ class ChaosRun:
                     return worker
             time.sleep(ACQUIRE_POLL_SECONDS)
         return None
+
+    def kill_api(self) -> None:
+        """Every `kill_every` seconds, SIGKILL the API at one of its weak points and start it again."""
+        points = list(ApiKill)
+        for number in range(self.options.api_kills):
+            if self._done.wait(self.options.kill_every):
+                return
+            point = points[number % len(points)]
+            self.stack.arm_api_kill(point)
+            if not self.stack.api_died.wait(API_KILL_WAIT_SECONDS):
+                # Nothing reached that point in time (no retry in flight, say): kill it wherever it is.
+                self.stack.arm_api_kill(ApiKill.ANYWHERE)
+                if not self.stack.api_died.wait(API_KILL_WAIT_SECONDS):
+                    self.stack.disarm_api_kill()
+                    continue
+            self.stack.restart_api()
+            self.report.api_kills += 1
+            self.say(f"killed the API at {point.value}; a new one answers")
 
     def kill_workers(self) -> None:
         """Every `kill_every` seconds, SIGKILL a worker mid-batch and start another, `kills` times."""
@@ -350,7 +428,8 @@ class ChaosRun:
             items = self.scan()
             open_tasks = [t for t in accepted if items.get(t.task_id, {}).get("status") not in TERMINAL]
             unrecorded = self.unrecorded_poison(items)
-            if (not open_tasks and not unrecorded and not self._operator_busy()) or time.monotonic() > deadline:
+            settled = not open_tasks and not unrecorded and not stranded_items(items) and not self._operator_busy()
+            if settled or time.monotonic() > deadline:
                 return items
             if time.monotonic() > next_progress:
                 next_progress += PROGRESS_SECONDS
@@ -361,7 +440,7 @@ class ChaosRun:
             time.sleep(POLL_SECONDS)
 
     def _expected(self, task: PlannedTask) -> Expected:
-        first = (self._first_accepted.get(task.task_id) or [None])[0]
+        first = (self._first_accepted.get(task.task_id) or [self._first_tried.get(task.task_id)])[0]
         return Expected(
             task.task_id,
             task.always_fails,
@@ -375,6 +454,7 @@ class ChaosRun:
         findings = check_tasks(items, [self._expected(task) for task in accepted], self.options.max_attempts)
         findings.duplicate_accepted = sorted(i for i, firsts in self._first_accepted.items() if len(firsts) != 1)
         findings.poison_unrecorded = [p.body for p in self.unrecorded_poison(items)]
+        findings.stranded = stranded_items(items)
         findings.api_disagrees = self._api_disagreements(accepted, items)
         if self.options.operator_actions > 0:
             check_operator_history(items, self.operator.answers, findings)
@@ -434,14 +514,17 @@ class ChaosRun:
         """
         started = time.monotonic()
         killer = threading.Thread(target=self.kill_workers, name="chaos-killer", daemon=True)
+        api_killer = threading.Thread(target=self.kill_api, name="chaos-api-killer", daemon=True)
         try:
             self.stack.start()
             self.say(f"stack up: API {self.stack.api_url}, AWS {self.stack.aws_url}, {self.options.workers} workers")
             killer.start()
+            api_killer.start()
             accepted = self.send_plan()
             items = self.wait_until_settled(accepted)
             self._done.set()
             killer.join(MID_BATCH_WAIT_SECONDS + 60)
+            api_killer.join(2 * API_KILL_WAIT_SECONDS + 60)
             if self._operator_thread is not None:
                 self._operator_thread.join(60)
             self.check(accepted, items)
@@ -449,6 +532,7 @@ class ChaosRun:
         finally:
             self._done.set()
             self.stack.stop()
+            self.report.api_kill_points = Counter(self.stack.api_kills)
             faults = self.stack.faults()
             self.report.faults = sum(faults.values())
             for (target, kind), count in faults.items():
@@ -477,6 +561,10 @@ def parse_options(argv: list[str] | None = None) -> ChaosOptions:
     parser.add_argument("--tasks", type=int, default=defaults.tasks, help="tasks to publish")
     parser.add_argument("--workers", type=int, default=defaults.workers, help="worker processes at any time (>= 2)")
     parser.add_argument("--kills", type=int, default=defaults.kills, help="workers to SIGKILL mid-batch")
+    parser.add_argument("--api-kills", type=int, default=defaults.api_kills, help="times to SIGKILL the API")
+    parser.add_argument(
+        "--batch-share", type=float, default=defaults.batch_share, help="share of tasks published in batches"
+    )
     parser.add_argument("--kill-every", type=float, default=defaults.kill_every, help="seconds between kills")
     parser.add_argument(
         "--fault-rate",
@@ -540,6 +628,8 @@ def parse_options(argv: list[str] | None = None) -> ChaosOptions:
         tasks=args.tasks,
         workers=args.workers,
         kills=args.kills,
+        api_kills=args.api_kills,
+        batch_share=args.batch_share,
         kill_every=args.kill_every,
         fault_rate=args.fault_rate,
         lost_answer_share=args.lost_answer_share,

@@ -1,8 +1,9 @@
-"""The offline stack a chaos run torments: the embedded endpoint, the API, a fault proxy and the workers.
+"""The offline stack a chaos run torments: the embedded endpoint, the API, fault proxies and the workers.
 
-The API talks to the endpoint directly (its writes are what the run counts as
-accepted); each worker talks to it through a fault proxy of its own, which also
-tells when that worker has just started an attempt.
+The API and each worker talk to the endpoint through a fault proxy of their own.
+A worker's proxy also tells when that worker has just started an attempt; the
+API's proxy is also the tripwire that SIGKILLs the API at a chosen point of a
+request (see `ApiKill`), after which the stack starts a new API on the same port.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Mapping
+from enum import StrEnum
 from pathlib import Path
 
 from tools.chaos.faultproxy import FaultProxy
@@ -38,6 +40,31 @@ def timing_environment(max_attempts: int) -> dict[str, str]:
     }
 
 
+class ApiKill(StrEnum):
+    """Where the API dies: between the two halves of a write path, or wherever it is."""
+
+    # The PutItem of a publish or a batch publish, after its messages were sent.
+    AFTER_SEND = "after-send"
+    # An operator retry's restart write, after its message was sent.
+    BEFORE_RETRY_WRITE = "before-retry-write"
+    # The next AWS call the API makes, whatever it is.
+    ANYWHERE = "anywhere"
+
+
+PUT_TARGET = "DynamoDB_20120810.PutItem"
+UPDATE_TARGET = "DynamoDB_20120810.UpdateItem"
+RESTART_MARK = b"#attempts = :zero"  # only an operator's retry sets the attempts back to 0
+
+
+def kill_point(kill: ApiKill, target: str, body: bytes) -> bool:
+    """Whether a request of the API, about to reach AWS, is where `kill` strikes."""
+    if kill is ApiKill.AFTER_SEND:
+        return target == PUT_TARGET
+    if kill is ApiKill.BEFORE_RETRY_WRITE:
+        return target == UPDATE_TARGET and RESTART_MARK in body
+    return bool(target)
+
+
 class ChaosStack:
     """Starts and stops the pieces; replaces killed workers."""
 
@@ -60,6 +87,11 @@ class ChaosStack:
         self.workers: list[Piece] = []
         self.all_workers: list[Piece] = []  # killed ones too: their logs still count
         self._lock = threading.Lock()
+        self._armed: ApiKill | None = None
+        self.api_died = threading.Event()
+        self.api_kills: Counter[str] = Counter()
+        self.api_generation = 1
+        self.api_proxy = FaultProxy(self.aws_url, fault_rate, seed, lost_share, tripwire=self._trip)
 
     def env(self, **overrides: str) -> Mapping[str, str]:
         return {**self._env, **overrides}
@@ -71,12 +103,54 @@ class ChaosStack:
             PieceError: a piece did not start; whatever did start keeps running until `stop`.
         """
         self.aws = start_piece("aws", "aws", self.env(), self._log_dir)
+        self.api_proxy.start()
         # The API and the first workers import the app at the same time; wait for them together.
-        self.api = Piece("api", "api", self.env(PORT=str(self.api_port), AWS_ENDPOINT_URL=self.aws_url), self._log_dir)
+        self.api = self._spawn_api()
         starting = [self._spawn_worker() for _ in range(self._worker_count)]
         self.api.wait_ready()
         for worker in starting:
             worker.wait_ready()
+
+    def _spawn_api(self) -> Piece:
+        env = self.env(PORT=str(self.api_port), AWS_ENDPOINT_URL=self.api_proxy.url)
+        return Piece("api", f"api-{self.api_generation}", env, self._log_dir)
+
+    def arm_api_kill(self, kill: ApiKill) -> None:
+        """SIGKILL the API at the next request of its that `kill` names."""
+        with self._lock:
+            self.api_died.clear()
+            self._armed = kill
+
+    def disarm_api_kill(self) -> None:
+        with self._lock:
+            self._armed = None
+
+    def _trip(self, target: str, body: bytes) -> bool:
+        with self._lock:
+            kill = self._armed
+            if kill is None or not kill_point(kill, target, body):
+                return False
+            self._armed = None
+            api = self.api
+        if api is not None:
+            api.kill()
+        with self._lock:
+            self.api_kills[kill.value] += 1
+        self.api_died.set()
+        return True
+
+    def restart_api(self) -> Piece:
+        """Start a new API on the same port, after a kill.
+
+        Raises:
+            PieceError: it did not start.
+        """
+        with self._lock:
+            self.api_generation += 1
+        api = self._spawn_api()
+        api.wait_ready()
+        self.api = api
+        return api
 
     def _spawn_worker(self) -> Piece:
         with self._lock:
@@ -89,9 +163,10 @@ class ChaosStack:
         return worker
 
     def faults(self) -> Counter[tuple[str, str]]:
-        """Faults injected so far into every worker's calls, by (operation, kind)."""
+        """Faults injected so far into every piece's calls, by (operation, kind)."""
         with self._lock:
-            return sum((proxy.snapshot() for proxy in self.proxies.values()), Counter())
+            proxies = [*self.proxies.values(), self.api_proxy]
+            return sum((proxy.snapshot() for proxy in proxies), Counter())
 
     def live_workers(self) -> list[Piece]:
         with self._lock:
@@ -123,6 +198,7 @@ class ChaosStack:
             worker.stop(timeout=5)
         if self.api is not None:
             self.api.stop()
+        self.api_proxy.stop()
         for worker in workers:
             self.proxies[worker].stop()
         if self.aws is not None:
