@@ -8,6 +8,13 @@ two operators' concurrent retries of one task would both be accepted and the
 task queued twice. No library offers this, so this module wraps moto's item
 writes in one lock per process. Reads stay unlocked: DynamoDB's are not ordered
 with writes either.
+
+The lock covers the request handler's write methods as well as the backend's:
+moto's `DynamoHandler.update_item` (and `put_item`, `delete_item`) copies the
+item for `ReturnValues: ALL_OLD` before it calls the backend, so another write
+could land in between and the answer would name an item the write never saw. A
+chaos run found it: an acquire racing an operator's retry returned the task's
+pre-retry attempt count and numbered its attempt 2 instead of 1.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from collections.abc import Callable
 from typing import Any
 
 WRITES = ("put_item", "update_item", "delete_item", "transact_write_items")
+# The handler's methods read the old item for ReturnValues before they call the backend.
+HANDLER_WRITES = ("put_item", "update_item", "delete_item", "batch_write_item", "transact_write_items")
 _lock = threading.RLock()
 _patched = False
 
@@ -41,9 +50,11 @@ def make_writes_atomic() -> None:
     if _patched:
         return
     from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.responses import DynamoHandler
 
-    for name in WRITES:
-        if not callable(getattr(DynamoDBBackend, name, None)):
-            raise RuntimeError(f"moto's DynamoDBBackend has no {name}(): local/atomic_dynamodb.py needs updating")
-        setattr(DynamoDBBackend, name, _atomic(getattr(DynamoDBBackend, name)))
+    for owner, methods in ((DynamoDBBackend, WRITES), (DynamoHandler, HANDLER_WRITES)):
+        for name in methods:
+            if not callable(getattr(owner, name, None)):
+                raise RuntimeError(f"moto's {owner.__name__} has no {name}(): local/atomic_dynamodb.py needs updating")
+            setattr(owner, name, _atomic(getattr(owner, name)))
     _patched = True

@@ -88,3 +88,52 @@ def test_a_task_recorded_from_a_poison_message_cannot_be_retried(h: Harness) -> 
 
     # A poison message carried no payload a handler can run: there is nothing to start over.
     assert response.status_code == 409, (response.status_code, h.task("poisoned")["status"])
+
+
+def test_an_update_answers_the_old_item_it_replaced_even_when_another_write_races_it(aws: Any) -> None:
+    """moto copies the item for ReturnValues=ALL_OLD before it takes the write's lock; an
+    operator's retry landing in between made an acquire number its attempt 2, not 1."""
+    import threading
+
+    from moto.dynamodb.models import DynamoDBBackend
+
+    dynamodb = aws.client("dynamodb")
+    table, key = "taskproc-test-tasks", {"id": {"S": "race"}}
+    dynamodb.put_item(TableName=table, Item={**key, "attempts": {"N": "1"}})
+
+    def restart() -> None:  # the operator's retry: attempts back to 0
+        dynamodb.update_item(
+            TableName=table,
+            Key=key,
+            UpdateExpression="SET attempts = :zero",
+            ExpressionAttributeValues={":zero": {"N": "0"}},
+        )
+
+    racer = threading.Thread(target=restart)
+    update = DynamoDBBackend.update_item
+    started = threading.Event()
+
+    def update_item(self: Any, *args: Any, **kwargs: Any) -> Any:
+        # Between the handler's copy of the old item and the write itself.
+        if threading.current_thread() is not racer and not started.is_set():
+            started.set()
+            racer.start()
+            racer.join(timeout=1.0)  # room for the race to land in between, if nothing stops it
+        return update(self, *args, **kwargs)
+
+    DynamoDBBackend.update_item = update_item  # type: ignore[method-assign]
+    try:
+        answer = dynamodb.update_item(
+            TableName=table,
+            Key=key,
+            UpdateExpression="ADD attempts :one",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+            ReturnValues="ALL_OLD",
+        )
+    finally:
+        DynamoDBBackend.update_item = update  # type: ignore[method-assign]
+    racer.join(timeout=10)
+
+    final = dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True)["Item"]["attempts"]["N"]
+    # Either order is a real history; the answer must name the item this update changed.
+    assert (answer["Attributes"]["attempts"]["N"], final) in {("1", "0"), ("0", "1")}

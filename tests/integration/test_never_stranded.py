@@ -229,3 +229,17 @@ def test_a_repeat_publish_heals_a_task_stored_without_its_message(h: Harness, mo
 
     assert h.task("legacy")["status"] == "COMPLETED"
     assert counted[("TasksRedispatched", "simulate")] == 1
+
+
+def test_a_task_the_consumer_stored_is_retried_with_its_attempts_counted_from_one(h: Harness) -> None:
+    with killed_after(sqs_of(h), "SendMessage"), pytest.raises(ProcessKilled):
+        post(h, "/publish", {"id": "adopted", "payload": DOOMED})
+    drain(h)
+    assert h.task("adopted")["status"] == "FAILED"
+
+    assert post(h, "/tasks/adopted/retry", {}).status_code == 202
+    drain(h)
+
+    task = h.task("adopted")
+    assert [e["attempt"] for e in task["history"] if "attempt" in e] == [1, 1]
+    assert task["attempts"] == 1
