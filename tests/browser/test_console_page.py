@@ -240,6 +240,11 @@ def test_a_console_server_that_stopped_is_said_in_words_until_it_is_back(
         )
     fake.add("t-1", "FAILED", last_error="e")
     with console_process(fake.url, port=int(console.url.rsplit(":", 1)[1].strip("/"))):
+        # A new console makes a new token: the old page is told to reload, and then works.
+        expect(page.get_by_role("alert")).to_contain_text(
+            "The console server was restarted since this page was loaded: reload the page."
+        )
+        page.reload()
         expect(page.get_by_role("alert")).to_be_hidden()
         expect(page.locator('#counts [data-status="FAILED"] dd')).to_have_text("1")
     assert watched.uncaught() == []
