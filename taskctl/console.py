@@ -93,14 +93,16 @@ _ENCODED_SEPARATOR = re.compile(r"%(2f|5c)", re.IGNORECASE)
 
 
 class Refused(Exception):
-    """A request the console does not answer with the API: its status, code, the field and the rule."""
+    """A request the console does not answer with the API: its status, code, what is wrong, the field and its rule."""
 
-    def __init__(self, status: HTTPStatus, code: str, message: str, field: str | None = None) -> None:
+    def __init__(
+        self, status: HTTPStatus, code: str, message: str, field: str | None = None, rule: str | None = None
+    ) -> None:
         super().__init__(message)
-        self.status, self.code, self.message, self.field = status, code, message, field
+        self.status, self.code, self.message, self.field, self.rule = status, code, message, field, rule
 
     def body(self) -> dict[str, Any]:
-        details = [{"field": self.field, "message": self.message}] if self.field else []
+        details = [{"field": self.field, "message": self.rule or self.message}] if self.field else []
         return _error(self.code, self.message, details)
 
 
@@ -146,12 +148,20 @@ class ConsoleApp:
         host = request.headers.get("Host", "")
         if host not in self.hosts:
             raise Refused(
-                HTTPStatus.MISDIRECTED_REQUEST, "wrong_host", f"this console answers on {HOST}:{self.port} only", "Host"
+                HTTPStatus.MISDIRECTED_REQUEST,
+                "wrong_host",
+                "this request names another host",
+                "Host",
+                f"must be {HOST}:{self.port} or localhost:{self.port}",
             )
         origin = request.headers.get("Origin")
         if origin is not None and origin != f"http://{host}":
             raise Refused(
-                HTTPStatus.FORBIDDEN, "foreign_origin", f"only the console's page (http://{host}) may call it", "Origin"
+                HTTPStatus.FORBIDDEN,
+                "foreign_origin",
+                "only the console's own page may call it",
+                "Origin",
+                f"must be http://{host} when sent",
             )
         target = str(request.environ.get("RAW_URI", ""))
         segments = _segments(target)
@@ -159,7 +169,9 @@ class ConsoleApp:
             query = target.partition("?")[2]
             return self._forward(self._call(request, segments[1:], query, body))
         if body:
-            raise Refused(HTTPStatus.BAD_REQUEST, "unexpected_body", "only API calls carry a body", "Content-Length")
+            raise Refused(
+                HTTPStatus.BAD_REQUEST, "unexpected_body", "only API calls carry a body", "Content-Length", "must be 0"
+            )
         path = "/" + "/".join(segments)
         if request.method == "GET" and path == "/console-info":
             return _json(HTTPStatus.OK, self.info())
@@ -171,7 +183,11 @@ class ConsoleApp:
         sent = request.headers.get(TOKEN_HEADER, "")
         if not hmac.compare_digest(sent.encode(), self.token.encode()):
             raise Refused(
-                HTTPStatus.FORBIDDEN, "not_the_console", f"API calls need the page's {TOKEN_HEADER}", TOKEN_HEADER
+                HTTPStatus.FORBIDDEN,
+                "not_the_console",
+                "only the console's own page may call the API",
+                TOKEN_HEADER,
+                "must be the token served in the page",
             )
         if not any(
             request.method == method
@@ -185,12 +201,16 @@ class ConsoleApp:
             )
         if request.method == "POST" and request.mimetype != "application/json":
             raise Refused(
-                HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "not_json", "API calls send application/json", "Content-Type"
+                HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                "not_json",
+                "API calls send JSON",
+                "Content-Type",
+                "must be application/json",
             )
         try:
             document = json.loads(body) if body else None
         except ValueError as exc:
-            raise Refused(HTTPStatus.BAD_REQUEST, "bad_body", "the request body must be JSON", "body") from exc
+            raise Refused(HTTPStatus.BAD_REQUEST, "bad_body", "the body is not JSON", "body", "must be JSON") from exc
         route = "/" + "/".join(quote(segment, safe="") for segment in segments)
         return Call(request.method, route, dict(parse_qsl(query)), document)
 
@@ -219,32 +239,46 @@ def _read_body(request: Request) -> bytes:
         raise Refused(
             HTTPStatus.BAD_REQUEST,
             "transfer_encoding_refused",
-            "send a Content-Length, not Transfer-Encoding",
+            "Transfer-Encoding is refused",
             "Transfer-Encoding",
+            "must be absent: send a Content-Length",
         )
     declared = request.environ.get("CONTENT_LENGTH")
     if declared is None or declared == "":
         if request.method == "POST":
             raise Refused(
-                HTTPStatus.LENGTH_REQUIRED, "length_required", "a POST needs a Content-Length", "Content-Length"
+                HTTPStatus.LENGTH_REQUIRED,
+                "length_required",
+                "a POST needs a Content-Length",
+                "Content-Length",
+                "required",
             )
         return b""
     if not _DIGITS.fullmatch(declared):
-        raise Refused(HTTPStatus.BAD_REQUEST, "bad_content_length", "Content-Length must be digits", "Content-Length")
+        raise Refused(
+            HTTPStatus.BAD_REQUEST,
+            "bad_content_length",
+            "Content-Length is not a number",
+            "Content-Length",
+            "must be digits",
+        )
     length = int(declared)
     if length > MAX_BODY:
         raise Refused(
             HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
             "body_too_large",
-            f"a body has at most {MAX_BODY} bytes",
+            "the body is too large",
             "Content-Length",
+            f"at most {MAX_BODY}",
         )
     if length and request.method != "POST":
-        raise Refused(HTTPStatus.BAD_REQUEST, "unexpected_body", "only a POST carries a body", "Content-Length")
+        raise Refused(
+            HTTPStatus.BAD_REQUEST, "unexpected_body", "only a POST carries a body", "Content-Length", "must be 0"
+        )
     body = request.environ["wsgi.input"].read(length) if length else b""
     if len(body) != length:
         raise Refused(
-            HTTPStatus.BAD_REQUEST, "short_body", "the body ended before its Content-Length", "Content-Length"
+            HTTPStatus.BAD_REQUEST, "short_body", "the body ended early", "Content-Length", "must be the body's length"
         )
     return bytes(body)
 
@@ -253,22 +287,29 @@ def _segments(target: str) -> list[str]:
     """The request path's segments, percent-decoded exactly once. Raises Refused for paths that are not plain."""
     if not _TARGET.fullmatch(target):
         raise Refused(
-            HTTPStatus.BAD_REQUEST, "bad_path", "the path must be an absolute path of printable ASCII", "path"
+            HTTPStatus.BAD_REQUEST,
+            "bad_path",
+            "the request target is not a plain path",
+            "path",
+            "must be an absolute path of printable ASCII",
         )
     path = target.partition("?")[0]
     if _ENCODED_SEPARATOR.search(path) or "\\" in path:
         raise Refused(
             HTTPStatus.BAD_REQUEST,
             "bad_path",
-            "encoded slashes and backslashes are refused (open a task whose id has one with taskctl show)",
+            "the path holds an encoded slash or a backslash (a task whose id has one is shown by taskctl show)",
             "path",
+            "no %2F, %5C or \\",
         )
     try:
         segments = [unquote(segment, errors="strict") for segment in path[1:].split("/")]
     except UnicodeDecodeError as exc:
-        raise Refused(HTTPStatus.BAD_REQUEST, "bad_path", "the path must be percent-encoded UTF-8", "path") from exc
+        raise Refused(
+            HTTPStatus.BAD_REQUEST, "bad_path", "the path is not UTF-8", "path", "must be percent-encoded UTF-8"
+        ) from exc
     if any(segment in (".", "..") for segment in segments):
-        raise Refused(HTTPStatus.BAD_REQUEST, "bad_path", "dot segments (. and ..) are refused", "path")
+        raise Refused(HTTPStatus.BAD_REQUEST, "bad_path", "the path holds a dot segment", "path", "no . or .. segments")
     return segments if segments != [""] else []
 
 
