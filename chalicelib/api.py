@@ -264,8 +264,9 @@ def read_task(task_id: str, rt: Runtime) -> tuple[TaskRecord, dict[str, Any]]:
 
 
 def get_task(task_id: str, rt: Runtime) -> TaskView:
+    """The task as a client sees it: operators' actions say `by: "operator"`, not the IAM principal."""
     record, _ = read_task(task_id, rt)
-    return record.view(rt.store.now_ms())
+    return record.view(rt.store.now_ms(), principals=False)
 
 
 def health(load_runtime: Any) -> tuple[int, Health]:

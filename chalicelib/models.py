@@ -176,7 +176,10 @@ class ActionView(BaseModel):
 
     kind: Action
     at: str
-    by: str = Field(description="The IAM principal that asked (on AWS); 'anonymous' where no credentials are checked.")
+    by: str = Field(
+        description="The IAM principal that asked ('anonymous' where no credentials are checked) on the operator "
+        "routes; 'operator' on GET /tasks/{id}, a client route."
+    )
     fromStatus: Status
 
 

@@ -9,6 +9,9 @@ from typing import Any
 
 from chalicelib.models import DEFAULT_TYPE, Action, ActionView, AttemptView, Outcome, Status, Task, TaskView
 
+# What a client sees in `history[].by`: that an operator acted, never which IAM principal.
+OPERATOR = "operator"
+
 
 def iso_from_ms(epoch_ms: int) -> str:
     return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -83,9 +86,12 @@ class TaskRecord:
             "the consumer stopped before finishing; its lease expired",
         )
 
-    def view(self, now_ms: int) -> TaskView:
+    def view(self, now_ms: int, *, principals: bool = True) -> TaskView:
+        """Where the task stands. Without `principals`, each action's `by` is `OPERATOR`, not who it was."""
         history: list[AttemptView | ActionView] = [
-            AttemptView.model_validate(entry) if "attempt" in entry else ActionView.model_validate(entry)
+            AttemptView.model_validate(entry)
+            if "attempt" in entry
+            else ActionView.model_validate(entry if principals else entry | {"by": OPERATOR})
             for entry in self.history
         ]
         live = self.live_lease(now_ms)

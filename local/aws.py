@@ -17,6 +17,7 @@ from local.atomic_dynamodb import make_writes_atomic
 from local.config import EMBEDDED_CREDENTIALS, LOOPBACK, TEMPLATE, LocalConfig
 from local.embedded_sqs import EmbeddedSqsError
 from local.embedded_sqs import install as install_embedded_sqs
+from local.no_cors import disable_cors
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class EmbeddedAws:
         except EmbeddedSqsError as exc:
             raise EndpointError(str(exc)) from exc
         make_writes_atomic()
+        disable_cors()
 
         # werkzeug logs every request at INFO: thousands of lines a minute under load.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)

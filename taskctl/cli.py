@@ -48,8 +48,8 @@ def exit_code_for(status: int) -> int:
 
 
 def error(message: str) -> None:
-    """One line on stderr, whatever the message holds."""
-    click.echo(f"taskctl: error: {' '.join(message.split())}", err=True)
+    """One line on stderr, whatever the message holds; values of the API's in it are `render.shown` first."""
+    click.echo(f"taskctl: error: {render.escape_controls(' '.join(message.split()))}", err=True)
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -58,7 +58,7 @@ def fail(message: str, code: int) -> NoReturn:
 
 
 def emit_json(value: Any) -> None:
-    click.echo(json.dumps(value, ensure_ascii=False, indent=2))
+    click.echo(render.json_text(value, indent=2))
 
 
 def call(
@@ -79,7 +79,7 @@ def answer_or_fail(options: Options, what: str, response: ApiResponse) -> Any:
         return response.body
     if options.json and response.body is not None:
         emit_json(response.body)
-    fail(f"{what}: {response.status} {response.error_message()}", exit_code_for(response.status))
+    fail(f"{what}: {response.status} {render.shown(response.error_message())}", exit_code_for(response.status))
 
 
 pass_options = click.make_pass_decorator(Options)
@@ -158,13 +158,14 @@ def publish(options: Options, task_id: str, task_type: str | None, payload: str,
         body["type"] = task_type
     if delay is not None:
         body["delaySeconds"] = delay
-    answer = answer_or_fail(options, f"publish {task_id}", call(options, "POST", "/publish", body))
+    answer = answer_or_fail(options, f"publish {render.shown(task_id)}", call(options, "POST", "/publish", body))
     if options.json:
         emit_json(answer)
     elif answer.get("duplicate"):
-        click.echo(f"{answer['id']}: already published ({answer['status']}); not queued again")
+        shown_id, now = render.shown(answer["id"]), render.shown(answer["status"])
+        click.echo(f"{shown_id}: already published ({now}); not queued again")
     else:
-        click.echo(f"{answer['id']}: published, {answer['status']}")
+        click.echo(f"{render.shown(answer['id'])}: published, {render.shown(answer['status'])}")
 
 
 @cli.command()
@@ -173,7 +174,7 @@ def publish(options: Options, task_id: str, task_type: str | None, payload: str,
 @pass_options
 def show(options: Options, task_id: str) -> None:
     """Show one task: its state, payload, result and history."""
-    view = answer_or_fail(options, f"show {task_id}", call(options, "GET", task_path(task_id)))
+    view = answer_or_fail(options, f"show {render.shown(task_id)}", call(options, "GET", task_path(task_id)))
     if options.json:
         emit_json(view)
     else:
@@ -211,7 +212,7 @@ def list_tasks(options: Options, status: str, limit: int, cursor: str | None, al
         return
     stdout.print(render.task_list(tasks, status))
     if cursor:
-        click.echo(f"more: taskctl list --status {status} --limit {limit} --cursor {cursor}", err=True)
+        click.echo(f"more: taskctl list --status {status} --limit {limit} --cursor {render.shown(cursor)}", err=True)
 
 
 @cli.command()
@@ -243,7 +244,7 @@ def _each(options: Options, verb: str, task_ids: Iterable[str]) -> None:
             if not options.json:
                 click.echo(render.action_line(verb, task_id, response.status, response.body or {}))
             continue
-        error(f"{verb} {task_id}: {response.status} {response.error_message()}")
+        error(f"{verb} {render.shown(task_id)}: {response.status} {render.shown(response.error_message())}")
         code = exit_code_for(response.status)
         worst = code if _SEVERITY[code] > _SEVERITY[worst] else worst
     if options.json:

@@ -1,8 +1,18 @@
-"""How taskctl shows the API's answers to a person: rich tables and one-line summaries."""
+r"""How taskctl shows the API's answers to a person: rich tables and one-line summaries.
+
+Every value that comes from the API (ids, types, errors, payloads, principals, reasons)
+is shown as plain text, never as rich markup and never as raw control characters: a task
+id is whatever a client chose, and one such as `ESC]0;PWNED BEL` or `[link=...]docs[/link]`
+must not retitle the operator's terminal or show something other than itself. `shown`
+writes control, format and separator characters as Python writes them in a string
+literal (`\x1b`, `\n`, `\u202e`) and a backslash as `\\`, so what is shown is unambiguous;
+tables get `rich.text.Text` cells, which rich never parses as markup.
+"""
 
 from __future__ import annotations
 
 import json
+import unicodedata
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +30,56 @@ STATUS_STYLES = {
 }
 
 
+# Unicode categories a terminal may act on or draw invisibly: controls (C0, DEL, C1), format
+# characters (bidirectional overrides, zero-width ones) and line or paragraph separators.
+_UNSAFE_CATEGORIES = {"Cc", "Cf", "Zl", "Zp"}
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _unsafe(char: str) -> bool:
+    return unicodedata.category(char) in _UNSAFE_CATEGORIES
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if char in _NAMED:
+        return _NAMED[char]
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def escape_controls(text: str) -> str:
+    r"""`text` with its control, format and separator characters escaped (`\x1b`); backslashes kept."""
+    return "".join(_escape(char) if _unsafe(char) else char for char in text)
+
+
+def shown(value: Any) -> str:
+    """A value of the API's as one unambiguous line of plain text: backslashes doubled, controls escaped."""
+    return escape_controls(str(value).replace("\\", "\\\\"))
+
+
+def plain(value: Any) -> Text:
+    """A table cell for a value of the API's: `shown`, and never parsed as markup."""
+    return Text(shown(value))
+
+
+def _json_escape(char: str) -> str:
+    code = ord(char)
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000  # JSON writes a character beyond the BMP as a surrogate pair
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
+def json_text(value: Any, indent: int | None = None) -> str:
+    r"""JSON of `value`: non-ASCII text kept readable, every character a terminal acts on a `\u` escape.
+
+    `json.dumps` escapes the C0 controls only; DEL, the C1 controls (`\x9b` starts a
+    sequence in some terminals) and bidirectional overrides would be written raw.
+    """
+    dumped = json.dumps(value, ensure_ascii=False, indent=indent)
+    return "".join(_json_escape(char) if char != "\n" and _unsafe(char) else char for char in dumped)
+
+
 def _time(value: str | None) -> str:
     """An ISO timestamp to the second, in the API's own zone (UTC), or a dash."""
     if not value:
@@ -28,7 +88,7 @@ def _time(value: str | None) -> str:
 
 
 def _status(value: str | None) -> Text:
-    return Text(str(value or "-"), style=STATUS_STYLES.get(str(value), ""))
+    return Text(shown(value or "-"), style=STATUS_STYLES.get(str(value), ""))
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -54,12 +114,12 @@ def task_list(tasks: list[dict[str, Any]], status: str) -> Table:
         table.add_column(column, overflow="fold", no_wrap=column == "updated")
     for task in tasks:
         table.add_row(
-            str(task.get("id")),
-            str(task.get("type") or "-"),
+            plain(task.get("id")),
+            plain(task.get("type") or "-"),
             _status(task.get("status")),
-            f"{task.get('attempts', '-')}/{task.get('maxAttempts', '-')}",
-            _time(task.get("updatedAt")),
-            str(task.get("lastError") or "-"),
+            plain(f"{task.get('attempts', '-')}/{task.get('maxAttempts', '-')}"),
+            plain(_time(task.get("updatedAt"))),
+            plain(task.get("lastError") or "-"),
         )
     return table
 
@@ -71,19 +131,19 @@ def history(view: dict[str, Any]) -> Table:
     for entry in view.get("history") or []:
         if entry.get("kind", "attempt") == "attempt":
             table.add_row(
-                _time(entry.get("startedAt")),
-                f"attempt {entry.get('attempt')}",
-                str(entry.get("outcome")),
-                duration(entry.get("startedAt"), entry.get("finishedAt")),
-                str(entry.get("error") or ""),
+                plain(_time(entry.get("startedAt"))),
+                plain(f"attempt {entry.get('attempt')}"),
+                plain(entry.get("outcome")),
+                plain(duration(entry.get("startedAt"), entry.get("finishedAt"))),
+                plain(entry.get("error") or ""),
             )
         else:
             table.add_row(
-                _time(entry.get("at")),
-                str(entry.get("kind")).replace("_", " "),
-                str(entry.get("by") or "-"),
+                plain(_time(entry.get("at"))),
+                plain(str(entry.get("kind")).replace("_", " ")),
+                plain(entry.get("by") or "-"),
                 "",
-                f"was {entry.get('fromStatus')}",
+                plain(f"was {entry.get('fromStatus')}"),
             )
     return table
 
@@ -92,20 +152,20 @@ def task_detail(view: dict[str, Any]) -> RenderableType:
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
     facts.add_column(overflow="fold")
-    rows: list[tuple[str, str | Text]] = [
-        ("id", str(view.get("id"))),
-        ("type", str(view.get("type") or "-")),
+    rows: list[tuple[str, Text]] = [
+        ("id", plain(view.get("id"))),
+        ("type", plain(view.get("type") or "-")),
         ("status", _status(view.get("status"))),
-        ("attempts", f"{view.get('attempts')} of {view.get('maxAttempts')}"),
-        ("created", _time(view.get("createdAt"))),
-        ("updated", _time(view.get("updatedAt"))),
-        ("finished", _time(view.get("finishedAt"))),
-        ("next attempt", _time(view.get("nextAttemptAt"))),
-        ("not before", _time(view.get("notBefore"))),
-        ("cancel requested", "yes" if view.get("cancelRequested") else "no"),
-        ("last error", str(view.get("lastError") or "-")),
-        ("payload", json.dumps(view.get("payload"), ensure_ascii=False)),
-        ("result", json.dumps(view.get("result"), ensure_ascii=False)),
+        ("attempts", plain(f"{view.get('attempts')} of {view.get('maxAttempts')}")),
+        ("created", plain(_time(view.get("createdAt")))),
+        ("updated", plain(_time(view.get("updatedAt")))),
+        ("finished", plain(_time(view.get("finishedAt")))),
+        ("next attempt", plain(_time(view.get("nextAttemptAt")))),
+        ("not before", plain(_time(view.get("notBefore")))),
+        ("cancel requested", Text("yes" if view.get("cancelRequested") else "no")),
+        ("last error", plain(view.get("lastError") or "-")),
+        ("payload", Text(json_text(view.get("payload")))),
+        ("result", Text(json_text(view.get("result")))),
     ]
     for name, value in rows:
         facts.add_row(name, value)
@@ -120,19 +180,19 @@ def stats(answer: dict[str, Any]) -> RenderableType:
     counts.add_column("source", overflow="fold")
     for status, count in (answer.get("counts") or {}).items():
         source = sources.get(f"counts.{status}") or {}
-        where = str(source.get("source") or "-") + ("" if source.get("exact", True) else " (approximate)")
-        counts.add_row(_status(status), str(count), where)
+        where = shown(source.get("source") or "-") + ("" if source.get("exact", True) else " (approximate)")
+        counts.add_row(_status(status), plain(count), Text(where))
     queues = Table(title="queues", title_justify="left")
     for column in ("queue", "visible", "in flight", "delayed", "oldest message"):
         queues.add_column(column, justify="left" if column == "queue" else "right")
     for name, depth in (answer.get("queues") or {}).items():
         age = depth.get("oldestAgeSeconds")
         queues.add_row(
-            name,
-            str(depth.get("visible", "-")),
-            str(depth.get("inFlight", "-")),
-            str(depth.get("delayed", "-")),
-            "-" if age is None else f"{age} s",
+            plain(name),
+            plain(depth.get("visible", "-")),
+            plain(depth.get("inFlight", "-")),
+            plain(depth.get("delayed", "-")),
+            plain("-" if age is None else f"{age} s"),
         )
     return Group(counts, queues)
 
@@ -155,18 +215,21 @@ def bulk_retry(answer: dict[str, Any]) -> RenderableType:
         elif task_id in retried_ids:
             outcome = "retried"
         else:
-            outcome = f"skipped: {reasons.get(task_id, 'not retried')}"
-        table.add_row(str(task_id), outcome)
+            outcome = f"skipped: {shown(reasons.get(task_id, 'not retried'))}"
+        table.add_row(plain(task_id), Text(outcome))
     for task_id, reason in reasons.items():
         if task_id not in matched:
-            table.add_row(str(task_id), f"skipped: {reason}")
+            table.add_row(plain(task_id), Text(f"skipped: {shown(reason)}"))
     return Group(Text(summary), table) if matched or skipped else Text(summary)
 
 
 def action_line(verb: str, task_id: str, status: int, view: dict[str, Any]) -> str:
-    """One line for an accepted retry or cancel."""
+    """One line of plain text for an accepted retry or cancel."""
     now = view.get("status")
     if verb == "cancel" and view.get("cancelRequested") and now == "PROCESSING":
-        return f"{task_id}: cancel requested ({status}); the running attempt finishes first, a failure ends CANCELLED"
+        return (
+            f"{shown(task_id)}: cancel requested ({status}); the running attempt finishes first, "
+            "a failure ends CANCELLED"
+        )
     done = {"retry": "retried", "cancel": "cancelled"}[verb]
-    return f"{task_id}: {done} ({status}), now {now}"
+    return f"{shown(task_id)}: {done} ({status}), now {shown(now)}"

@@ -22,9 +22,12 @@ function element(tag, text, className) {
 
 class ConsoleDown extends Error {}
 
+// The console answers API calls only with the token it served inside this page.
+const TOKEN = document.querySelector('meta[name="taskctl-token"]').content;
+
 async function api(method, route, body) {
-  const headers = { "X-Taskctl-Console": "1", Accept: "application/json" };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const headers = { "X-Taskctl-Token": TOKEN, Accept: "application/json" };
+  if (method === "POST") headers["Content-Type"] = "application/json";
   let response;
   try {
     response = await fetch("/api" + route, {
@@ -53,6 +56,9 @@ function describe(what, answer, taskId) {
   const said = apiMessage(answer.body);
   if (answer.status === 502 && code === "api_unreachable") return `Cannot reach the API while ${what}: ${said}.`;
   if (answer.status === 401 && code === "no_credentials") return `No AWS credentials while ${what}: ${said}.`;
+  if (answer.status === 403 && code === "not_the_console") {
+    return "The console server was restarted since this page was loaded: reload the page.";
+  }
   if (answer.status === 401 || answer.status === 403) {
     return `The API refused access while ${what} (${answer.status}): the console's AWS credentials are missing, ` +
       `expired or not allowed to call this route (the stage's operator policy grants it). The API said: ${said}.`;

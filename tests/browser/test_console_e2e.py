@@ -7,6 +7,7 @@ RETRYING for 10 to 20 s (equal jitter of 20 s): long enough to watch and to canc
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -95,7 +96,8 @@ def test_an_operator_sees_a_failure_retries_it_watches_it_and_cancels_it_while_i
     # Retry: back to PENDING, then on through its attempts.
     page.locator("#task").get_by_role("button", name="Retry").click()
     expect(page.locator("#message")).to_have_text(f'Retry accepted (202): task "{task_id}" is now PENDING.')
-    expect(timeline.nth(2)).to_contain_text("Retried by anonymous (was FAILED)")
+    # The action's own answer names who acted; the page's next refresh (a client route) says "operator".
+    expect(timeline.nth(2)).to_contain_text(re.compile(r"Retried by (anonymous|operator) \(was FAILED\)"))
     expect(page.locator("#task-status")).to_have_text("RETRYING", timeout=WATCH_SECONDS * 1000)
     expect(timeline.nth(3)).to_contain_text("failed")
     waiting = api.task(task_id)
@@ -106,7 +108,7 @@ def test_an_operator_sees_a_failure_retries_it_watches_it_and_cancels_it_while_i
     page.locator("#task").get_by_role("button", name="Cancel").click()
     expect(page.locator("#message")).to_have_text(f'Cancelled (200): task "{task_id}" is now CANCELLED.')
     expect(page.locator("#task-status")).to_have_text("CANCELLED")
-    expect(timeline.last).to_contain_text("Cancelled by anonymous (was RETRYING)")
+    expect(timeline.last).to_contain_text(re.compile(r"Cancelled by (anonymous|operator) \(was RETRYING\)"))
     assert status_of(api, task_id) == "CANCELLED"
 
     page.get_by_role("link", name="Cancelled", exact=True).click()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
 
@@ -10,6 +11,7 @@ from taskctl.client import ApiClient
 from taskctl.console import ConsoleServer
 from tests.browser.conftest import Expect, Watched, console_process, console_thread
 from tests.cli.fake_api import FakeApi, serving
+from tests.cli.hostile import HOSTILE_IDS, TERMINAL_ESCAPES
 from tests.e2e.stack import free_port
 
 
@@ -240,6 +242,11 @@ def test_a_console_server_that_stopped_is_said_in_words_until_it_is_back(
         )
     fake.add("t-1", "FAILED", last_error="e")
     with console_process(fake.url, port=int(console.url.rsplit(":", 1)[1].strip("/"))):
+        # A new console makes a new token: the old page is told to reload, and then works.
+        expect(page.get_by_role("alert")).to_contain_text(
+            "The console server was restarted since this page was loaded: reload the page."
+        )
+        page.reload()
         expect(page.get_by_role("alert")).to_be_hidden()
         expect(page.locator('#counts [data-status="FAILED"] dd')).to_have_text("1")
     assert watched.uncaught() == []
@@ -261,3 +268,38 @@ def test_cancelling_a_running_task_says_the_attempt_finishes_first(
     expect(page.locator("#task-history li").last).to_contain_text("Cancel requested by anonymous (was PROCESSING)")
     expect(page.locator("#task-facts div", has_text="Cancel requested").locator("dd")).to_have_text("yes")
     assert watched.errors == []
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_IDS, ids=["terminal-escapes", "rich-markup"])
+def test_hostile_ids_are_shown_as_exactly_their_text(
+    watched: Watched, expect: Expect, fake: FakeApi, console: ConsoleServer, hostile: str
+) -> None:
+    fake.add(hostile, "FAILED", last_error=hostile)
+    page = watched.page
+    page.goto(console.url)
+
+    head = page.locator("#tasks tbody th")
+    expect(head).to_have_count(1)
+    shown = head.evaluate("th => [th.textContent, th.children.length, th.firstElementChild.children.length]")
+    error = page.locator("#tasks tbody td.error-text").evaluate("td => [td.textContent, td.children.length]")
+    assert shown == [hostile, 1, 0]  # one link, and nothing made from the id inside it
+    assert error == [hostile, 0]
+    assert page.locator('a[href^="https:"], b, strong.red').count() == 0
+    assert page.title() == "taskproc console"
+
+
+def test_a_hostile_id_opened_on_its_own_is_its_exact_text(
+    watched: Watched, expect: Expect, fake: FakeApi, console: ConsoleServer
+) -> None:
+    fake.add(TERMINAL_ESCAPES, "FAILED", last_error=TERMINAL_ESCAPES)
+    page = watched.page
+
+    page.goto(console.url + "#/task/" + quote(TERMINAL_ESCAPES, safe=""))
+
+    expect(page.locator("#task-status")).to_have_text("FAILED")
+    assert page.locator("#task-id").evaluate("code => [code.textContent, code.children.length]") == [
+        TERMINAL_ESCAPES,
+        0,
+    ]
+    assert page.locator("#task-facts").evaluate("dl => dl.querySelectorAll('dd *').length") == 0
+    assert page.title() == "taskproc console"
