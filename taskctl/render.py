@@ -194,7 +194,17 @@ def stats(answer: dict[str, Any]) -> RenderableType:
             plain(depth.get("delayed", "-")),
             plain("-" if age is None else f"{age} s"),
         )
-    return Group(counts, queues)
+    repairs = Table(title="repairs, last 24 hours", title_justify="left")
+    for column in ("repair", "tasks", "source"):
+        repairs.add_column(column, justify="right" if column == "tasks" else "left", overflow="fold")
+    for name, value in (answer.get("repairs") or {}).items():
+        source = (sources.get(f"repairs.{name}") or {}).get("source") or "-"
+        repairs.add_row(plain(REPAIR_NAMES.get(name, name)), plain("-" if value is None else value), plain(source))
+    return Group(counts, queues, repairs) if answer.get("repairs") else Group(counts, queues)
+
+
+# `GET /stats`' repairs as the table names them (docs/operations.md says what each means).
+REPAIR_NAMES = {"adopted": "adopted", "redispatched": "redispatched", "retriesAwaited": "retries awaited"}
 
 
 def bulk_retry(answer: dict[str, Any]) -> RenderableType:

@@ -127,7 +127,7 @@ async function refreshStats() {
   const answer = await api("GET", "/stats");
   if (!answer.ok) { setProblem("stats", describe("reading the counts", answer)); return; }
   setProblem("stats", null);
-  const { counts = {}, queues = {}, sources = {} } = answer.body || {};
+  const { counts = {}, queues = {}, repairs = {}, sources = {} } = answer.body || {};
   const ordered = [...LISTS.filter((s) => s in counts), ...Object.keys(counts).filter((s) => !LISTS.includes(s))];
   const list = $("counts");
   list.replaceChildren(...ordered.map((status) => {
@@ -152,6 +152,22 @@ async function refreshStats() {
     const age = depth.oldestAgeSeconds;
     row.append(head, element("td", depth.visible), element("td", depth.inFlight), element("td", depth.delayed),
       element("td", age === null || age === undefined ? "-" : `${age} s`));
+    return row;
+  }));
+  const repairNames = {
+    adopted: "Stored by a consumer after its publish died",
+    redispatched: "Re-sent by a repeat publish",
+    retriesAwaited: "Retry message waited for its write",
+  };
+  $("repairs").tBodies[0].replaceChildren(...Object.entries(repairs).map(([name, value]) => {
+    const row = element("tr");
+    row.dataset.repair = name;
+    const head = element("th", repairNames[name] || name);
+    head.scope = "row";
+    const cell = element("td", value === null || value === undefined ? "-" : value);
+    const source = sources[`repairs.${name}`];
+    if (source) cell.title = source.source;
+    row.append(head, cell);
     return row;
   }));
   const now = new Date();

@@ -205,7 +205,10 @@ class FakeApi:
         depth = {"visible": 2, "inFlight": 1, "delayed": 0, "oldestAgeSeconds": 4}
         empty = {"visible": 0, "inFlight": 0, "delayed": 0, "oldestAgeSeconds": None}
         sources = {f"counts.{s}": {"source": "by-status index", "exact": True} for s in LISTED}
-        return {"counts": counts, "queues": {"tasks": depth, "deadLetters": empty}, "sources": sources}
+        sources["repairs.adopted"] = {"source": "CloudWatch taskproc TasksAdopted", "exact": False}
+        repairs = {"adopted": 2, "redispatched": None, "retriesAwaited": 0}
+        queues = {"tasks": depth, "deadLetters": empty}
+        return {"counts": counts, "queues": queues, "repairs": repairs, "sources": sources}
 
     def _list(self, query: dict[str, str]) -> tuple[int, Any]:
         status = query.get("status")

@@ -146,6 +146,8 @@ def test_stats_prints_counts_and_queue_depths(fake: FakeApi) -> None:
     assert rows["RETRYING"] == "1"
     assert rows["CANCELLED"] == "0"
     assert "tasks" in rows and "deadLetters" in rows
+    assert rows["adopted"] == "2"
+    assert rows["redispatched"] == "-"  # no datapoint
 
 
 def test_retry_reports_every_id_and_exits_1_when_any_was_refused(fake: FakeApi) -> None:
