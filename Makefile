@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAGE ?= dev
 
-.PHONY: help run aws api worker test lint unit bench loadtest chaos deploy remove package clean browser console screenshot
+.PHONY: help run aws api worker test lint unit bench loadtest chaos deploy remove package clean browser console screenshot checkov
 
 help:
 	@echo "make run       the whole system offline: embedded AWS, API and consumers"
@@ -12,6 +12,7 @@ help:
 	@echo "make aws | api | worker   one piece of the offline stack at a time"
 	@echo "make console  the operator console on 127.0.0.1:\$$CONSOLE_PORT against URL (default the offline API)"
 	@echo "make deploy | remove | package STAGE=dev   the AWS paths"
+	@echo "make checkov  checkov's verdict on the packaged prod template (part of make test)"
 	@echo "make loadtest | bench | chaos   load, benchmark and chaos tools"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -23,7 +24,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .
 
-test: $(VENV)/.installed lint browser
+test: $(VENV)/.installed lint browser checkov
 	$(PY) -m pytest -q
 
 # The browser tests drive Debian's Chromium (never a browser Playwright downloads). When it is
@@ -67,7 +68,7 @@ screenshot: $(VENV)/.installed browser
 	CONSOLE_SCREENSHOT=docs/console.png $(PY) -m pytest -q tests/browser/test_console_e2e.py -k screenshot
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .ruff_cache
 
 # The AWS paths. `deploy` and `remove` need credentials and a region; infra.stack says which is missing.
 BUILD ?= build
@@ -97,6 +98,23 @@ package: $(VENV)/.installed
 		"--s3-bucket <your bucket> --output-template-file $(BUILD)/$(STAGE)/packaged.yaml"
 	@echo "        aws cloudformation deploy --template-file $(BUILD)/$(STAGE)/packaged.yaml" \
 		"--stack-name taskproc-$(STAGE) --capabilities CAPABILITY_NAMED_IAM"
+	@echo "API key: aws apigateway get-api-key --include-value --query value --output text --api-key" \
+		"\$$(aws cloudformation describe-stacks --stack-name taskproc-$(STAGE)" \
+		"--query \"Stacks[0].Outputs[?OutputKey=='ApiKeyId'].OutputValue\" --output text)"
+
+# checkov, pinned, from its own virtual environment (its dependencies are not the project's),
+# on the packaged prod template. Every check passes or is skipped in the template with its reason.
+CHECKOV_VENV ?= .venv-checkov
+CHECKOV_VERSION := 3.3.30
+$(CHECKOV_VENV)/.installed:
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION)
+	touch $@
+
+checkov: $(VENV)/.installed $(CHECKOV_VENV)/.installed
+	@$(MAKE) --no-print-directory package STAGE=prod >/dev/null
+	$(CHECKOV_VENV)/bin/checkov --file $(BUILD)/prod/package/sam.json --framework cloudformation \
+		--skip-download --compact --quiet
 
 # make loadtest                      starts the offline stack for the run
 # make loadtest URL=https://...      against a running or deployed API

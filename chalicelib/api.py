@@ -274,6 +274,7 @@ def health(load_runtime: Any) -> tuple[int, Health]:
     try:
         rt = load_runtime()
         rt.store.ping()
+        rt.cursor_keys.key()
     except TaskprocError as exc:
         return 503, Health(status="unavailable", reason=exc.message)
     return 200, Health(status="ok")

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from chalicelib import metrics
 from chalicelib.api import read_task
-from chalicelib.cursor import cursor_key, decode_cursor, encode_cursor
+from chalicelib.cursor import decode_cursor, encode_cursor
 from chalicelib.errors import (
     Conflict,
     FieldProblem,
@@ -114,7 +114,7 @@ def list_tasks(query: dict[str, str], rt: Runtime) -> TaskPage:
         raise _problem(unknown[0], "is not a parameter of this listing (status, limit, cursor)")
     status, limit = _listed_status(query.get("status")), _limit(query.get("limit"))
     filters = Filters()
-    key = cursor_key(rt.settings.CURSOR_SECRET, rt.settings.TASKS_TABLE)
+    key = rt.cursor_keys.key()
     scope = _cursor_scope(rt, status, filters)
     after = decode_cursor(key, scope, query["cursor"]) if query.get("cursor") else None
     try:

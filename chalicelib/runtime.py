@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import boto3
 from botocore.config import Config
 
+from chalicelib.cursor import CursorKeys
 from chalicelib.handlers import REGISTRY
 from chalicelib.operator_store import OperatorStore
 from chalicelib.queue import Queue, QueueAges
@@ -47,6 +48,7 @@ class Runtime:
     tasks_queue: Queue
     dead_letters: Queue
     queue_ages: QueueAges
+    cursor_keys: CursorKeys
     rng: random.Random = field(default_factory=random.Random)
     registry: Registry = field(default_factory=lambda: REGISTRY)
 
@@ -69,6 +71,13 @@ def build_runtime(
         dead_letters=Queue(sqs, settings.DEAD_LETTER_QUEUE),
         # Only `GET /stats` reads CloudWatch: its client is made on first use, not at a cold start.
         queue_ages=QueueAges(lambda: session.client("cloudwatch", config=config), clock),
+        # Only listing and /health need the key, so only the API function reads the secret.
+        cursor_keys=CursorKeys(
+            settings.CURSOR_SECRET_ID,
+            settings.TASKS_TABLE,
+            lambda: session.client("secretsmanager", config=config),
+            on_lambda=settings.AWS_LAMBDA_FUNCTION_NAME is not None,
+        ),
     )
 
 

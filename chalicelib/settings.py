@@ -40,8 +40,11 @@ class Settings(BaseSettings):
     AWS_MAX_ATTEMPTS: int = Field(default=2, ge=1, le=10)
     AWS_CONNECT_TIMEOUT_SECONDS: float = Field(default=0.5, gt=0, le=60)
     AWS_READ_TIMEOUT_SECONDS: float = Field(default=1.5, gt=0, le=120)
-    # Signs list cursors (chalicelib/cursor.py); without it the key derives from the table's name.
-    CURSOR_SECRET: str | None = Field(default=None, min_length=16)
+    # The Secrets Manager secret (name or ARN) whose value signs list cursors (chalicelib/cursor.py).
+    # Every deployed stage names its stack's secret; only offline and in tests may it be unset.
+    CURSOR_SECRET_ID: str | None = Field(default=None, min_length=1, max_length=2048)
+    # Set by Lambda itself in every function's environment: present means a deployed stage.
+    AWS_LAMBDA_FUNCTION_NAME: str | None = None
 
     @model_validator(mode="after")
     def _backoff_cap_not_below_base(self) -> Settings:

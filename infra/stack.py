@@ -6,9 +6,12 @@
     python -m infra.stack remove STAGE             delete that stack
     python -m infra.stack merge-template STAGE OUT the stage's --merge-template for `chalice package`
 
-The stack and the merge template hold infra/resources.yaml (queues, table, index)
-and infra/monitoring.yaml (operator policy, alarms, topic, dashboard); the
-offline stack uses resources.yaml alone. Every stage value comes from
+The stack and the merge template hold infra/resources.yaml (queues, table, index),
+infra/monitoring.yaml (operator policy, alarms, topic, dashboard) and
+infra/access.yaml (TLS-only queue policies, the cursor secret, the API key and
+its usage plan); the merge template adds infra/packaged.yaml (the API's access
+log, stage throttling, checkov's skips on Chalice's resources). The offline
+stack uses resources.yaml alone. Every stage value comes from
 `.chalice/config.json`, so the stack and the functions agree on names,
 attempts and timeouts; `--parameter` sets the others (alarm thresholds, the
 alarm e-mail), and an update keeps the values given before.
@@ -31,11 +34,16 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / ".chalice" / "config.json"
 TEMPLATE = ROOT / "infra" / "resources.yaml"
 MONITORING = ROOT / "infra" / "monitoring.yaml"
+ACCESS = ROOT / "infra" / "access.yaml"
+PACKAGED = ROOT / "infra" / "packaged.yaml"
+# The data stack's pieces, merged in this order; the packaged template adds PACKAGED.
+STACK_PIECES = (TEMPLATE, MONITORING, ACCESS)
 DEPLOYED = ROOT / ".chalice" / "deployed"
 
 # AWS's guidance for SQS event sources: visibility timeout >= 6 x the function's timeout.
 VISIBILITY_PER_TIMEOUT = 6
 CHALICE_DEFAULT_TIMEOUT = 60
+DEFAULT_LOG_RETENTION_DAYS = 30
 
 # Consumer function -> (its logical id in the packaged template, the queue resource it polls).
 CONSUMERS = {
@@ -43,6 +51,12 @@ CONSUMERS = {
     "handle_dead_letters": ("HandleDeadLetters", "DeadLetterQueue"),
 }
 API_HANDLER = "APIHandler"
+# Function logical id -> the log group Chalice generates for it (log_retention_in_days).
+LOG_GROUPS = {
+    API_HANDLER: "ApiHandlerLogGroup",
+    "ProcessTasks": "ProcessTasksLogGroup",
+    "HandleDeadLetters": "HandleDeadLettersLogGroup",
+}
 # The packaged template's REST API (chalice package names it so) and the monitoring
 # template's parameter that stands for it where the API is deployed separately.
 REST_API = "RestAPI"
@@ -61,6 +75,14 @@ class StageConfig:
     environment: dict[str, str]
     timeouts: dict[str, int]
     api_gateway_stage: str = "api"
+    # Chalice's `xray`: active tracing on the functions and, in the packaged template, the API.
+    xray: bool = False
+    log_retention_days: int = DEFAULT_LOG_RETENTION_DAYS
+    # The stage's `api_throttle`: requests per second and burst, for the usage plan and the API stage.
+    api_rate_limit: int = 20
+    api_burst_limit: int = 40
+    # The stage's `retain_table`: deletion protection and Retain on the table.
+    retain_table: bool = False
 
     @property
     def max_attempts(self) -> int:
@@ -89,6 +111,9 @@ class StageConfig:
             **self.parameters(),
             "ApiStage": self.api_gateway_stage,
             "ConsumersReportItemFailures": str(self.reports_batch_item_failures).lower(),
+            "ApiRateLimit": str(self.api_rate_limit),
+            "ApiBurstLimit": str(self.api_burst_limit),
+            "LogRetentionDays": str(self.log_retention_days),
         }
 
     def function_names(self) -> dict[str, str]:
@@ -124,8 +149,21 @@ def load_stage(stage: str, config_path: Path = CONFIG) -> StageConfig:
                 return int(scope["lambda_timeout"])
         return CHALICE_DEFAULT_TIMEOUT
 
-    api_gateway_stage = str(stage_config.get("api_gateway_stage", config.get("api_gateway_stage", "api")))
-    resolved = StageConfig(stage, environment, {name: timeout(name) for name in CONSUMERS}, api_gateway_stage)
+    def setting(name: str, default: Any) -> Any:
+        return stage_config.get(name, config.get(name, default))
+
+    throttle = setting("api_throttle", {})
+    resolved = StageConfig(
+        stage,
+        environment,
+        {name: timeout(name) for name in CONSUMERS},
+        api_gateway_stage=str(setting("api_gateway_stage", "api")),
+        xray=bool(setting("xray", False)),
+        log_retention_days=int(setting("log_retention_in_days", DEFAULT_LOG_RETENTION_DAYS)),
+        api_rate_limit=int(throttle.get("rate_limit", StageConfig.api_rate_limit)),
+        api_burst_limit=int(throttle.get("burst_limit", StageConfig.api_burst_limit)),
+        retain_table=bool(setting("retain_table", False)),
+    )
     lease = float(environment.get("LEASE_SECONDS", "120"))
     if lease >= resolved.queue_visibility_timeout:
         raise StackError(
@@ -143,24 +181,48 @@ def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
     return dict(yaml.safe_load(path.read_text()))
 
 
-def aws_template() -> dict[str, Any]:
-    """infra/resources.yaml and infra/monitoring.yaml as one template: what a stage gets on AWS.
+def aws_template(pieces: tuple[Path, ...] = STACK_PIECES) -> dict[str, Any]:
+    """The infra/ files as one template: what a stage gets on AWS.
 
     Raises:
-        StackError: the two define one logical id differently.
+        StackError: two define one logical id differently.
     """
-    data, monitoring = load_template(TEMPLATE), load_template(MONITORING)
-    combined: dict[str, Any] = {"AWSTemplateFormatVersion": data["AWSTemplateFormatVersion"]}
-    combined["Description"] = "taskproc: data resources, operator policy, alarms and dashboard of one stage."
+    loaded = [(path, load_template(path)) for path in pieces]
+    combined: dict[str, Any] = {"AWSTemplateFormatVersion": loaded[0][1]["AWSTemplateFormatVersion"]}
+    combined["Description"] = (
+        "taskproc: data resources, operator policy, alarms, dashboard and access controls of one stage."
+    )
     for section in ("Parameters", "Conditions", "Resources", "Outputs"):
-        first, second = data.get(section, {}), monitoring.get(section, {})
-        clashes = sorted(key for key in first.keys() & second.keys() if first[key] != second[key])
-        if clashes:
-            where = f"{TEMPLATE.name} and {MONITORING.name}"
-            raise StackError(f"{section} {', '.join(clashes)} defined differently in {where}")
-        if first or second:
-            combined[section] = {**first, **second}
+        merged: dict[str, Any] = {}
+        origin: dict[str, Path] = {}
+        for path, template in loaded:
+            for key, value in template.get(section, {}).items():
+                if key in merged and merged[key] != value:
+                    where = f"{origin[key].name} and {path.name}"
+                    raise StackError(f"{section} {key} defined differently in {where}")
+                merged[key], origin[key] = value, path
+        if merged:
+            combined[section] = merged
     return combined
+
+
+def protect_table(template: dict[str, Any], stage: StageConfig) -> dict[str, Any]:
+    """The template, its table kept by every stack operation where the stage retains it."""
+    if stage.retain_table:
+        table = template["Resources"]["TasksTable"]
+        table["DeletionPolicy"] = table["UpdateReplacePolicy"] = "Retain"
+        table["Properties"]["DeletionProtectionEnabled"] = True
+    return template
+
+
+def table_kept_note(stage: StageConfig) -> str:
+    """What `make remove` says where the stage's table outlives its stack."""
+    table = stage.environment["TASKS_TABLE"]
+    return (
+        f"the table {table} stays: it has deletion protection and DeletionPolicy Retain, so removing the"
+        f" stack keeps every task. To delete it deliberately: aws dynamodb update-table --table-name {table}"
+        f" --no-deletion-protection-enabled && aws dynamodb delete-table --table-name {table}"
+    )
 
 
 def _replace_ref(node: Any, old: str, new: str) -> Any:
@@ -187,18 +249,19 @@ def merge_template(stage: StageConfig, template: dict[str, Any] | None = None) -
     Raises:
         StackError: the data template defines a logical id Chalice uses for a function.
     """
-    merged = json.loads(json.dumps(template or aws_template()))
+    merged = protect_table(json.loads(json.dumps(template or aws_template((*STACK_PIECES, PACKAGED)))), stage)
     for name, value in stage.pinned_parameters().items():
         merged["Parameters"][name]["Default"] = value
         merged["Parameters"][name]["AllowedValues"] = [value]
     resources = merged["Resources"]
     functions = stage.function_names()
-    for function, (logical_id, queue) in CONSUMERS.items():
-        if logical_id in resources:
-            raise StackError(f"the data template already defines {logical_id}, the {function} function's id")
+    for logical_id in functions:
+        if "Type" in resources.get(logical_id, {}):
+            raise StackError(f"the data template already defines {logical_id}, a function's id")
+    for _, (logical_id, queue) in CONSUMERS.items():
         # The merge cannot replace Chalice's queue ARN (dicts merge key by key), so the
         # function depends on its queue instead, and its event source on the function.
-        consumer: dict[str, Any] = {"DependsOn": [queue, "TasksTable"]}
+        consumer: dict[str, Any] = {**resources.get(logical_id, {}), "DependsOn": [queue, "TasksTable"]}
         consumer["Properties"] = {"FunctionName": functions[logical_id]}
         if stage.reports_batch_item_failures:
             event = f"{logical_id}SqsEventSource"
@@ -206,24 +269,37 @@ def merge_template(stage: StageConfig, template: dict[str, Any] | None = None) -
             consumer["Properties"]["Events"] = {event: {"Properties": properties}}
         resources[logical_id] = consumer
     resources[API_HANDLER] = {
+        **resources.get(API_HANDLER, {}),
         "DependsOn": ["TasksQueue", "TasksTable"],
         "Properties": {"FunctionName": functions[API_HANDLER]},
     }
-    _bind_operator_policy_to_the_api(merged)
+    for logical_id, log_group in LOG_GROUPS.items():
+        # Named outright rather than after the function (Chalice's Fn::Sub names the API's by
+        # an id it renames), so each function can wait for its group: the runtime never
+        # creates one with no retention before the stack does.
+        group = resources.setdefault(log_group, {})
+        group.setdefault("Properties", {})["LogGroupName"] = f"/aws/lambda/{functions[logical_id]}"
+        resources[logical_id]["DependsOn"].append(log_group)
+    resources[REST_API]["Properties"]["TracingEnabled"] = stage.xray
+    _bind_to_the_api(merged)
     return merged
 
 
-def _bind_operator_policy_to_the_api(template: dict[str, Any]) -> None:
-    """In the packaged template the API is a resource beside the policy: refer to it, unconditionally."""
+def _bind_to_the_api(template: dict[str, Any]) -> None:
+    """In the packaged template the API is a resource beside the operator policy and the usage plan:
+    refer to it, unconditionally, and to its stage through SAM's `RestAPI.Stage`, so the plan waits for it.
+    """
     del template["Parameters"][REST_API_PARAMETER]
     del template["Conditions"]["HasRestApiId"]
-    for section, logical_id in (("Resources", "OperatorPolicy"), ("Outputs", "OperatorPolicyArn")):
-        entry = template[section][logical_id]
-        del entry["Condition"]
-        template[section][logical_id] = _replace_ref(entry, REST_API_PARAMETER, REST_API)
+    for section in ("Resources", "Outputs"):
+        for logical_id, entry in list(template[section].items()):
+            if entry.get("Condition") == "HasRestApiId":
+                del entry["Condition"]
+                template[section][logical_id] = _replace_ref(entry, REST_API_PARAMETER, REST_API)
+    template["Resources"]["UsagePlan"]["Properties"]["ApiStages"][0]["Stage"] = {"Ref": f"{REST_API}.Stage"}
     leftover = json.dumps(template)
     if f'"Ref": "{REST_API_PARAMETER}"' in leftover or "HasRestApiId" in leftover:
-        raise StackError(f"{MONITORING.name} uses {REST_API_PARAMETER} outside the operator policy")
+        raise StackError(f"{REST_API_PARAMETER} is used outside the resources that exist once the API does")
 
 
 def deployed_rest_api_id(stage: str, deployed_dir: Path = DEPLOYED) -> str:
@@ -260,6 +336,24 @@ def require_deployable(stage: StageConfig) -> None:
             f" `chalice deploy` cannot set that. Use `make package STAGE={stage.name}` and deploy the template,"
             " or set REPORT_BATCH_ITEM_FAILURES to false for this stage."
         )
+
+
+def read_api_key_command(api_key_id: str) -> str:
+    """The command that prints the API key's value (the stack knows its id, never the value)."""
+    return f"aws apigateway get-api-key --api-key {api_key_id} --include-value --query value --output text"
+
+
+def deploy_report(stage: StageConfig, stack_outputs: dict[str, str]) -> list[str]:
+    """What `make deploy` prints after the data stack: its outputs, and where to read the API key."""
+    lines = [f"{key}: {value}" for key, value in stack_outputs.items()]
+    if "ApiKeyId" in stack_outputs:
+        lines.append(f"API key: {read_api_key_command(stack_outputs['ApiKeyId'])}")
+    else:
+        lines.append(
+            f"note: no API deployed for stage {stage.name} yet, so no operator policy, usage plan or API key;"
+            " deploying the stack again after `chalice deploy` adds them, scoped to that API"
+        )
+    return lines
 
 
 def _describe(cloudformation: Any, name: str) -> dict[str, Any] | None:
@@ -322,7 +416,7 @@ def deploy_stack(
             cannot be set, or the change failed.
     """
     name = stack_name(stage.name)
-    template = aws_template()
+    template = protect_table(aws_template(), stage)
     try:
         described = _describe(cloudformation, name)
     except (ClientError, BotoCoreError) as exc:
@@ -426,17 +520,14 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "deploy":
             require_deployable(stage)
             rest_api_id = deployed_rest_api_id(stage.name)
-            for key, value in deploy_stack(cloudformation, stage, rest_api_id, overrides).items():
-                print(f"{key}: {value}")
-            if not rest_api_id:
-                print(
-                    f"note: no API deployed for stage {stage.name} yet, so no operator policy; deploying the"
-                    f" stack again after `chalice deploy` adds taskproc-{stage.name}-operator, scoped to that API"
-                )
-        elif remove_stack(cloudformation, args.stage):
-            print(f"deleted stack {stack_name(args.stage)}")
+            print("\n".join(deploy_report(stage, deploy_stack(cloudformation, stage, rest_api_id, overrides))))
         else:
-            print(f"no stack {stack_name(args.stage)} to delete")
+            if remove_stack(cloudformation, args.stage):
+                print(f"deleted stack {stack_name(args.stage)}")
+            else:
+                print(f"no stack {stack_name(args.stage)} to delete")
+            if stage.retain_table:
+                print(table_kept_note(stage))
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -25,7 +25,8 @@ FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "te
 # moto's CloudFormation skips alarms and e-mail subscriptions with a warning; the packaged
 # template's tests check those (tests/deploy/test_monitoring.py).
 pytestmark = pytest.mark.filterwarnings(
-    "ignore:Tried to parse AWS..(CloudWatch..Alarm|SNS..Subscription) but:UserWarning"
+    "ignore:Tried to parse AWS..(CloudWatch..Alarm|SNS..Subscription|SQS..QueuePolicy|SecretsManager..Secret"
+    "|ApiGateway..(ApiKey|UsagePlan|UsagePlanKey)) but:UserWarning"
 )
 
 @pytest.fixture
@@ -96,13 +97,14 @@ def test_make_deploy_then_make_remove_creates_and_deletes_the_whole_stage(
     assert json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] == config.max_attempts
     assert clients["dynamodb"].describe_table(TableName=f"taskproc-{STAGE}-tasks")["Table"]["TableStatus"] == "ACTIVE"
 
-    # One role per function, each with the stage's policy file.
-    policy = json.loads((project / ".chalice" / f"policy-{STAGE}.json").read_text())
+    # One role per function, each with its own policy file.
     roles = _ours([role["RoleName"] for role in iam.list_roles()["Roles"]])
     assert roles == sorted(f"taskproc-{STAGE}-{function}" for function in FUNCTIONS.values())
-    for role in roles:
+    for function in FUNCTIONS.values():
+        policy = json.loads((project / ".chalice" / f"policy-{STAGE}-{function}.json").read_text())
+        role = f"taskproc-{STAGE}-{function}"
         (policy_name,) = iam.list_role_policies(RoleName=role)["PolicyNames"]
-        assert iam.get_role_policy(RoleName=role, PolicyName=policy_name)["PolicyDocument"] == policy
+        assert iam.get_role_policy(RoleName=role, PolicyName=policy_name)["PolicyDocument"] == policy, function
 
     # The functions, with the stage's environment, timeouts and memory.
     stage_config = json.loads((project / ".chalice" / "config.json").read_text())["stages"][STAGE]

@@ -15,6 +15,7 @@ from infra import stack
 TEMPLATE = stack.load_template()
 RESOURCES = TEMPLATE["Resources"]
 MONITORING = stack.load_template(stack.MONITORING)
+ACCESS = stack.load_template(stack.ACCESS)
 FOURTEEN_DAYS = 14 * 24 * 3600
 # The listing index of the API contract: sparse, write-sharded, projecting what a summary shows.
 LISTING_INDEX = {
@@ -102,15 +103,20 @@ def test_the_listing_index_is_the_contracts_on_demand_and_keyed_by_strings() -> 
 
 
 def test_the_offline_template_holds_only_data_resources_and_monitoring_only_aws_ones() -> None:
-    """moto's CloudFormation skips alarms and e-mail subscriptions, so they stay out of the offline stack."""
+    """moto's CloudFormation skips alarms, e-mail subscriptions, queue policies, usage plans and
+    generated secrets, so they stay out of the offline stack."""
     assert {r["Type"] for r in RESOURCES.values()} == {"AWS::SQS::Queue", "AWS::DynamoDB::Table"}
     assert {r["Type"] for r in MONITORING["Resources"].values()} == {
         "AWS::IAM::ManagedPolicy", "AWS::SNS::Topic", "AWS::SNS::Subscription",
-        "AWS::CloudWatch::Alarm", "AWS::CloudWatch::Dashboard",
+        "AWS::CloudWatch::Alarm", "AWS::CloudWatch::Dashboard", "AWS::Logs::LogGroup",
+    }
+    assert {r["Type"] for r in ACCESS["Resources"].values()} == {
+        "AWS::SQS::QueuePolicy", "AWS::SecretsManager::Secret",
+        "AWS::ApiGateway::ApiKey", "AWS::ApiGateway::UsagePlan", "AWS::ApiGateway::UsagePlanKey",
     }
     combined = stack.aws_template()
-    assert combined["Resources"] == {**RESOURCES, **MONITORING["Resources"]}
-    assert combined["Parameters"] == {**TEMPLATE["Parameters"], **MONITORING["Parameters"]}
+    assert combined["Resources"] == {**RESOURCES, **MONITORING["Resources"], **ACCESS["Resources"]}
+    assert combined["Parameters"] == {**TEMPLATE["Parameters"], **MONITORING["Parameters"], **ACCESS["Parameters"]}
 
 
 def test_the_two_templates_may_not_define_one_name_differently(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -238,10 +244,12 @@ def test_a_lease_longer_than_the_visibility_timeout_is_refused(tmp_path: Path) -
 
 def test_the_merge_template_only_adds_to_chalice_resources_it_does_not_replace_them() -> None:
     merged = stack.merge_template(stack.load_stage("prod"))
-    for logical_id in ("ProcessTasks", "HandleDeadLetters", "APIHandler"):
-        assert "Type" not in merged["Resources"][logical_id], "Chalice defines the function; the merge adds to it"
-    added = set(merged["Resources"]) - set(RESOURCES) - set(MONITORING["Resources"])
-    assert added == {"ProcessTasks", "HandleDeadLetters", "APIHandler"}
+    chalice_owned = {"ProcessTasks", "HandleDeadLetters", "APIHandler", "RestAPI", "ProcessTasksLogGroup",
+                     "HandleDeadLettersLogGroup"}
+    for logical_id in chalice_owned:
+        assert "Type" not in merged["Resources"][logical_id], "Chalice defines it; the merge adds to it"
+    added = set(merged["Resources"]) - set(RESOURCES) - set(MONITORING["Resources"]) - set(ACCESS["Resources"])
+    assert added == chalice_owned | {"ApiAccessLogGroup", "ApiGatewayLogRole", "ApiGatewayAccount"}
 
 
 def test_the_merge_template_points_the_operator_policy_at_the_packaged_api() -> None:

@@ -1,0 +1,364 @@
+"""Each function's policy grants what its code calls, and nothing else.
+
+The handlers run under moto through representative scenarios (publish, batch,
+read, list, stats, retry, cancel, bulk retry, health; a consumer's success,
+failure, backoff, takeover and poison message; dead letters), while botocore's
+`before-parameter-build` event records every AWS request with the function that
+made it. Every recorded (action, resource) must be allowed by that function's
+`.chalice/policy-<stage>-<function>.json`, and every grant in it must have been
+used or be one the Lambda service exercises for the function (RUNTIME_GRANTS).
+The calls are discovered, not listed, so a change of the code paths changes
+what the policies must hold.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from chalice.test import Client
+
+from infra import stack
+from tests.conftest import TEMPLATE, FakeClock
+from tests.deploy.conftest import PACKAGED_STAGES, ROOT
+from tests.integration.faults import inject_errors
+from tests.integration.lambda_sqs import Delivery, deliver, lambda_records
+
+FUNCTIONS = ("api_handler", "process_tasks", "handle_dead_letters")
+REGION, ACCOUNT = "us-east-1", "123456789012"
+# botocore's service name -> IAM's action prefix.
+IAM_PREFIX = {"dynamodb": "dynamodb", "sqs": "sqs", "cloudwatch": "cloudwatch", "secretsmanager": "secretsmanager"}
+# IAM authorises a batch call with its single-message action.
+BATCH_ACTIONS = {
+    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+    "sqs:SendMessageBatch": "sqs:SendMessage",
+}
+SUCCEEDS = {"simulation": {"failureChance": 0}}
+FAILS = {"simulation": {"failureChance": 1}}
+DOOMED = {"simulation": {"failureChance": 1, "permanentFailure": True}}
+JSON = {"Content-Type": "application/json"}
+# The queue each consumer's event source polls.
+POLLED = {"process_tasks": "tasks", "handle_dead_letters": "dead-letters"}
+
+
+def runtime_grants(stage: str, function: str) -> set[tuple[str, str]]:
+    """What Lambda itself does with a function's role: write its logs, its traces, and poll its queue."""
+    log_group = f"arn:aws:logs:*:*:log-group:/aws/lambda/{function_name(stage, function)}"
+    grants = {("logs:CreateLogStream", f"{log_group}:*"), ("logs:PutLogEvents", f"{log_group}:*")}
+    if xray_enabled(stage):
+        grants |= {("xray:PutTraceSegments", "*"), ("xray:PutTelemetryRecords", "*")}
+    if function in POLLED:
+        queue = f"arn:aws:sqs:*:*:taskproc-{stage}-{POLLED[function]}"
+        grants |= {(action, queue) for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")}
+    return grants
+
+
+def function_name(stage: str, function: str) -> str:
+    """The name `chalice deploy` and the packaged template give the function."""
+    return f"taskproc-{stage}" if function == "api_handler" else f"taskproc-{stage}-{function}"
+
+
+def xray_enabled(stage: str) -> bool:
+    return bool(json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"][stage].get("xray", False))
+
+
+def policy_path(stage: str, function: str) -> Path:
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    return ROOT / ".chalice" / config["stages"][stage]["lambda_functions"][function]["iam_policy_file"]
+
+
+def _as_list(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def grants(stage: str, function: str) -> set[tuple[str, str]]:
+    """(action, resource pattern) for every Allow in the function's policy file."""
+    document = json.loads(policy_path(stage, function).read_text())
+    pairs = set()
+    for statement in document["Statement"]:
+        assert statement["Effect"] == "Allow", statement
+        assert "NotAction" not in statement and "NotResource" not in statement, statement
+        for action in _as_list(statement["Action"]):
+            assert "*" not in action, f"wildcard action {action} in {policy_path(stage, function).name}"
+            pairs |= {(action, resource) for resource in _as_list(statement["Resource"])}
+    return pairs
+
+
+@dataclass
+class Recorder:
+    """Every AWS request a function's clients make while it runs, as (action, service, resource)."""
+
+    function: str
+    active: bool = False
+    calls: set[tuple[str, str, str]] = field(default_factory=set)
+
+    def __call__(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        if not self.active:
+            return
+        service = model.service_model.service_name
+        assert service in IAM_PREFIX, f"{self.function} calls {service}, which this test cannot map to IAM yet"
+        action = f"{IAM_PREFIX[service]}:{model.name}"
+        self.calls.add((BATCH_ACTIONS.get(action, action), service, _resource_key(service, params)))
+
+
+def _resource_key(service: str, params: dict[str, Any]) -> str:
+    if service == "dynamodb":
+        table = params["TableName"]
+        return f"{table}/index/{params['IndexName']}" if params.get("IndexName") else table
+    if service == "sqs":
+        return str(params.get("QueueName") or params["QueueUrl"].rsplit("/", 1)[-1])
+    if service == "secretsmanager":
+        return str(params["SecretId"])
+    return "*"
+
+
+@dataclass
+class Walk:
+    """A stage's app over moto with one runtime (one container) per function, each recorded on its own.
+
+    Separate runtimes matter: a queue URL or the cursor key one function has looked
+    up must not hide the request another function makes for it.
+    """
+
+    stage: str
+    client: Client
+    runtimes: dict[str, Any]
+    recorders: dict[str, Recorder]
+    clock: FakeClock
+    sqs: Any
+    secrets: Any
+
+    @contextmanager
+    def running(self, function: str) -> Iterator[None]:
+        from chalicelib.runtime import set_runtime
+
+        set_runtime(self.runtimes[function])
+        self.recorders[function].active = True
+        try:
+            yield
+        finally:
+            self.recorders[function].active = False
+
+    def url(self, queue: str) -> str:
+        return str(self.sqs.get_queue_url(QueueName=f"taskproc-{self.stage}-{queue}")["QueueUrl"])
+
+    def send(self, queue: str, body: Any) -> None:
+        """Put a message on a queue as someone outside the functions would."""
+        text = body if isinstance(body, str) else json.dumps(body)
+        self.sqs.send_message(QueueUrl=self.url(queue), MessageBody=text)
+
+    def http(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        with self.running("api_handler"):
+            if method == "GET":
+                response = self.client.http.get(path)
+            else:
+                payload = json.dumps(body) if body is not None else b""
+                response = self.client.http.post(path, body=payload, headers=JSON)
+        return response.status_code, json.loads(response.body)
+
+    def publish(self, task_id: str, payload: dict[str, Any]) -> None:
+        status, answer = self.http("POST", "/publish", {"id": task_id, "payload": payload})
+        assert status == 201, answer
+
+    def deliver(self, function: str) -> Delivery:
+        with self.running(function):
+            return deliver(self.client, function, self.sqs, self.url(POLLED[function]))
+
+    def drain(self, function: str) -> None:
+        """Deliver until the function's queue is empty, waiting out every backoff."""
+        for _ in range(50):
+            delivery = self.deliver(function)
+            if not delivery.records:
+                return
+            self.clock.advance(901)
+            for record in delivery.records:
+                # What is left of the batch comes back now, as if its visibility timeout had passed.
+                with suppress(self.sqs.exceptions.ReceiptHandleIsInvalid):
+                    self.sqs.change_message_visibility(
+                        QueueUrl=self.url(POLLED[function]), ReceiptHandle=record["receiptHandle"], VisibilityTimeout=0
+                    )
+        raise AssertionError(f"{function}'s queue did not drain")
+
+    def calls(self, function: str) -> set[tuple[str, str]]:
+        """(action, resource ARN) for every request the function made."""
+        resolved = set()
+        for action, service, key in self.recorders[function].calls:
+            if service == "dynamodb":
+                arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{key}"
+            elif service == "sqs":
+                arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{key}"
+            elif service == "secretsmanager":
+                arn = str(self.secrets.describe_secret(SecretId=key)["ARN"])
+            else:
+                arn = key
+            resolved.add((action, arn))
+        return resolved
+
+
+@pytest.fixture(scope="module", params=PACKAGED_STAGES)
+def walk(request: pytest.FixtureRequest) -> Iterator[Walk]:
+    """Run every scenario once per stage, with that stage's names and settings, and keep what was called."""
+    from moto import mock_aws
+
+    from chalicelib.runtime import build_runtime, set_runtime
+    from chalicelib.settings import Settings
+
+    stage = request.param
+    config = stack.load_stage(stage)
+    with pytest.MonkeyPatch.context() as env, mock_aws():
+        for name, value in {
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }.items():
+            env.setenv(name, value)
+        env.delenv("AWS_ENDPOINT_URL", raising=False)
+        plain = boto3.session.Session()
+        plain.client("cloudformation").create_stack(
+            StackName=f"taskproc-{stage}-data",
+            TemplateBody=TEMPLATE.read_text(),
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in config.parameters().items()],
+        )
+        secrets = plain.client("secretsmanager")
+        secrets.create_secret(Name=config.environment["CURSOR_SECRET_ID"], SecretString="k" * 64)
+
+        values = {**config.environment, "AWS_LAMBDA_FUNCTION_NAME": function_name(stage, "api_handler")}
+        settings = Settings(**{name: value for name, value in values.items() if name in Settings.model_fields})
+        clock = FakeClock()
+        recorders, runtimes = {}, {}
+        for function in FUNCTIONS:
+            recorders[function] = Recorder(function)
+            session = boto3.session.Session()
+            # On the session, before any client exists: every client the runtime makes carries it.
+            session.events.register("before-parameter-build", recorders[function])
+            runtimes[function] = build_runtime(settings, session=session, clock=clock)
+        import app
+
+        try:
+            with Client(app.app, stage_name="local") as client:
+                walk = Walk(stage, client, runtimes, recorders, clock, plain.client("sqs"), secrets)
+                _run_scenarios(walk)
+                yield walk
+        finally:
+            set_runtime(None)
+
+
+def _run_scenarios(w: Walk) -> None:
+    # The client's side: publish (new, duplicate, delayed), a batch, the payload-only form, a
+    # publish the queue refuses, a status read, and health.
+    w.publish("ok", SUCCEEDS)
+    w.publish("ok", SUCCEEDS)
+    status, _ = w.http("POST", "/publish", {"id": "later", "payload": SUCCEEDS, "delaySeconds": 5})
+    assert status == 201
+    batch = {"tasks": [{"id": f"b{n}", "payload": SUCCEEDS} for n in range(3)]}
+    status, answer = w.http("POST", "/publish/batch", batch)
+    assert status == 200 and len(answer["results"]) == 3
+    assert w.http("POST", "/tasks", SUCCEEDS)[0] == 201
+    with inject_errors(w.runtimes["api_handler"].tasks_queue._client, "SendMessage", status=500, code="InternalError"):
+        assert w.http("POST", "/publish", {"id": "refused", "payload": SUCCEEDS})[0] == 503
+    assert w.http("GET", "/health")[0] == 200
+    assert w.http("GET", "/openapi.json")[0] == 200
+
+    # The consumer: success, permanent failure, backoff up to the last attempt, a takeover of an
+    # expired lease, a poison message.
+    for n in range(3):
+        w.publish(f"doomed{n}", DOOMED)
+    w.publish("flaky", FAILS)
+    w.publish("pending", SUCCEEDS)
+    w.drain("process_tasks")
+    from chalicelib.models import Task
+
+    w.publish("orphan", SUCCEEDS)
+    with w.running("process_tasks"):  # a consumer that dies holding the lease
+        w.runtimes["process_tasks"].store.acquire(
+            Task(id="orphan", payload=SUCCEEDS), "dead-consumer", "m-0", 3, lease_seconds=60
+        )
+    w.clock.advance(61)
+    w.send("tasks", "not json at all")
+    w.drain("process_tasks")
+
+    # Dead letters: poison messages (one with a usable id), a task never stored, a task whose
+    # message ran out of receives with attempts left (SQS keeps the message id), and a batch
+    # one of whose records meets a table error, so the rest are finished on their own.
+    w.send("tasks", {"id": "poison-id", "payload": 5})
+    w.drain("process_tasks")
+    w.send("dead-letters", {"id": "never-stored", "payload": SUCCEEDS})
+    w.drain("handle_dead_letters")
+    w.publish("early", FAILS)
+    (record,) = w.deliver("process_tasks").records
+    w.send("dead-letters", record["body"])
+    (redriven,) = lambda_records(w.sqs, w.url("dead-letters"))
+    with w.running("handle_dead_letters"):
+        w.client.lambda_.invoke("handle_dead_letters", {"Records": [{**redriven, "messageId": record["messageId"]}]})
+    w.sqs.delete_message(QueueUrl=w.url("dead-letters"), ReceiptHandle=redriven["receiptHandle"])
+    for n in range(2):
+        w.send("dead-letters", {"id": f"gone{n}", "payload": SUCCEEDS})
+    dynamodb = w.runtimes["handle_dead_letters"].store._client
+    with inject_errors(dynamodb, "GetItem", status=400, code="ValidationException", times=1):
+        assert w.deliver("handle_dead_letters").records
+    w.drain("handle_dead_letters")
+    w.drain("process_tasks")
+
+    # The operator's side: read, list page by page, stats, retry, cancel, bulk retry.
+    assert w.http("GET", "/tasks/ok")[1]["status"] == "COMPLETED"
+    status, page = w.http("GET", "/tasks?status=FAILED&limit=1")
+    assert status == 200 and page["nextCursor"], page
+    assert w.http("GET", f"/tasks?status=FAILED&limit=1&cursor={page['nextCursor']}")[0] == 200
+    assert w.http("GET", "/stats")[0] == 200
+    assert w.http("POST", "/tasks/doomed0/retry")[0] == 202
+    w.publish("to-cancel", SUCCEEDS)
+    assert w.http("POST", "/tasks/to-cancel/cancel")[0] in (200, 202)
+    assert w.http("POST", "/retries", {"status": "FAILED"})[0] == 200
+    w.drain("process_tasks")
+
+
+def _allowed(pairs: set[tuple[str, str]], action: str, resource: str) -> bool:
+    return any(granted == action and fnmatchcase(resource, pattern) for granted, pattern in pairs)
+
+
+def test_every_function_made_some_calls_in_the_walk(walk: Walk) -> None:
+    for function in FUNCTIONS:
+        assert walk.calls(function), f"{function} made no AWS call: the scenarios do not reach it"
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_every_call_a_function_makes_is_allowed_by_its_own_policy(walk: Walk, function: str) -> None:
+    granted = grants(walk.stage, function)
+    refused = sorted(call for call in walk.calls(function) if not _allowed(granted, *call))
+    assert not refused, f"{policy_path(walk.stage, function).name} does not allow: {refused}"
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_a_function_s_policy_grants_nothing_it_never_calls_beyond_what_lambda_does_for_it(
+    walk: Walk, function: str
+) -> None:
+    calls = walk.calls(function)
+    expected = runtime_grants(walk.stage, function)
+    unused = sorted(
+        (action, pattern)
+        for action, pattern in grants(walk.stage, function) - expected
+        if not any(called == action and fnmatchcase(resource, pattern) for called, resource in calls)
+    )
+    assert not unused, f"{policy_path(walk.stage, function).name} grants what {function} never calls: {unused}"
+    missing = sorted(expected - grants(walk.stage, function))
+    assert not missing, f"{policy_path(walk.stage, function).name} lacks what Lambda needs: {missing}"
+
+
+def test_only_the_api_reads_the_cursor_secret_and_only_the_stats_route_reads_metrics(walk: Walk) -> None:
+    for function in ("process_tasks", "handle_dead_letters"):
+        actions = {action for action, _ in grants(walk.stage, function)}
+        assert not actions & {"secretsmanager:GetSecretValue", "cloudwatch:GetMetricData"}, function
+    secret_reads = {resource for action, resource in walk.calls("api_handler") if action.startswith("secretsmanager:")}
+    (secret,) = secret_reads
+    assert f":secret:taskproc-{walk.stage}-cursor-" in secret
+    assert {action for action, resource in walk.calls("api_handler") if resource == secret} == {
+        "secretsmanager:GetSecretValue"
+    }
