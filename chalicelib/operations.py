@@ -206,12 +206,15 @@ def retry(task_id: str, by: str, rt: Runtime) -> TaskView:
     # a death or a lost answer between the two leaves a message whose task stays as it was,
     # which the consumer holds back until the retry has landed or its receives run out (see
     # TaskConsumer), never a PENDING task without a message.
+    # The retry's time is taken before its message exists, so that its history entry comes
+    # before the first attempt the message starts, whichever write lands first on the clock.
+    decided_ms = rt.store.now_ms()
     try:
         message_id = rt.tasks_queue.send(record.task.message_body(), {RETRY_VERSION_ATTRIBUTE: str(record.version + 1)})
     except QueueError as exc:
         raise ServiceUnavailable("the task queue did not answer; the task was not retried, try again") from exc
     try:
-        restarted = rt.operator_store.restart(record, max_attempts, by)
+        restarted = rt.operator_store.restart(record, max_attempts, by, decided_ms)
     except StaleRecord as exc:
         raise Conflict(f"task {task_id!r} changed while it was being retried (another retry or cancel won)") from exc
     except StoreError as exc:

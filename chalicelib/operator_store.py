@@ -19,13 +19,16 @@ logger = logging.getLogger(__name__)
 class OperatorStore(TaskTable):
     """Restart, cancel and request to cancel task items, on an operator's word."""
 
-    def restart(self, record: TaskRecord, max_attempts: int, by: str) -> TaskRecord:
+    def restart(self, record: TaskRecord, max_attempts: int, by: str, at_ms: int | None = None) -> TaskRecord:
         """Start a FAILED or CANCELLED task over: PENDING, a fresh attempt budget, its history kept.
+
+        `at_ms` is when the retry was decided (now if None): taken before its message is sent,
+        it precedes every attempt that message starts.
 
         Raises:
             StaleRecord: the task changed since `record` was read (a concurrent retry won).
         """
-        now_iso = iso_from_ms(self.now_ms())
+        now_iso = iso_from_ms(self.now_ms() if at_ms is None else at_ms)
         entry = action_entry(Action.RETRY, now_iso, by, record.status)
         update = (
             "SET #status = :pending, #attempts = :zero, #maxAttempts = :maxAttempts, #updatedAt = :now_iso,"

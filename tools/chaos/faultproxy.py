@@ -100,8 +100,10 @@ class FaultProxy:
         return self
 
     def stop(self) -> None:
-        if self._thread.is_alive():  # shutdown() waits for a serve_forever that never started
-            self._server.shutdown()
+        if not self._thread.is_alive():  # never started: shutdown() would wait for it forever
+            self._server.server_close()
+            return
+        self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)
 
