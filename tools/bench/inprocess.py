@@ -110,6 +110,12 @@ class StdoutBytes:
         pass
 
 
+# The `local` stage's botocore timeouts (.chalice/config.json): the embedded endpoint on a
+# loaded machine can take seconds to answer, and a timed-out attempt retried would be counted
+# as a request that AWS, answering in milliseconds, would never see.
+EMBEDDED_TIMEOUTS = {"AWS_MAX_ATTEMPTS": 3, "AWS_CONNECT_TIMEOUT_SECONDS": 2.0, "AWS_READ_TIMEOUT_SECONDS": 30.0}
+
+
 class InProcess:
     """The app with its consumers behind local event-source pollers, in this process, on one stage."""
 
@@ -126,7 +132,7 @@ class InProcess:
             TASKS_TABLE=f"taskproc-{stage}-tasks",
             TASKS_QUEUE=f"taskproc-{stage}-tasks",
             DEAD_LETTER_QUEUE=f"taskproc-{stage}-dead-letters",
-            **settings,
+            **{**EMBEDDED_TIMEOUTS, **settings},
         )
         self.table = boto3.client("dynamodb")
         # Task events go to stdout, which each scenario counts instead of printing.
