@@ -125,7 +125,7 @@ def retry_many() -> Response:
 @app.route("/health", methods=["GET"], content_types=ANY_CONTENT_TYPE)
 @json_errors
 def health() -> Response:
-    status_code, body = api.health(get_runtime)
+    status_code, body = api.health(get_runtime, app.current_request.context.get("requestId"))
     return json_response(body, status_code)
 
 

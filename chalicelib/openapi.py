@@ -279,7 +279,9 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "Whether the settings are valid and the table answers.",
                     "responses": {
                         "200": _json(Health, "Healthy."),
-                        "503": _json(Health, "Unhealthy, with the reason."),
+                        "503": _json(
+                            Health, "Unavailable: which dependency failed, and the id of the log line with the error."
+                        ),
                     },
                 }
             },
