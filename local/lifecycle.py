@@ -65,11 +65,12 @@ def _relay_signals(stop: threading.Event, signals: tuple[signal.Signals, ...]) -
     """Set `stop` from a thread of its own when one of `signals` arrives.
 
     Python runs a signal handler in the main thread between two bytecodes, which
-    may be while that thread holds the lock of `stop`'s condition inside
-    `stop.wait(...)`; a handler calling `stop.set()` would then wait forever for a
-    lock its own thread holds. So the handler does nothing: the interpreter's
-    C-level handler has already written the signal's number to the wakeup pipe,
-    and the relay thread, blocked on reading it, sets `stop` like any other thread.
+    may be while that thread holds the lock of `stop`'s condition: inside
+    `stop.wait(...)`, or inside the previous signal's handler (two SIGTERMs in a
+    row). A handler calling `stop.set()` would then wait forever for a lock its
+    own thread holds. So the handler does nothing: the interpreter's C-level
+    handler has already written the signal's number to the wakeup pipe, and the
+    relay thread, blocked on reading it, sets `stop` like any other thread.
     """
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)  # the C handler must never block; a full pipe already holds a stop
@@ -85,8 +86,8 @@ def _relayed(_signum: int, _frame: FrameType | None) -> None:
 
 
 def _set_on_wakeup(read_end: int, signals: frozenset[int], stop: threading.Event) -> None:
-    while True:
-        if any(signum in signals for signum in os.read(read_end, 64)):
+    while received := os.read(read_end, 64):  # each byte one signal's number
+        if any(signum in signals for signum in received):
             stop.set()
 
 
