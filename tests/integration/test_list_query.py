@@ -136,3 +136,16 @@ def test_type_narrows_the_listing_and_its_cursor_stays_within_it(h: Harness) -> 
 @pytest.mark.parametrize("task_type", ["", "t" * 65])
 def test_a_type_outside_the_type_name_rule_is_a_400_naming_type(client: Client, task_type: str) -> None:
     assert refusal(client, f"status=FAILED&type={task_type}")["field"] == "type"
+
+
+def test_behind_api_gateway_a_repeated_or_unicode_digit_limit_is_a_400_naming_limit(runtime: Any) -> None:
+    import app
+    from tests.integration.test_api_gateway_events import gateway_event
+
+    for values in (["5", "6"], ["\u00b2"]):
+        event = gateway_event("GET", "/tasks", "/tasks")
+        event["queryStringParameters"] = {"status": "FAILED", "limit": values[-1]}
+        event["multiValueQueryStringParameters"] = {"status": ["FAILED"], "limit": values}
+        answer = app.app(event, None)
+        assert answer["statusCode"] == 400, answer
+        assert [d["field"] for d in json.loads(answer["body"])["error"]["details"]] == ["limit"]
