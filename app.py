@@ -48,6 +48,12 @@ def _task_id(raw: str) -> str:
     return api.decode_task_id(raw, gateway_decoded="apiId" in app.current_request.context)
 
 
+def _query() -> dict[str, list[str]]:
+    """Each query parameter with every value it was given, so that a repeated one can be refused."""
+    params = app.current_request.query_params or {}
+    return {name: params.getlist(name) for name in params}
+
+
 def _body() -> dict[str, Any]:
     request = app.current_request
     return api.parse_json_object(request.raw_body, request.headers.get("content-type"))
@@ -88,7 +94,7 @@ def get_task(task_id: str) -> Response:
 @app.route("/tasks", methods=["GET"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
 @json_errors
 def list_tasks() -> Response:
-    return json_response(operations.list_tasks(dict(app.current_request.query_params or {}), get_runtime()))
+    return json_response(operations.list_tasks(_query(), get_runtime()))
 
 
 @app.route("/stats", methods=["GET"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
@@ -119,7 +125,7 @@ def retry_many() -> Response:
 @app.route("/health", methods=["GET"], content_types=ANY_CONTENT_TYPE)
 @json_errors
 def health() -> Response:
-    status_code, body = api.health(get_runtime)
+    status_code, body = api.health(get_runtime, app.current_request.context.get("requestId"))
     return json_response(body, status_code)
 
 

@@ -5,18 +5,21 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, unquote
 
 from pydantic import ValidationError
 
 from chalicelib import metrics
+from chalicelib.cursor import CursorSecretUnavailable
 from chalicelib.errors import (
     FieldProblem,
     MalformedJson,
     PayloadTooLarge,
     QueueError,
     ServiceUnavailable,
+    SettingsError,
     StoreError,
     TaskNotFound,
     TaskprocError,
@@ -38,7 +41,7 @@ from chalicelib.models import (
     TaskView,
 )
 from chalicelib.record import TaskRecord, ms_from_iso, record_from_item
-from chalicelib.registry import Registry
+from chalicelib.registry import RegistrationError, Registry
 from chalicelib.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -269,12 +272,37 @@ def get_task(task_id: str, rt: Runtime) -> TaskView:
     return record.view(rt.store.now_ms(), principals=False)
 
 
-def health(load_runtime: Any) -> tuple[int, Health]:
-    """200 when the settings are valid and the table answers, else 503 with the reason."""
+# What `/health` tells anyone who asks, per failure: a fixed phrase, never the error's text.
+HEALTH_REASONS: tuple[tuple[type[Exception], str], ...] = (
+    (SettingsError, "the settings are invalid"),
+    (RegistrationError, "the task types are misconfigured"),
+    (StoreError, "the task table is unreachable"),
+    (CursorSecretUnavailable, "the cursor secret is not available"),
+)
+
+
+def health(load_runtime: Callable[[], Runtime], request_id: str | None = None) -> tuple[int, Health]:
+    """200 when the settings are valid and the table answers, else 503 with a fixed reason.
+
+    The caller may be anyone, and an AWS error names the account, the role and the table,
+    so the answer says only which dependency failed; the error itself goes to the log,
+    under the correlation id the answer carries (`request_id`, API Gateway's id of the
+    request, where there is one).
+    """
     try:
         rt = load_runtime()
         rt.store.ping()
         rt.cursor_keys.key()
-    except TaskprocError as exc:
-        return 503, Health(status="unavailable", reason=exc.message)
+    except (TaskprocError, RegistrationError) as exc:
+        reason = next((phrase for kind, phrase in HEALTH_REASONS if isinstance(exc, kind)), "a dependency failed")
+        correlation_id = request_id or str(uuid.uuid4())
+        log_event(
+            "health_unavailable",
+            logging.ERROR,
+            correlation_id=correlation_id,
+            reason=reason,
+            error=str(exc),
+            errorType=type(exc.__cause__ or exc).__name__,
+        )
+        return 503, Health(status="unavailable", reason=reason, correlationId=correlation_id)
     return 200, Health(status="ok")

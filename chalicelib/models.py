@@ -225,7 +225,8 @@ class ErrorResponse(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
-    reason: str | None = None
+    reason: str | None = Field(default=None, description="Which dependency failed, in a fixed phrase.")
+    correlationId: str | None = Field(default=None, description="Finds the log line that holds the error.")
 
 
 class TaskSummary(BaseModel):

@@ -28,6 +28,7 @@ from chalicelib.models import (
     TaskPage,
     TaskView,
 )
+from chalicelib.query import QueryModel, TaskListQuery
 from chalicelib.registry import Registry
 
 REF = "#/components/schemas/{model}"
@@ -107,29 +108,27 @@ TASK_ID = {
     "schema": {"type": "string", "minLength": 1},
 }
 OPERATOR = "On AWS: IAM authorization (SigV4), for principals granted the stage's operator policy."
-LIST_PARAMETERS = [
-    {
-        "name": "status",
-        "in": "query",
-        "required": True,
-        "description": "The status to list.",
-        "schema": {"type": "string", "enum": ["FAILED", "RETRYING", "CANCELLED"]},
-    },
-    {
-        "name": "limit",
-        "in": "query",
-        "required": False,
-        "description": "Tasks per page, 1 to 100 (default 50).",
-        "schema": {"type": "integer", "minimum": 1, "maximum": 100},
-    },
-    {
-        "name": "cursor",
-        "in": "query",
-        "required": False,
-        "description": "The previous page's nextCursor, unchanged.",
-        "schema": {"type": "string"},
-    },
-]
+
+
+def _query_parameters(model: type[QueryModel]) -> list[dict[str, Any]]:
+    """The route's query parameters, from the model that parses them."""
+    schema = model.model_json_schema()
+    required = set(schema.get("required", []))
+    parameters = []
+    for name, field_schema in schema["properties"].items():
+        # An optional parameter is left out, never sent as null: its schema is the non-null branch.
+        (value_schema,) = [s for s in field_schema.get("anyOf", [field_schema]) if s.get("type") != "null"]
+        parameters.append(
+            {
+                "name": name,
+                "in": "query",
+                "required": name in required,
+                "description": field_schema.get("description", ""),
+                "schema": {key: value for key, value in value_schema.items() if key not in ("title", "description")},
+            }
+        )
+    return parameters
+
 
 BATCH_DESCRIPTION = (
     "Each entry gets the result `POST /publish` would give it: `{id, status, duplicate}` when it is "
@@ -221,7 +220,7 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "operationId": "listTasks",
                     "summary": "Tasks in one status, most recently updated first, a page at a time. " + OPERATOR,
-                    "parameters": LIST_PARAMETERS,
+                    "parameters": _query_parameters(TaskListQuery),
                     "responses": {"200": _json(TaskPage, "One page."), **_errors(400, 500, 503)},
                 },
             },
@@ -280,7 +279,9 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "Whether the settings are valid and the table answers.",
                     "responses": {
                         "200": _json(Health, "Healthy."),
-                        "503": _json(Health, "Unhealthy, with the reason."),
+                        "503": _json(
+                            Health, "Unavailable: which dependency failed, and the id of the log line with the error."
+                        ),
                     },
                 }
             },

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -45,13 +46,12 @@ from chalicelib.models import (
     TaskPage,
     TaskView,
 )
+from chalicelib.query import MAX_PAGE, TaskListQuery, parse_query
 from chalicelib.record import TaskRecord
 from chalicelib.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PAGE = 50
-MAX_PAGE = 100
 # A retry appends one entry and makes room for a new run's attempts; past this many
 # entries the history (and so the item) would grow without bound.
 MAX_HISTORY_ENTRIES = 200
@@ -73,27 +73,6 @@ REPAIRS = {
 }
 
 
-def _problem(field: str, message: str) -> ValidationFailed:
-    return ValidationFailed(f"{field}: {message}", [FieldProblem(field, message)])
-
-
-def _listed_status(value: str | None) -> Status:
-    allowed = ", ".join(status.value for status in LISTED_STATUSES)
-    if value is None:
-        raise _problem("status", f"is required: one of {allowed}")
-    if value not in {status.value for status in LISTED_STATUSES}:
-        raise _problem("status", f"must be one of {allowed} (other statuses are counted in the metrics)")
-    return Status(value)
-
-
-def _limit(value: str | None) -> int:
-    if value is None:
-        return DEFAULT_PAGE
-    if not value.isdigit() or not 1 <= int(value) <= MAX_PAGE:
-        raise _problem("limit", f"must be a whole number from 1 to {MAX_PAGE}")
-    return int(value)
-
-
 def _index(rt: Runtime) -> TaskIndex:
     return TaskIndex(rt.store.client, rt.settings.TASKS_TABLE)
 
@@ -102,21 +81,20 @@ def _cursor_scope(rt: Runtime, status: Status, filters: Filters) -> str:
     return f"{rt.settings.TASKS_TABLE}|{status.value}|{filters.scope()}"
 
 
-def list_tasks(query: dict[str, str], rt: Runtime) -> TaskPage:
-    """`GET /tasks?status=&limit=&cursor=`: one page of tasks in a status, most recently updated first.
+def list_tasks(params: Mapping[str, Sequence[str]], rt: Runtime) -> TaskPage:
+    """`GET /tasks?status=&limit=&cursor=&type=`: one page of tasks in a status, most recently updated first.
+
+    `params` holds each query parameter with every value it was given.
 
     Raises:
-        ValidationFailed: an unknown parameter, a status that is not listed, a bad limit or cursor.
+        ValidationFailed: an unknown or repeated parameter, a status that is not listed, a bad limit or cursor.
         ServiceUnavailable: the table did not answer.
     """
-    unknown = sorted(set(query) - {"status", "limit", "cursor"})
-    if unknown:
-        raise _problem(unknown[0], "is not a parameter of this listing (status, limit, cursor)")
-    status, limit = _listed_status(query.get("status")), _limit(query.get("limit"))
-    filters = Filters()
+    query = parse_query(TaskListQuery, params)
+    status, limit, filters = query.status, query.limit, Filters(task_type=query.type)
     key = rt.cursor_keys.key()
     scope = _cursor_scope(rt, status, filters)
-    after = decode_cursor(key, scope, query["cursor"]) if query.get("cursor") else None
+    after = decode_cursor(key, scope, query.cursor) if query.cursor else None
     try:
         page = _index(rt).page(status, limit, after, filters)
     except StoreError as exc:

@@ -11,7 +11,7 @@ from chalicelib.errors import SettingsError
 from local.api import ApiError
 from local.aws import EndpointError
 from local.config import ConfigError, load_config
-from local.lifecycle import configure_logging, stop_on_signals
+from local.lifecycle import configure_logging, ignore_stop_signals, stop_on_signals
 from local.pieces import run_api, run_aws, run_console, run_worker
 from local.runner import run
 
@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, EndpointError, ApiError, SettingsError) as exc:
         logging.getLogger("local").error("%s", exc)
         return 2
+    finally:
+        ignore_stop_signals()
 
 
 if __name__ == "__main__":

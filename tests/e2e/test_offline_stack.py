@@ -68,7 +68,7 @@ def test_the_commands_printed_at_start_work(stack: Stack) -> None:
 
 
 def test_health_answers_ok(stack: Stack) -> None:
-    assert stack.api.call("GET", "/health") == (200, {"status": "ok", "reason": None})
+    assert stack.api.call("GET", "/health") == (200, {"status": "ok", "reason": None, "correlationId": None})
 
 
 def test_task_with_failure_chance_0_completes_in_one_attempt(stack: Stack) -> None:

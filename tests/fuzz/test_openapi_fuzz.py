@@ -23,6 +23,13 @@ from tests.fuzz.conftest import FUZZ_EXAMPLES, STATUSES
 # the tests are collected, before the API runs; test_the_served_document_is_the_fuzzed_one
 # proves the two are the same.
 schema = schemathesis.openapi.from_dict(openapi_document())
+# Valid and invalid requests, strings of any code point UTF-8 can carry (NUL included) in every
+# parameter and body, and query parameters the document does not declare: schemathesis's defaults,
+# stated here so that they are this suite's choice. test_parameter_fuzz.py adds text that is not
+# what a parameter's schema says (any text in an integer, bytes that are not UTF-8).
+schema.config.generation.update(
+    modes=["positive", "negative"], codec="utf-8", allow_x00=True, allow_extra_parameters=True
+)
 
 REQUEST_TIMEOUT_SECONDS = 10
 # The methods Chalice's local server (http.server underneath) hands to the app. It answers

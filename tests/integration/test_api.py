@@ -207,39 +207,6 @@ def test_json_with_a_charset_is_accepted(client: Client) -> None:
     assert post(client, "/publish", {"id": "cs", "payload": {}}, headers=headers).status_code == 201
 
 
-def test_health_is_ok_when_the_table_answers(client: Client) -> None:
-    response = client.http.get("/health")
-    assert response.status_code == 200
-    assert json.loads(response.body) == {"status": "ok", "reason": None}
-
-
-def test_health_is_503_naming_a_missing_setting(aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    import app
-    from chalicelib.runtime import set_runtime
-
-    for name in ("TASKS_TABLE", "TASKS_QUEUE", "DEAD_LETTER_QUEUE"):
-        monkeypatch.setenv(name, "taskproc-test-tasks")
-    monkeypatch.setenv("MAX_ATTEMPTS", "zero")
-    set_runtime(None)
-    try:
-        # A project dir without stage variables, so that only this test's environment counts.
-        with Client(app.app, stage_name="bare", project_dir=str(monkeypatch_dir(monkeypatch))) as bare:
-            response = bare.http.get("/health")
-    finally:
-        set_runtime(None)
-    assert response.status_code == 503
-    body = json.loads(response.body)
-    assert body["status"] == "unavailable"
-    assert "MAX_ATTEMPTS" in body["reason"]
-
-
-def test_health_is_503_when_the_table_is_missing(client: Client, runtime: Any) -> None:
-    runtime.store._client.delete_table(TableName="taskproc-test-tasks")
-    response = client.http.get("/health")
-    assert response.status_code == 503
-    assert "DynamoDB" in json.loads(response.body)["reason"]
-
-
 def test_publish_when_the_table_is_missing_is_a_json_503_saying_the_queued_task_may_run(
     client: Client, runtime: Any
 ) -> None:
@@ -279,18 +246,6 @@ def test_openapi_document_is_valid_openapi_3_1(client: Client) -> None:
     assert schemas["PublishChecksum"]["required"] == ["id", "type", "payload"]
     assert schemas["PublishSimulate"]["properties"]["id"]["maxLength"] == 256
     assert schemas["PublishChecksum"]["properties"]["payload"] == {"$ref": "#/components/schemas/ChecksumPayload"}
-
-
-def monkeypatch_dir(monkeypatch: pytest.MonkeyPatch) -> Any:
-    import tempfile
-    from pathlib import Path
-
-    directory = Path(tempfile.mkdtemp())
-    (directory / ".chalice").mkdir()
-    (directory / ".chalice" / "config.json").write_text(
-        json.dumps({"version": "2.0", "app_name": "taskproc", "stages": {"bare": {}}})
-    )
-    return directory
 
 
 def test_a_payload_nested_too_deep_is_refused_naming_the_rule(client: Client) -> None:

@@ -1,0 +1,110 @@
+"""Query strings, parsed by pydantic models like the bodies are.
+
+A query parameter is text whatever it means, so a model field of a number type
+would let pydantic's lax mode read `5.0`, ` 5` or `+5` as 5; the types here take
+exactly the spelling the documentation gives (ASCII digits for a number) and
+pydantic does the conversion and the range. A parameter named twice is refused
+rather than one of its values picked, and an unknown one is refused by name: a
+misspelt `limt=5` answered with a default page would look like a served request.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+from chalicelib.errors import FieldProblem, ValidationFailed
+from chalicelib.index import LISTED_STATUSES
+from chalicelib.models import Status, TaskTypeName
+
+DEFAULT_PAGE = 50
+MAX_PAGE = 100
+# More digits than any limit needs: a longer number is refused before it is converted.
+MAX_NUMBER_DIGITS = 9
+_ASCII_DIGITS = re.compile(f"[0-9]{{1,{MAX_NUMBER_DIGITS}}}")
+
+
+def _ascii_whole_number(value: Any) -> Any:
+    """Digits 0-9 only: superscript two or Arabic-Indic three are digits to Unicode (and to
+    `str.isdigit`) but not to this API, and a number longer than any limit is refused unread."""
+    if isinstance(value, str) and _ASCII_DIGITS.fullmatch(value) is None:
+        raise PydanticCustomError(
+            "whole_number_text",
+            "must be a whole number written with the digits 0-9 (at most {digits} of them)",
+            {"digits": MAX_NUMBER_DIGITS},
+        )
+    return value
+
+
+def _listed(value: Any) -> Any:
+    listed = [status.value for status in LISTED_STATUSES]
+    if value not in listed:
+        raise PydanticCustomError(
+            "listed_status",
+            "must be one of {allowed} (other statuses are counted in the metrics)",
+            {"allowed": ", ".join(listed)},
+        )
+    return value
+
+
+QueryNumber = Annotated[int, BeforeValidator(_ascii_whole_number)]
+ListedStatus = Annotated[
+    Status,
+    BeforeValidator(_listed),
+    WithJsonSchema({"type": "string", "enum": [status.value for status in LISTED_STATUSES]}),
+]
+
+
+class QueryModel(BaseModel):
+    """The parameters one route takes; any other is refused by name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TaskListQuery(QueryModel):
+    """The query of `GET /tasks`."""
+
+    status: ListedStatus = Field(description="The status to list.")
+    limit: QueryNumber = Field(
+        default=DEFAULT_PAGE,
+        ge=1,
+        le=MAX_PAGE,
+        description=f"Tasks per page, 1 to {MAX_PAGE} (default {DEFAULT_PAGE}).",
+    )
+    cursor: str | None = Field(
+        default=None, description="The previous page's nextCursor, unchanged; empty for the first page."
+    )
+    type: TaskTypeName | None = Field(default=None, description="Only tasks of this type.")
+
+
+Query = TypeVar("Query", bound=QueryModel)
+
+
+def parse_query(model: type[Query], params: Mapping[str, Sequence[str]]) -> Query:
+    """The query `params` (each name with every value it was given) as `model`.
+
+    Raises:
+        ValidationFailed: a parameter is unknown, repeated or breaks its rule; one detail per parameter.
+    """
+    problems = [FieldProblem(name, "must be given at most once") for name, values in params.items() if len(values) > 1]
+    try:
+        parsed = model.model_validate({name: values[-1] for name, values in params.items() if values})
+    except ValidationError as exc:
+        problems += [_problem(error, model) for error in exc.errors(include_url=False)]
+    else:
+        if not problems:
+            return parsed
+    first = problems[0]
+    raise ValidationFailed(f"{first.field}: {first.message}", problems)
+
+
+def _problem(error: Any, model: type[QueryModel]) -> FieldProblem:
+    name = ".".join(str(part) for part in error["loc"]) or "query"
+    if error["type"] == "extra_forbidden":
+        known = ", ".join(model.model_fields)
+        return FieldProblem(name, f"is not a parameter of this route (it takes {known})")
+    return FieldProblem(name, error["msg"])
