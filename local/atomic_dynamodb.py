@@ -22,7 +22,9 @@ _lock = threading.RLock()
 _patched = False
 
 
-def _atomic(write: Callable[..., Any]) -> Callable[..., Any]:
+def atomically(write: Callable[..., Any]) -> Callable[..., Any]:
+    """`write`, run under the one lock of this process's DynamoDB writes (other patches of moto's writes use it too)."""
+
     @functools.wraps(write)
     def locked(*args: Any, **kwargs: Any) -> Any:
         with _lock:
@@ -45,5 +47,5 @@ def make_writes_atomic() -> None:
     for name in WRITES:
         if not callable(getattr(DynamoDBBackend, name, None)):
             raise RuntimeError(f"moto's DynamoDBBackend has no {name}(): local/atomic_dynamodb.py needs updating")
-        setattr(DynamoDBBackend, name, _atomic(getattr(DynamoDBBackend, name)))
+        setattr(DynamoDBBackend, name, atomically(getattr(DynamoDBBackend, name)))
     _patched = True
