@@ -163,9 +163,14 @@ class Task(BaseModel):
     type: str = DEFAULT_TYPE
 
     def message_body(self) -> str:
-        """The task as it travels on the queue: the same document `POST /publish` takes."""
+        """The task as it travels on the queue: the same document `POST /publish` takes.
+
+        SQS refuses a message holding U+FFFE or U+FFFF (outside XML's characters); JSON
+        escapes them, as it escapes the control characters SQS refuses.
+        """
         body = {"id": self.id, "type": self.type, "payload": self.payload}
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+        text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+        return text.replace("\ufffe", "\\ufffe").replace("\uffff", "\\uffff")
 
 
 class PublishAccepted(BaseModel):

@@ -22,6 +22,9 @@ of the limits taskproc touches and not others:
 - SQS message size: moto compares the body's characters with the queue's
   MaximumMessageSize; SQS counts bytes of UTF-8, and the message attributes'
   names, types and values too. The same for SendMessageBatch's total of 1 MiB.
+- SQS message contents: SQS refuses a message with a character outside XML's
+  (U+FFFE and U+FFFF, most C0 controls, lone surrogates) in its body or its
+  attributes; moto takes any. Here they are refused with `InvalidMessageContents`.
 - SendMessageBatch's 10 entries, DelaySeconds up to 900 and a visibility timeout
   up to 12 hours moto enforces already (tests/local/test_aws_limits.py checks
   that it still does); nothing is patched for them.
@@ -42,6 +45,7 @@ import copy
 import functools
 import inspect
 import math
+import re
 import threading
 from collections.abc import Mapping
 from decimal import Decimal
@@ -58,6 +62,9 @@ MESSAGE_MAX_BYTES = 1_048_576  # the largest MaximumMessageSize, and a batch's m
 BATCH_MAX_ENTRIES = 10
 DELAY_MAX_SECONDS = 900
 VISIBILITY_MAX_SECONDS = 43_200
+
+# The characters a message may carry (XML's); SQS refuses any other.
+_NOT_IN_A_MESSAGE = re.compile(r"[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 _installed = False
 # How many transactions this thread is inside (moto runs a transaction's writes on its thread).
@@ -276,6 +283,22 @@ def message_size(body: str, attributes: Mapping[str, Mapping[str, Any]]) -> int:
     return size
 
 
+def _unsendable_character(body: str, attributes: Mapping[str, Mapping[str, Any]]) -> Exception | None:
+    """SQS's refusal of a message with a character outside the allowed set, or None."""
+    from moto.sqs.exceptions import SQSException
+
+    texts = [body, *(str(attribute.get("StringValue", "")) for attribute in attributes.values())]
+    for text in texts:
+        found = _NOT_IN_A_MESSAGE.search(text)
+        if found:
+            return SQSException(
+                "InvalidMessageContents",
+                f"Invalid binary character '#x{ord(found.group()):X}' was found in the message body, the set of "
+                "allowed characters is #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF",
+            )
+    return None
+
+
 def _too_long(maximum: int) -> Exception:
     from moto.sqs.exceptions import InvalidParameterValue
 
@@ -299,9 +322,13 @@ def _limit_sqs() -> None:
     def checked_send_message(self: Any) -> Any:
         body = self._get_param("MessageBody")
         if isinstance(body, str):
+            attributes = self._get_param("MessageAttributes") or {}
             maximum = int(self.sqs_backend.get_queue(self._get_queue_name()).maximum_message_size)
-            if message_size(body, self._get_param("MessageAttributes") or {}) > maximum:
+            if message_size(body, attributes) > maximum:
                 raise _too_long(maximum)
+            refusal = _unsendable_character(body, attributes)
+            if refusal is not None:
+                raise refusal
         return send_message(self)
 
     @functools.wraps(send_message_batch)
@@ -316,6 +343,10 @@ def _limit_sqs() -> None:
             maximum = int(self.sqs_backend.get_queue(self._get_queue_name()).maximum_message_size)
             if max(sizes) > maximum:
                 raise _too_long(maximum)
+        for entry in entries:
+            refusal = _unsendable_character(entry.get("MessageBody") or "", entry.get("MessageAttributes") or {})
+            if refusal is not None:
+                raise refusal
         return send_message_batch(self)
 
     SQSResponse.send_message = checked_send_message  # type: ignore[method-assign]

@@ -367,6 +367,18 @@ def test_a_visibility_over_12_hours_is_refused(sqs: Any, queue_url: str) -> None
     assert [(failure["Id"], failure["Code"]) for failure in answer["Failed"]] == [("long", "InvalidParameterValue")]
 
 
+@pytest.mark.parametrize("character", ["\ufffe", "\uffff", "\x01"], ids=["U+FFFE", "U+FFFF", "U+0001"])
+def test_a_message_with_a_character_outside_xml_is_refused(sqs: Any, queue_url: str, character: str) -> None:
+    sqs.send_message(QueueUrl=queue_url, MessageBody="tab\t, line\n, return\r, \ufffd and 😀 are allowed")
+    error = refused(sqs.send_message, QueueUrl=queue_url, MessageBody=f"a{character}b")
+    assert code_of(error) == "InvalidMessageContents"
+    error = refused(sqs.send_message_batch, QueueUrl=queue_url, Entries=[{"Id": "a", "MessageBody": character}])
+    assert code_of(error) == "InvalidMessageContents"
+    attributes = {"reason": {"DataType": "String", "StringValue": character}}
+    error = refused(sqs.send_message, QueueUrl=queue_url, MessageBody="m", MessageAttributes=attributes)
+    assert code_of(error) == "InvalidMessageContents"
+
+
 # --- the embedded endpoint, in its own process ------------------------------------------
 
 
@@ -503,3 +515,22 @@ def test_taskproc_never_asks_for_more_visibility_or_delay_than_sqs_allows() -> N
     assert MAX_VISIBILITY_SECONDS == VISIBILITY_MAX_SECONDS
     assert _seconds(10**12) == VISIBILITY_MAX_SECONDS
     assert MAX_DELAY_SECONDS <= DELAY_MAX_SECONDS and MAX_SEND_DELAY_SECONDS <= DELAY_MAX_SECONDS
+
+
+def test_a_task_holding_characters_sqs_refuses_is_queued_escaped_and_runs_on_the_same_text(
+    client: Any, runtime: Any, clock: Any
+) -> None:
+    import hashlib
+
+    from tests.integration.harness import Harness
+
+    h = Harness(client, runtime, clock)
+    text = "noncharacters \ufffe and \uffff, a control \x01"
+    body = json.dumps({"id": "odd\uffff", "type": "checksum", "payload": {"text": text}})
+    response = client.http.post("/publish", body=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 201, response.body
+    delivery = h.deliver()
+    assert "\uffff" not in delivery.records[0]["body"]  # escaped in the message, as JSON allows
+    view = json.loads(client.http.get("/tasks/odd%EF%BF%BF").body)
+    assert view["status"] == "COMPLETED"
+    assert view["result"]["digest"] == hashlib.sha256(text.encode("utf-8")).hexdigest()
