@@ -30,8 +30,9 @@ of the limits taskproc touches and not others:
   that it still does); nothing is patched for them.
 
 Refusals carry AWS's error codes and moto's own messages for them. No library
-does this: moto aims at the behaviour of calls that succeed, and LocalStack and
-DynamoDB Local are separate servers, not packages of this stack. `install`
+does this: moto is the one emulator that runs inside this stack's processes, and
+it checks these limits in some calls only; LocalStack and DynamoDB Local are
+separate servers (a container, a JVM), not packages of this stack. `install`
 patches moto's classes once per process, so the embedded endpoint
 (`local.aws.EmbeddedAws.start`) and the tests' in-process moto
 (tests/conftest.py) both carry the limits. docs/offline.md lists each limit and
