@@ -31,7 +31,7 @@ from chalicelib.metrics import Metric
 from chalicelib.models import (
     DEFAULT_TYPE,
     MAX_TASK_BYTES,
-    MAX_TASK_ID_LENGTH,
+    TASK_ID_RULE,
     Health,
     PublishAccepted,
     Status,
@@ -39,6 +39,7 @@ from chalicelib.models import (
     TaskCreated,
     TaskIn,
     TaskView,
+    task_id_problem,
 )
 from chalicelib.record import TaskRecord, ms_from_iso, record_from_item
 from chalicelib.registry import RegistrationError, Registry
@@ -255,8 +256,8 @@ def read_task(task_id: str, rt: Runtime) -> tuple[TaskRecord, dict[str, Any]]:
         TaskNotFound: no task has this id.
         ServiceUnavailable: the table did not answer.
     """
-    if not 1 <= len(task_id) <= MAX_TASK_ID_LENGTH:
-        raise TaskNotFound(f"no task has this id (ids have 1 to {MAX_TASK_ID_LENGTH} characters)")
+    if task_id_problem(task_id) is not None:
+        raise TaskNotFound(f"no task has this id (ids have {TASK_ID_RULE})")
     try:
         item = rt.store.get_item(task_id)
     except StoreError as exc:

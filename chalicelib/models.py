@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import json
+import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 MAX_TASK_ID_LENGTH = 256
+# An id is a key: the table's partition key (DynamoDB: at most 2,048 bytes) and the tail of
+# the listing index's sort key `<updatedAt>#<id>` (at most 1,024 bytes, 25 of them before the
+# id). 768 bytes keeps every 256-character id of the Basic Multilingual Plane (3 bytes a
+# character at most in UTF-8) and leaves the sort key 231 bytes of room.
+MAX_TASK_ID_BYTES = 768
+# C0 controls, DEL, C1 controls and the bidirectional embeddings, overrides and isolates:
+# an id is shown in terminals, logs and pages, where these rewrite what an operator reads.
+FORBIDDEN_ID_CHARACTERS = r"\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"
+TASK_ID_PATTERN = f"^[^{FORBIDDEN_ID_CHARACTERS}]*$"
+TASK_ID_RULE = (
+    f"1 to {MAX_TASK_ID_LENGTH} characters and at most {MAX_TASK_ID_BYTES} bytes of UTF-8, "
+    "without control characters or bidirectional formatting characters"
+)
+_forbidden_in_id = re.compile(f"[{FORBIDDEN_ID_CHARACTERS}]")
 # The serialized task ({"id", "payload"}) travels as the SQS message body and is
 # stored in the task item; DynamoDB's 400 KB item limit binds first, and the item
 # also holds the attempt history, so a task stays well below it.
@@ -51,18 +66,38 @@ class Outcome(StrEnum):
     EXPIRED = "expired"
 
 
-def _encodable(value: str) -> str:
+def task_id_problem(value: str) -> str | None:
+    """What keeps `value` from being a task id, or None when it is one: the rule of a body's
+    `id` and of a path's `{task_id}` alike."""
+    if not 1 <= len(value) <= MAX_TASK_ID_LENGTH:
+        return f"must have 1 to {MAX_TASK_ID_LENGTH} characters"
     try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError("must be valid Unicode (no lone surrogate escapes)") from exc
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "must be valid Unicode (no lone surrogate escapes)"
+    if size > MAX_TASK_ID_BYTES:
+        return f"must be at most {MAX_TASK_ID_BYTES} bytes in UTF-8 (this one is {size})"
+    found = _forbidden_in_id.search(value)
+    if found:
+        return (
+            "must not contain control characters or bidirectional formatting characters "
+            f"(U+{ord(found.group()):04X} at position {found.start()})"
+        )
+    return None
+
+
+def _task_id(value: str) -> str:
+    problem = task_id_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value
 
 
 TaskId = Annotated[
     str,
     StringConstraints(strict=True, min_length=1, max_length=MAX_TASK_ID_LENGTH),
-    AfterValidator(_encodable),
+    AfterValidator(_task_id),
+    Field(json_schema_extra={"pattern": TASK_ID_PATTERN}),
 ]
 
 
@@ -113,7 +148,7 @@ class TaskIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    id: TaskId = Field(description=f"A unique, non-empty id of at most {MAX_TASK_ID_LENGTH} characters.")
+    id: TaskId = Field(description=f"A unique id: {TASK_ID_RULE}.")
     type: TaskTypeName = Field(default=DEFAULT_TYPE, description="The registered task type that runs it.")
     payload: JsonObject = Field(description="The task's data, checked against its type's payload model.")
     delaySeconds: WholeNumber = Field(
@@ -131,9 +166,14 @@ class Task(BaseModel):
     type: str = DEFAULT_TYPE
 
     def message_body(self) -> str:
-        """The task as it travels on the queue: the same document `POST /publish` takes."""
+        """The task as it travels on the queue: the same document `POST /publish` takes.
+
+        SQS refuses a message holding U+FFFE or U+FFFF (outside XML's characters); JSON
+        escapes them, as it escapes the control characters SQS refuses.
+        """
         body = {"id": self.id, "type": self.type, "payload": self.payload}
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+        text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+        return text.replace("\ufffe", "\\ufffe").replace("\uffff", "\\uffff")
 
 
 class PublishAccepted(BaseModel):

@@ -15,6 +15,9 @@ from chalicelib.models import (
     MAX_BATCH_BYTES,
     MAX_BATCH_TASKS,
     MAX_TASK_BYTES,
+    MAX_TASK_ID_LENGTH,
+    TASK_ID_PATTERN,
+    TASK_ID_RULE,
     BulkRetryIn,
     BulkRetryResult,
     ErrorResponse,
@@ -104,8 +107,8 @@ TASK_ID = {
     "name": "task_id",
     "in": "path",
     "required": True,
-    "description": "The task id, percent-encoded.",
-    "schema": {"type": "string", "minLength": 1},
+    "description": f"The task id, percent-encoded ({TASK_ID_RULE}).",
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_TASK_ID_LENGTH, "pattern": TASK_ID_PATTERN},
 }
 OPERATOR = "On AWS: IAM authorization (SigV4), for principals granted the stage's operator policy."
 

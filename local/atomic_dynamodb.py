@@ -31,7 +31,9 @@ _lock = threading.RLock()
 _patched = False
 
 
-def _atomic(write: Callable[..., Any]) -> Callable[..., Any]:
+def atomically(write: Callable[..., Any]) -> Callable[..., Any]:
+    """`write`, run under the one lock of this process's DynamoDB writes (other patches of moto's writes use it too)."""
+
     @functools.wraps(write)
     def locked(*args: Any, **kwargs: Any) -> Any:
         with _lock:
@@ -56,5 +58,5 @@ def make_writes_atomic() -> None:
         for name in methods:
             if not callable(getattr(owner, name, None)):
                 raise RuntimeError(f"moto's {owner.__name__} has no {name}(): local/atomic_dynamodb.py needs updating")
-            setattr(owner, name, _atomic(getattr(owner, name)))
+            setattr(owner, name, atomically(getattr(owner, name)))
     _patched = True

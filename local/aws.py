@@ -14,6 +14,7 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from local.atomic_dynamodb import make_writes_atomic
+from local.aws_limits import install as enforce_aws_limits
 from local.config import EMBEDDED_CREDENTIALS, LOOPBACK, TEMPLATE, LocalConfig
 from local.embedded_sqs import EmbeddedSqsError
 from local.embedded_sqs import install as install_embedded_sqs
@@ -60,6 +61,7 @@ class EmbeddedAws:
         except EmbeddedSqsError as exc:
             raise EndpointError(str(exc)) from exc
         make_writes_atomic()
+        enforce_aws_limits()
         disable_cors()
 
         # werkzeug logs every request at INFO: thousands of lines a minute under load.

@@ -47,8 +47,10 @@ def aws(aws_env: None) -> Iterator[boto3.session.Session]:
     from moto import mock_aws
 
     from local.atomic_dynamodb import make_writes_atomic
+    from local.aws_limits import install as enforce_aws_limits
 
     make_writes_atomic()  # conditional writes are atomic in DynamoDB; the operator tests race them
+    enforce_aws_limits()  # what AWS refuses, moto refuses too (local/aws_limits.py)
     with mock_aws():
         session = boto3.session.Session()
         session.client("cloudformation").create_stack(
