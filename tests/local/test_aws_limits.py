@@ -10,8 +10,6 @@ as `make aws` starts it). Then what taskproc builds is measured against each one
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -44,7 +42,6 @@ from local.aws_limits import (
     SORT_KEY_MAX_BYTES,
     VISIBILITY_MAX_SECONDS,
 )
-from local.launcher import Launched, clean_environment, free_port, launch
 
 TABLE = "taskproc-test-tasks"
 QUEUE = "taskproc-test-tasks"
@@ -380,18 +377,6 @@ def test_a_message_with_a_character_outside_xml_is_refused(sqs: Any, queue_url: 
 
 
 # --- the embedded endpoint, in its own process ------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`python -m local aws` on a free port, with the stack of infra/resources.yaml on it."""
-    port = free_port()
-    log: Path = tmp_path_factory.mktemp("aws-limits") / "aws.log"
-    process: Launched = launch("aws", clean_environment({"AWS_PORT": str(port)}), log)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.stop()
 
 
 def embedded(service: str, endpoint_url: str) -> Any:

@@ -79,8 +79,10 @@ def _seen(messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 def _visibility(sqs: Any, url: str, messages: list[dict[str, Any]], seconds: int) -> None:
-    entries = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": seconds}
-               for n, m in enumerate(messages)]
+    entries = [
+        {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": seconds}
+        for n, m in enumerate(messages)
+    ]
     assert not sqs.change_message_visibility_batch(QueueUrl=url, Entries=entries).get("Failed")
 
 
@@ -113,9 +115,7 @@ def scenario(sqs: Any, name: str, depth: int) -> tuple[list[Any], dict[str, tupl
     dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVES})
-    url = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "30", "RedrivePolicy": redrive})[
-        "QueueUrl"
-    ]
+    url = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "30", "RedrivePolicy": redrive})["QueueUrl"]
     _fill(sqs, url, 0, 10, delay=HEAD_DELAY_SECONDS)  # the head of the queue: every receive passes it
     _fill(sqs, url, 10, depth - 10)
     trace: list[Any] = []
@@ -133,8 +133,12 @@ def scenario(sqs: Any, name: str, depth: int) -> tuple[list[Any], dict[str, tupl
     trace.append(("delete a batch", _delete(sqs, url, [m["ReceiptHandle"] for m in second])))
     trace.append(("delete it again", _delete(sqs, url, [m["ReceiptHandle"] for m in second])))
     trace.append(("delete a bogus handle", _delete(sqs, url, ["not-a-handle"])))
-    trace.append(("change a bogus handle", _error(sqs.change_message_visibility, QueueUrl=url,
-                                                    ReceiptHandle="not-a-handle", VisibilityTimeout=0)))
+    trace.append(
+        (
+            "change a bogus handle",
+            _error(sqs.change_message_visibility, QueueUrl=url, ReceiptHandle="not-a-handle", VisibilityTimeout=0),
+        )
+    )
 
     _visibility(sqs, url, again, 0)
     after_redrive = _receive(sqs, url)
@@ -159,8 +163,9 @@ def scenario(sqs: Any, name: str, depth: int) -> tuple[list[Any], dict[str, tupl
 
 def _shifted(counts: dict[str, tuple[int, int, int]], extra: int) -> dict[str, tuple[int, int, int]]:
     """The counts of the same walk on a queue `extra` messages deeper: only the waiting messages differ."""
-    return {step: (visible + (0 if step == "dead letters" else extra), *rest)
-            for step, (visible, *rest) in counts.items()}  # type: ignore[misc]
+    return {
+        step: (visible + (0 if step == "dead letters" else extra), *rest) for step, (visible, *rest) in counts.items()
+    }  # type: ignore[misc]
 
 
 @pytest.fixture(scope="module")

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 import requests
-
-from local.launcher import Launched, clean_environment, free_port, launch
 
 FOREIGN = "https://evil.example"
 # What a page's fetch to the endpoint would send: the headers a boto3-like call needs.
@@ -23,18 +18,6 @@ DYNAMODB_LIST = {
     "Content-Type": "application/x-amz-json-1.0",
     "Authorization": SQS_AUTH["Authorization"].replace("/sqs/", "/dynamodb/"),
 }
-
-
-@pytest.fixture(scope="module")
-def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The embedded endpoint (`python -m local aws`), as `make run` starts it."""
-    port = free_port()
-    log: Path = tmp_path_factory.mktemp("no-cors") / "aws.log"
-    process: Launched = launch("aws", clean_environment({"AWS_PORT": str(port)}), log)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.stop()
 
 
 def allowances(response: requests.Response) -> dict[str, str]:

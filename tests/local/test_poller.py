@@ -78,8 +78,16 @@ def test_the_event_has_the_shape_of_a_lambda_sqs_event(sqs: Any) -> None:
 
     (record,) = handler.events[0]["Records"]
     assert set(record) == {
-        "messageId", "receiptHandle", "body", "attributes", "messageAttributes", "md5OfBody",
-        "md5OfMessageAttributes", "eventSource", "eventSourceARN", "awsRegion",
+        "messageId",
+        "receiptHandle",
+        "body",
+        "attributes",
+        "messageAttributes",
+        "md5OfBody",
+        "md5OfMessageAttributes",
+        "eventSource",
+        "eventSourceARN",
+        "awsRegion",
     }
     assert record["eventSource"] == "aws:sqs"
     assert record["eventSourceARN"] == f"arn:aws:sqs:us-east-1:123456789012:{QUEUE}"
@@ -88,7 +96,10 @@ def test_the_event_has_the_shape_of_a_lambda_sqs_event(sqs: Any) -> None:
     assert record["attributes"]["ApproximateReceiveCount"] == "1"
     assert {"SentTimestamp", "SenderId", "ApproximateFirstReceiveTimestamp"} <= set(record["attributes"])
     assert record["messageAttributes"]["origin"] == {
-        "stringValue": "test", "stringListValues": [], "binaryListValues": [], "dataType": "String",
+        "stringValue": "test",
+        "stringListValues": [],
+        "binaryListValues": [],
+        "dataType": "String",
     }
 
 

@@ -30,8 +30,11 @@ MARGIN_SECONDS = 2.0
 
 
 def stage_settings(stage: str) -> Settings:
+    """The stage's settings as `.chalice/config.json` gives them, whatever this process's environment holds."""
     environment = {**CONFIG["environment_variables"], **CONFIG["stages"][stage]["environment_variables"]}
-    return Settings(**{name: value for name, value in environment.items() if name in Settings.model_fields})
+    timeouts = {name: field.default for name, field in Settings.model_fields.items() if name.startswith("AWS_")}
+    given = {name: value for name, value in environment.items() if name in Settings.model_fields}
+    return Settings(**{**timeouts, **given})
 
 
 def api_timeout(stage: str) -> int:
