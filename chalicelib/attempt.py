@@ -17,7 +17,17 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from chalicelib.models import Task
-from chalicelib.registry import MAX_RESULT_BYTES, PermanentError, Registry, TaskContext, TaskFailed, TaskType
+from chalicelib.registry import (
+    MAX_RESULT_BYTES,
+    AttemptAbandoned,
+    Keeper,
+    PermanentError,
+    Registry,
+    TaskCancelled,
+    TaskContext,
+    TaskFailed,
+    TaskType,
+)
 
 HANDLERS_LOGGER = "taskproc.tasks.handlers"
 
@@ -28,6 +38,8 @@ class AttemptOutcome:
     error: str | None = None
     permanent: bool = False
     duration_ms: float = 0.0
+    cancelled: bool = False  # an operator's cancel stopped it through its heartbeat
+    abandoned: bool = False  # it lost its lease: another attempt runs the task, nothing of this one is kept
 
     @property
     def succeeded(self) -> bool:
@@ -56,8 +68,9 @@ def run_attempt(
     max_attempts: int,
     lease_seconds: float,
     clock: Callable[[], float] = time.time,
+    keeper: Keeper | None = None,
 ) -> AttemptOutcome:
-    """Run `task` once with its type's handler; never raises."""
+    """Run `task` once with its type's handler, its heartbeats kept by `keeper`; never raises."""
     try:
         payload = task_type.parse(task.payload)
     except ValidationError as exc:
@@ -75,14 +88,24 @@ def run_attempt(
         deadline=started + timeout,
         logger=logging.LoggerAdapter(logging.getLogger(HANDLERS_LOGGER), {"taskId": task.id, "attempt": attempt}),
         clock=clock,
+        keeper=keeper,
     )
     try:
         value = task_type.handler(payload, context)
+    except TaskCancelled as exc:
+        return AttemptOutcome(error=describe(exc), cancelled=True, duration_ms=_ms_since(started, clock))
+    except AttemptAbandoned as exc:
+        return AttemptOutcome(error=describe(exc), abandoned=True, duration_ms=_ms_since(started, clock))
     except PermanentError as exc:
         return permanent(describe(exc), _ms_since(started, clock))
     except Exception as exc:  # noqa: BLE001 - any other exception is a retryable failure, by contract
         return AttemptOutcome(error=describe(exc), duration_ms=_ms_since(started, clock))
     elapsed_ms = _ms_since(started, clock)
+    # A handler that caught what its heartbeat raised and returned anyway: the heartbeat decided.
+    if getattr(keeper, "lost", False):
+        return AttemptOutcome(error="the attempt lost its lease; its result was discarded", abandoned=True)
+    if getattr(keeper, "cancelled", False):
+        return AttemptOutcome(error="cancelled by an operator", cancelled=True, duration_ms=elapsed_ms)
     if elapsed_ms > timeout * 1000:
         return AttemptOutcome(
             error=f"timed out after {elapsed_ms:.0f} ms (task type {task_type.name!r} has {timeout * 1000:.0f} ms);"

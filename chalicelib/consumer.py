@@ -24,6 +24,7 @@ from chalicelib import metrics
 from chalicelib.attempt import AttemptOutcome, run_attempt, unknown_type
 from chalicelib.backoff import backoff_seconds
 from chalicelib.errors import LeaseLost, StaleRecord
+from chalicelib.heartbeat import Heartbeat
 from chalicelib.logs import log_event, task_scope
 from chalicelib.metrics import Metric
 from chalicelib.models import DEFAULT_TYPE, POISON_ERROR_PREFIX, RETRY_VERSION_ATTRIBUTE, Status, Task, TaskIn
@@ -178,8 +179,9 @@ class TaskConsumer:
         store, settings = self._rt.store, self._settings
         task_type = self._rt.registry.get(task.type)
         max_attempts = task_type.attempts(settings.MAX_ATTEMPTS) if task_type else settings.MAX_ATTEMPTS
+        lease = task_type.lease(settings.LEASE_SECONDS) if task_type else settings.LEASE_SECONDS
         try:
-            acquired = store.acquire(task, uuid.uuid4().hex, record.message_id, max_attempts, settings.LEASE_SECONDS)
+            acquired = store.acquire(task, uuid.uuid4().hex, record.message_id, max_attempts, lease)
         except AcquireRefused as refused:
             return self._refused(record, refused)
         if acquired.previous is None:
@@ -219,6 +221,7 @@ class TaskConsumer:
         if task_type is None:
             outcome = unknown_type(acquired.task, self._rt.registry)
         else:
+            keeper = self._keeper(record, task_type, acquired)
             outcome = run_attempt(
                 acquired.task,
                 task_type,
@@ -226,8 +229,15 @@ class TaskConsumer:
                 acquired.max_attempts,
                 settings.LEASE_SECONDS,
                 clock=lambda: store.now_ms() / 1000,
+                keeper=keeper,
             )
         metrics.milliseconds(Metric.ATTEMPT_DURATION, task.type, outcome.duration_ms)
+        if outcome.abandoned:
+            # Another consumer took the task over: it records this attempt; nothing is kept here.
+            log_event("lease_lost", logging.ERROR, **fields, error=outcome.error)
+            return Outcome.ERROR, None
+        if outcome.cancelled:
+            return self._cancelled(acquired, fields)
         if not outcome.succeeded:
             metrics.count(Metric.ATTEMPTS_FAILED, task.type)
             return self._failed(acquired, outcome, fields)
@@ -240,6 +250,31 @@ class TaskConsumer:
         log_event("succeeded", **fields, durationMs=round(outcome.duration_ms))
         self._finished(acquired, Metric.COMPLETED)
         return Outcome.SUCCEEDED, None
+
+    def _keeper(self, record: SqsRecord, task_type: TaskType, acquired: Acquired) -> Heartbeat | None:
+        """The heartbeat of an attempt of a long type, its message hidden for its lease; else None."""
+        if task_type.heartbeat_seconds is None:
+            return None
+        keeper = Heartbeat(
+            self._rt.store,
+            self._rt.tasks_queue,
+            acquired,
+            record.message_id,
+            record.receipt_handle,
+            task_type.heartbeat_seconds,
+        )
+        keeper.hide_message()
+        return keeper
+
+    def _cancelled(self, acquired: Acquired, fields: dict[str, Any]) -> Verdict:
+        try:
+            self._rt.store.cancel_attempt(acquired)
+        except LeaseLost:
+            log_event("lease_lost", logging.ERROR, **fields)
+            return Outcome.ERROR, None
+        log_event("cancelled", logging.WARNING, **fields, reason="cancelled through its heartbeat")
+        self._finished(acquired, Metric.TASKS_CANCELLED)
+        return Outcome.CANCELLED, None
 
     def _finished(self, acquired: Acquired, metric: Metric) -> None:
         """Count a task that reached a terminal status, and how long it took from its creation."""

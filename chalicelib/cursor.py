@@ -58,9 +58,7 @@ class CursorKeys:
     appears later (or a permission granted later) is picked up without a restart.
     """
 
-    def __init__(
-        self, secret_id: str | None, table: str, client_factory: Callable[[], Any], on_lambda: bool
-    ) -> None:
+    def __init__(self, secret_id: str | None, table: str, client_factory: Callable[[], Any], on_lambda: bool) -> None:
         self._secret_id = secret_id
         self._table = table
         self._client_factory = client_factory

@@ -100,6 +100,10 @@ class LeaseLost(TaskprocError):
     """The lease this consumer held was taken over before it could record its outcome."""
 
 
+class CancelRequested(TaskprocError):
+    """A heartbeat found that an operator asked to cancel the task its attempt runs."""
+
+
 class StaleRecord(TaskprocError):
     """The task changed between the read and the conditional write that relied on it."""
 

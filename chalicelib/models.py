@@ -64,6 +64,7 @@ class Outcome(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     EXPIRED = "expired"
+    CANCELLED = "cancelled"  # an operator's cancel stopped it through its heartbeat
 
 
 def task_id_problem(value: str) -> str | None:
@@ -243,6 +244,12 @@ class TaskView(BaseModel):
     notBefore: str | None = Field(description="When a delayed task's first attempt may start.")
     lastError: str | None
     cancelRequested: bool = Field(description="An operator asked to cancel the attempt running now.")
+    progress: Any = Field(
+        default=None,
+        description="What the running (or last) attempt's handler last reported through its heartbeat"
+        ' (any JSON value up to 4 KiB, e.g. {"done": 3, "total": 10}); null when it reported none.'
+        " A new attempt starts with none.",
+    )
     history: list[HistoryEntry]
 
 

@@ -151,9 +151,7 @@ def stats(rt: Runtime) -> Stats:
             + ("" if value is not None else "; no datapoint (none happened, or offline)"),
             exact=False,
         )
-    return Stats(
-        counts={s.value: c for s, (c, _) in counted.items()}, queues=queues, repairs=repairs, sources=sources
-    )
+    return Stats(counts={s.value: c for s, (c, _) in counted.items()}, queues=queues, repairs=repairs, sources=sources)
 
 
 def _read(task_id: str, rt: Runtime) -> TaskRecord:

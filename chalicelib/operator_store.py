@@ -34,7 +34,7 @@ class OperatorStore(TaskTable):
             "SET #status = :pending, #attempts = :zero, #maxAttempts = :maxAttempts, #updatedAt = :now_iso,"
             " #redrives = :zero, #history = list_append(#history, :entries) ADD #version :one"
             " REMOVE #finishedAt, #expiresAt, #retryAt, #cancelRequested, #result, #lastMessageId,"
-            " #statusShard, #statusSort"
+            " #statusShard, #statusSort, #progress"
         )
         values = {
             ":pending": Status.PENDING.value,

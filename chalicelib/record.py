@@ -47,6 +47,7 @@ class TaskRecord:
     last_error: str | None = None
     retry_at_ms: int | None = None
     last_message_id: str | None = None
+    progress_json: str | None = None
     redrives: int = 0
     lease: Lease | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -124,6 +125,7 @@ class TaskRecord:
             notBefore=self.not_before,
             lastError=self.last_error,
             cancelRequested=self.cancel_requested,
+            progress=json.loads(self.progress_json) if self.progress_json is not None else None,
             history=history,
         )
 
@@ -167,6 +169,7 @@ def record_from_item(item: dict[str, Any]) -> TaskRecord:
         last_error=item.get("lastError"),
         retry_at_ms=int(item["retryAt"]) if "retryAt" in item else None,
         last_message_id=item.get("lastMessageId"),
+        progress_json=item.get("progress"),
         redrives=int(item.get("redrives", 0)),
         lease=lease,
         history=[_entry(entry) for entry in item.get("history", [])],

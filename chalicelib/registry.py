@@ -22,13 +22,19 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
 # A handler's timeout plus this margin must fit in the lease, so that the attempt
 # records its outcome while the lease still holds.
 LEASE_MARGIN_SECONDS = 1.0
+# Lambda runs a function for 15 minutes at most.
+MAX_TIMEOUT_SECONDS = 900
+# The lease of a heartbeating type, in heartbeats: two may be missed before a takeover.
+LEASE_HEARTBEATS = 3
+# Heartbeats closer than this would spend a write a second on one task.
+MIN_HEARTBEAT_SECONDS = 1.0
 # A result is stored in the task item beside the payload and the history.
 MAX_RESULT_BYTES = 32 * 1024
 DEFAULT_TYPE = "simulate"
@@ -42,6 +48,26 @@ class TaskFailed(Exception):
 
 class PermanentError(TaskFailed):
     """Raised by a handler: the task can never succeed, so it fails now without retrying."""
+
+
+class TaskCancelled(Exception):
+    """Raised by `context.heartbeat()`: an operator cancelled the task. Stop; the task ends CANCELLED.
+
+    Its own class, not a PermanentError: nothing failed, and the attempt is recorded `cancelled`.
+    """
+
+
+class AttemptAbandoned(Exception):
+    """Raised by `context.heartbeat()`: the attempt lost its lease to another consumer (it missed its
+    heartbeats). Stop: another attempt runs the task, and nothing this one returns is kept."""
+
+
+class Keeper(Protocol):
+    """What keeps a heartbeating attempt alive (chalicelib/heartbeat.py)."""
+
+    def beat(self, progress: Any = None) -> None: ...
+
+    def cancel_requested(self) -> bool: ...
 
 
 class RegistrationError(Exception):
@@ -67,9 +93,30 @@ class TaskContext:
     deadline: float  # epoch seconds; the attempt fails if the handler returns later
     logger: logging.LoggerAdapter[logging.Logger]
     clock: Callable[[], float] = field(default=time.time, repr=False)
+    keeper: Keeper | None = field(default=None, repr=False)  # set for types with heartbeat_seconds
 
     def remaining_seconds(self) -> float:
         return self.deadline - self.clock()
+
+    def heartbeat(self, progress: Any = None) -> None:
+        """Say the attempt is alive, and how far it got: `progress` is any JSON value up to 4 KiB
+        (`{"done": n, "total": m}` draws a bar), shown on the task; None keeps the last one.
+
+        Call it at least every `heartbeat_seconds` of the task type; calls closer together than a
+        third of that are coalesced into one write. A type without heartbeat_seconds may call it:
+        it does nothing.
+
+        Raises:
+            ValueError: `progress` is not JSON or too long.
+            TaskCancelled: an operator cancelled the task: stop now.
+            AttemptAbandoned: the attempt lost its lease: stop now, its result will not be kept.
+        """
+        if self.keeper is not None:
+            self.keeper.beat(progress)
+
+    def cancel_requested(self) -> bool:
+        """Whether an operator asked to cancel the task, without extending the lease (a read)."""
+        return self.keeper.cancel_requested() if self.keeper is not None else False
 
 
 @dataclass(frozen=True)
@@ -80,6 +127,15 @@ class TaskType:
     max_attempts: int | None = None  # None: the stage's MAX_ATTEMPTS
     timeout_seconds: float | None = None  # None: the lease less its margin
     backoff: Backoff | None = None
+    # A long type: its handler heartbeats at least this often, and its lease is a few heartbeats
+    # long instead of the stage's (chalicelib/heartbeat.py).
+    heartbeat_seconds: float | None = None
+
+    def lease(self, stage_lease_seconds: float) -> float:
+        """The lease of one attempt: a few heartbeats for a heartbeating type, else the stage's."""
+        if self.heartbeat_seconds is not None:
+            return LEASE_HEARTBEATS * self.heartbeat_seconds
+        return stage_lease_seconds
 
     def attempts(self, stage_max_attempts: int) -> int:
         return self.max_attempts or stage_max_attempts
@@ -106,7 +162,13 @@ class TaskType:
                 f"task type {self.name!r}: max_attempts {self.max_attempts} is more than MAX_ATTEMPTS {max_attempts}, "
                 "the task queue's maxReceiveCount"
             )
-        if self.timeout_seconds is not None and self.timeout_seconds + LEASE_MARGIN_SECONDS > lease_seconds:
+        # A heartbeating type's lease is its heartbeats' (LEASE_HEARTBEATS of them), not the stage's.
+        heartbeats = self.heartbeat_seconds is not None
+        if (
+            not heartbeats
+            and self.timeout_seconds is not None
+            and self.timeout_seconds + LEASE_MARGIN_SECONDS > lease_seconds
+        ):
             raise RegistrationError(
                 f"task type {self.name!r}: timeout_seconds {self.timeout_seconds:g} plus a margin of "
                 f"{LEASE_MARGIN_SECONDS:g} s does not fit in LEASE_SECONDS {lease_seconds:g}"
@@ -134,6 +196,16 @@ class Registry:
             raise RegistrationError(f"task type {name!r}: max_attempts must be at least 1")
         if task_type.timeout_seconds is not None and task_type.timeout_seconds <= 0:
             raise RegistrationError(f"task type {name!r}: timeout_seconds must be positive")
+        if task_type.timeout_seconds is not None and task_type.timeout_seconds > MAX_TIMEOUT_SECONDS:
+            raise RegistrationError(
+                f"task type {name!r}: timeout_seconds may be at most {MAX_TIMEOUT_SECONDS} (Lambda's maximum)"
+            )
+        beat = task_type.heartbeat_seconds
+        if beat is not None and not MIN_HEARTBEAT_SECONDS <= beat <= (task_type.timeout_seconds or 0):
+            raise RegistrationError(
+                f"task type {name!r}: heartbeat_seconds needs timeout_seconds, and must be from"
+                f" {MIN_HEARTBEAT_SECONDS:g} s to timeout_seconds"
+            )
         backoff = task_type.backoff
         if backoff is not None and not 0 < backoff.base_seconds <= backoff.max_seconds:
             raise RegistrationError(f"task type {name!r}: backoff needs 0 < base_seconds <= max_seconds")
@@ -165,6 +237,7 @@ def task_type(
     max_attempts: int | None = None,
     timeout_seconds: float | None = None,
     backoff: Backoff | None = None,
+    heartbeat_seconds: float | None = None,
     registry: Registry = REGISTRY,
 ) -> Callable[[Handler], Handler]:
     """Register the decorated function as the handler of task type `name`.
@@ -174,7 +247,7 @@ def task_type(
     """
 
     def register(handler: Handler) -> Handler:
-        registry.register(TaskType(name, handler, payload, max_attempts, timeout_seconds, backoff))
+        registry.register(TaskType(name, handler, payload, max_attempts, timeout_seconds, backoff, heartbeat_seconds))
         return handler
 
     return register

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from chalicelib.errors import LeaseLost, StaleRecord, StoreError
+from chalicelib.errors import CancelRequested, LeaseLost, StaleRecord, StoreError
 from chalicelib.index import index_attributes, index_update
 from chalicelib.models import Outcome, Status, Task
 from chalicelib.record import TaskRecord, attempt_entry, iso_from_ms, record_from_item
@@ -113,11 +113,13 @@ class TaskStore(TaskTable):
         if delay_seconds:
             item["notBefore"] = iso_from_ms(self.now_ms() + delay_seconds * 1000)
         if message_id is not None:
-            item["lastMessageId"] = message_id
+            item["lastMessageId"] = item["firstMessageId"] = message_id
         old = self._put_new(item)
         if old is None:
             return record_from_item(item), True
-        return record_from_item(old), message_id is not None and old.get("lastMessageId") == message_id
+        # Made by a consumer from this very message (it won the race with this put), or a duplicate.
+        # Not lastMessageId: a duplicate's message may have started an attempt of the existing task.
+        return record_from_item(old), message_id is not None and old.get("firstMessageId") == message_id
 
     def acquire(self, task: Task, owner: str, message_id: str, max_attempts: int, lease_seconds: float) -> Acquired:
         """Start the next attempt of `task` under a lease held by `owner`.
@@ -163,9 +165,10 @@ class TaskStore(TaskTable):
             " #attemptStartedAt = :startedAt, #updatedAt = :startedAt, #lastMessageId = :messageId,"
             " #payload = if_not_exists(#payload, :payload), #type = if_not_exists(#type, :type),"
             " #createdAt = if_not_exists(#createdAt, :startedAt),"
+            " #firstMessageId = if_not_exists(#firstMessageId, :messageId),"
             " #maxAttempts = if_not_exists(#maxAttempts, :maxAttempts), #history = if_not_exists(#history, :empty)"
             " ADD #attempts :one, #version :one"
-            " REMOVE #retryAt, #statusShard, #statusSort"
+            " REMOVE #retryAt, #statusShard, #statusSort, #progress"
         )
         values = {
             **self._status_values(),
@@ -242,6 +245,41 @@ class TaskStore(TaskTable):
         entry = attempt_entry(acquired.attempt, acquired.started_at, iso_from_ms(now), Outcome.FAILED, error)
         status = Status.FAILED if retry_at_ms is None else Status.RETRYING
         return self._finish_attempt(acquired, entry, status, now, error=error, retry_at_ms=retry_at_ms)
+
+    def heartbeat(self, acquired: Acquired, lease_seconds: float, progress_json: str | None) -> None:
+        """Extend the attempt's lease by `lease_seconds` from now, storing its progress if given.
+
+        Raises:
+            LeaseLost: another consumer holds the lease now.
+            CancelRequested: an operator asked to cancel the task; the lease is not extended.
+        """
+        sets = ["#leaseExpiresAt = :leaseExpiresAt"]
+        values: dict[str, Any] = {
+            ":leaseExpiresAt": self.now_ms() + int(lease_seconds * 1000),
+            ":owner": acquired.owner,
+        }
+        if progress_json is not None:
+            sets.append("#progress = :progress")
+            values[":progress"] = progress_json
+        condition = f"{HOLDS_LEASE} AND {NO_CANCEL_REQUESTED}"
+        try:
+            self._update(acquired.task.id, f"SET {', '.join(sets)}", condition, values)
+        except ConditionFailed as refused:
+            old = refused.old or {}
+            if old.get("leaseOwner") == acquired.owner and old.get("cancelRequested"):
+                raise CancelRequested(f"task {acquired.task.id!r} was cancelled by an operator") from None
+            raise LeaseLost(f"task {acquired.task.id!r}: attempt {acquired.attempt} lost its lease") from None
+
+    def cancel_attempt(self, acquired: Acquired) -> Status:
+        """End the task CANCELLED, its attempt recorded `cancelled`: the handler stopped on a cancel.
+
+        Raises:
+            LeaseLost: another consumer took the task over first.
+        """
+        now = self.now_ms()
+        error = "cancelled by an operator while it ran"
+        entry = attempt_entry(acquired.attempt, acquired.started_at, iso_from_ms(now), Outcome.CANCELLED, error)
+        return self._finish_attempt(acquired, entry, Status.CANCELLED, now, error=error, retry_at_ms=None)
 
     def fail_abandoned(self, record: TaskRecord, reason: str) -> None:
         """Mark FAILED a task that can make no more progress, as `record` last saw it.

@@ -243,3 +243,24 @@ def test_a_task_the_consumer_stored_is_retried_with_its_attempts_counted_from_on
     task = h.task("adopted")
     assert [e["attempt"] for e in task["history"] if "attempt" in e] == [1, 1]
     assert task["attempts"] == 1
+
+
+def test_a_repeat_publish_whose_message_starts_the_task_before_its_put_is_still_a_duplicate(h: Harness) -> None:
+    """A chaos run found it: the repeat's put, refused, saw its own message as the task's last one."""
+    assert json.loads(post(h, "/publish", {"id": "twice", "payload": SUCCEEDS}).body)["duplicate"] is False
+    sqs = sqs_of(h)
+    first = sqs.receive_message(QueueUrl=h.rt.tasks_queue.url)["Messages"]  # out of the way for now
+    delivered: list[Any] = []
+
+    def deliver_now(**_: Any) -> None:
+        delivered.append(h.deliver())  # the repeat's message runs the existing task before the put
+
+    sqs.meta.events.register("after-call.sqs.SendMessage", deliver_now)
+    try:
+        repeat = post(h, "/publish", {"id": "twice", "payload": SUCCEEDS})
+    finally:
+        sqs.meta.events.unregister("after-call.sqs.SendMessage", deliver_now)
+
+    assert len(delivered[0].records) == 1
+    assert json.loads(repeat.body) == {"id": "twice", "status": "COMPLETED", "duplicate": True}
+    assert len(first) == 1
