@@ -262,6 +262,7 @@ class TaskConsumer:
             record.message_id,
             record.receipt_handle,
             task_type.heartbeat_seconds,
+            clock=lambda: self._rt.store.now_ms() / 1000,
         )
         keeper.hide_message()
         return keeper

@@ -148,6 +148,17 @@ def history(view: dict[str, Any]) -> Table:
     return table
 
 
+def _progress(progress: Any) -> Text:
+    """A heartbeat's progress: `done/total (pct%)` for `{"done", "total"}`, else its JSON, else a dash."""
+    if progress is None:
+        return Text("-")
+    done, total = (progress.get("done"), progress.get("total")) if isinstance(progress, dict) else (None, None)
+    numbers = all(isinstance(n, int | float) and not isinstance(n, bool) for n in (done, total))
+    if numbers and total:
+        return plain(f"{done}/{total} ({100 * done / total:.0f}%)")
+    return Text(json_text(progress))
+
+
 def task_detail(view: dict[str, Any]) -> RenderableType:
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
@@ -163,6 +174,7 @@ def task_detail(view: dict[str, Any]) -> RenderableType:
         ("next attempt", plain(_time(view.get("nextAttemptAt")))),
         ("not before", plain(_time(view.get("notBefore")))),
         ("cancel requested", Text("yes" if view.get("cancelRequested") else "no")),
+        ("progress", _progress(view.get("progress"))),
         ("last error", plain(view.get("lastError") or "-")),
         ("payload", Text(json_text(view.get("payload")))),
         ("result", Text(json_text(view.get("result")))),

@@ -253,6 +253,26 @@ function historyEntry(entry) {
   return item;
 }
 
+// A heartbeat's progress: a bar for {"done", "total"}, else its JSON as text.
+function progressFact(progress) {
+  const group = element("div");
+  group.dataset.fact = "progress";
+  const value = element("dd");
+  if (progress === null || progress === undefined) {
+    value.textContent = "-";
+  } else if (typeof progress === "object" && typeof progress.done === "number" && typeof progress.total === "number"
+      && progress.total > 0) {
+    const bar = document.createElement("progress");
+    bar.max = progress.total;
+    bar.value = progress.done;
+    value.append(bar, element("span", ` ${progress.done} of ${progress.total}`));
+  } else {
+    value.textContent = JSON.stringify(progress);
+  }
+  group.append(element("dt", "Progress"), value);
+  return group;
+}
+
 function renderTask(view) {
   $("task-id").textContent = view.id;
   $("task-status").replaceWith(Object.assign(badge(view.status), { id: "task-status" }));
@@ -266,7 +286,7 @@ function renderTask(view) {
     const group = element("div");
     group.append(element("dt", name), element("dd", value));
     return group;
-  }));
+  }), progressFact(view.progress));
   $("task-history").replaceChildren(...(view.history || []).map(historyEntry));
   $("task-payload").textContent = JSON.stringify(view.payload, null, 2);
   $("task-result").textContent = view.result === null || view.result === undefined

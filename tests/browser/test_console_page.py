@@ -107,6 +107,24 @@ def test_one_task_shows_payload_result_and_a_timeline_and_can_be_retried(
     assert watched.errors == []
 
 
+def test_a_running_tasks_progress_is_a_bar(
+    watched: Watched, expect: Expect, fake: FakeApi, console: ConsoleServer
+) -> None:
+    fake.add("long", "PROCESSING", attempts=1)["progress"] = {"done": 3, "total": 12}
+    fake.add("odd", "PROCESSING", attempts=1)["progress"] = {"stage": "<b>resize</b>"}
+    page = watched.page
+    page.goto(console.url + "#/task/long")
+    bar = page.locator('[data-fact="progress"] progress')
+    expect(bar).to_have_attribute("value", "3")
+    expect(bar).to_have_attribute("max", "12")
+    expect(page.locator('[data-fact="progress"] dd')).to_contain_text("3 of 12")
+
+    page.goto(console.url + "#/task/odd")
+    expect(page.locator('[data-fact="progress"] dd')).to_have_text('{"stage":"<b>resize</b>"}')  # text, not markup
+    assert page.locator('[data-fact="progress"] b').count() == 0
+    assert watched.uncaught() == []
+
+
 def test_a_refused_action_shows_the_apis_reason(
     watched: Watched, expect: Expect, fake: FakeApi, console: ConsoleServer
 ) -> None:

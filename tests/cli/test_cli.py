@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -60,6 +61,20 @@ def test_show_prints_the_state_and_the_history(fake: FakeApi) -> None:
     assert "FAILED" in result.stdout
     assert "attempt 1" in result.stdout and "attempt 2" in result.stdout
     assert "simulated failure" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("progress", "shown"),
+    [({"done": 3, "total": 12}, "3/12 (25%)"), ({"stage": "resize"}, '{"stage": "resize"}'), (None, "-")],
+)
+def test_show_prints_a_heartbeats_progress(fake: FakeApi, progress: Any, shown: str) -> None:
+    fake.add("t-1", "PROCESSING", attempts=1)["progress"] = progress
+
+    result = run(fake.url, "show", "t-1")
+
+    assert result.exit_code == EXIT_OK, result.output
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("progress")]
+    assert line.split(None, 1)[1].strip() == shown
 
 
 def test_show_of_an_unknown_task_exits_1_with_one_line_naming_it(fake: FakeApi) -> None:
