@@ -1,11 +1,11 @@
 """The task types this deployment runs. Importing this package registers them.
 
-To add a type, write a module beside these two and import it below.
+To add a type, write a module beside these and import it below.
 """
 
 from __future__ import annotations
 
-from chalicelib.handlers import checksum, simulate
+from chalicelib.handlers import checksum, simulate, steps
 from chalicelib.registry import REGISTRY
 
-__all__ = ["REGISTRY", "checksum", "simulate"]
+__all__ = ["REGISTRY", "checksum", "simulate", "steps"]
