@@ -285,6 +285,22 @@ def _run_scenarios(w: Walk) -> None:
     w.send("tasks", "not json at all")
     w.drain("process_tasks")
 
+    # Long work: a heartbeating type whose handler heartbeats and checks for a cancel.
+    from chalicelib.registry import Registry, TaskType
+
+    def peek(payload: Any, context: Any) -> str:
+        w.clock.advance(2)
+        context.heartbeat({"done": 1, "total": 1})
+        return "cancelled" if context.cancel_requested() else "done"
+
+    registry = Registry()
+    for name in w.runtimes["process_tasks"].registry.names():
+        registry.register(w.runtimes["process_tasks"].registry.get(name))  # type: ignore[arg-type]
+    registry.register(TaskType("peek", peek, timeout_seconds=20, heartbeat_seconds=2))
+    w.runtimes["process_tasks"].registry = registry
+    w.send("tasks", {"id": "long", "type": "peek", "payload": {}})
+    w.drain("process_tasks")
+
     # Dead letters: poison messages (one with a usable id), a task never stored, a task whose
     # message ran out of receives with attempts left (SQS keeps the message id), and a batch
     # one of whose records meets a table error, so the rest are finished on their own.
