@@ -218,6 +218,7 @@ class TaskConsumer:
             metrics.count(Metric.EXPIRED_ATTEMPTS, task.type)
         log_event("started", **fields, type=task.type, receiveCount=record.receive_count)
         metrics.count(Metric.ATTEMPTS_STARTED, task.type)
+        keeper = None
         if task_type is None:
             outcome = unknown_type(acquired.task, self._rt.registry)
         else:
@@ -243,7 +244,7 @@ class TaskConsumer:
             return self._failed(acquired, outcome, fields)
         assert outcome.result_json is not None
         try:
-            store.complete(acquired, outcome.result_json)
+            store.complete(acquired, outcome.result_json, keeper.unwritten_progress if keeper else None)
         except LeaseLost:
             log_event("lease_lost", logging.ERROR, **fields)
             return Outcome.ERROR, None

@@ -140,6 +140,12 @@ class Heartbeat:
         self.writes += 1
         self.hide_message()
 
+    @property
+    def unwritten_progress(self) -> str | None:
+        """The last progress a coalesced heartbeat has not written yet (JSON text), or None."""
+        with self._lock:
+            return self._pending
+
     def cancel_requested(self) -> bool:
         """Whether an operator asked to cancel the task (one strongly consistent read)."""
         record = self._store.get(self._acquired.task.id)

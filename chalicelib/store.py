@@ -219,8 +219,9 @@ class TaskStore(TaskTable):
             created_at=record.created_at,
         )
 
-    def complete(self, acquired: Acquired, result_json: str) -> Status:
-        """Record the attempt as succeeded and the task as COMPLETED with its result (JSON text).
+    def complete(self, acquired: Acquired, result_json: str, progress_json: str | None = None) -> Status:
+        """Record the attempt as succeeded and the task as COMPLETED with its result (JSON text), and
+        the last progress its heartbeats had not written yet, if any.
 
         Raises:
             LeaseLost: another consumer took the task over first.
@@ -228,7 +229,14 @@ class TaskStore(TaskTable):
         now = self.now_ms()
         entry = attempt_entry(acquired.attempt, acquired.started_at, iso_from_ms(now), Outcome.SUCCEEDED, None)
         return self._finish_attempt(
-            acquired, entry, Status.COMPLETED, now, error=None, retry_at_ms=None, result=result_json
+            acquired,
+            entry,
+            Status.COMPLETED,
+            now,
+            error=None,
+            retry_at_ms=None,
+            result=result_json,
+            progress=progress_json,
         )
 
     def fail(self, acquired: Acquired, error: str, retry_at_ms: int | None) -> Status:
@@ -349,6 +357,7 @@ class TaskStore(TaskTable):
         error: str | None,
         retry_at_ms: int | None,
         result: str | None = None,
+        progress: str | None = None,
     ) -> Status:
         """Write the attempt's outcome while holding its lease; returns the status written.
 
@@ -370,6 +379,9 @@ class TaskStore(TaskTable):
         if result is not None:
             sets.append("#result = :result")
             values[":result"] = result
+        if progress is not None:
+            sets.append("#progress = :progress")
+            values[":progress"] = progress
         if retry_at_ms is not None:
             sets.append("#retryAt = :retryAt")
             values[":retryAt"] = retry_at_ms

@@ -274,3 +274,19 @@ def test_heartbeat_options_are_checked_at_registration(options: dict[str, Any], 
 
     with pytest.raises(RegistrationError, match=rule):
         Registry().register(TaskType("bad", lambda payload, context: None, **options))
+
+
+def test_the_last_progress_a_coalesced_heartbeat_held_back_is_written_with_the_result(h: Harness) -> None:
+    def work(payload: dict[str, Any], context: TaskContext) -> str:
+        h.clock.advance(BEAT)
+        context.heartbeat({"done": 1, "total": 2})  # written
+        context.heartbeat({"done": 2, "total": 2})  # too soon: held back
+        return "done"
+
+    with_types(h, long_type("long", work))
+    publish(h, "l9", "long")
+    h.deliver()
+
+    task = h.task("l9")
+    assert task["status"] == "COMPLETED"
+    assert task["progress"] == {"done": 2, "total": 2}
