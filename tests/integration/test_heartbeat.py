@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -290,3 +291,34 @@ def test_the_last_progress_a_coalesced_heartbeat_held_back_is_written_with_the_r
     task = h.task("l9")
     assert task["status"] == "COMPLETED"
     assert task["progress"] == {"done": 2, "total": 2}
+
+
+def test_a_heartbeat_that_writes_costs_one_update_and_one_visibility_change_and_a_plain_task_none(
+    h: Harness,
+) -> None:
+    from tests.integration.test_batch_publish import RequestCounter
+
+    def long_work(payload: dict[str, Any], context: TaskContext) -> str:
+        for _ in range(4):
+            h.clock.advance(BEAT)
+            context.heartbeat({"step": 1})
+        return "done"
+
+    def plain_work(payload: dict[str, Any], context: TaskContext) -> str:
+        context.heartbeat({"step": 1})
+        return "done"
+
+    with_types(h, long_type("long", long_work), TaskType("plain", plain_work))
+    costs = {}
+    for name in ("plain", "long"):
+        publish(h, f"cost-{name}", name)
+        counter = RequestCounter(h.rt.store._client, h.rt.tasks_queue._client, h.sqs)
+        h.deliver()
+        costs[name] = Counter(counter.calls)  # a snapshot: the counter keeps counting
+        assert h.task(f"cost-{name}")["status"] == "COMPLETED"
+
+    plain, long = costs["plain"], costs["long"]
+    assert long["UpdateItem"] - plain["UpdateItem"] == 4  # one per heartbeat that wrote
+    # One at the attempt's start, one per heartbeat that wrote.
+    assert long["ChangeMessageVisibilityBatch"] - plain.get("ChangeMessageVisibilityBatch", 0) == 1 + 4
+    assert plain.get("ChangeMessageVisibilityBatch", 0) == 0 and plain["UpdateItem"] == 2  # acquire and complete

@@ -41,6 +41,8 @@ class Expected:
     overruns: bool = False
     # The result a successful attempt must store; None when not known.
     result: Any = None
+    # The progress a COMPLETED task must show (its last run's last heartbeat); None: not checked.
+    progress: Any = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ class Findings:
     unrecorded_answers: list[str] = field(default_factory=list)  # an accepted operator answer with no entry
     counts_disagree: list[str] = field(default_factory=list)  # GET /stats counts differ from the table
     lists_disagree: list[str] = field(default_factory=list)  # GET /tasks?status= lists differ from the table
+    stale_progress: list[str] = field(default_factory=list)  # a COMPLETED task showing another attempt's progress
 
     def broken(self) -> dict[str, list[str]]:
         """The invariants that broke, by name, with their offending ids."""
@@ -236,7 +239,12 @@ def attempts_missing(run_list: Sequence[Run], attempts: int, terminal: bool) -> 
 
 
 def _parsed_result(item: Mapping[str, Any]) -> Any:
-    raw = item.get("result")
+    return _parsed(item, "result")
+
+
+def _parsed(item: Mapping[str, Any], name: str) -> Any:
+    """An attribute the table keeps as JSON text, parsed."""
+    raw = item.get(name)
     if raw is None:
         return None
     try:
@@ -284,6 +292,8 @@ def check_task(item: Mapping[str, Any], expected: Expected, max_attempts: int, f
         status != "COMPLETED" and result is not None
     ):
         findings.wrong_result.append(task_id)
+    if status == "COMPLETED" and expected.progress is not None and _parsed(item, "progress") != expected.progress:
+        findings.stale_progress.append(task_id)
     if expected.overruns and any(
         entry.get("outcome") == "failed" and TIMEOUT_ERROR_MARK not in str(entry.get("error") or "")
         for entry in attempts

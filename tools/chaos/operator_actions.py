@@ -44,6 +44,15 @@ class OperatorOptions:
     race_every: int = 4  # every n-th retry is a bulk retry raced by single retries of the same tasks
 
 
+def _long(task: PlannedTask) -> bool:
+    """Long enough to be found PROCESSING: a long simulation, or long work that heartbeats."""
+    if task.task_type == "steps":
+        return True
+    return (
+        task.task_type == "simulate" and (task.payload.get("simulation") or {}).get("executionTime", 0) >= LONG_TASK_MS
+    )
+
+
 class ChaosOperator:
     """Sends operator requests against the API and keeps every answer."""
 
@@ -149,11 +158,7 @@ class ChaosOperator:
     def _cancel_processing(self) -> None:
         """Look at a few long tasks; cancel the first one found PROCESSING."""
         candidates = [
-            task.task_id
-            for task in self.tasks.values()
-            if task.task_type == "simulate"
-            and (task.payload.get("simulation") or {}).get("executionTime", 0) >= LONG_TASK_MS
-            and task.task_id not in self._looked_at
+            task.task_id for task in self.tasks.values() if _long(task) and task.task_id not in self._looked_at
         ]
         for task_id in self.rng.sample(candidates, min(6, len(candidates))):
             view = self._get(f"/tasks/{quote(task_id, safe='')}")

@@ -3,7 +3,9 @@
 Besides ordinary simulated work the plan holds tasks whose fate is known in
 advance: permanent failures (one attempt per run), overruns (a handler that
 sleeps past its deadline, so every attempt times out), `checksum` tasks (whose
-result can be computed here) and delayed tasks (PENDING long enough to cancel).
+result can be computed here), `steps` tasks (long work that heartbeats its progress
+under a lease of its own, so kills land between heartbeats) and delayed tasks
+(PENDING long enough to cancel).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ FAILURE_CHANCES = (0.0, 0.0, 0.2, 0.5, 1.0)
 # Ids a URL or a key might mangle; a few tasks use them to prove they travel intact.
 ODD_ID_PARTS = ("a/b", "100%", "ü-ß-日本", "sp ace", "q?x=1&y", "#hash")
 POISON_KINDS = ("not_json", "not_a_task", "out_of_range")
+# A `steps` task: a few heartbeats a run, each step longer than the coalescing floor of 2/3 s.
+STEP_MS = 700
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,8 @@ class PlannedTask:
         """The payload of the `copy`-th publish: the same work, marked so the stored one shows which won."""
         if self.task_type == "checksum":  # its model forbids other fields: the text carries the mark
             return {**self.payload, "text": f"{self.payload['text']} #{copy}"}
+        if self.task_type == "steps":  # the same: the step's length carries it
+            return {**self.payload, "stepMs": self.payload["stepMs"] + copy}
         return {**self.payload, "copy": copy}
 
     def expected_result(self, payload: dict[str, Any]) -> Any:
@@ -71,7 +77,15 @@ class PlannedTask:
             algorithm = payload.get("algorithm", "sha256")
             digest = hashlib.new(algorithm, payload["text"].encode("utf-8"), usedforsecurity=False).hexdigest()
             return {"algorithm": algorithm, "digest": digest}
+        if self.task_type == "steps":
+            return {"steps": payload["steps"]}
         return {"sleptMs": (payload.get("simulation") or {}).get("executionTime", 0)}
+
+    def expected_progress(self, payload: dict[str, Any]) -> Any:
+        """The progress a COMPLETED task must show: its last run's last heartbeat (None: not checked)."""
+        if self.task_type == "steps":
+            return {"done": payload["steps"], "total": payload["steps"]}
+        return None
 
     def publish_body(self, copy: int) -> dict[str, Any]:
         body: dict[str, Any] = {"id": self.task_id, "type": self.task_type, "payload": self.copy_payload(copy)}
@@ -114,8 +128,8 @@ def make_plan(
 ) -> Plan:
     """`tasks` tasks, a share published two or three times, a share queued twice, and poison of each kind.
 
-    One task in 20 is a `checksum`, one in 25 fails permanently, one in 25 overruns
-    its deadline and one in 10 is published with a delay.
+    One task in 20 is a `checksum`, one in 20 a `steps`, one in 25 fails permanently, one
+    in 25 overruns its deadline and one in 10 is published with a delay.
     """
     plan = Plan()
     for number in range(tasks):
@@ -138,6 +152,9 @@ def make_plan(
             task_type = "checksum"
             text = f"chaos {run_id} task {number} {'ü日本' * (number % 4)}"
             payload = {"text": text, "algorithm": ALGORITHMS[number % 3]}
+        elif number % 20 == 9:
+            task_type = "steps"
+            payload = {"steps": 2 + number % 3, "stepMs": STEP_MS}
         plan.tasks.append(
             PlannedTask(
                 task_id=task_id,

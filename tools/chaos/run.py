@@ -123,6 +123,8 @@ class ChaosReport:
     cancel_requested_ends: Counter[str] = field(default_factory=Counter)
     permanent_failures: int = 0  # attempts failed permanently
     timed_out: int = 0  # attempts failed for overrunning their deadline
+    long_completed: int = 0  # `steps` tasks COMPLETED, their progress checked
+    heartbeat_cancels: int = 0  # attempts a cancel stopped through their heartbeat
     findings: Findings = field(default_factory=Findings)
 
     @property
@@ -159,6 +161,7 @@ class ChaosReport:
             f"completed {self.completed}, failed {self.failed}, cancelled {self.cancelled}, "
             f"rejected {self.rejected}, expired attempts {self.expired_attempts}, "
             f"permanent failures {self.permanent_failures}, timed-out attempts {self.timed_out}, "
+            f"long tasks completed {self.long_completed}, heartbeat cancels {self.heartbeat_cancels}, "
             f"poison {self.poison_recorded}/{self.poison_sent} recorded; {checked}; faults: {kinds or 'none'}; "
             f"{self.elapsed_seconds:.1f} s"
         )
@@ -448,6 +451,7 @@ class ChaosRun:
             permanent=task.permanent,
             overruns=task.overruns,
             result=task.expected_result(first) if first is not None else None,
+            progress=task.expected_progress(first) if first is not None else None,
         )
 
     def check(self, accepted: list[PlannedTask], items: dict[str, dict[str, Any]]) -> None:
@@ -472,6 +476,10 @@ class ChaosRun:
         errors = [str(entry.get("error") or "") for entry in entries if entry.get("outcome") == "failed"]
         self.report.permanent_failures = sum(1 for error in errors if error.startswith("permanent failure:"))
         self.report.timed_out = sum(1 for error in errors if "timed out after" in error)
+        self.report.heartbeat_cancels = sum(1 for entry in entries if entry.get("outcome") == "cancelled")
+        self.report.long_completed = sum(
+            1 for t in accepted if t.task_type == "steps" and items.get(t.task_id, {}).get("status") == "COMPLETED"
+        )
         self.report.operator_entries = Counter(
             f"{entry['kind']} from {entry['fromStatus']}" for entry in entries if "at" in entry
         )
