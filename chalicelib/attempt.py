@@ -56,8 +56,13 @@ def run_attempt(
     max_attempts: int,
     lease_seconds: float,
     clock: Callable[[], float] = time.time,
+    invocation_deadline: float | None = None,
 ) -> AttemptOutcome:
-    """Run `task` once with its type's handler; never raises."""
+    """Run `task` once with its type's handler; never raises.
+
+    `invocation_deadline` (on `clock`) is the invocation's end less its margin: the
+    deadline is that when it comes before the type's timeout.
+    """
     try:
         payload = task_type.parse(task.payload)
     except ValidationError as exc:
@@ -72,7 +77,7 @@ def run_attempt(
         task_type=task_type.name,
         attempt=attempt,
         max_attempts=max_attempts,
-        deadline=started + timeout,
+        deadline=started + timeout if invocation_deadline is None else min(started + timeout, invocation_deadline),
         logger=logging.LoggerAdapter(logging.getLogger(HANDLERS_LOGGER), {"taskId": task.id, "attempt": attempt}),
         clock=clock,
     )
@@ -83,13 +88,25 @@ def run_attempt(
     except Exception as exc:  # noqa: BLE001 - any other exception is a retryable failure, by contract
         return AttemptOutcome(error=describe(exc), duration_ms=_ms_since(started, clock))
     elapsed_ms = _ms_since(started, clock)
-    if elapsed_ms > timeout * 1000:
+    allowed_ms = (context.deadline - started) * 1000
+    if elapsed_ms > allowed_ms:
+        if allowed_ms < timeout * 1000:
+            limit = f"the invocation's end less its margin left it {max(0.0, allowed_ms):.0f} ms"
+        else:
+            limit = f"task type {task_type.name!r} has {timeout * 1000:.0f} ms"
         return AttemptOutcome(
-            error=f"timed out after {elapsed_ms:.0f} ms (task type {task_type.name!r} has {timeout * 1000:.0f} ms);"
-            " its result was discarded",
-            duration_ms=elapsed_ms,
+            error=f"timed out after {elapsed_ms:.0f} ms ({limit}); its result was discarded", duration_ms=elapsed_ms
         )
     return _result(task_type, value, elapsed_ms)
+
+
+def abandoned(elapsed_ms: float) -> AttemptOutcome:
+    """The outcome of an attempt whose handler still runs when its invocation must settle the batch."""
+    return AttemptOutcome(
+        error=f"timed out after {elapsed_ms:.0f} ms (still running at the invocation's end less its margin);"
+        " its result will be discarded",
+        duration_ms=elapsed_ms,
+    )
 
 
 def _result(task_type: TaskType, value: object, elapsed_ms: float) -> AttemptOutcome:
