@@ -79,7 +79,9 @@ def test_the_built_in_types_fit_every_stage_with_their_longest_work(stage: str) 
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_every_stage_tells_the_runtime_its_consumer_function_s_timeout(stage: str) -> None:
-    assert stage_settings(stage).CONSUMER_TIMEOUT_SECONDS == stack.load_stage(stage).timeouts["process_tasks"]
+    function_timeout = stack.load_stage(stage).timeouts["process_tasks"]
+    declared = stage_settings(stage).CONSUMER_TIMEOUT_SECONDS
+    assert declared == function_timeout
 
 
 def test_the_deploy_view_refuses_a_type_that_does_not_fit_the_stage_s_consumer(monkeypatch: pytest.MonkeyPatch) -> None:
