@@ -37,10 +37,11 @@ class FakeClock:
 CHALICE_DEFAULT_TIMEOUT = 60
 
 
-@pytest.fixture(autouse=True)
-def lambda_contexts_count_down_from_the_function_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(autouse=True, scope="session")
+def lambda_contexts_count_down_from_the_function_timeout() -> Iterator[None]:
     """chalice.test's `lambda_.invoke` gives every call a context of 3 s (LambdaContext's default),
-    whatever the function's timeout; Lambda gives the stage's `lambda_timeout`, and so does this."""
+    whatever the function's timeout; Lambda gives the stage's `lambda_timeout`, and so does this
+    (for the whole session: module fixtures invoke functions too)."""
     import chalice.test
     from chalice.local import LambdaContext
 
@@ -54,7 +55,9 @@ def lambda_contexts_count_down_from_the_function_timeout(monkeypatch: pytest.Mon
             response = self._app.handler_map[function_name]({} if payload is None else payload, context)
         return chalice.test.InvokeResponse(payload=response)
 
-    monkeypatch.setattr(chalice.test.TestLambdaClient, "invoke", invoke)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(chalice.test.TestLambdaClient, "invoke", invoke)
+        yield
 
 
 @pytest.fixture
