@@ -9,6 +9,7 @@ from chalice.app import ConvertToMiddleware, SQSEvent
 
 from chalicelib import api, batch, logs, metrics, operations
 from chalicelib.consumer import DeadLetterConsumer, TaskConsumer, consume
+from chalicelib.deadline import Invocation, margin_seconds
 from chalicelib.http import json_errors, json_response
 from chalicelib.models import MAX_BATCH_BYTES
 from chalicelib.openapi import openapi_document
@@ -142,11 +143,14 @@ def openapi() -> dict[str, Any]:
 )
 def process_tasks(event: SQSEvent) -> dict[str, Any] | None:
     runtime = get_runtime()
+    # The event's own context: Chalice sets `app.lambda_context` for routes only.
+    invocation = Invocation.of(event.context, margin_seconds(runtime.settings))
     return consume(
         event.to_dict()["Records"],
-        TaskConsumer(runtime),
+        TaskConsumer(runtime, invocation),
         runtime.tasks_queue,
         runtime.settings.REPORT_BATCH_ITEM_FAILURES,
+        invocation,
     )
 
 

@@ -68,9 +68,14 @@ def run_attempt(
     max_attempts: int,
     lease_seconds: float,
     clock: Callable[[], float] = time.time,
+    invocation_deadline: float | None = None,
     keeper: Keeper | None = None,
 ) -> AttemptOutcome:
-    """Run `task` once with its type's handler, its heartbeats kept by `keeper`; never raises."""
+    """Run `task` once with its type's handler, its heartbeats kept by `keeper`; never raises.
+
+    `invocation_deadline` (on `clock`) is the invocation's end less its margin: the
+    deadline is that when it comes before the type's timeout.
+    """
     try:
         payload = task_type.parse(task.payload)
     except ValidationError as exc:
@@ -85,7 +90,7 @@ def run_attempt(
         task_type=task_type.name,
         attempt=attempt,
         max_attempts=max_attempts,
-        deadline=started + timeout,
+        deadline=started + timeout if invocation_deadline is None else min(started + timeout, invocation_deadline),
         logger=logging.LoggerAdapter(logging.getLogger(HANDLERS_LOGGER), {"taskId": task.id, "attempt": attempt}),
         clock=clock,
         keeper=keeper,
@@ -106,13 +111,25 @@ def run_attempt(
         return AttemptOutcome(error="the attempt lost its lease; its result was discarded", abandoned=True)
     if getattr(keeper, "cancelled", False):
         return AttemptOutcome(error="cancelled by an operator", cancelled=True, duration_ms=elapsed_ms)
-    if elapsed_ms > timeout * 1000:
+    allowed_ms = (context.deadline - started) * 1000
+    if elapsed_ms > allowed_ms:
+        if allowed_ms < timeout * 1000:
+            limit = f"the invocation's end less its margin left it {max(0.0, allowed_ms):.0f} ms"
+        else:
+            limit = f"task type {task_type.name!r} has {timeout * 1000:.0f} ms"
         return AttemptOutcome(
-            error=f"timed out after {elapsed_ms:.0f} ms (task type {task_type.name!r} has {timeout * 1000:.0f} ms);"
-            " its result was discarded",
-            duration_ms=elapsed_ms,
+            error=f"timed out after {elapsed_ms:.0f} ms ({limit}); its result was discarded", duration_ms=elapsed_ms
         )
     return _result(task_type, value, elapsed_ms)
+
+
+def abandoned(elapsed_ms: float) -> AttemptOutcome:
+    """The outcome of an attempt whose handler still runs when its invocation must settle the batch."""
+    return AttemptOutcome(
+        error=f"timed out after {elapsed_ms:.0f} ms (still running at the invocation's end less its margin);"
+        " its result will be discarded",
+        duration_ms=elapsed_ms,
+    )
 
 
 def _result(task_type: TaskType, value: object, elapsed_ms: float) -> AttemptOutcome:

@@ -11,18 +11,20 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 import traceback
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from pydantic import ValidationError
 
 from chalicelib import metrics
-from chalicelib.attempt import AttemptOutcome, run_attempt, unknown_type
+from chalicelib.attempt import AttemptOutcome, abandoned, run_attempt, unknown_type
 from chalicelib.backoff import backoff_seconds
+from chalicelib.deadline import UNBOUNDED, Invocation
 from chalicelib.errors import LeaseLost, StaleRecord
 from chalicelib.heartbeat import Heartbeat
 from chalicelib.logs import log_event, task_scope
@@ -146,12 +148,60 @@ def _seconds(ms: int) -> int:
     return min(MAX_VISIBILITY_SECONDS, max(1, math.ceil(ms / 1000)))
 
 
-class TaskConsumer:
-    """Runs the records of the task queue, each under the task's lease."""
+@dataclass
+class _Running:
+    """One record's attempt, shared by its thread and the batch's: whoever claims it records its outcome."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    claimed: bool = False
+    acquired: Acquired | None = None
+    started: float = 0.0
+
+    def claim(self) -> bool:
+        with self.lock:
+            first, self.claimed = not self.claimed, True
+            return first
+
+
+class TaskConsumer:
+    """Runs the records of the task queue, each under the task's lease, inside one invocation."""
+
+    def __init__(self, runtime: Runtime, invocation: Invocation = UNBOUNDED) -> None:
         self._rt = runtime
         self._settings = runtime.settings
+        self._invocation = invocation
+        self._running: dict[str, _Running] = {}
+        self._running_lock = threading.Lock()
+
+    def _slot(self, message_id: str) -> _Running:
+        with self._running_lock:
+            return self._running.setdefault(message_id, _Running())
+
+    def abandon(self, record: SqsRecord) -> RecordResult | None:
+        """Settle a record whose handler still runs when the invocation must settle its batch.
+
+        Lambda cannot stop the handler's thread, so its attempt is recorded here as timed
+        out (its result, if it ever comes, is discarded) and its message comes back for
+        the next attempt like any failure's. None when the record's own thread is already
+        recording its outcome: its result is then the record's.
+        """
+        slot = self._slot(record.message_id)
+        if not slot.claim():
+            return None
+        outcome, visibility = Outcome.ERROR, None  # not running yet: its message comes back
+        acquired = slot.acquired
+        if acquired is not None:
+            fields = {"taskId": acquired.task.id, "attempt": acquired.attempt, "messageId": record.message_id}
+            try:
+                with task_scope(acquired.task.id, attempt=acquired.attempt):
+                    attempt = abandoned((self._rt.store.now_ms() / 1000 - slot.started) * 1000)
+                    log_event("abandoned", logging.WARNING, **fields, durationMs=round(attempt.duration_ms))
+                    metrics.count(Metric.ATTEMPTS_FAILED, acquired.task.type)
+                    outcome, visibility = self._failed(acquired, attempt, fields)
+            except Exception:  # noqa: BLE001 - one record's failure must not lose the others
+                log_event("record_error", logging.ERROR, messageId=record.message_id, error=_last_error())
+                outcome, visibility = Outcome.ERROR, None
+        return RecordResult(record.message_id, record.receipt_handle, outcome, visibility)
 
     def handle(self, record: SqsRecord) -> RecordResult:
         try:
@@ -186,6 +236,11 @@ class TaskConsumer:
             return self._refused(record, refused)
         if acquired.previous is None:
             self._adopted(record, task)
+        slot = self._slot(record.message_id)
+        with slot.lock:
+            if slot.claimed:  # the batch was settled while this acquire ran: the lease runs out unused
+                return Outcome.ERROR, None
+            slot.acquired, slot.started = acquired, store.now_ms() / 1000
         with task_scope(task.id, attempt=acquired.attempt):
             return self._run(record, task, task_type, acquired)
 
@@ -230,8 +285,13 @@ class TaskConsumer:
                 acquired.max_attempts,
                 settings.LEASE_SECONDS,
                 clock=lambda: store.now_ms() / 1000,
+                invocation_deadline=self._invocation.attempt_deadline(store.now_ms() / 1000),
                 keeper=keeper,
             )
+        if not self._slot(record.message_id).claim():
+            # The batch was settled without this attempt (chalicelib/deadline.py): its outcome is written.
+            log_event("result_discarded", logging.WARNING, **fields, error=outcome.error)
+            return Outcome.ERROR, None
         metrics.milliseconds(Metric.ATTEMPT_DURATION, task.type, outcome.duration_ms)
         if outcome.abandoned:
             # Another consumer took the task over: it records this attempt; nothing is kept here.
@@ -356,6 +416,10 @@ class DeadLetterConsumer:
         self._store = runtime.store
         self._tasks_queue = runtime.tasks_queue
 
+    def abandon(self, record: SqsRecord) -> RecordResult | None:
+        """A dead letter still being recorded when the batch must be settled comes back."""
+        return RecordResult(record.message_id, record.receipt_handle, Outcome.ERROR)
+
     def handle(self, record: SqsRecord) -> RecordResult:
         try:
             outcome = self._handle(record)
@@ -461,9 +525,16 @@ def _last_error() -> str:
 
 
 def consume(
-    records: list[dict[str, Any]], handler: TaskConsumer | DeadLetterConsumer, queue: Queue, report_item_failures: bool
+    records: list[dict[str, Any]],
+    handler: TaskConsumer | DeadLetterConsumer,
+    queue: Queue,
+    report_item_failures: bool,
+    invocation: Invocation = UNBOUNDED,
 ) -> dict[str, Any] | None:
     """Handle a Lambda SQS batch concurrently and settle it under the event source's rules.
+
+    The handlers are waited for until the invocation's end less its margin; a record
+    still running then is settled by `handler.abandon` (chalicelib/deadline.py).
 
     Returns the partial-batch response when `report_item_failures` is set, else None.
 
@@ -471,8 +542,15 @@ def consume(
         BatchIncomplete: some messages must come back; the finished ones were deleted first.
     """
     parsed = [SqsRecord.from_lambda(record) for record in records]
-    with ThreadPoolExecutor(max_workers=max(1, len(parsed))) as pool:
-        results = list(pool.map(handler.handle, parsed))
+    pool = ThreadPoolExecutor(max_workers=max(1, len(parsed)))
+    futures = [pool.submit(handler.handle, record) for record in parsed]
+    done, _ = wait(futures, timeout=invocation.wait_seconds())
+    # Never wait for a handler past the invocation's end: Lambda cannot stop its thread either.
+    pool.shutdown(wait=False)
+    results = []
+    for future, record in zip(futures, parsed, strict=True):
+        settled = None if future in done else handler.abandon(record)
+        results.append(settled if settled is not None else future.result())
 
     changes = [
         VisibilityChange(r.message_id, r.receipt_handle, r.visibility_seconds)

@@ -13,7 +13,9 @@ further attempt.
 Handlers of one batch run concurrently, in threads: a handler must be thread-safe.
 Lambda cannot stop a thread, so a handler must watch its own deadline
 (`context.remaining_seconds()`) and keep its I/O timeouts below it; an attempt
-that returns after its deadline is failed and its result discarded.
+that returns after its deadline is failed and its result discarded. The deadline
+is the earliest of the type's timeout and the invocation's end less a margin
+(chalicelib/deadline.py); `timeout_limits` says what a type's timeout must fit in.
 """
 
 from __future__ import annotations
@@ -83,6 +85,43 @@ class Backoff:
 
 
 @dataclass(frozen=True)
+class TimeoutLimit:
+    """Something a type's timeout must fit in: the longest timeout it allows, and the rule in words."""
+
+    seconds: float
+    rule: str
+
+
+def timeout_limits(
+    lease_seconds: float, invocation_seconds: float | None = None, *, heartbeats: bool = False
+) -> list[TimeoutLimit]:
+    """Every limit a type's timeout must fit in, on a stage with these settings.
+
+    The lease: the attempt records its outcome while it still holds it (not for a type that
+    heartbeats: its heartbeats keep its lease for as long as it runs). The invocation (the
+    consumer function's timeout less the margin of chalicelib/deadline.py, when known):
+    Lambda does not stop the batch before its outcomes are written.
+    """
+    limits = []
+    if not heartbeats:
+        limits.append(
+            TimeoutLimit(
+                lease_seconds - LEASE_MARGIN_SECONDS,
+                f"plus a margin of {LEASE_MARGIN_SECONDS:g} s does not fit in LEASE_SECONDS {lease_seconds:g}",
+            )
+        )
+    if invocation_seconds is not None:
+        limits.append(
+            TimeoutLimit(
+                invocation_seconds,
+                f"does not fit in the consumer function's timeout less its margin ({invocation_seconds:g} s:"
+                " CONSUMER_TIMEOUT_SECONDS less the time to record the outcome and settle the batch)",
+            )
+        )
+    return limits
+
+
+@dataclass(frozen=True)
 class TaskContext:
     """What a handler knows about the attempt it runs."""
 
@@ -90,7 +129,9 @@ class TaskContext:
     task_type: str
     attempt: int
     max_attempts: int
-    deadline: float  # epoch seconds; the attempt fails if the handler returns later
+    # Epoch seconds; the attempt fails if the handler returns later. The earliest of the attempt's
+    # start plus its type's timeout and the invocation's end less its margin.
+    deadline: float
     logger: logging.LoggerAdapter[logging.Logger]
     clock: Callable[[], float] = field(default=time.time, repr=False)
     keeper: Keeper | None = field(default=None, repr=False)  # set for types with heartbeat_seconds
@@ -125,7 +166,7 @@ class TaskType:
     handler: Handler
     payload: type[BaseModel] | None = None
     max_attempts: int | None = None  # None: the stage's MAX_ATTEMPTS
-    timeout_seconds: float | None = None  # None: the lease less its margin
+    timeout_seconds: float | None = None  # None: the tightest of `timeout_limits`
     backoff: Backoff | None = None
     # A long type: its handler heartbeats at least this often, and its lease is a few heartbeats
     # long instead of the stage's (chalicelib/heartbeat.py).
@@ -140,8 +181,12 @@ class TaskType:
     def attempts(self, stage_max_attempts: int) -> int:
         return self.max_attempts or stage_max_attempts
 
-    def timeout(self, lease_seconds: float) -> float:
-        return self.timeout_seconds or max(lease_seconds - LEASE_MARGIN_SECONDS, lease_seconds / 2)
+    def timeout(self, lease_seconds: float, invocation_seconds: float | None = None) -> float:
+        """The type's timeout: its own, else the tightest limit (half a lease of 2 s or less)."""
+        if self.timeout_seconds:
+            return self.timeout_seconds
+        by_lease = max(lease_seconds - LEASE_MARGIN_SECONDS, lease_seconds / 2)
+        return by_lease if invocation_seconds is None else min(by_lease, invocation_seconds)
 
     def parse(self, payload: dict[str, Any]) -> Any:
         """The payload as the handler takes it.
@@ -151,8 +196,8 @@ class TaskType:
         """
         return self.payload.model_validate(payload) if self.payload else payload
 
-    def check(self, max_attempts: int, lease_seconds: float) -> None:
-        """Check the options against the stage's settings.
+    def check(self, max_attempts: int, lease_seconds: float, invocation_seconds: float | None = None) -> None:
+        """Check the options against the stage's settings (`invocation_seconds`: see `timeout_limits`).
 
         Raises:
             RegistrationError: they contradict them; the message names the type and the rule.
@@ -162,17 +207,16 @@ class TaskType:
                 f"task type {self.name!r}: max_attempts {self.max_attempts} is more than MAX_ATTEMPTS {max_attempts}, "
                 "the task queue's maxReceiveCount"
             )
-        # A heartbeating type's lease is its heartbeats' (LEASE_HEARTBEATS of them), not the stage's.
-        heartbeats = self.heartbeat_seconds is not None
-        if (
-            not heartbeats
-            and self.timeout_seconds is not None
-            and self.timeout_seconds + LEASE_MARGIN_SECONDS > lease_seconds
-        ):
-            raise RegistrationError(
-                f"task type {self.name!r}: timeout_seconds {self.timeout_seconds:g} plus a margin of "
-                f"{LEASE_MARGIN_SECONDS:g} s does not fit in LEASE_SECONDS {lease_seconds:g}"
-            )
+        limits = timeout_limits(lease_seconds, invocation_seconds, heartbeats=self.heartbeat_seconds is not None)
+        timeout = self.timeout(lease_seconds, invocation_seconds)
+        if self.timeout_seconds is not None:
+            broken = [limit for limit in limits if self.timeout_seconds > limit.seconds]
+        else:
+            # The default is the tightest limit (or half a short lease): it breaks one only if none is left.
+            broken = [limit for limit in limits if limit.seconds <= 0] if timeout <= 0 else []
+        if broken:
+            given = "timeout_seconds" if self.timeout_seconds is not None else "the default timeout"
+            raise RegistrationError(f"task type {self.name!r}: {given} {timeout:g} {broken[0].rule}")
 
 
 class Registry:
@@ -217,14 +261,14 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self._types)
 
-    def check(self, max_attempts: int, lease_seconds: float) -> None:
+    def check(self, max_attempts: int, lease_seconds: float, invocation_seconds: float | None = None) -> None:
         """Check every type against the stage's settings.
 
         Raises:
             RegistrationError: the first type whose options contradict them.
         """
         for task_type in self._types.values():
-            task_type.check(max_attempts, lease_seconds)
+            task_type.check(max_attempts, lease_seconds, invocation_seconds)
 
 
 REGISTRY = Registry()

@@ -11,6 +11,7 @@ import boto3
 from botocore.config import Config
 
 from chalicelib.cursor import CursorKeys
+from chalicelib.deadline import invocation_seconds
 from chalicelib.handlers import REGISTRY
 from chalicelib.operator_store import OperatorStore
 from chalicelib.queue import Queue, QueueAges
@@ -56,7 +57,7 @@ class Runtime:
 def build_runtime(
     settings: Settings, session: boto3.session.Session | None = None, clock: Callable[[], float] = time.time
 ) -> Runtime:
-    REGISTRY.check(settings.MAX_ATTEMPTS, settings.LEASE_SECONDS)
+    REGISTRY.check(settings.MAX_ATTEMPTS, settings.LEASE_SECONDS, invocation_seconds(settings))
     session = session or boto3.session.Session()
     config = aws_config(settings)
     dynamodb = session.client("dynamodb", config=config)

@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     AWS_MAX_ATTEMPTS: int = Field(default=2, ge=1, le=10)
     AWS_CONNECT_TIMEOUT_SECONDS: float = Field(default=0.5, gt=0, le=60)
     AWS_READ_TIMEOUT_SECONDS: float = Field(default=1.5, gt=0, le=120)
+    # The task consumer function's Lambda timeout (`lambda_functions.process_tasks.lambda_timeout`),
+    # so that a type's timeout is checked against it when the runtime is built (infra/stack.py
+    # refuses a stage where the two differ). Unset: only the invocation's remaining time bounds it.
+    CONSUMER_TIMEOUT_SECONDS: int | None = Field(default=None, ge=1, le=900)
     # The Secrets Manager secret (name or ARN) whose value signs list cursors (chalicelib/cursor.py).
     # Every deployed stage names its stack's secret; only offline and in tests may it be unset.
     CURSOR_SECRET_ID: str | None = Field(default=None, min_length=1, max_length=2048)

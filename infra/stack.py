@@ -170,7 +170,37 @@ def load_stage(stage: str, config_path: Path = CONFIG) -> StageConfig:
             f"stage {stage!r}: LEASE_SECONDS ({lease:g}) must be below the queue visibility timeout"
             f" ({resolved.queue_visibility_timeout}), or a message returns while its task is still leased"
         )
+    check_task_types(resolved)
     return resolved
+
+
+def check_task_types(stage: StageConfig) -> None:
+    """Check every task type against the stage's settings and its consumer function's timeout, as the runtime will.
+
+    Raises:
+        StackError: CONSUMER_TIMEOUT_SECONDS is not the function's timeout, or a type does not fit
+            (the message names the type and the rule).
+    """
+    from chalicelib.deadline import invocation_seconds
+    from chalicelib.handlers import REGISTRY
+    from chalicelib.registry import RegistrationError
+    from chalicelib.settings import Settings
+
+    function_timeout = stage.timeouts["process_tasks"]
+    declared = stage.environment.get("CONSUMER_TIMEOUT_SECONDS")
+    if declared is None or int(declared) != function_timeout:
+        raise StackError(
+            f"stage {stage.name!r}: CONSUMER_TIMEOUT_SECONDS ({declared}) must be process_tasks' lambda_timeout"
+            f" ({function_timeout}), which the runtime checks task types against"
+        )
+    # The stage's values alone, whatever this process's environment holds.
+    defaults = {name: field.default for name, field in Settings.model_fields.items() if not field.is_required()}
+    given = {name: value for name, value in stage.environment.items() if name in Settings.model_fields}
+    try:
+        settings = Settings(**{**defaults, **given})
+        REGISTRY.check(settings.MAX_ATTEMPTS, settings.LEASE_SECONDS, invocation_seconds(settings, function_timeout))
+    except (ValueError, RegistrationError) as exc:
+        raise StackError(f"stage {stage.name!r}: {exc}") from exc
 
 
 def stack_name(stage: str) -> str:

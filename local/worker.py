@@ -5,11 +5,12 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from botocore.config import Config as BotoConfig
 from chalice.app import SQSEventConfig
-from chalice.local import LambdaContext
+from chalice.local import Clock, LambdaContext
 
 from local.aws import client
 from local.config import LocalConfig, apply_environment
@@ -50,6 +51,20 @@ def event_source_mappings(app_module: Any, config: LocalConfig) -> list[tuple[Ev
     return found
 
 
+def invocation_contexts(mapping: EventSourceMapping, time_source: Clock | None = None) -> Callable[[], LambdaContext]:
+    """A new Lambda context per invocation, its remaining time counting down from the function's timeout.
+
+    The poller makes one as it invokes a batch, so the clock starts then, as Lambda's does
+    (chalicelib/deadline.py reads it for the attempts' deadlines).
+    """
+
+    def context() -> LambdaContext:
+        timeout_ms = mapping.timeout_seconds * 1000
+        return LambdaContext(mapping.function_name, memory_size=128, max_runtime_ms=timeout_ms, time_source=time_source)
+
+    return context
+
+
 class Worker:
     """Polls every event source of the app until stopped."""
 
@@ -71,11 +86,7 @@ class Worker:
         load_settings()  # fail now, with the setting's name, rather than inside the first batch
         sqs = client("sqs", self._config, POLLER_CLIENT)
         for mapping, handler in event_source_mappings(app_module, self._config):
-
-            def context(name: str = mapping.function_name, timeout: int = mapping.timeout_seconds) -> LambdaContext:
-                return LambdaContext(name, memory_size=128, max_runtime_ms=timeout * 1000)
-
-            poller = SqsPoller(sqs, mapping, handler, context, self._config.region, self._stop)
+            poller = SqsPoller(sqs, mapping, handler, invocation_contexts(mapping), self._config.region, self._stop)
             if not poller.resolve_queue():
                 return False
             self.pollers.append(poller)

@@ -33,6 +33,33 @@ class FakeClock:
         self.now += seconds
 
 
+# Chalice's own default function timeout, when a stage sets none.
+CHALICE_DEFAULT_TIMEOUT = 60
+
+
+@pytest.fixture(autouse=True, scope="session")
+def lambda_contexts_count_down_from_the_function_timeout() -> Iterator[None]:
+    """chalice.test's `lambda_.invoke` gives every call a context of 3 s (LambdaContext's default),
+    whatever the function's timeout; Lambda gives the stage's `lambda_timeout`, and so does this
+    (for the whole session: module fixtures invoke functions too)."""
+    import chalice.test
+    from chalice.local import LambdaContext
+
+    def invoke(self: chalice.test.TestLambdaClient, function_name: str, payload: object = None):  # type: ignore[no-untyped-def]
+        scoped = self._config.scope(self._config.chalice_stage, function_name)
+        timeout = scoped.lambda_timeout or CHALICE_DEFAULT_TIMEOUT
+        context = LambdaContext(function_name, memory_size=scoped.lambda_memory_size, max_runtime_ms=timeout * 1000)
+        if function_name not in self._app.handler_map:
+            raise chalice.test.FunctionNotFoundError(function_name)
+        with self._patched_env_vars(scoped.environment_variables):
+            response = self._app.handler_map[function_name]({} if payload is None else payload, context)
+        return chalice.test.InvokeResponse(payload=response)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(chalice.test.TestLambdaClient, "invoke", invoke)
+        yield
+
+
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in FAKE_AWS_ENV.items():

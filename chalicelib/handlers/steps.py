@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from chalicelib.registry import TaskContext, task_type
 
 # The whole run stays well inside its timeout, which fits every stage's consumer function.
-MAX_TOTAL_MS = 15_000
-TIMEOUT_SECONDS = 20
+MAX_TOTAL_MS = 10_000
+TIMEOUT_SECONDS = 12
 HEARTBEAT_SECONDS = 2
 
 

@@ -232,9 +232,13 @@ class InProcess:
     @contextmanager
     def consumers(self, usage: Usage, window: int = 0) -> Iterator[None]:
         """Both consumers polling with Lambda's five pollers each, the task consumer with batching `window`."""
-        from chalice.local import LambdaContext
-
+        from local.config import load_config
         from local.poller import EventSourceMapping, SqsPoller
+        from local.worker import invocation_contexts
+
+        # The local stage's function timeouts: they leave the attempts time after the margin its
+        # botocore settings (EMBEDDED_TIMEOUTS) make (chalicelib/deadline.py).
+        local_stage = load_config({}, stage="local")
 
         stop = threading.Event()
         sqs = usage.wire.session().client("sqs")
@@ -251,10 +255,11 @@ class InProcess:
                     usage.invocations += 1
                 return function(event, context)
 
+            timeout = local_stage.lambda_timeout(name)
             mapping = EventSourceMapping(
-                name, queue, 10, CONSUMER_CONCURRENCY, 30, POLL_WAIT_SECONDS, batching_window_seconds=batching
+                name, queue, 10, CONSUMER_CONCURRENCY, timeout, POLL_WAIT_SECONDS, batching_window_seconds=batching
             )
-            poller = SqsPoller(sqs, mapping, invoke, lambda n=name: LambdaContext(n, 512), "us-east-1", stop)
+            poller = SqsPoller(sqs, mapping, invoke, invocation_contexts(mapping), "us-east-1", stop)
             assert poller.resolve_queue()
             poller.start()
             pollers.append(poller)
