@@ -124,6 +124,8 @@ class TaskStore(TaskTable):
     ) -> tuple[TaskRecord, bool]:
         """Store a new PENDING task whose message `message_id` was already sent; an existing id keeps its first payload.
 
+        `start_by_ms`, when given, is the task's expiry (chalicelib/expiry.py).
+
         Returns the record and whether it is this publish's task: True when the item is new, and
         also when the consumer received `message_id` first and created the item from it.
         """
