@@ -60,6 +60,12 @@ def _body() -> dict[str, Any]:
     return api.parse_json_object(request.raw_body, request.headers.get("content-type"))
 
 
+def _optional_body() -> dict[str, Any]:
+    """The body of a route whose body is optional: `{}` when there is none."""
+    request = app.current_request
+    return api.parse_optional_json_object(request.raw_body, request.headers.get("content-type"))
+
+
 @app.route("/publish", methods=["POST"], content_types=ANY_CONTENT_TYPE, api_key_required=WIRING.api_key_required)
 @json_errors
 def publish() -> Response:
@@ -107,7 +113,9 @@ def stats() -> Response:
 @app.route("/tasks/{task_id}/retry", methods=["POST"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
 @json_errors
 def retry_task(task_id: str) -> Response:
-    return json_response(operations.retry(_task_id(task_id), _principal(), get_runtime()), 202)
+    options = operations.retry_options(_optional_body())
+    view = operations.retry(_task_id(task_id), _principal(), get_runtime(), options.expiresInSeconds)
+    return json_response(view, 202)
 
 
 @app.route("/tasks/{task_id}/cancel", methods=["POST"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)

@@ -26,6 +26,7 @@ from chalicelib.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
+from chalicelib.expiry import message_attributes, start_by_ms
 from chalicelib.logs import log_event
 from chalicelib.metrics import Metric
 from chalicelib.models import (
@@ -96,6 +97,11 @@ def parse_json_object(
     return parsed
 
 
+def parse_optional_json_object(raw_body: bytes | None, content_type: str | None) -> dict[str, Any]:
+    """The request body as a JSON object, or `{}` when there is none (a route whose body is optional)."""
+    return parse_json_object(raw_body, content_type) if raw_body else {}
+
+
 def field_problems(exc: ValidationError, prefix: tuple[str, ...] = ()) -> list[FieldProblem]:
     return [
         FieldProblem(".".join(str(part) for part in (*prefix, *error["loc"])) or "body", error["msg"])
@@ -115,8 +121,9 @@ def task_location(task_id: str, path_prefix: str = "") -> str:
     return f"{path_prefix}/tasks/{quote(task_id, safe='')}"
 
 
-def validated_task(body: dict[str, Any], registry: Registry) -> tuple[Task, int]:
-    """The task a publish body describes, checked against its type, and its delay in seconds.
+def validated_task(body: dict[str, Any], registry: Registry) -> tuple[Task, TaskIn]:
+    """The task a publish body describes, checked against its type, and the body as the model read it
+    (its `delaySeconds` and `expiresInSeconds`).
 
     Raises:
         ValidationFailed: the body breaks a rule, names an unknown type, or its payload
@@ -139,14 +146,14 @@ def validated_task(body: dict[str, Any], registry: Registry) -> tuple[Task, int]
         raise ValidationFailed(
             f"the payload does not fit task type {name!r}", field_problems(exc, prefix=("payload",))
         ) from exc
-    # The payload exactly as sent (the model keeps it as given); the delay as the model read it (5.0 is 5).
-    return Task(id=body["id"], type=name, payload=body["payload"]), validated.delaySeconds
+    # The payload exactly as sent (the model keeps it as given); the numbers as the model read them (5.0 is 5).
+    return Task(id=body["id"], type=name, payload=body["payload"]), validated
 
 
 def publish(body: dict[str, Any], rt: Runtime) -> PublishAccepted:
     """Store and queue a client's task. A known id answers as a duplicate and is not queued again."""
-    task, delay_seconds = validated_task(body, rt.registry)
-    return _accept(task, rt, delay_seconds)
+    task, validated = validated_task(body, rt.registry)
+    return _accept(task, rt, validated.delaySeconds, validated.expiresInSeconds)
 
 
 def create_from_payload(body: dict[str, Any], rt: Runtime) -> TaskCreated:
@@ -166,22 +173,24 @@ def max_attempts_of(task: Task, rt: Runtime) -> int:
     return task_type.attempts(rt.settings.MAX_ATTEMPTS) if task_type else rt.settings.MAX_ATTEMPTS
 
 
-def _accept(task: Task, rt: Runtime, delay_seconds: int = 0) -> PublishAccepted:
+def _accept(task: Task, rt: Runtime, delay_seconds: int = 0, expires_in_seconds: int | None = None) -> PublishAccepted:
     """Queue the task's message, then store its item.
 
     The message goes first so that no process death or lost answer can leave an item
     without a message: a message whose item never arrives is stored by the consumer
     that receives it (`TaskStore.acquire` creates a missing item). A duplicate id's
     message is received and dropped there; its task keeps its first payload and never
-    runs twice. See docs/architecture.md, "Nothing is stranded".
+    runs twice. See docs/architecture.md, "Nothing is stranded". An expiry is fixed now and
+    travels in the message too, so that a consumer that stores the task keeps it.
     """
     message = checked_message(task)
+    start_by = start_by_ms(rt.store.now_ms(), expires_in_seconds)
     try:
-        message_id = rt.tasks_queue.send(message, delay_seconds=delay_seconds)
+        message_id = rt.tasks_queue.send(message, message_attributes(start_by), delay_seconds=delay_seconds)
     except QueueError as exc:
         raise ServiceUnavailable(UNQUEUED) from exc
     try:
-        record, created = rt.store.create(task, max_attempts_of(task, rt), delay_seconds, message_id)
+        record, created = rt.store.create(task, max_attempts_of(task, rt), delay_seconds, message_id, start_by)
     except StoreError as exc:
         raise ServiceUnavailable(unstored(task.id)) from exc
     if not created:

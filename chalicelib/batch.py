@@ -31,6 +31,7 @@ from chalicelib.errors import (
     ValidationFailed,
     error_detail,
 )
+from chalicelib.expiry import message_attributes, start_by_ms
 from chalicelib.logs import log_event
 from chalicelib.metrics import Metric
 from chalicelib.models import (
@@ -40,6 +41,7 @@ from chalicelib.models import (
     PublishBatchIn,
     Task,
     TaskId,
+    TaskIn,
 )
 from chalicelib.queue import Outgoing
 from chalicelib.record import TaskRecord
@@ -64,6 +66,7 @@ class _Claim:
     task: Task
     delay_seconds: int
     message: str
+    start_by_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -91,11 +94,12 @@ def publish_batch(body: dict[str, Any], rt: Runtime) -> PublishBatchAnswer:
     except ValidationError as exc:
         raise ValidationFailed("the body is not a valid batch", api.field_problems(exc)) from exc
     results: list[Result | None] = [None] * len(batch.tasks)
+    now_ms = rt.store.now_ms()  # every entry's expiry counts from the request
     claims: dict[str, _Claim] = {}
     repeats: list[tuple[int, _Claim]] = []
     for index, entry in enumerate(batch.tasks):
         try:
-            task, delay_seconds = _validated(entry, rt)
+            task, validated = _validated(entry, rt)
             message = api.checked_message(task)
         except (ValidationFailed, PayloadTooLarge) as error:
             results[index] = _refused(_usable_id(entry), error)
@@ -103,7 +107,8 @@ def publish_batch(body: dict[str, Any], rt: Runtime) -> PublishBatchAnswer:
         if task.id in claims:
             repeats.append((index, claims[task.id]))
         else:
-            claims[task.id] = _Claim(index, task, delay_seconds, message)
+            start_by = start_by_ms(now_ms, validated.expiresInSeconds)
+            claims[task.id] = _Claim(index, task, validated.delaySeconds, message, start_by)
     if claims:
         with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(claims))) as pool:
             sent = _queue(list(claims.values()), rt, pool, results)
@@ -116,7 +121,7 @@ def publish_batch(body: dict[str, Any], rt: Runtime) -> PublishBatchAnswer:
     return answer
 
 
-def _validated(entry: Any, rt: Runtime) -> tuple[Task, int]:
+def _validated(entry: Any, rt: Runtime) -> tuple[Task, TaskIn]:
     if not isinstance(entry, dict):
         # What `POST /publish` answers for a body that is not an object.
         raise ValidationFailed(
@@ -128,7 +133,7 @@ def _validated(entry: Any, rt: Runtime) -> tuple[Task, int]:
 
 def _queue(claims: list[_Claim], rt: Runtime, pool: Executor, results: list[Result | None]) -> list[_Sent]:
     """Send the claims' messages; a claim whose message was not sent is refused, and not stored."""
-    outgoing = [Outgoing(claim.message, claim.delay_seconds) for claim in claims]
+    outgoing = [Outgoing(claim.message, claim.delay_seconds, message_attributes(claim.start_by_ms)) for claim in claims]
     message_ids: list[str | None]
     try:
         message_ids = rt.tasks_queue.send_batch(outgoing, pool)
@@ -152,7 +157,7 @@ def _store(sent: list[_Sent], rt: Runtime, pool: Executor, results: list[Result 
         claim = item.claim
         try:
             return rt.store.create(
-                claim.task, api.max_attempts_of(claim.task, rt), claim.delay_seconds, item.message_id
+                claim.task, api.max_attempts_of(claim.task, rt), claim.delay_seconds, item.message_id, claim.start_by_ms
             )
         except StoreError as exc:
             logger.warning("put of task %r failed: %s", claim.task.id, exc)

@@ -26,12 +26,13 @@ from chalicelib.attempt import AttemptOutcome, abandoned, run_attempt, unknown_t
 from chalicelib.backoff import backoff_seconds
 from chalicelib.deadline import UNBOUNDED, Invocation
 from chalicelib.errors import LeaseLost, StaleRecord
+from chalicelib.expiry import START_BY_ATTRIBUTE
 from chalicelib.heartbeat import Heartbeat
 from chalicelib.logs import log_event, task_scope
 from chalicelib.metrics import Metric
 from chalicelib.models import DEFAULT_TYPE, POISON_ERROR_PREFIX, RETRY_VERSION_ATTRIBUTE, Status, Task, TaskIn
 from chalicelib.queue import Queue, VisibilityChange
-from chalicelib.record import TaskRecord, ms_from_iso
+from chalicelib.record import TaskRecord, iso_from_ms, ms_from_iso
 from chalicelib.registry import TaskType
 from chalicelib.runtime import Runtime
 from chalicelib.settings import MAX_VISIBILITY_SECONDS
@@ -45,6 +46,7 @@ class Outcome(StrEnum):
     FAILED_PERMANENTLY = "failed_permanently"  # the task is FAILED at once; nothing comes back
     CANCELLED = "cancelled"  # its attempt failed after an operator cancelled it
     DROPPED = "dropped"  # its task is already terminal
+    EXPIRED = "expired"  # not started before its expiry: ended CANCELLED without running
     RETRY_SCHEDULED = "retry_scheduled"
     DEFERRED = "deferred"  # leased elsewhere or backing off: it comes back later
     DEAD_LETTERED = "dead_lettered"  # the task is FAILED; the message leaves for the DLQ
@@ -60,6 +62,7 @@ class Outcome(StrEnum):
             Outcome.FAILED_PERMANENTLY,
             Outcome.CANCELLED,
             Outcome.DROPPED,
+            Outcome.EXPIRED,
             Outcome.POISON,
             Outcome.RECORDED,
         }
@@ -105,11 +108,14 @@ class SqsRecord:
     receive_count: int
     sent_at_ms: int | None = None
     retry_of_version: int | None = None  # an operator's retry: the version its restart writes
+    start_by_ms: int | None = None  # the task's expiry, for a consumer that has to store the task
 
     @classmethod
     def from_lambda(cls, record: dict[str, Any]) -> SqsRecord:
         attributes = record.get("attributes") or {}
-        retry_of = ((record.get("messageAttributes") or {}).get(RETRY_VERSION_ATTRIBUTE) or {}).get("stringValue")
+        message_attributes = record.get("messageAttributes") or {}
+        retry_of = (message_attributes.get(RETRY_VERSION_ATTRIBUTE) or {}).get("stringValue")
+        start_by = (message_attributes.get(START_BY_ATTRIBUTE) or {}).get("stringValue")
         return cls(
             message_id=record["messageId"],
             receipt_handle=record["receiptHandle"],
@@ -117,6 +123,7 @@ class SqsRecord:
             receive_count=int(attributes.get("ApproximateReceiveCount", 1)),
             sent_at_ms=_whole(attributes.get("SentTimestamp")),
             retry_of_version=_whole(retry_of),
+            start_by_ms=_whole(start_by),
         )
 
 
@@ -231,10 +238,17 @@ class TaskConsumer:
         max_attempts = task_type.attempts(settings.MAX_ATTEMPTS) if task_type else settings.MAX_ATTEMPTS
         lease = task_type.lease(settings.LEASE_SECONDS) if task_type else settings.LEASE_SECONDS
         try:
-            acquired = store.acquire(task, uuid.uuid4().hex, record.message_id, max_attempts, lease)
+            acquired = store.acquire(
+                task,
+                uuid.uuid4().hex,
+                record.message_id,
+                max_attempts,
+                lease,
+                start_by_ms=record.start_by_ms,
+            )
         except AcquireRefused as refused:
             return self._refused(record, refused)
-        if acquired.previous is None:
+        if acquired.adopted:
             self._adopted(record, task)
         slot = self._slot(record.message_id)
         with slot.lock:
@@ -397,6 +411,16 @@ class TaskConsumer:
             log_event("failed", logging.WARNING, **fields, error=reason, final=True)
             metrics.count(Metric.TASKS_FAILED, task.type)
             return Outcome.DEAD_LETTERED, 0
+        if refused.reason is Refusal.EXPIRED_BEFORE_START:
+            try:
+                self._rt.store.expire_unstarted(task)
+            except StaleRecord:
+                return Outcome.ERROR, None
+            start_by = iso_from_ms(task.start_by_ms) if task.start_by_ms is not None else None
+            log_event("expired_before_start", logging.WARNING, **fields, startBy=start_by)
+            metrics.count(Metric.TASKS_EXPIRED, task.type)
+            metrics.count(Metric.TASKS_CANCELLED, task.type)
+            return Outcome.EXPIRED, None
         if refused.reason is Refusal.CANCEL_REQUESTED:
             try:
                 self._rt.store.finish_cancel(task)

@@ -48,6 +48,7 @@ class Metric(StrEnum):
     TASKS_FAILED = "TasksFailed"
     PERMANENT_FAILURES = "PermanentFailures"
     TASKS_CANCELLED = "TasksCancelled"
+    TASKS_EXPIRED = "TasksExpired"  # cancelled because their expiry passed before they started; also counted above
     DEAD_LETTERS = "DeadLettersRecorded"
     POISON = "PoisonMessages"
     EXPIRED_ATTEMPTS = "ExpiredAttempts"

@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
+from chalicelib.expiry import EXPIRED_KIND, MAX_EXPIRY_SECONDS
+
 MAX_TASK_ID_LENGTH = 256
 # An id is a key: the table's partition key (DynamoDB: at most 2,048 bytes) and the tail of
 # the listing index's sort key `<updatedAt>#<id>` (at most 1,024 bytes, 25 of them before the
@@ -144,6 +146,25 @@ JsonObject = Annotated[dict[str, Any], AfterValidator(_not_too_deep)]
 TaskTypeName = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=MAX_TYPE_NAME_LENGTH)]
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def _expires_in_seconds(which: str) -> Any:
+    """The `expiresInSeconds` field. Left out, the task never expires; it is not nullable: a default
+    is not validated, so None stands for "left out", and an explicit null is refused like any other
+    value that is not a whole number."""
+    return Field(
+        default=None,
+        ge=1,
+        le=MAX_EXPIRY_SECONDS,
+        description=f"Seconds, 1 to {MAX_EXPIRY_SECONDS:,} (30 days), by which {which} must start; a task not"
+        " started by then is never run and ends CANCELLED (`lastError` `expired before it started`). Leave it"
+        " out for no expiry.",
+        json_schema_extra=_no_default,
+    )
+
+
 class TaskIn(BaseModel):
     """The body of `POST /publish`, and of every message on the task queue."""
 
@@ -155,6 +176,7 @@ class TaskIn(BaseModel):
     delaySeconds: WholeNumber = Field(
         default=0, ge=0, le=MAX_DELAY_SECONDS, description="Seconds before the first attempt may start."
     )
+    expiresInSeconds: WholeNumber = _expires_in_seconds("the first attempt")
 
 
 class Task(BaseModel):
@@ -224,7 +246,14 @@ class ActionView(BaseModel):
     fromStatus: Status
 
 
-HistoryEntry = Annotated[AttemptView | ActionView, Field(union_mode="left_to_right")]
+class ExpiredView(BaseModel):
+    """A task that was not started by its `startBy`: it ended CANCELLED without running."""
+
+    kind: Literal["expired"] = EXPIRED_KIND
+    at: str
+
+
+HistoryEntry = Annotated[AttemptView | ActionView | ExpiredView, Field(union_mode="left_to_right")]
 
 
 class TaskView(BaseModel):
@@ -242,6 +271,9 @@ class TaskView(BaseModel):
     finishedAt: str | None = Field(description="When the task reached COMPLETED, FAILED or CANCELLED.")
     nextAttemptAt: str | None = Field(description="When a RETRYING task's next attempt is due.")
     notBefore: str | None = Field(description="When a delayed task's first attempt may start.")
+    startBy: str | None = Field(
+        description="When the task expires unless its first attempt has started (from `expiresInSeconds`)."
+    )
     lastError: str | None
     cancelRequested: bool = Field(description="An operator asked to cancel the attempt running now.")
     progress: Any = Field(
@@ -338,6 +370,14 @@ class BulkRetryIn(BaseModel):
         strict=False,
         description="Only tasks last updated at or after this time (RFC 3339 with a zone, e.g. 2026-11-25T12:00:00Z).",
     )
+
+
+class RetryIn(BaseModel):
+    """The optional body of `POST /tasks/{id}/retry`; none, or `{}`, retries the task without an expiry."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    expiresInSeconds: WholeNumber = _expires_in_seconds("the retried task's first attempt")
 
 
 class Skipped(BaseModel):

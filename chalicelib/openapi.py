@@ -25,6 +25,7 @@ from chalicelib.models import (
     PublishAccepted,
     PublishBatchAnswer,
     PublishBatchIn,
+    RetryIn,
     Stats,
     TaskCreated,
     TaskIn,
@@ -99,8 +100,12 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(status): _json(ErrorResponse, meaning[status]) for status in statuses}
 
 
-def _body(model: type[BaseModel], description: str) -> dict[str, Any]:
-    return {"required": True, "description": description, "content": {"application/json": {"schema": _ref(model)}}}
+def _body(model: type[BaseModel], description: str, required: bool = True) -> dict[str, Any]:
+    return {
+        "required": required,
+        "description": description,
+        "content": {"application/json": {"schema": _ref(model)}},
+    }
 
 
 TASK_ID = {
@@ -162,6 +167,7 @@ def openapi_document() -> dict[str, Any]:
             (TaskPage, "serialization"),
             (Stats, "serialization"),
             (BulkRetryIn, "validation"),
+            (RetryIn, "validation"),
             (BulkRetryResult, "serialization"),
             (ErrorResponse, "serialization"),
             (Health, "serialization"),
@@ -240,9 +246,15 @@ def openapi_document() -> dict[str, Any]:
                     "operationId": "retryTask",
                     "summary": "Start a FAILED or CANCELLED task over with a fresh attempt budget. " + OPERATOR,
                     "parameters": [TASK_ID],
+                    "requestBody": _body(
+                        RetryIn,
+                        "Optional. Without a body (or with `{}`) the retried task has no expiry, whatever it had;"
+                        " `expiresInSeconds` gives it one, counted from the retry.",
+                        required=False,
+                    ),
                     "responses": {
                         "202": _json(TaskView, "Queued again; `history` ends with the retry."),
-                        **_errors(400, 404, 409, 500, 503),
+                        **_errors(400, 404, 409, 413, 415, 500, 503),
                     },
                 }
             },

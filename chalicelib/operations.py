@@ -30,6 +30,7 @@ from chalicelib.errors import (
     TaskNotFound,
     ValidationFailed,
 )
+from chalicelib.expiry import message_attributes, start_by_ms
 from chalicelib.index import LISTED_STATUSES
 from chalicelib.listing import COUNT_CAP, Filters, TaskIndex, summary
 from chalicelib.logs import log_event
@@ -40,6 +41,7 @@ from chalicelib.models import (
     BulkRetryIn,
     BulkRetryResult,
     FigureSource,
+    RetryIn,
     Skipped,
     Stats,
     Status,
@@ -158,8 +160,24 @@ def _read(task_id: str, rt: Runtime) -> TaskRecord:
     return read_task(task_id, rt)[0]
 
 
-def retry(task_id: str, by: str, rt: Runtime) -> TaskView:
+def retry_options(body: dict[str, Any]) -> RetryIn:
+    """The retry's options from its body (`{}` when the request had none).
+
+    Raises:
+        ValidationFailed: the body breaks a rule; each detail names the field.
+    """
+    try:
+        return RetryIn.model_validate(body)
+    except ValidationError as exc:
+        details = [FieldProblem(".".join(map(str, e["loc"])) or "body", e["msg"]) for e in exc.errors()]
+        raise ValidationFailed("the retry is not valid", details) from exc
+
+
+def retry(task_id: str, by: str, rt: Runtime, expires_in_seconds: int | None = None) -> TaskView:
     """Start a FAILED or CANCELLED task over with a fresh attempt budget, and queue it again.
+
+    The retried task expires only when `expires_in_seconds` is given, counted from now; an
+    expiry it had before does not carry over.
 
     Raises:
         TaskNotFound, Conflict (not FAILED or CANCELLED, or a concurrent retry won, or the
@@ -185,12 +203,14 @@ def retry(task_id: str, by: str, rt: Runtime) -> TaskView:
     # The retry's time is taken before its message exists, so that its history entry comes
     # before the first attempt the message starts, whichever write lands first on the clock.
     decided_ms = rt.store.now_ms()
+    start_by = start_by_ms(decided_ms, expires_in_seconds)
+    attributes = {RETRY_VERSION_ATTRIBUTE: str(record.version + 1), **message_attributes(start_by)}
     try:
-        message_id = rt.tasks_queue.send(record.task.message_body(), {RETRY_VERSION_ATTRIBUTE: str(record.version + 1)})
+        message_id = rt.tasks_queue.send(record.task.message_body(), attributes)
     except QueueError as exc:
         raise ServiceUnavailable("the task queue did not answer; the task was not retried, try again") from exc
     try:
-        restarted = rt.operator_store.restart(record, max_attempts, by, decided_ms)
+        restarted = rt.operator_store.restart(record, max_attempts, by, decided_ms, start_by)
     except StaleRecord as exc:
         raise Conflict(f"task {task_id!r} changed while it was being retried (another retry or cancel won)") from exc
     except StoreError as exc:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,10 +29,17 @@ class Outgoing:
 
     body: str
     delay_seconds: int = 0
+    attributes: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
-        return len(self.body.encode("utf-8"))
+        """What SQS counts against a batch's size: the body, and each attribute's name, type and value."""
+        extra = sum(len(f"{name}String{value}".encode()) for name, value in self.attributes.items())
+        return len(self.body.encode("utf-8")) + extra
+
+
+def _message_attributes(attributes: Mapping[str, str]) -> dict[str, Any]:
+    return {name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()}
 
 
 def batch_chunks(messages: Sequence[Outgoing]) -> list[list[int]]:
@@ -81,9 +88,7 @@ class Queue:
         if delay_seconds:
             kwargs["DelaySeconds"] = delay_seconds
         if attributes:
-            kwargs["MessageAttributes"] = {
-                name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()
-            }
+            kwargs["MessageAttributes"] = _message_attributes(attributes)
         return str(self._call("send_message", **kwargs)["MessageId"])
 
     def send_batch(self, messages: Sequence[Outgoing], executor: Executor | None = None) -> list[str | None]:
@@ -117,6 +122,8 @@ class Queue:
         entry: dict[str, Any] = {"Id": str(index), "MessageBody": message.body}
         if message.delay_seconds:
             entry["DelaySeconds"] = message.delay_seconds
+        if message.attributes:
+            entry["MessageAttributes"] = _message_attributes(message.attributes)
         return entry
 
     def depth(self) -> QueueDepth:

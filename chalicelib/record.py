@@ -7,7 +7,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.models import DEFAULT_TYPE, Action, ActionView, AttemptView, Outcome, Status, Task, TaskView
+from chalicelib.expiry import EXPIRED_KIND
+from chalicelib.models import (
+    DEFAULT_TYPE,
+    Action,
+    ActionView,
+    AttemptView,
+    ExpiredView,
+    Outcome,
+    Status,
+    Task,
+    TaskView,
+)
 
 # What a client sees in `history[].by`: that an operator acted, never which IAM principal.
 OPERATOR = "operator"
@@ -55,6 +66,7 @@ class TaskRecord:
     result_json: str | None = None
     not_before: str | None = None
     cancel_requested: bool = False
+    start_by_ms: int | None = None
 
     @property
     def task(self) -> Task:
@@ -70,6 +82,10 @@ class TaskRecord:
 
     def live_lease(self, now_ms: int) -> Lease | None:
         return self.lease if self.lease and self.lease.is_live(now_ms) else None
+
+    def expired_before_start(self, now_ms: int) -> bool:
+        """Whether its first attempt never started and its expiry has passed (the acquire's condition, read back)."""
+        return self.attempts == 0 and self.start_by_ms is not None and self.start_by_ms <= now_ms
 
     @property
     def expired_reason(self) -> str:
@@ -89,11 +105,8 @@ class TaskRecord:
 
     def view(self, now_ms: int, *, principals: bool = True) -> TaskView:
         """Where the task stands. Without `principals`, each action's `by` is `OPERATOR`, not who it was."""
-        history: list[AttemptView | ActionView] = [
-            AttemptView.model_validate(entry)
-            if "attempt" in entry
-            else ActionView.model_validate(entry if principals else entry | {"by": OPERATOR})
-            for entry in self.history
+        history: list[AttemptView | ActionView | ExpiredView] = [
+            _entry_view(entry, principals) for entry in self.history
         ]
         live = self.live_lease(now_ms)
         if live is not None:
@@ -123,11 +136,20 @@ class TaskRecord:
             if self.retry_at_ms and self.status is Status.RETRYING
             else None,
             notBefore=self.not_before,
+            startBy=iso_from_ms(self.start_by_ms) if self.start_by_ms is not None else None,
             lastError=self.last_error,
             cancelRequested=self.cancel_requested,
             progress=json.loads(self.progress_json) if self.progress_json is not None else None,
             history=history,
         )
+
+
+def _entry_view(entry: dict[str, Any], principals: bool) -> AttemptView | ActionView | ExpiredView:
+    if "attempt" in entry:
+        return AttemptView.model_validate(entry)
+    if entry.get("kind") == EXPIRED_KIND:
+        return ExpiredView.model_validate(entry)
+    return ActionView.model_validate(entry if principals else entry | {"by": OPERATOR})
 
 
 def attempt_entry(
@@ -177,6 +199,7 @@ def record_from_item(item: dict[str, Any]) -> TaskRecord:
         result_json=item.get("result"),
         not_before=item.get("notBefore"),
         cancel_requested=bool(item.get("cancelRequested", False)),
+        start_by_ms=int(item["startBy"]) if "startBy" in item else None,
     )
 
 

@@ -8,6 +8,8 @@ A task item walks this timeline (times are epoch milliseconds):
     fail          RETRYING with retryAt=now+backoff, or FAILED after the last attempt
     takeover      leaseExpiresAt <= now: the holder died; the next acquire records
                   attempt n as expired and starts attempt n+1 (if any is left)
+    expiry        startBy <= now with attempts 0: the acquire is refused, and the
+                  consumer ends the task CANCELLED without running it (expiry.py)
 
 Every write is one conditional request; a refused acquire learns why from the
 same call (ReturnValuesOnConditionCheckFailure), never from a second read.
@@ -23,6 +25,7 @@ from enum import StrEnum
 from typing import Any
 
 from chalicelib.errors import CancelRequested, LeaseLost, StaleRecord, StoreError
+from chalicelib.expiry import EXPIRED_ERROR, expired_entry
 from chalicelib.index import index_attributes, index_update
 from chalicelib.models import Outcome, Status, Task
 from chalicelib.record import TaskRecord, attempt_entry, iso_from_ms, record_from_item
@@ -39,10 +42,14 @@ BACKOFF_OVER = "(attribute_not_exists(#retryAt) OR #retryAt <= :nowWithSkew)"
 HOLDS_LEASE = "#leaseOwner = :owner"
 HISTORY_LENGTH_UNCHANGED = "size(#history) = :historyLength"
 NO_CANCEL_REQUESTED = "attribute_not_exists(#cancelRequested)"
+# A run that has started keeps its retries whatever its expiry; one that has not starts only before it.
+STARTED_OR_NOT_EXPIRED = "(#attempts > :zero OR attribute_not_exists(#startBy) OR #startBy > :now)"
 
-ACQUIRABLE = (
-    f"{TASK_IS_NEW} OR ({NOT_TERMINAL} AND {NO_LEASE} AND {ATTEMPTS_LEFT} AND {BACKOFF_OVER} AND {NO_CANCEL_REQUESTED})"
+STORED_AND_ACQUIRABLE = (
+    f"{NOT_TERMINAL} AND {NO_LEASE} AND {ATTEMPTS_LEFT} AND {BACKOFF_OVER} AND {NO_CANCEL_REQUESTED}"
+    f" AND {STARTED_OR_NOT_EXPIRED}"
 )
+ACQUIRABLE = f"{TASK_IS_NEW} OR ({STORED_AND_ACQUIRABLE})"
 
 # Hosts' clocks differ a little; a retry that arrives this much before its
 # retryAt still runs rather than burning one of the message's receives.
@@ -60,6 +67,11 @@ class Refusal(StrEnum):
     BACKING_OFF = "backing_off"
     CANCEL_REQUESTED = "cancel_requested"  # an operator cancelled it while its holder, now gone, ran it
     EXPIRED = "expired"  # its holder died; the dead attempt is recorded before another starts
+    EXPIRED_BEFORE_START = "expired_before_start"  # its startBy passed before its first attempt started
+
+
+class _NotStored(Exception):
+    """An acquire that may not create the item found none."""
 
 
 class AcquireRefused(Exception):
@@ -84,6 +96,7 @@ class Acquired:
     previous: TaskRecord | None
     created_at: str = ""
     took_over: bool = False  # a dead holder's attempt was recorded as expired first
+    adopted: bool = False  # this consumer stored the task: its publish sent the message, not the item
 
     @property
     def is_last_attempt(self) -> bool:
@@ -102,18 +115,21 @@ class TaskStore(TaskTable):
     """The lease lifecycle of task items: create, acquire, and record each attempt's outcome."""
 
     def create(
-        self, task: Task, max_attempts: int, delay_seconds: int = 0, message_id: str | None = None
+        self,
+        task: Task,
+        max_attempts: int,
+        delay_seconds: int = 0,
+        message_id: str | None = None,
+        start_by_ms: int | None = None,
     ) -> tuple[TaskRecord, bool]:
         """Store a new PENDING task whose message `message_id` was already sent; an existing id keeps its first payload.
+
+        `start_by_ms`, when given, is the task's expiry (chalicelib/expiry.py).
 
         Returns the record and whether it is this publish's task: True when the item is new, and
         also when the consumer received `message_id` first and created the item from it.
         """
-        item = self._new_item(task.id, task.payload, Status.PENDING, max_attempts, task.type)
-        if delay_seconds:
-            item["notBefore"] = iso_from_ms(self.now_ms() + delay_seconds * 1000)
-        if message_id is not None:
-            item["lastMessageId"] = item["firstMessageId"] = message_id
+        item = self._pending_item(task, max_attempts, delay_seconds, message_id, start_by_ms)
         old = self._put_new(item)
         if old is None:
             return record_from_item(item), True
@@ -121,7 +137,15 @@ class TaskStore(TaskTable):
         # Not lastMessageId: a duplicate's message may have started an attempt of the existing task.
         return record_from_item(old), message_id is not None and old.get("firstMessageId") == message_id
 
-    def acquire(self, task: Task, owner: str, message_id: str, max_attempts: int, lease_seconds: float) -> Acquired:
+    def acquire(
+        self,
+        task: Task,
+        owner: str,
+        message_id: str,
+        max_attempts: int,
+        lease_seconds: float,
+        start_by_ms: int | None = None,
+    ) -> Acquired:
         """Start the next attempt of `task` under a lease held by `owner`.
 
         A task sent straight to the queue, with no item yet, is created here. A task whose
@@ -129,20 +153,33 @@ class TaskStore(TaskTable):
         in one write before the acquire, so that no attempt is lost if this consumer dies
         too; `took_over` then says so.
 
+        A message carrying an expiry (`start_by_ms`) that finds no item stores the task first,
+        PENDING with its expiry, as its publish would have; the acquire that follows then
+        starts it, or is refused because it expired. The acquire itself never writes `startBy`:
+        its SET cannot tell a new item from a stored one whose run has no expiry.
+
         Raises:
-            AcquireRefused: the task is terminal, leased, backing off or out of attempts.
+            AcquireRefused: the task is terminal, leased, backing off, out of attempts, or
+                expired before its first attempt started (`Refusal.EXPIRED_BEFORE_START`).
         """
         expired: TaskRecord | None = None
+        stored_here = False
         for _ in range(TAKEOVER_TRIES):
             try:
-                acquired = self._acquire_once(task, owner, message_id, max_attempts, lease_seconds)
+                acquired = self._acquire_once(
+                    task, owner, message_id, max_attempts, lease_seconds, may_create=start_by_ms is None
+                )
+            except _NotStored:
+                pending = self._pending_item(task, max_attempts, message_id=message_id, start_by_ms=start_by_ms)
+                stored_here = self._store_new(pending)
+                continue
             except AcquireRefused as refused:
                 if refused.reason is not Refusal.EXPIRED:
                     raise
                 expired = refused.record
                 self._retire_expired(expired)
                 continue
-            return replace(acquired, took_over=expired is not None)
+            return replace(acquired, took_over=expired is not None, adopted=acquired.adopted or stored_here)
         raise AcquireRefused(Refusal.LEASED, expired) if expired else StoreError("acquire kept being refused")
 
     def _retire_expired(self, record: TaskRecord) -> None:
@@ -156,7 +193,7 @@ class TaskStore(TaskTable):
             self._update_if_unchanged(record, update, {":entries": [record.expired_attempt()], ":one": 1}, "taken over")
 
     def _acquire_once(
-        self, task: Task, owner: str, message_id: str, max_attempts: int, lease_seconds: float
+        self, task: Task, owner: str, message_id: str, max_attempts: int, lease_seconds: float, *, may_create: bool
     ) -> Acquired:
         now = self.now_ms()
         started_at = iso_from_ms(now)
@@ -173,6 +210,8 @@ class TaskStore(TaskTable):
         values = {
             **self._status_values(),
             ":nowWithSkew": now + CLOCK_SKEW_MS,
+            ":now": now,
+            ":zero": 0,
             ":owner": owner,
             ":leaseExpiresAt": now + int(lease_seconds * 1000),
             ":startedAt": started_at,
@@ -184,11 +223,14 @@ class TaskStore(TaskTable):
             ":one": 1,
         }
         try:
-            response = self._update(task.id, update, ACQUIRABLE, values, return_values="ALL_OLD")
+            condition = ACQUIRABLE if may_create else STORED_AND_ACQUIRABLE
+            response = self._update(task.id, update, condition, values, return_values="ALL_OLD")
         except ConditionFailed as refused:
             landed = self._own_landed_acquire(refused.old, owner)
             if landed is not None:
                 return landed
+            if refused.old is None and not may_create:
+                raise _NotStored from None
             raise self._refusal(refused.old, now) from None
         old = deserialize(response.get("Attributes"))
         previous = record_from_item(old) if old else None
@@ -200,6 +242,7 @@ class TaskStore(TaskTable):
             started_at=started_at,
             previous=previous,
             created_at=previous.created_at if previous else started_at,
+            adopted=previous is None,
         )
 
     @staticmethod
@@ -217,6 +260,7 @@ class TaskStore(TaskTable):
             started_at=record.lease.started_at,
             previous=None,
             created_at=record.created_at,
+            adopted=True,
         )
 
     def complete(self, acquired: Acquired, result_json: str, progress_json: str | None = None) -> Status:
@@ -300,6 +344,15 @@ class TaskStore(TaskTable):
         expired = record.expired_attempt()
         self._end_if_unchanged(record, Status.FAILED, [expired] if expired else [], "failed", error=reason)
 
+    def expire_unstarted(self, record: TaskRecord) -> TaskRecord:
+        """End CANCELLED a task, as `record` read it, whose expiry passed before its first attempt started.
+
+        Raises:
+            StaleRecord: the task changed since `record` was read.
+        """
+        entry = expired_entry(iso_from_ms(self.now_ms()))
+        return self._end_if_unchanged(record, Status.CANCELLED, [entry], "expired", error=EXPIRED_ERROR)
+
     def note_redrive(self, record: TaskRecord, message_id: str) -> None:
         """Make `message_id` the task's message after its old one was dead-lettered and sent again.
 
@@ -327,6 +380,36 @@ class TaskStore(TaskTable):
         return self._put_new(item) is None
 
     # --- internals -------------------------------------------------------
+
+    def _pending_item(
+        self,
+        task: Task,
+        max_attempts: int,
+        delay_seconds: int = 0,
+        message_id: str | None = None,
+        start_by_ms: int | None = None,
+    ) -> dict[str, Any]:
+        item = self._new_item(task.id, task.payload, Status.PENDING, max_attempts, task.type)
+        if delay_seconds:
+            item["notBefore"] = iso_from_ms(self.now_ms() + delay_seconds * 1000)
+        if message_id is not None:
+            item["lastMessageId"] = item["firstMessageId"] = message_id
+        if start_by_ms is not None:
+            item["startBy"] = start_by_ms
+        return item
+
+    def _store_new(self, item: dict[str, Any]) -> bool:
+        """Store `item` unless its id exists; True when stored.
+
+        An UpdateItem rather than a PutItem: the consumer's role writes the table with nothing else.
+        """
+        fields = {name: value for name, value in item.items() if name != "id"}
+        update = "SET " + ", ".join(f"#{name} = :{name}" for name in fields)
+        try:
+            self._update(item["id"], update, TASK_IS_NEW, {f":{name}": value for name, value in fields.items()})
+        except ConditionFailed:
+            return False
+        return True
 
     def _new_item(
         self, task_id: str, payload: dict[str, Any], status: Status, max_attempts: int, task_type: str | None
@@ -431,6 +514,8 @@ class TaskStore(TaskTable):
         record = record_from_item(old_item)
         if record.is_terminal:
             return AcquireRefused(Refusal.TERMINAL, record)
+        if record.expired_before_start(now):
+            return AcquireRefused(Refusal.EXPIRED_BEFORE_START, record)
         lease = record.live_lease(now)
         if lease is not None:
             return AcquireRefused(Refusal.LEASED, record, wait_ms=lease.expires_at_ms - now)

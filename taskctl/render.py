@@ -143,7 +143,7 @@ def history(view: dict[str, Any]) -> Table:
                 plain(str(entry.get("kind")).replace("_", " ")),
                 plain(entry.get("by") or "-"),
                 "",
-                plain(f"was {entry.get('fromStatus')}"),
+                plain(f"was {entry['fromStatus']}" if entry.get("fromStatus") else ""),
             )
     return table
 
@@ -173,6 +173,7 @@ def task_detail(view: dict[str, Any]) -> RenderableType:
         ("finished", plain(_time(view.get("finishedAt")))),
         ("next attempt", plain(_time(view.get("nextAttemptAt")))),
         ("not before", plain(_time(view.get("notBefore")))),
+        ("start by", plain(_time(view.get("startBy")))),
         ("cancel requested", Text("yes" if view.get("cancelRequested") else "no")),
         ("progress", _progress(view.get("progress"))),
         ("last error", plain(view.get("lastError") or "-")),

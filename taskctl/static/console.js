@@ -245,10 +245,12 @@ function historyEntry(entry) {
       badge(entry.outcome), element("span", ran === null ? " still running" : ` ran ${ran} s`, "muted"));
     if (entry.error) item.append(element("p", entry.error, "error-text"));
   } else {
-    const verb = { retry: "Retried", cancel: "Cancelled", cancel_requested: "Cancel requested" }[entry.kind] ||
-      entry.kind;
-    item.append(timeNode(entry.at), element("strong", ` ${verb} `), element("span", `by ${entry.by || "unknown"}`),
-      element("span", ` (was ${entry.fromStatus})`, "muted"));
+    const verb = { retry: "Retried", cancel: "Cancelled", cancel_requested: "Cancel requested",
+      expired: "Expired before it started" }[entry.kind] || entry.kind;
+    item.append(timeNode(entry.at), element("strong", ` ${verb} `));
+    // An expiry is no one's action: it has neither `by` nor `fromStatus`.
+    if (entry.by) item.append(element("span", `by ${entry.by}`));
+    if (entry.fromStatus) item.append(element("span", ` (was ${entry.fromStatus})`, "muted"));
   }
   return item;
 }
@@ -279,7 +281,7 @@ function renderTask(view) {
   const facts = [
     ["Type", view.type || "-"], ["Attempts", `${view.attempts} of ${view.maxAttempts}`],
     ["Created", when(view.createdAt)], ["Updated", when(view.updatedAt)], ["Finished", when(view.finishedAt)],
-    ["Next attempt", when(view.nextAttemptAt)], ["Not before", when(view.notBefore)],
+    ["Next attempt", when(view.nextAttemptAt)], ["Not before", when(view.notBefore)], ["Start by", when(view.startBy)],
     ["Cancel requested", view.cancelRequested ? "yes" : "no"], ["Last error", view.lastError || "-"],
   ];
   $("task-facts").replaceChildren(...facts.map(([name, value]) => {

@@ -283,7 +283,18 @@ def _run_scenarios(w: Walk) -> None:
         )
     w.clock.advance(61)
     w.send("tasks", "not json at all")
+    # Expiry: a task that expires unrun, and a message carrying an expiry whose task was never
+    # stored (its publish died after the send), which the consumer stores before expiring it.
+    status, _ = w.http("POST", "/publish", {"id": "stale", "payload": SUCCEEDS, "expiresInSeconds": 1})
+    assert status == 201
+    w.sqs.send_message(
+        QueueUrl=w.url("tasks"),
+        MessageBody=json.dumps({"id": "stale-orphan", "payload": SUCCEEDS}),
+        MessageAttributes={"startBy": {"DataType": "String", "StringValue": str(int(w.clock.now * 1000) + 1000)}},
+    )
+    w.clock.advance(2)
     w.drain("process_tasks")
+    assert w.http("GET", "/tasks/stale-orphan")[1]["lastError"] == "expired before it started"
 
     # Long work: a heartbeating type whose handler heartbeats and checks for a cancel.
     from chalicelib.registry import Registry, TaskType
@@ -330,6 +341,7 @@ def _run_scenarios(w: Walk) -> None:
     assert w.http("GET", f"/tasks?status=FAILED&limit=1&cursor={page['nextCursor']}")[0] == 200
     assert w.http("GET", "/stats")[0] == 200
     assert w.http("POST", "/tasks/doomed0/retry")[0] == 202
+    assert w.http("POST", "/tasks/stale/retry", {"expiresInSeconds": 60})[0] == 202
     w.publish("to-cancel", SUCCEEDS)
     assert w.http("POST", "/tasks/to-cancel/cancel")[0] in (200, 202)
     assert w.http("POST", "/retries", {"status": "FAILED"})[0] == 200

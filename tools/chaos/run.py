@@ -481,7 +481,7 @@ class ChaosRun:
             1 for t in accepted if t.task_type == "steps" and items.get(t.task_id, {}).get("status") == "COMPLETED"
         )
         self.report.operator_entries = Counter(
-            f"{entry['kind']} from {entry['fromStatus']}" for entry in entries if "at" in entry
+            f"{entry['kind']} from {entry.get('fromStatus', '-')}" for entry in entries if "at" in entry
         )
         self.report.cancel_requested_ends = Counter(
             str(run.end_status)
