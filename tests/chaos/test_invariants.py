@@ -259,3 +259,25 @@ def test_counts_and_lists_agree_with_the_table() -> None:
                    {"FAILED": ["b", "b"], "CANCELLED": ["c", "d"], "RETRYING": []}, findings)
     assert findings.counts_disagree == ["FAILED: 3 counted, 2 in the table"]
     assert findings.lists_disagree == ["b", "a", "d"]
+
+
+def test_no_first_attempt_starts_after_the_tasks_expiry() -> None:
+    in_time = _item("COMPLETED", [_attempt(1, "01.000", "01.500", "succeeded")], startBy=_ms("02.000"))
+    late = _item("COMPLETED", [_attempt(1, "03.000", "03.500", "succeeded")], startBy=_ms("02.000"))
+    assert _broken(in_time, result=RESULT) == {}
+    assert _broken(late, result=RESULT) == {"ran-after-expiry": ["t"]}
+
+
+def test_a_task_delayed_past_its_expiry_ends_cancelled_without_an_attempt() -> None:
+    expired = _item("CANCELLED", [{"kind": "expired", "at": _t("05.000")}], lastError="expired before it started")
+    ran = _item("COMPLETED", [_attempt(1, "05.000", "05.500", "succeeded")])
+    assert _broken(expired, must_expire=True) == {}
+    assert _broken(ran, must_expire=True, result=RESULT) == {"expiry-ignored": ["t"]}
+
+
+def test_a_completed_long_task_shows_its_last_heartbeat() -> None:
+    done = {"done": 3, "total": 3}
+    last = _item("COMPLETED", [_attempt(1, "01.000", "02.000", "succeeded")], progress=json.dumps(done))
+    stale = _item("COMPLETED", [_attempt(1, "01.000", "02.000", "succeeded")], progress=json.dumps({"done": 1}))
+    assert _broken(last, result=RESULT, progress=done) == {}
+    assert _broken(stale, result=RESULT, progress=done) == {"stale-progress": ["t"]}

@@ -43,6 +43,8 @@ class Expected:
     result: Any = None
     # The progress a COMPLETED task must show (its last run's last heartbeat); None: not checked.
     progress: Any = None
+    # Delayed past its expiry: its first run ends CANCELLED (expired, or an operator's cancel) unstarted.
+    must_expire: bool = False
 
 
 @dataclass(frozen=True)
@@ -91,10 +93,26 @@ class Findings:
     counts_disagree: list[str] = field(default_factory=list)  # GET /stats counts differ from the table
     lists_disagree: list[str] = field(default_factory=list)  # GET /tasks?status= lists differ from the table
     stale_progress: list[str] = field(default_factory=list)  # a COMPLETED task showing another attempt's progress
+    ran_after_expiry: list[str] = field(default_factory=list)  # a first attempt started after its startBy
+    expiry_ignored: list[str] = field(default_factory=list)  # a task delayed past its expiry that started
 
     def broken(self) -> dict[str, list[str]]:
         """The invariants that broke, by name, with their offending ids."""
         return {name.replace("_", "-"): ids for name, ids in vars(self).items() if ids}
+
+
+def started_after_expiry(item: Mapping[str, Any], run_list: Sequence[Run]) -> bool:
+    """Whether the run the item's `startBy` belongs to (the last) started its first attempt after it."""
+    start_by = item.get("startBy")
+    attempts = run_list[-1].attempts if run_list else []
+    if start_by is None or not attempts:
+        return False
+    return _instant(attempts[0]["startedAt"]).timestamp() * 1000 > int(start_by)
+
+
+def ended_unstarted(run: Run) -> bool:
+    """A run that ended before any attempt: expired, or cancelled while it waited."""
+    return not run.attempts and run.end_status == "CANCELLED"
 
 
 def stranded_items(items: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -278,7 +296,7 @@ def check_task(item: Mapping[str, Any], expected: Expected, max_attempts: int, f
     last_run_actions = {entry.get("kind") for entry in run_list[-1].entries}
     if status in TERMINAL and (
         (status == "COMPLETED") != (succeeded == 1)
-        or (status == "CANCELLED" and not last_run_actions & {"cancel", "cancel_requested"})
+        or (status == "CANCELLED" and not last_run_actions & {"cancel", "cancel_requested", "expired"})
     ):
         findings.inconsistent.append(task_id)
     if status == "COMPLETED" and expected.always_fails:
@@ -294,6 +312,10 @@ def check_task(item: Mapping[str, Any], expected: Expected, max_attempts: int, f
         findings.wrong_result.append(task_id)
     if status == "COMPLETED" and expected.progress is not None and _parsed(item, "progress") != expected.progress:
         findings.stale_progress.append(task_id)
+    if started_after_expiry(item, run_list):
+        findings.ran_after_expiry.append(task_id)
+    if expected.must_expire and not ended_unstarted(run_list[0]):
+        findings.expiry_ignored.append(task_id)
     if expected.overruns and any(
         entry.get("outcome") == "failed" and TIMEOUT_ERROR_MARK not in str(entry.get("error") or "")
         for entry in attempts

@@ -28,6 +28,9 @@ FAILURE_CHANCES = (0.0, 0.0, 0.2, 0.5, 1.0)
 # Ids a URL or a key might mangle; a few tasks use them to prove they travel intact.
 ODD_ID_PARTS = ("a/b", "100%", "ü-ß-日本", "sp ace", "q?x=1&y", "#hash")
 POISON_KINDS = ("not_json", "not_a_task", "out_of_range")
+# Expiring tasks: delayed past a short expiry (they must never start), or with one they meet.
+SHORT_EXPIRY_SECONDS = 2
+LONG_EXPIRY_SECONDS = 600
 # A `steps` task: a few heartbeats a run, each step longer than the coalescing floor of 2/3 s.
 STEP_MS = 700
 
@@ -42,6 +45,12 @@ class PlannedTask:
     requeue: int = 0
     task_type: str = "simulate"
     delay_seconds: int = 0
+    expires_in_seconds: int = 0  # 0: no expiry
+
+    @property
+    def must_expire(self) -> bool:
+        """Delayed past its expiry: its first run must end CANCELLED before any attempt starts."""
+        return 0 < self.expires_in_seconds < self.delay_seconds
 
     @property
     def _simulation(self) -> dict[str, Any]:
@@ -91,6 +100,8 @@ class PlannedTask:
         body: dict[str, Any] = {"id": self.task_id, "type": self.task_type, "payload": self.copy_payload(copy)}
         if self.delay_seconds:
             body["delaySeconds"] = self.delay_seconds
+        if self.expires_in_seconds:
+            body["expiresInSeconds"] = self.expires_in_seconds
         return body
 
     def message(self) -> str:
@@ -118,6 +129,12 @@ class Plan:
         return sum(task.republish + task.requeue for task in self.tasks)
 
 
+def _expiry(number: int) -> int:
+    if number % 50 == 15:  # delayed (number % 10 == 5): its delay outlasts its expiry
+        return SHORT_EXPIRY_SECONDS
+    return LONG_EXPIRY_SECONDS if number % 25 == 21 else 0
+
+
 def make_plan(
     run_id: str,
     tasks: int,
@@ -129,7 +146,8 @@ def make_plan(
     """`tasks` tasks, a share published two or three times, a share queued twice, and poison of each kind.
 
     One task in 20 is a `checksum`, one in 20 a `steps`, one in 25 fails permanently, one
-    in 25 overruns its deadline and one in 10 is published with a delay.
+    in 25 overruns its deadline and one in 10 is published with a delay; one in 50 of the
+    delayed ones expires before its delay ends, and one in 25 of all has an expiry it meets.
     """
     plan = Plan()
     for number in range(tasks):
@@ -163,6 +181,7 @@ def make_plan(
                 requeue=1 if rng.random() < requeue_share else 0,
                 task_type=task_type,
                 delay_seconds=DELAY_SECONDS if number % 10 == 5 else 0,
+                expires_in_seconds=_expiry(number),
             )
         )
     for number in range(poison_per_kind):

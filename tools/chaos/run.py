@@ -452,6 +452,7 @@ class ChaosRun:
             overruns=task.overruns,
             result=task.expected_result(first) if first is not None else None,
             progress=task.expected_progress(first) if first is not None else None,
+            must_expire=task.must_expire,
         )
 
     def check(self, accepted: list[PlannedTask], items: dict[str, dict[str, Any]]) -> None:
