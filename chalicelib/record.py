@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -166,7 +167,9 @@ def attempt_entry(
 
 
 def action_entry(action: Action, at: str, by: str, from_status: Status) -> dict[str, Any]:
-    return {"kind": action.value, "at": at, "by": by, "fromStatus": from_status.value}
+    """An operator's action as its history entry. `op` (not shown in views) is unique to the request,
+    so that a write whose answer was lost knows its own entry when botocore's retry meets it."""
+    return {"kind": action.value, "at": at, "by": by, "fromStatus": from_status.value, "op": uuid.uuid4().hex}
 
 
 def record_from_item(item: dict[str, Any]) -> TaskRecord:

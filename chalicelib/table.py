@@ -64,6 +64,15 @@ def serialize(item: dict[str, Any]) -> dict[str, Any]:
     return {key: _serializer.serialize(value) for key, value in item.items()}
 
 
+def _landed(old: dict[str, Any] | None, version: int, entries: list[dict[str, Any]] | None) -> bool:
+    """Whether `old` is the item as a version-checked write from `version` left it: one version on,
+    its history ending with the entries that write appended (each carries its own time)."""
+    if not old or not entries or int(old.get("version", 0)) != version + 1:
+        return False
+    history = old.get("history") or []
+    return len(history) >= len(entries) and history[-len(entries) :] == entries
+
+
 class TaskTable:
     """Reads and conditionally writes task items in one DynamoDB table."""
 
@@ -184,6 +193,9 @@ class TaskTable:
                 record.id, update, UNCHANGED_SINCE_READ, {**values, ":version": record.version}, "ALL_NEW"
             )
         except ConditionFailed as refused:
+            if _landed(refused.old, record.version, values.get(":entries")):
+                # botocore retried a write whose answer was lost, and met the write itself.
+                return record_from_item(refused.old) if refused.old else record
             raise StaleRecord(f"task {record.id!r} changed while it was being {action}") from refused
         item = deserialize(response.get("Attributes"))
         return record_from_item(item) if item else record

@@ -137,3 +137,39 @@ def test_an_update_answers_the_old_item_it_replaced_even_when_another_write_race
     final = dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True)["Item"]["attempts"]["N"]
     # Either order is a real history; the answer must name the item this update changed.
     assert (answer["Attributes"]["attempts"]["N"], final) in {("1", "0"), ("0", "1")}
+
+
+def test_an_operator_write_whose_answer_was_lost_answers_as_the_write_it_was(h: Harness) -> None:
+    """A chaos run found it: the retry's restart landed, its answer was lost, botocore's retry met
+    the changed version, and the operator got a 409 for a retry that had happened."""
+
+    class LosesOneAnswer:
+        """The real client, except that the first UpdateItem is applied and then sent again, as
+        botocore's retry does after a lost answer: the caller sees what the second one meets."""
+
+        def __init__(self, real: Any) -> None:
+            self._real, self.lost = real, 0
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._real, name)
+
+        def update_item(self, **kwargs: Any) -> Any:
+            if not self.lost:
+                self.lost += 1
+                self._real.update_item(**kwargs)
+            return self._real.update_item(**kwargs)
+
+    h.publish("lost-answer", {"simulation": {"failureChance": 1, "permanentFailure": True}})
+    h.deliver()
+    assert h.task("lost-answer")["status"] == "FAILED"
+    real = h.rt.operator_store._client
+    h.rt.operator_store._client = flaky = LosesOneAnswer(real)
+    try:
+        response = h.client.http.post(
+            "/tasks/lost-answer/retry", body="{}", headers={"Content-Type": "application/json"}
+        )
+    finally:
+        h.rt.operator_store._client = real
+    assert flaky.lost == 1
+    assert response.status_code == 202, response.body
+    assert [e["kind"] for e in h.task("lost-answer")["history"]].count("retry") == 1
