@@ -97,9 +97,22 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+# Settings an in-process worker of another test may have left in the environment (its stage's,
+# through local.config.apply_environment); the tests' settings are the defaults unless they say.
+STAGE_ONLY_SETTINGS = (
+    "AWS_MAX_ATTEMPTS",
+    "AWS_CONNECT_TIMEOUT_SECONDS",
+    "AWS_READ_TIMEOUT_SECONDS",
+    "CONSUMER_TIMEOUT_SECONDS",
+)
+
+
 @pytest.fixture
-def settings():  # type: ignore[no-untyped-def]
+def settings(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     from chalicelib.settings import Settings
+
+    for name in STAGE_ONLY_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
 
     return Settings(
         TASKS_TABLE="taskproc-test-tasks",
