@@ -72,6 +72,7 @@ def test_the_task_types_misbehaved_as_planned(report: ChaosReport) -> None:
     assert report.permanent_failures > 0
     assert report.timed_out > 0
     assert report.long_completed > 0  # heartbeating tasks ran, each with its final progress checked
+    assert report.expired_unstarted > 0  # tasks delayed past their expiry ended without running
 
 
 def test_the_operator_met_every_status_it_can_act_on(report: ChaosReport) -> None:

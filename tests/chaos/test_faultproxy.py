@@ -48,7 +48,9 @@ def upstream() -> Iterator[str]:
 
 def _dynamodb(url: str, attempts: int) -> object:
     return boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing").client(
-        "dynamodb", region_name="us-east-1", endpoint_url=url,
+        "dynamodb",
+        region_name="us-east-1",
+        endpoint_url=url,
         config=Config(retries={"mode": "standard", "total_max_attempts": attempts}),
     )
 

@@ -43,8 +43,6 @@ class Expected:
     result: Any = None
     # The progress a COMPLETED task must show (its last run's last heartbeat); None: not checked.
     progress: Any = None
-    # Delayed past its expiry: its first run ends CANCELLED (expired, or an operator's cancel) unstarted.
-    must_expire: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,7 +92,6 @@ class Findings:
     lists_disagree: list[str] = field(default_factory=list)  # GET /tasks?status= lists differ from the table
     stale_progress: list[str] = field(default_factory=list)  # a COMPLETED task showing another attempt's progress
     ran_after_expiry: list[str] = field(default_factory=list)  # a first attempt started after its startBy
-    expiry_ignored: list[str] = field(default_factory=list)  # a task delayed past its expiry that started
 
     def broken(self) -> dict[str, list[str]]:
         """The invariants that broke, by name, with their offending ids."""
@@ -108,11 +105,6 @@ def started_after_expiry(item: Mapping[str, Any], run_list: Sequence[Run]) -> bo
     if start_by is None or not attempts:
         return False
     return _instant(attempts[0]["startedAt"]).timestamp() * 1000 > int(start_by)
-
-
-def ended_unstarted(run: Run) -> bool:
-    """A run that ended before any attempt: expired, or cancelled while it waited."""
-    return not run.attempts and run.end_status == "CANCELLED"
 
 
 def stranded_items(items: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -314,8 +306,6 @@ def check_task(item: Mapping[str, Any], expected: Expected, max_attempts: int, f
         findings.stale_progress.append(task_id)
     if started_after_expiry(item, run_list):
         findings.ran_after_expiry.append(task_id)
-    if expected.must_expire and not ended_unstarted(run_list[0]):
-        findings.expiry_ignored.append(task_id)
     if expected.overruns and any(
         entry.get("outcome") == "failed" and TIMEOUT_ERROR_MARK not in str(entry.get("error") or "")
         for entry in attempts

@@ -48,11 +48,6 @@ class PlannedTask:
     expires_in_seconds: int = 0  # 0: no expiry
 
     @property
-    def must_expire(self) -> bool:
-        """Delayed past its expiry: its first run must end CANCELLED before any attempt starts."""
-        return 0 < self.expires_in_seconds < self.delay_seconds
-
-    @property
     def _simulation(self) -> dict[str, Any]:
         return self.payload.get("simulation") or {} if self.task_type == "simulate" else {}
 

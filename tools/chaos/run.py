@@ -125,6 +125,7 @@ class ChaosReport:
     timed_out: int = 0  # attempts failed for overrunning their deadline
     long_completed: int = 0  # `steps` tasks COMPLETED, their progress checked
     heartbeat_cancels: int = 0  # attempts a cancel stopped through their heartbeat
+    expired_unstarted: int = 0  # tasks that ended CANCELLED because they expired before they started
     findings: Findings = field(default_factory=Findings)
 
     @property
@@ -162,6 +163,7 @@ class ChaosReport:
             f"rejected {self.rejected}, expired attempts {self.expired_attempts}, "
             f"permanent failures {self.permanent_failures}, timed-out attempts {self.timed_out}, "
             f"long tasks completed {self.long_completed}, heartbeat cancels {self.heartbeat_cancels}, "
+            f"expired unstarted {self.expired_unstarted}, "
             f"poison {self.poison_recorded}/{self.poison_sent} recorded; {checked}; faults: {kinds or 'none'}; "
             f"{self.elapsed_seconds:.1f} s"
         )
@@ -452,7 +454,6 @@ class ChaosRun:
             overruns=task.overruns,
             result=task.expected_result(first) if first is not None else None,
             progress=task.expected_progress(first) if first is not None else None,
-            must_expire=task.must_expire,
         )
 
     def check(self, accepted: list[PlannedTask], items: dict[str, dict[str, Any]]) -> None:
@@ -478,6 +479,7 @@ class ChaosRun:
         self.report.permanent_failures = sum(1 for error in errors if error.startswith("permanent failure:"))
         self.report.timed_out = sum(1 for error in errors if "timed out after" in error)
         self.report.heartbeat_cancels = sum(1 for entry in entries if entry.get("outcome") == "cancelled")
+        self.report.expired_unstarted = sum(1 for entry in entries if entry.get("kind") == "expired")
         self.report.long_completed = sum(
             1 for t in accepted if t.task_type == "steps" and items.get(t.task_id, {}).get("status") == "COMPLETED"
         )
