@@ -31,6 +31,8 @@ PAGE = 100
 MAX_RETRIES_PER_TASK = 2
 # Long enough that a look at it often finds it PROCESSING.
 LONG_TASK_MS = 400
+# Long tasks looked at per tick, to find one PROCESSING: GETs are cheap, a miss costs a tick.
+PROCESSING_LOOKS = 10
 
 
 def _now_ms() -> int:
@@ -67,6 +69,7 @@ class ChaosOperator:
         self._local = threading.local()
         self._retried: Counter[str] = Counter()
         self._looked_at: set[str] = set()
+        self._published: set[str] = set()
         self._retry_rounds = 0
         delayed = sorted(task.task_id for task in tasks if task.delay_seconds)
         self._cancel_on_accept = set(rng.sample(delayed, min(len(delayed) // 2, max(1, options.actions // 6))))
@@ -146,6 +149,8 @@ class ChaosOperator:
 
     def accepted(self, task_id: str) -> None:
         """Told of each task's first accepted publish: cancel some delayed ones at once, while PENDING."""
+        with self._lock:
+            self._published.add(task_id)
         if task_id in self._cancel_on_accept:
             self.cancel(task_id)
 
@@ -156,11 +161,15 @@ class ChaosOperator:
             self.cancel(fresh[0])
 
     def _cancel_processing(self) -> None:
-        """Look at a few long tasks; cancel the first one found PROCESSING."""
+        """Look at a few long tasks already published; cancel the first one found PROCESSING."""
+        with self._lock:
+            published = set(self._published)
         candidates = [
-            task.task_id for task in self.tasks.values() if _long(task) and task.task_id not in self._looked_at
+            task.task_id
+            for task in self.tasks.values()
+            if _long(task) and task.task_id in published and task.task_id not in self._looked_at
         ]
-        for task_id in self.rng.sample(candidates, min(6, len(candidates))):
+        for task_id in self.rng.sample(sorted(candidates), min(PROCESSING_LOOKS, len(candidates))):
             view = self._get(f"/tasks/{quote(task_id, safe='')}")
             if view is None:
                 continue  # no answer (the API may be dying): look again next time
