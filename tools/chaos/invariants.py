@@ -355,16 +355,20 @@ def _claims(answers: Iterable[Answer]) -> dict[str | None, list[_Claim]]:
     claims: dict[str | None, list[_Claim]] = defaultdict(list)
     for answer in answers:
         code, sent, answered = answer.status_code, answer.sent_ms, answer.answered_ms
+        # A 503 on a write may have acted (the table's answer was lost): like no answer, it may
+        # account for an entry but promises none. So may a bulk retry's skipped task.
         if answer.kind == "bulk_retry":
             if code is None:
                 claims[None].append(_Claim(frozenset({"retry"}), sent, None, certain=False))
             for task_id in answer.retried if code == 200 else ():
                 claims[task_id].append(_Claim(frozenset({"retry"}), sent, answered, certain=True))
-        elif answer.kind == "retry" and code in (202, None):
-            claims[answer.task_id].append(_Claim(frozenset({"retry"}), sent, answered, certain=code is not None))
-        elif answer.kind == "cancel" and code in (200, 202, None):
+            for task_id in answer.skipped if code == 200 else ():
+                claims[task_id].append(_Claim(frozenset({"retry"}), sent, answered, certain=False))
+        elif answer.kind == "retry" and code in (202, 503, None):
+            claims[answer.task_id].append(_Claim(frozenset({"retry"}), sent, answered, certain=code == 202))
+        elif answer.kind == "cancel" and code in (200, 202, 503, None):
             kinds = {200: {"cancel"}, 202: {"cancel_requested"}}.get(code or 0, {"cancel", "cancel_requested"})
-            claims[answer.task_id].append(_Claim(frozenset(kinds), sent, answered, certain=code is not None))
+            claims[answer.task_id].append(_Claim(frozenset(kinds), sent, answered, certain=code in (200, 202)))
     return claims
 
 
