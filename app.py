@@ -73,9 +73,7 @@ def publish() -> Response:
     return json_response(accepted, 201, {"Location": api.task_location(accepted.id, _path_prefix())})
 
 
-@app.route(
-    "/publish/batch", methods=["POST"], content_types=ANY_CONTENT_TYPE, api_key_required=WIRING.api_key_required
-)
+@app.route("/publish/batch", methods=["POST"], content_types=ANY_CONTENT_TYPE, api_key_required=WIRING.api_key_required)
 @json_errors
 def publish_batch() -> Response:
     request = app.current_request

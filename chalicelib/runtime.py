@@ -12,6 +12,8 @@ from botocore.config import Config
 
 from chalicelib.cursor import CursorKeys
 from chalicelib.deadline import invocation_seconds
+from chalicelib.flow.pause import Pauses
+from chalicelib.flow.table import FlowTable
 from chalicelib.handlers import REGISTRY
 from chalicelib.operator_store import OperatorStore
 from chalicelib.queue import Queue, QueueAges
@@ -50,6 +52,8 @@ class Runtime:
     dead_letters: Queue
     queue_ages: QueueAges
     cursor_keys: CursorKeys
+    flow: FlowTable
+    pauses: Pauses
     rng: random.Random = field(default_factory=random.Random)
     registry: Registry = field(default_factory=lambda: REGISTRY)
 
@@ -62,6 +66,7 @@ def build_runtime(
     config = aws_config(settings)
     dynamodb = session.client("dynamodb", config=config)
     sqs = session.client("sqs", config=config)
+    flow = FlowTable(dynamodb, settings.FLOW_TABLE, clock=clock)
     return Runtime(
         settings=settings,
         store=TaskStore(dynamodb, settings.TASKS_TABLE, retention_days=settings.RETENTION_DAYS, clock=clock),
@@ -79,6 +84,8 @@ def build_runtime(
             lambda: session.client("secretsmanager", config=config),
             on_lambda=settings.AWS_LAMBDA_FUNCTION_NAME is not None,
         ),
+        flow=flow,
+        pauses=Pauses(flow, clock=clock),
     )
 
 

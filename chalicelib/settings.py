@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=True, frozen=True)
 
     TASKS_TABLE: str = Field(min_length=3, max_length=255)
+    # Flow control's items: concurrency slots, rate buckets, pauses, unique keys (chalicelib/flow/).
+    FLOW_TABLE: str = Field(min_length=3, max_length=255)
     TASKS_QUEUE: str = Field(min_length=1, max_length=80)
     DEAD_LETTER_QUEUE: str = Field(min_length=1, max_length=80)
     MAX_ATTEMPTS: int = Field(default=3, ge=1, le=100)

@@ -85,6 +85,7 @@ class Resources:
     tasks_queue: str
     dead_letter_queue: str
     table: str
+    flow_table: str
     max_receive_count: int
 
     @classmethod
@@ -93,6 +94,7 @@ class Resources:
             tasks_queue=outputs["TasksQueueName"],
             dead_letter_queue=outputs["DeadLetterQueueName"],
             table=outputs["TasksTableName"],
+            flow_table=outputs["FlowTableName"],
             max_receive_count=max_attempts,
         )
 
@@ -159,6 +161,7 @@ def _check_names(config: LocalConfig, resources: Resources) -> None:
         ("TASKS_QUEUE", resources.tasks_queue),
         ("DEAD_LETTER_QUEUE", resources.dead_letter_queue),
         ("TASKS_TABLE", resources.table),
+        ("FLOW_TABLE", resources.flow_table),
     ]
     wrong = [f"{name}={env.get(name)!r} but the stack made {made!r}" for name, made in pairs if env.get(name) != made]
     if wrong:

@@ -21,7 +21,14 @@ ROOT = Path(__file__).resolve().parents[2]
 VENV = Path(sys.prefix)
 PACKAGED_STAGES = ("dev", "prod")
 # Variables the app reads at import time; Chalice sets them from the stage, so none may leak in.
-APP_VARIABLES = ("TASKS_TABLE", "TASKS_QUEUE", "DEAD_LETTER_QUEUE", "CONSUMER_MAX_CONCURRENCY", "API_KEY_REQUIRED")
+APP_VARIABLES = (
+    "TASKS_TABLE",
+    "FLOW_TABLE",
+    "TASKS_QUEUE",
+    "DEAD_LETTER_QUEUE",
+    "CONSUMER_MAX_CONCURRENCY",
+    "API_KEY_REQUIRED",
+)
 NOT_COPIED = shutil.ignore_patterns(
     ".git", ".venv", "build", "deployments", "deployed", "__pycache__", ".pytest_cache", ".ruff_cache"
 )

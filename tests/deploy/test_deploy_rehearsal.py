@@ -29,6 +29,7 @@ pytestmark = pytest.mark.filterwarnings(
     "|ApiGateway..(ApiKey|UsagePlan|UsagePlanKey)) but:UserWarning"
 )
 
+
 @pytest.fixture
 def swagger_importing_moto(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """moto's server, able to take the API document `chalice deploy` imports.
@@ -159,7 +160,12 @@ def _the_operator_policy_follows_the_deployed_api(
 
     again = subprocess.run(
         [str(VENV / "bin" / "python"), "-m", "infra.stack", "deploy", STAGE],
-        cwd=project, env=aws_env, capture_output=True, text=True, timeout=120, check=False,
+        cwd=project,
+        env=aws_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert again.returncode == 0, again.stdout + again.stderr
     (api,) = clients["apigateway"].get_rest_apis()["items"]

@@ -125,6 +125,7 @@ def test_every_function_environment_names_the_stage_resources(package: Packaged)
     assert parameters["Stage"] == package.stage
     expected = {
         "TASKS_TABLE": _sub(resources["TasksTable"]["Properties"]["TableName"], parameters),
+        "FLOW_TABLE": _sub(resources["FlowTable"]["Properties"]["TableName"], parameters),
         "TASKS_QUEUE": _sub(resources["TasksQueue"]["Properties"]["QueueName"], parameters),
         "DEAD_LETTER_QUEUE": _sub(resources["DeadLetterQueue"]["Properties"]["QueueName"], parameters),
         "MAX_ATTEMPTS": parameters["MaxAttempts"],
@@ -310,7 +311,10 @@ def test_the_security_schemes_are_api_gateway_s_api_key_and_sigv4_and_nothing_el
     schemes = body.get("securityDefinitions", {})
     assert "sigv4" in schemes, "no route uses IAMAuthorizer, though the operator routes must"
     assert schemes["sigv4"] == {
-        "in": "header", "type": "apiKey", "name": "Authorization", "x-amazon-apigateway-authtype": "awsSigv4",
+        "in": "header",
+        "type": "apiKey",
+        "name": "Authorization",
+        "x-amazon-apigateway-authtype": "awsSigv4",
     }
     if any(operation.get("security") == [{"api_key": []}] for operation in _operations(package).values()):
         assert schemes.pop("api_key") == {"type": "apiKey", "name": "x-api-key", "in": "header"}

@@ -16,8 +16,11 @@ from infra import stack
 from tests.deploy.conftest import PACKAGED_STAGES, ROOT, Packaged
 
 FUNCTIONS = {"APIHandler": "api_handler", "ProcessTasks": "process_tasks", "HandleDeadLetters": "handle_dead_letters"}
-LOG_GROUPS = {"APIHandler": "ApiHandlerLogGroup", "ProcessTasks": "ProcessTasksLogGroup",
-              "HandleDeadLetters": "HandleDeadLettersLogGroup"}
+LOG_GROUPS = {
+    "APIHandler": "ApiHandlerLogGroup",
+    "ProcessTasks": "ProcessTasksLogGroup",
+    "HandleDeadLetters": "HandleDeadLettersLogGroup",
+}
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 
 
@@ -203,9 +206,21 @@ def test_every_checkov_skip_in_the_infra_files_carries_a_reason() -> None:
 @pytest.mark.skipif(not CHECKOV.exists(), reason="no .venv-checkov: `make checkov` makes it")
 def test_checkov_fails_nothing_on_the_prod_template_and_skips_only_what_the_template_says(prod: Packaged) -> None:
     result = subprocess.run(
-        [str(CHECKOV), "--file", str(prod.template_path), "--framework", "cloudformation", "--skip-download",
-         "--output", "json"],
-        capture_output=True, text=True, timeout=300, check=False, env={**os.environ, "LOG_LEVEL": "ERROR"},
+        [
+            str(CHECKOV),
+            "--file",
+            str(prod.template_path),
+            "--framework",
+            "cloudformation",
+            "--skip-download",
+            "--output",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "LOG_LEVEL": "ERROR"},
     )
     report = json.loads(result.stdout)
     assert report["summary"]["failed"] == 0, [c["check_id"] for c in report["results"]["failed_checks"]]

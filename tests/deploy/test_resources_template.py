@@ -37,6 +37,7 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:Tried to parse AWS..(CloudWatch..Alarm|SNS..Subscription) but:UserWarning"
 )
 
+
 @pytest.fixture
 def cloudformation(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     from moto import mock_aws
@@ -107,12 +108,19 @@ def test_the_offline_template_holds_only_data_resources_and_monitoring_only_aws_
     generated secrets, so they stay out of the offline stack."""
     assert {r["Type"] for r in RESOURCES.values()} == {"AWS::SQS::Queue", "AWS::DynamoDB::Table"}
     assert {r["Type"] for r in MONITORING["Resources"].values()} == {
-        "AWS::IAM::ManagedPolicy", "AWS::SNS::Topic", "AWS::SNS::Subscription",
-        "AWS::CloudWatch::Alarm", "AWS::CloudWatch::Dashboard", "AWS::Logs::LogGroup",
+        "AWS::IAM::ManagedPolicy",
+        "AWS::SNS::Topic",
+        "AWS::SNS::Subscription",
+        "AWS::CloudWatch::Alarm",
+        "AWS::CloudWatch::Dashboard",
+        "AWS::Logs::LogGroup",
     }
     assert {r["Type"] for r in ACCESS["Resources"].values()} == {
-        "AWS::SQS::QueuePolicy", "AWS::SecretsManager::Secret",
-        "AWS::ApiGateway::ApiKey", "AWS::ApiGateway::UsagePlan", "AWS::ApiGateway::UsagePlanKey",
+        "AWS::SQS::QueuePolicy",
+        "AWS::SecretsManager::Secret",
+        "AWS::ApiGateway::ApiKey",
+        "AWS::ApiGateway::UsagePlan",
+        "AWS::ApiGateway::UsagePlanKey",
     }
     combined = stack.aws_template()
     assert combined["Resources"] == {**RESOURCES, **MONITORING["Resources"], **ACCESS["Resources"]}
@@ -244,8 +252,14 @@ def test_a_lease_longer_than_the_visibility_timeout_is_refused(tmp_path: Path) -
 
 def test_the_merge_template_only_adds_to_chalice_resources_it_does_not_replace_them() -> None:
     merged = stack.merge_template(stack.load_stage("prod"))
-    chalice_owned = {"ProcessTasks", "HandleDeadLetters", "APIHandler", "RestAPI", "ProcessTasksLogGroup",
-                     "HandleDeadLettersLogGroup"}
+    chalice_owned = {
+        "ProcessTasks",
+        "HandleDeadLetters",
+        "APIHandler",
+        "RestAPI",
+        "ProcessTasksLogGroup",
+        "HandleDeadLettersLogGroup",
+    }
     for logical_id in chalice_owned:
         assert "Type" not in merged["Resources"][logical_id], "Chalice defines it; the merge adds to it"
     added = set(merged["Resources"]) - set(RESOURCES) - set(MONITORING["Resources"]) - set(ACCESS["Resources"])

@@ -39,7 +39,15 @@ E2E_SETTINGS = {
     "POLL_WAIT_SECONDS": "1",
 }
 # Names the surrounding test process may have set for other suites; the stack must not inherit them.
-INHERITED_NOISE = ("TASKS_TABLE", "TASKS_QUEUE", "DEAD_LETTER_QUEUE", "AWS_ENDPOINT_URL", "AWS_PROFILE", "STAGE")
+INHERITED_NOISE = (
+    "TASKS_TABLE",
+    "FLOW_TABLE",
+    "TASKS_QUEUE",
+    "DEAD_LETTER_QUEUE",
+    "AWS_ENDPOINT_URL",
+    "AWS_PROFILE",
+    "STAGE",
+)
 START_TIMEOUT = 90.0
 TERMINAL = {"COMPLETED", "FAILED"}
 

@@ -20,8 +20,9 @@ TIMEOUT_SECONDS = 10
 JSON = {"Content-Type": "application/json"}
 
 
-def _send(api_url: str, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
-          ) -> requests.Response:
+def _send(
+    api_url: str, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> requests.Response:
     response = requests.request(method, f"{api_url}{path}", data=body, headers=headers, timeout=TIMEOUT_SECONDS)
     operation = "/tasks/{task_id}" if path.startswith("/tasks/") else path
     STATUSES[f"{method} {operation} {response.status_code}"] += 1
@@ -144,7 +145,8 @@ def test_nan_and_infinity_literals_are_not_json(api_url: str, literal: str) -> N
 
 
 @pytest.mark.parametrize(
-    "raw", [b"", b"null", b"[]", b'"text"', b"{", b'{"id": "a", "payload": []}', b'{"id": 7, "payload": {}}'],
+    "raw",
+    [b"", b"null", b"[]", b'"text"', b"{", b'{"id": "a", "payload": []}', b'{"id": 7, "payload": {}}'],
     ids=["empty", "null", "array", "string", "truncated", "payload-array", "id-number"],
 )
 def test_bodies_that_are_not_a_task_are_refused_as_bad_requests(api_url: str, raw: bytes) -> None:

@@ -47,9 +47,7 @@ def queued_bodies(runtime: Any) -> list[dict[str, Any]]:
     """Every message on the task queue, parsed, each as often as it is there (no delayed ones may wait)."""
     sqs, url = runtime.tasks_queue._client, runtime.tasks_queue.url
     bodies: list[dict[str, Any]] = []
-    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=600).get(
-        "Messages"
-    ):
+    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=600).get("Messages"):
         bodies += [json.loads(message["Body"]) for message in messages]
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesDelayed"])
     assert attributes["Attributes"]["ApproximateNumberOfMessagesDelayed"] == "0", "delayed messages are not counted"

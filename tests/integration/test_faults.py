@@ -44,7 +44,11 @@ def h(moto_server: str, aws_env: None, monkeypatch: pytest.MonkeyPatch, clock: F
         TemplateBody=TEMPLATE.read_text(),
         Parameters=[{"ParameterKey": "Stage", "ParameterValue": stage}],
     )
-    names = {"TASKS_TABLE": f"taskproc-{stage}-tasks", "TASKS_QUEUE": f"taskproc-{stage}-tasks"}
+    names = {
+        "TASKS_TABLE": f"taskproc-{stage}-tasks",
+        "FLOW_TABLE": f"taskproc-{stage}-flow",
+        "TASKS_QUEUE": f"taskproc-{stage}-tasks",
+    }
     settings = Settings(**names, DEAD_LETTER_QUEUE=f"taskproc-{stage}-dead-letters")
     rt = build_runtime(settings, session=session, clock=clock)
     rt.rng = random.Random(5)

@@ -5,7 +5,7 @@ import pytest
 from chalicelib.errors import SettingsError
 from chalicelib.settings import load_settings, wiring
 
-NAMES = {"TASKS_TABLE": "tasks", "TASKS_QUEUE": "tasks", "DEAD_LETTER_QUEUE": "dead"}
+NAMES = {"TASKS_TABLE": "tasks", "FLOW_TABLE": "flow", "TASKS_QUEUE": "tasks", "DEAD_LETTER_QUEUE": "dead"}
 
 
 @pytest.fixture(autouse=True)

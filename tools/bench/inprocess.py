@@ -130,6 +130,7 @@ class InProcess:
         self.stage = stage
         self.settings = Settings(
             TASKS_TABLE=f"taskproc-{stage}-tasks",
+            FLOW_TABLE=f"taskproc-{stage}-flow",
             TASKS_QUEUE=f"taskproc-{stage}-tasks",
             DEAD_LETTER_QUEUE=f"taskproc-{stage}-dead-letters",
             **{**EMBEDDED_TIMEOUTS, **settings},
