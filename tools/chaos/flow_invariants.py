@@ -1,0 +1,182 @@
+"""What flow control must hold after chaos, checked on the handlers' own records of their runs.
+
+A flow-controlled handler logs when it starts and when it ends (its own clock, not the
+table's), so these checks do not trust the code they check: caps are counted from the
+overlap of runs, rates from the starts in every window, pauses from starts between a
+pause's effect and its resume. A run whose worker was killed has no end; it is taken to
+have lasted until its deadline, which its slot outlives (chalicelib/flow/concurrency.py),
+so a run started in that slot before then is a real breach, not a false one.
+
+Pure functions over plain values, tested without a stack.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+# Between the gate's admission and the handler's first line come the task's acquire and a
+# thread's start; a window of a rate is counted this much shorter, a pause's effect this much later.
+ADMISSION_TO_START_MS = 1_000
+
+
+@dataclass(frozen=True)
+class HandlerRun:
+    """One run of a flow-controlled handler, as the handler logged it (epoch ms)."""
+
+    task_id: str
+    type: str
+    key: str | None
+    started_ms: int
+    deadline_ms: int
+    ended_ms: int | None = None  # None: its worker died during the run
+
+    @property
+    def until_ms(self) -> int:
+        return self.ended_ms if self.ended_ms is not None else max(self.deadline_ms, self.started_ms)
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A rate limit as a handler type declares it: `count` starts per `window_ms`, plus `burst`."""
+
+    count: int
+    window_ms: int
+    burst: int = 0
+
+    @property
+    def allowed(self) -> int:
+        return self.count + self.burst
+
+
+@dataclass(frozen=True)
+class PauseSpan:
+    """A type paused from `effective_ms` (the pause's answer said by when) until `resumed_ms` (sent)."""
+
+    type: str
+    effective_ms: int
+    resumed_ms: int | None = None
+
+
+def most_at_once(runs: Iterable[HandlerRun]) -> int:
+    """The largest number of runs in progress at one instant (a run ending as another starts is not both)."""
+    events = sorted(
+        [(run.started_ms, 1) for run in runs] + [(run.until_ms, -1) for run in runs],
+        key=lambda event: (event[0], event[1]),  # ends first at the same instant
+    )
+    running = peak = 0
+    for _, change in events:
+        running += change
+        peak = max(peak, running)
+    return peak
+
+
+def over_cap(runs: Iterable[HandlerRun], caps: Mapping[str, int], key_caps: Mapping[str, int]) -> list[str]:
+    """Each type (`type`) or key (`type#key`) whose runs overlapped more than its cap allows."""
+    by_type: dict[str, list[HandlerRun]] = defaultdict(list)
+    by_key: dict[str, list[HandlerRun]] = defaultdict(list)
+    for run in runs:
+        by_type[run.type].append(run)
+        if run.key is not None:
+            by_key[f"{run.type}#{run.key}"].append(run)
+    broken = [
+        f"{name} ran {most_at_once(group)} at once, cap {caps[name]}"
+        for name, group in by_type.items()
+        if name in caps and most_at_once(group) > caps[name]
+    ]
+    for name, group in by_key.items():
+        cap = key_caps.get(name.split("#", 1)[0])
+        if cap is not None and most_at_once(group) > cap:
+            broken.append(f"{name} ran {most_at_once(group)} at once, cap {cap}")
+    return broken
+
+
+def most_in_window(starts: Sequence[int], window_ms: int) -> int:
+    """The most starts in any half-open window [t, t + window_ms)."""
+    ordered = sorted(starts)
+    return max((bisect.bisect_left(ordered, start + window_ms) - i for i, start in enumerate(ordered)), default=0)
+
+
+def over_rate(runs: Iterable[HandlerRun], rates: Mapping[str, Rate], key_rates: Mapping[str, Rate]) -> list[str]:
+    """Each type or key whose starts in some window (less the admission allowance) exceed rate plus burst."""
+    starts: dict[str, list[int]] = defaultdict(list)
+    for run in runs:
+        starts[run.type].append(run.started_ms)
+        if run.key is not None:
+            starts[f"{run.type}#{run.key}"].append(run.started_ms)
+    broken = []
+    for name, group in starts.items():
+        rate = rates.get(name) if "#" not in name else key_rates.get(name.split("#", 1)[0])
+        if rate is None:
+            continue
+        most = most_in_window(group, rate.window_ms - ADMISSION_TO_START_MS)
+        if most > rate.allowed:
+            broken.append(f"{name} started {most} in one window of {rate.window_ms} ms, allowed {rate.allowed}")
+    return broken
+
+
+def started_while_paused(runs: Iterable[HandlerRun], pauses: Iterable[PauseSpan]) -> list[str]:
+    """The tasks whose run started while their type was paused (past the pause's effect)."""
+    spans = list(pauses)
+    return sorted(
+        {
+            run.task_id
+            for run in runs
+            for span in spans
+            if run.type == span.type
+            and span.effective_ms + ADMISSION_TO_START_MS <= run.started_ms
+            and (span.resumed_ms is None or run.started_ms < span.resumed_ms)
+        }
+    )
+
+
+def attempts_spent_waiting(
+    items: Mapping[str, Mapping[str, object]], runs: Iterable[HandlerRun], flow_types: Iterable[str]
+) -> list[str]:
+    """Flow-controlled tasks whose item counts more attempts than their handler started runs, or that
+    did not complete: a deferral that spent an attempt, or a task dead-lettered for waiting.
+
+    Every such task in the chaos plan succeeds when it runs, so it must end COMPLETED.
+    """
+    started: dict[str, int] = defaultdict(int)
+    for run in runs:
+        started[run.task_id] += 1
+    types = set(flow_types)
+    broken = []
+    for task_id, item in items.items():
+        if item.get("type") not in types:
+            continue
+        attempts = int(str(item.get("attempts") or 0))
+        if item.get("status") != "COMPLETED" or attempts > started[task_id]:
+            broken.append(task_id)
+    return sorted(broken)
+
+
+@dataclass(frozen=True)
+class UniqueHold:
+    """A stored task that holds a unique key: from its creation until its window ends, or until it
+    ended (`ends_ms`; None while it has not, for "terminal")."""
+
+    key: str
+    task_id: str
+    created_ms: int
+    ends_ms: int | None
+
+
+def unique_admitted_twice(holds: Iterable[UniqueHold]) -> list[str]:
+    """Unique keys held by two stored tasks at once: the later one was created before the
+    earlier one's hold ended."""
+    by_key: dict[str, list[UniqueHold]] = defaultdict(list)
+    for hold in holds:
+        by_key[hold.key].append(hold)
+    broken = []
+    for key, group in by_key.items():
+        group.sort(key=lambda hold: hold.created_ms)
+        for earlier, later in itertools.pairwise(group):
+            if earlier.ends_ms is None or later.created_ms < earlier.ends_ms:
+                broken.append(f"{key}: {later.task_id} admitted while {earlier.task_id} held it")
+                break
+    return sorted(broken)
