@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -69,8 +70,7 @@ def test_each_retried_attempt_adds_what_the_bench_s_fails_once_task_added() -> N
 
 
 def test_a_retry_waits_in_flight_for_its_mean_backoff() -> None:
-    stage = Stage.of(CONFIG)
-    short = Stage(**{**stage.__dict__, "max_attempts": 3, "backoff_base": 60, "backoff_max": 90})
+    short = dataclasses.replace(PROD, max_attempts=3, backoff_base=60, backoff_max=90)
     task = per_task(FIGURES, "single", 1.0, short)
     # Three attempts in flight for an invocation each (100 ms assumed), and two backoffs of ceilings
     # 60 s and 90 s (capped), each hidden for three quarters of its ceiling on average.
@@ -103,15 +103,9 @@ def test_raising_the_consumer_s_reserved_concurrency_alone_moves_nothing() -> No
     task = per_task(FIGURES, "batch100", 0.3, PROD)
     before = limit_named("process_tasks concurrency").ceiling(task)
     assert before is not None
-    reserved_only = Stage(**{**PROD.__dict__, "consumer_reserved": PROD.consumer_reserved * 2})
+    reserved_only = dataclasses.replace(PROD, consumer_reserved=PROD.consumer_reserved * 2)
     assert limit_named("process_tasks concurrency", reserved_only).ceiling(task) == before
-    both = Stage(
-        **{
-            **PROD.__dict__,
-            "consumer_reserved": PROD.consumer_reserved * 2,
-            "consumer_max_concurrency": PROD.consumer_max_concurrency * 2,
-        }
-    )
+    both = dataclasses.replace(reserved_only, consumer_max_concurrency=PROD.consumer_max_concurrency * 2)
     assert limit_named("process_tasks concurrency", both).ceiling(task) == pytest.approx(2 * before)
 
 
