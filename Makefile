@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAGE ?= dev
 
-.PHONY: help run aws api worker test lint unit bench loadtest chaos deploy remove package clean browser console screenshot checkov
+.PHONY: help run aws api worker test lint unit bench capacity loadtest chaos deploy remove package clean browser console screenshot checkov
 
 help:
 	@echo "make run       the whole system offline: embedded AWS, API and consumers"
@@ -14,6 +14,7 @@ help:
 	@echo "make deploy | remove | package STAGE=dev   the AWS paths"
 	@echo "make checkov  checkov's verdict on the packaged prod template (part of make test)"
 	@echo "make loadtest | bench | chaos   load, benchmark and chaos tools"
+	@echo "make capacity  docs/capacity.md's tables from the bench's figures"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -124,6 +125,11 @@ loadtest: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) -m tools.bench $(ARGS)
+	$(PY) -m tools.bench.capacity
+
+# docs/capacity.md's tables, from the per-task figures `make bench` wrote to docs/bench-figures.json.
+capacity: $(VENV)/.installed
+	$(PY) -m tools.bench.capacity
 
 # make chaos ARGS="--tasks 500 --kills 4 --fault-rate 0.08"   (python -m tools.chaos --help for the options)
 chaos: $(VENV)/.installed

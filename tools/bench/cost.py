@@ -113,6 +113,9 @@ class Usage:
             "lambda_invocations": lambda_invocations / n,
             "consumer_invocations": self.invocations / n,
             "gb_seconds": ASSUMPTIONS["memory_gb"] * (api_seconds + consumer_seconds) / n,
+            # Billed seconds per task by function, as assumed above: what Lambda concurrency is made of.
+            "api_seconds": api_seconds / n,
+            "consumer_seconds": consumer_seconds / n,
             "sqs_requests": sum(wire.of("sqs").values()) / n,
             "sqs_billed": (wire.sqs_chunks - wire.empty_receives) / n,
             "idle_receives": wire.empty_receives / n,

@@ -11,6 +11,8 @@ Figures, not pass or fail, printed side by side in one run:
 - cost: AWS requests per task counted on the wire for single publish, batch
   publish of 100, a task that fails once then succeeds, a permanent failure and
   the two window settings, priced per million tasks with the split by service.
+The cost section's per-task figures are also written to docs/bench-figures.json,
+which tools/bench/capacity.py turns into docs/capacity.md's table.
 Everything runs against moto on this machine: absolute times are moto's and this
 machine's; the ratios and the request counts are the point.
 """
@@ -291,6 +293,23 @@ def in_process(sections: set[str], tasks: int, trickle: int, burst: int) -> dict
 # --- the report -----------------------------------------------------------------------------------
 
 
+def figures(report: dict[str, Any]) -> dict[str, Any]:
+    """The cost section's units per task, by scenario: what docs/bench-figures.json keeps for the capacity table."""
+    return {
+        "date": report["date"],
+        "machine": report["machine"],
+        "scenarios": {
+            row["name"]: {
+                "tasks": row["tasks"],
+                "statuses": row["statuses"],
+                "per_task": {name: round(value, 4) for name, value in row["per_task"].items()},
+                "requests_per_task": {op: round(n / row["tasks"], 4) for op, n in row["requests"].items()},
+            }
+            for row in report["cost"]
+        },
+    }
+
+
 def render(report: dict[str, Any]) -> str:
     lines = [f"machine        {report['machine']}", f"date           {report['date']}"]
     if "depth" in report:
@@ -377,6 +396,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depth-reps-before", type=int, default=3, help="... before (a receive takes seconds)")
     parser.add_argument("--quick", action="store_true", help="smaller everything: a run of about two minutes")
     parser.add_argument("--out", type=Path, default=PROJECT_DIR / "out")
+    parser.add_argument(
+        "--figures",
+        type=Path,
+        default=PROJECT_DIR / "docs" / "bench-figures.json",
+        help="where the cost section's per-task figures go (the capacity table's input)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.drain, args.tasks, args.trickle, args.burst = "200,2000", 50, 20, 50
@@ -397,6 +422,9 @@ def main(argv: list[str] | None = None) -> int:
     print(render(report))
     (args.out / "bench.json").write_text(json.dumps(report, indent=2))
     print(f"written        {args.out / 'bench.json'}")
+    if "cost" in report:
+        args.figures.write_text(json.dumps(figures(report), indent=2) + "\n")
+        print(f"written        {args.figures}")
     return 0
 
 
