@@ -231,3 +231,22 @@ def test_a_flow_table_that_does_not_answer_is_a_503_saying_the_pause_may_have_la
 
     assert status == 503
     assert "may or may not have been paused" in body["error"]["message"]
+
+
+def test_the_answers_are_the_documented_schemas_and_the_document_is_valid(client: Client, registry: Registry) -> None:
+    import jsonschema
+    from openapi_spec_validator import validate
+
+    from chalicelib.openapi import openapi_document
+
+    document = json.loads(json.dumps(openapi_document()))
+    validate(document)
+
+    def conforms(answer: Any, model: str) -> None:
+        jsonschema.validate(answer, {"$ref": f"#/components/schemas/{model}", "components": document["components"]})
+
+    conforms(get(client, "/types")[1], "TypeList")
+    conforms(post(client, "/types/checksum/pause")[1], "TypeChange")
+    conforms(get(client, "/types/checksum")[1], "TypeDetail")
+    conforms(post(client, "/types/nope/resume")[1], "ErrorResponse")
+    assert document["paths"]["/types/{type}/pause"]["post"]["parameters"][0]["name"] == "type"
