@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from chalicelib.errors import FieldProblem, ServiceUnavailable, StoreError, TypeNotFound
-from chalicelib.flow.pause import Change, Pause
+from chalicelib.flow.pause import PAUSE_REFRESH_SECONDS, Change, Pause
 from chalicelib.flow.table import FlowTable
 from chalicelib.logs import log_event
 from chalicelib.models import MAX_TYPE_NAME_LENGTH, TypeChange, TypeDetail, TypeEntry, TypeHistoryEntry, TypeList
@@ -134,11 +134,14 @@ def _said(action: str, name: str, done: Change) -> str:
         if not done.changed:
             return f"task type {name!r} was already paused by {pause.by} at {pause.at}; nothing changed"
         return (
-            f"task type {name!r} is paused: consumers see it within 5 s, by {pause.effective_by}; attempts"
-            " already started finish, and publishing still accepts its tasks"
+            f"task type {name!r} is paused: consumers see it within {PAUSE_REFRESH_SECONDS:g} s, by"
+            f" {pause.effective_by}; attempts already started finish, and publishing still accepts its tasks"
         )
     if pause is not None:  # paused again between the resume and the read
         return f"task type {name!r} was resumed, and paused again by {pause.by} at {pause.at}"
     if not done.changed:
         return f"task type {name!r} was not paused; nothing changed"
-    return f"task type {name!r} is resumed: consumers see it within 5 s, and its held-back tasks start again"
+    return (
+        f"task type {name!r} is resumed: consumers see it within {PAUSE_REFRESH_SECONDS:g} s, and its held-back"
+        " tasks start again"
+    )
