@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote
 
 from chalice import Chalice, IAMAuthorizer, Response
 from chalice.app import ConvertToMiddleware, SQSEvent
 
-from chalicelib import api, batch, logs, metrics, operations
+from chalicelib import api, batch, logs, metrics, operations, task_types
 from chalicelib.consumer import DeadLetterConsumer, TaskConsumer, consume
 from chalicelib.deadline import Invocation, margin_seconds
 from chalicelib.http import json_errors, json_response
@@ -47,6 +48,11 @@ def _principal() -> str:
 def _task_id(raw: str) -> str:
     # API Gateway's request context names the API; Chalice's local gateway's does not.
     return api.decode_task_id(raw, gateway_decoded="apiId" in app.current_request.context)
+
+
+def _type_name(raw: str) -> str:
+    # As for task ids: Chalice's local gateway hands path parameters over still percent-encoded.
+    return raw if "apiId" in app.current_request.context else unquote(raw)
 
 
 def _query() -> dict[str, list[str]]:
@@ -127,6 +133,30 @@ def cancel_task(task_id: str) -> Response:
 @json_errors
 def retry_many() -> Response:
     return json_response(operations.bulk_retry(_body(), _principal(), get_runtime()))
+
+
+@app.route("/types", methods=["GET"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
+@json_errors
+def list_types() -> Response:
+    return json_response(task_types.list_types(get_runtime()))
+
+
+@app.route("/types/{type}", methods=["GET"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
+@json_errors
+def describe_type(type: str) -> Response:
+    return json_response(task_types.describe(_type_name(type), get_runtime()))
+
+
+@app.route("/types/{type}/pause", methods=["POST"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
+@json_errors
+def pause_type(type: str) -> Response:
+    return json_response(task_types.change("pause", _type_name(type), _principal(), get_runtime()))
+
+
+@app.route("/types/{type}/resume", methods=["POST"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
+@json_errors
+def resume_type(type: str) -> Response:
+    return json_response(task_types.change("resume", _type_name(type), _principal(), get_runtime()))
 
 
 @app.route("/health", methods=["GET"], content_types=ANY_CONTENT_TYPE)

@@ -68,6 +68,13 @@ class TaskNotFound(TaskprocError):
     code = "not_found"
 
 
+class TypeNotFound(TaskprocError):
+    """No task type of this deployment has this name."""
+
+    status_code = 404
+    code = "not_found"
+
+
 class Conflict(TaskprocError):
     """The task is not in a status the action applies to; the message says why."""
 

@@ -428,3 +428,56 @@ class PublishBatchAnswer(BaseModel):
     """The answer to `POST /publish/batch`: one result per entry, in request order."""
 
     results: list[PublishAccepted | BatchEntryRefused]
+
+
+# --- task types: the operator's view, pause and resume ------------------------
+
+
+class TypeEntry(BaseModel):
+    """A registered task type as `GET /types` lists it."""
+
+    name: str
+    paused: bool = Field(description="An operator paused the type: it starts no attempt; publishing still accepts.")
+    options: dict[str, Any] = Field(
+        description="The options the type was registered with, in camelCase (maxAttempts, timeoutSeconds,"
+        " backoff {baseSeconds, maxSeconds}, heartbeatSeconds, and the flow-control options such as concurrency);"
+        " an option not given is left out."
+    )
+    running: int | None = Field(
+        description="Attempts of the type running now, when a concurrency cap (`options.concurrency`) applies;"
+        " null otherwise."
+    )
+    pausedBy: str | None = Field(description="Who paused it (the IAM principal on AWS); null when it runs.")
+    pausedAt: str | None = Field(description="When it was paused; null when it runs.")
+    effectiveBy: str | None = Field(
+        description="When every consumer has seen the pause (consumers read the pauses at most every 5 s): attempts"
+        " acquired before then still run. Null when it runs."
+    )
+
+
+class TypeList(BaseModel):
+    """The answer to `GET /types`: every registered type, by name."""
+
+    types: list[TypeEntry]
+
+
+class TypeHistoryEntry(BaseModel):
+    """One pause or resume of a type: who, when, and whether it changed anything."""
+
+    action: Literal["pause", "resume"]
+    by: str
+    at: str
+    changed: bool = Field(description="False for a pause of a paused type or a resume of a running one.")
+
+
+class TypeDetail(TypeEntry):
+    """The answer to `GET /types/{type}`: the type's entry and its latest pauses and resumes, oldest first."""
+
+    history: list[TypeHistoryEntry]
+
+
+class TypeChange(TypeEntry):
+    """The answer to `POST /types/{type}/pause` and `/resume`: the type's entry after the action."""
+
+    changed: bool = Field(description="False when the type already was as asked: nothing changed.")
+    message: str = Field(description="What happened, in words.")

@@ -31,6 +31,9 @@ from chalicelib.models import (
     TaskIn,
     TaskPage,
     TaskView,
+    TypeChange,
+    TypeDetail,
+    TypeList,
 )
 from chalicelib.query import QueryModel, TaskListQuery
 from chalicelib.registry import Registry
@@ -116,6 +119,21 @@ TASK_ID = {
     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_TASK_ID_LENGTH, "pattern": TASK_ID_PATTERN},
 }
 OPERATOR = "On AWS: IAM authorization (SigV4), for principals granted the stage's operator policy."
+TYPE = {
+    "name": "type",
+    "in": "path",
+    "required": True,
+    "description": "A registered task type's name.",
+    "schema": _ref("TaskType"),
+}
+UNKNOWN_TYPE = _json(ErrorResponse, "No task type has this name; `details` names `type` and lists the registered ones.")
+PAUSE_DESCRIPTION = (
+    "Consumers read the pauses at most every 5 seconds, so a pause takes effect by the entry's `effectiveBy`:"
+    " attempts started before then finish, later ones are held back without spending an attempt, and publishing"
+    " still accepts the type's tasks. Pausing a paused type keeps its first pause, resuming a running one changes"
+    " nothing; both answer 200 with `changed: false`. Each action is recorded with who asked and when"
+    " (`GET /types/{type}` shows the history)."
+)
 
 
 def _query_parameters(model: type[QueryModel]) -> list[dict[str, Any]]:
@@ -169,6 +187,9 @@ def openapi_document() -> dict[str, Any]:
             (BulkRetryIn, "validation"),
             (RetryIn, "validation"),
             (BulkRetryResult, "serialization"),
+            (TypeList, "serialization"),
+            (TypeDetail, "serialization"),
+            (TypeChange, "serialization"),
             (ErrorResponse, "serialization"),
             (Health, "serialization"),
             (PublishBatchIn, "validation"),
@@ -285,6 +306,52 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "200": _json(BulkRetryResult, "What matched and what was queued again."),
                         **_errors(400, 413, 415, 500, 503),
+                    },
+                }
+            },
+            "/types": {
+                "get": {
+                    "operationId": "listTypes",
+                    "summary": "Every registered task type: its options, whether it is paused, and its running count"
+                    " under a concurrency cap. " + OPERATOR,
+                    "responses": {"200": _json(TypeList, "The types, by name."), **_errors(500, 503)},
+                }
+            },
+            "/types/{type}": {
+                "get": {
+                    "operationId": "describeType",
+                    "summary": "One task type's entry and its latest pauses and resumes. " + OPERATOR,
+                    "parameters": [TYPE],
+                    "responses": {
+                        "200": _json(TypeDetail, "The type."),
+                        "404": UNKNOWN_TYPE,
+                        **_errors(500, 503),
+                    },
+                }
+            },
+            "/types/{type}/pause": {
+                "post": {
+                    "operationId": "pauseType",
+                    "summary": "Pause a task type: no attempt of it starts until it is resumed. " + OPERATOR,
+                    "description": PAUSE_DESCRIPTION,
+                    "parameters": [TYPE],
+                    "responses": {
+                        "200": _json(TypeChange, "Paused (or already paused: `changed` false)."),
+                        "404": UNKNOWN_TYPE,
+                        **_errors(500, 503),
+                    },
+                }
+            },
+            "/types/{type}/resume": {
+                "post": {
+                    "operationId": "resumeType",
+                    "summary": "Resume a paused task type: its tasks start again. " + OPERATOR,
+                    "description": PAUSE_DESCRIPTION,
+                    "parameters": [TYPE],
+                    "responses": {
+                        "200": _json(TypeChange, "Resumed (or not paused: `changed` false)."),
+                        "404": UNKNOWN_TYPE,
+                        **_errors(500, 503),
                     },
                 }
             },

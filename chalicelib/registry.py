@@ -178,6 +178,17 @@ class TaskType:
             return LEASE_HEARTBEATS * self.heartbeat_seconds
         return stage_lease_seconds
 
+    def options(self) -> dict[str, Any]:
+        """The options the type was registered with, as JSON names them (`GET /types`); those not given are left out."""
+        backoff = self.backoff
+        given = {
+            "maxAttempts": self.max_attempts,
+            "timeoutSeconds": self.timeout_seconds,
+            "backoff": backoff and {"baseSeconds": backoff.base_seconds, "maxSeconds": backoff.max_seconds},
+            "heartbeatSeconds": self.heartbeat_seconds,
+        }
+        return {name: value for name, value in given.items() if value is not None}
+
     def attempts(self, stage_max_attempts: int) -> int:
         return self.max_attempts or stage_max_attempts
 

@@ -1,8 +1,9 @@
-"""`taskctl`: publish, inspect, list, count, retry and cancel taskproc tasks from a shell.
+"""`taskctl`: publish, inspect, list, count, retry and cancel taskproc tasks, and pause task types, from a shell.
 
 Exit codes (scripts may rely on them):
   0  everything asked for was done
-  1  the API refused a request (a 4xx such as 400, 404 or 409) for at least one of the ids
+  1  the API refused a request (a 4xx such as 400, 404 or 409) for at least one of the ids, or a
+     confirmation was declined
   2  usage: a bad option, argument or --payload
   3  the API cannot be reached, or answered 5xx
   4  access: no AWS credentials for a route that needs them, or the API answered 401/403
@@ -21,7 +22,7 @@ import click
 from rich.console import Console
 
 from taskctl import render
-from taskctl.client import DEFAULT_URL, ApiClient, ApiResponse, ApiUnreachable, ClientError, task_path
+from taskctl.client import DEFAULT_URL, ApiClient, ApiResponse, ApiUnreachable, ClientError, task_path, type_path
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_ACCESS = 0, 1, 2, 3, 4
 LISTED_STATUSES = ("FAILED", "RETRYING", "CANCELLED")
@@ -110,9 +111,10 @@ def cli(
     timeout: float,
     json_output: bool,
 ) -> None:
-    """Operate taskproc: publish, show, list, count, retry and cancel tasks; serve the console.
+    """Operate taskproc: publish, show, list, count, retry and cancel tasks; pause and resume task types; serve the
+    console.
 
-    Exit codes: 0 done; 1 the API refused a request (4xx) for at least one id; 2 usage;
+    Exit codes: 0 done; 1 the API refused a request (4xx) for at least one id, or a confirmation was declined; 2 usage;
     3 the API cannot be reached or answered 5xx; 4 no AWS credentials, or 401/403.
     """
     client = ApiClient(url, api_key=api_key, sign=sign, profile=profile, timeout=timeout)
@@ -306,6 +308,70 @@ def retry(
 def cancel(options: Options, task_ids: tuple[str, ...]) -> None:
     """Cancel the tasks TASK_IDS: PENDING or RETRYING ones at once, a PROCESSING one after its attempt."""
     _each(options, "cancel", task_ids)
+
+
+@cli.command(name="types")
+@click.argument("type_name", required=False)
+@json_flag
+@pass_options
+def list_types(options: Options, type_name: str | None) -> None:
+    """Every task type: paused or not, running/cap, options (GET /types); TYPE_NAME: one, with its pause history."""
+    if type_name is None:
+        answer = answer_or_fail(options, "types", call(options, "GET", "/types"))
+        if options.json:
+            emit_json(answer)
+        else:
+            stdout.print(render.types_table(answer.get("types") or []))
+        return
+    entry = answer_or_fail(options, f"types {render.shown(type_name)}", call(options, "GET", type_path(type_name)))
+    if options.json:
+        emit_json(entry)
+    else:
+        stdout.print(render.type_detail(entry))
+
+
+# What each verb does, asked before it is done.
+TYPE_QUESTIONS = {
+    "pause": "Pause task type {name}? No attempt of it starts until it is resumed (consumers see the pause"
+    " within 5 s); attempts already started finish, and publishing still accepts its tasks.",
+    "resume": "Resume task type {name}? Its tasks start again (consumers see it within 5 s).",
+}
+
+
+def _change_type(options: Options, verb: str, type_name: str, yes: bool) -> None:
+    """POST /types/{type}/{verb}, after the type was read (an unknown one fails before the question) and confirmed."""
+    what = f"{verb} {render.shown(type_name)}"
+    entry = answer_or_fail(options, what, call(options, "GET", type_path(type_name)))
+    if not yes:
+        state = "paused" if entry.get("paused") else "running"
+        question = TYPE_QUESTIONS[verb].format(name=render.shown(type_name))
+        if not click.confirm(f"{render.shown(type_name)} is {state}. {question}", default=False, err=True):
+            fail(f"{what}: not confirmed; nothing was changed (--yes skips the question)", EXIT_REFUSED)
+    answer = answer_or_fail(options, what, call(options, "POST", type_path(type_name, verb)))
+    if options.json:
+        emit_json(answer)
+    else:
+        click.echo(render.type_change_line(verb, answer))
+
+
+@cli.command()
+@click.argument("type_name")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@json_flag
+@pass_options
+def pause(options: Options, type_name: str, yes: bool) -> None:
+    """Pause the task type TYPE_NAME: none of its attempts start until it is resumed (asks first)."""
+    _change_type(options, "pause", type_name, yes)
+
+
+@cli.command()
+@click.argument("type_name")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@json_flag
+@pass_options
+def resume(options: Options, type_name: str, yes: bool) -> None:
+    """Resume the paused task type TYPE_NAME (asks first)."""
+    _change_type(options, "resume", type_name, yes)
 
 
 @cli.command()

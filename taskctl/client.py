@@ -34,6 +34,8 @@ _OPERATOR_ROUTES = (
     ("GET", re.compile(r"^/stats$")),
     ("POST", re.compile(r"^/tasks/[^/]+/(retry|cancel)$")),
     ("POST", re.compile(r"^/retries$")),
+    ("GET", re.compile(r"^/types(/[^/]+)?$")),
+    ("POST", re.compile(r"^/types/[^/]+/(pause|resume)$")),
 )
 
 
@@ -105,6 +107,11 @@ def region_of(url: str) -> str | None:
 def task_path(task_id: str, *rest: str) -> str:
     """`/tasks/{id}[/...]` with the id percent-encoded as one path segment."""
     return "/".join(["/tasks", quote(task_id, safe=""), *rest])
+
+
+def type_path(type_name: str, *rest: str) -> str:
+    """`/types/{type}[/...]` with the name percent-encoded as one path segment."""
+    return "/".join(["/types", quote(type_name, safe=""), *rest])
 
 
 class ApiClient:

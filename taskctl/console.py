@@ -69,7 +69,7 @@ TOKEN_META = '<meta name="taskctl-token" content="">'
 MAX_BODY = 64 * 1024
 # A client that stops sending mid-request frees its thread after this long.
 READ_TIMEOUT_SECONDS = 10
-ANY = None  # a segment that is a task id
+ANY = None  # a segment that is a task id or a type's name
 # What the page may ask of the API, as decoded path segments after /api, and nothing else.
 FORWARDED: tuple[tuple[str, tuple[str | None, ...]], ...] = (
     ("GET", ("stats",)),
@@ -78,6 +78,9 @@ FORWARDED: tuple[tuple[str, tuple[str | None, ...]], ...] = (
     ("POST", ("tasks", ANY, "retry")),
     ("POST", ("tasks", ANY, "cancel")),
     ("POST", ("retries",)),
+    ("GET", ("types",)),
+    ("POST", ("types", ANY, "pause")),
+    ("POST", ("types", ANY, "resume")),
 )
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",

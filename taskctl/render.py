@@ -256,3 +256,75 @@ def action_line(verb: str, task_id: str, status: int, view: dict[str, Any]) -> s
         )
     done = {"retry": "retried", "cancel": "cancelled"}[verb]
     return f"{shown(task_id)}: {done} ({status}), now {shown(now)}"
+
+
+def _options(options: dict[str, Any]) -> Text:
+    """A type's options as `name=value` pairs, nested ones as JSON; a dash when it has none."""
+    if not options:
+        return Text("-")
+    pairs = [
+        f"{shown(name)}={json_text(value) if isinstance(value, dict | list) else shown(value)}"
+        for name, value in options.items()
+    ]
+    return Text(" ".join(pairs))
+
+
+def _running(entry: dict[str, Any]) -> Text:
+    """`running/cap` for a type under a concurrency cap, else a dash."""
+    cap = (entry.get("options") or {}).get("concurrency")
+    if entry.get("running") is None or cap is None:
+        return Text("-")
+    return plain(f"{entry['running']}/{cap}")
+
+
+def _pause_state(entry: dict[str, Any]) -> Text:
+    if not entry.get("paused"):
+        return Text("no", style="green")
+    return Text(
+        f"paused by {shown(entry.get('pausedBy') or '-')} at {_time(entry.get('pausedAt'))}"
+        f" (in effect by {_time(entry.get('effectiveBy'))})",
+        style="bold yellow",
+    )
+
+
+def types_table(types: list[dict[str, Any]]) -> Table:
+    table = Table(title="task types (times UTC)", title_justify="left")
+    for column in ("type", "paused", "running/cap", "options"):
+        table.add_column(column, overflow="fold")
+    for entry in types:
+        table.add_row(
+            plain(entry.get("name")), _pause_state(entry), _running(entry), _options(entry.get("options") or {})
+        )
+    return table
+
+
+def type_detail(entry: dict[str, Any]) -> RenderableType:
+    changes = Table(title="pauses and resumes, oldest first", title_justify="left")
+    for column in ("when", "what", "by", "changed"):
+        changes.add_column(column, overflow="fold", no_wrap=column == "when")
+    for change in entry.get("history") or []:
+        changes.add_row(
+            plain(_time(change.get("at"))),
+            plain(change.get("action")),
+            plain(change.get("by") or "-"),
+            Text("yes" if change.get("changed", True) else "no (it already was)"),
+        )
+    return Group(types_table([entry]), changes)
+
+
+def type_change_line(verb: str, answer: dict[str, Any]) -> str:
+    """One line of plain text for an accepted pause or resume, saying whether anything changed."""
+    name = shown(answer.get("name"))
+    if verb == "pause":
+        by, at = shown(answer.get("pausedBy") or "-"), _time(answer.get("pausedAt"))
+        if not answer.get("changed"):
+            return f"{name}: already paused by {by} at {at} UTC; nothing changed"
+        return (
+            f"{name}: paused; consumers see it within 5 s (by {_time(answer.get('effectiveBy'))} UTC): no attempt"
+            " starts after that, attempts already started finish, and publishing still accepts its tasks"
+        )
+    if answer.get("paused"):
+        return f"{name}: resumed, then paused again by {shown(answer.get('pausedBy') or '-')}"
+    if not answer.get("changed"):
+        return f"{name}: was not paused; nothing changed"
+    return f"{name}: resumed; consumers see it within 5 s, and its held-back tasks start again"

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from chalicelib.flow.table import ConditionFailed, FlowTable
 from chalicelib.record import iso_from_ms
@@ -34,6 +34,15 @@ class Pause:
     by: str
     at: str
     effective_by: str
+
+
+@dataclass(frozen=True)
+class Change:
+    """What an operator's pause or resume found and did: the type's pause after it (None: the type runs),
+    and whether it changed anything (a pause of a paused type, or a resume of a running one, does not)."""
+
+    pause: Pause | None
+    changed: bool
 
 
 class Pauses:
@@ -74,6 +83,30 @@ class Pauses:
         Raises:
             StoreError: the table refused the write after botocore's retries.
         """
+        pause, _ = self._pause(type_name, by)
+        return pause
+
+    def resume(self, type_name: str, by: str) -> None:
+        """Resume `type_name` (resuming a type that runs is recorded, and changes nothing).
+
+        Raises:
+            StoreError: the table refused the write after botocore's retries.
+        """
+        self._resume(type_name, by)
+
+    def change(self, action: Literal["pause", "resume"], type_name: str, by: str) -> Change:
+        """An operator's pause or resume of `type_name`, and whether it changed anything.
+
+        Raises:
+            StoreError: the table refused the write after botocore's retries.
+        """
+        if action == "pause":
+            pause, changed = self._pause(type_name, by)
+            return Change(pause, changed)
+        changed = self._resume(type_name, by)
+        return Change(self._read(consistent=True).get(type_name), changed)
+
+    def _pause(self, type_name: str, by: str) -> tuple[Pause, bool]:
         now_ms = self._table.now_ms()
         entry = self._entry("pause", type_name, by, now_ms)
         effective = iso_from_ms(now_ms + int(self.refresh_seconds * 1000))
@@ -86,19 +119,17 @@ class Pauses:
                 condition="attribute_exists(#types) AND attribute_not_exists(#types.#type)",
                 names_extra={"#type": type_name},
             )
+            changed = True
         except ConditionFailed as refused:
             if refused.old is None or "types" not in refused.old:
-                self._create(type_name, pause, entry)
+                changed = self._create(type_name, pause, entry)
             else:
                 self._note(entry)
-        return self._read(consistent=True).get(type_name) or Pause(type_name, by, entry["at"], effective)
+                changed = False
+        current = self._read(consistent=True).get(type_name) or Pause(type_name, by, entry["at"], effective)
+        return current, changed
 
-    def resume(self, type_name: str, by: str) -> None:
-        """Resume `type_name` (resuming a type that runs is recorded, and changes nothing).
-
-        Raises:
-            StoreError: the table refused the write after botocore's retries.
-        """
+    def _resume(self, type_name: str, by: str) -> bool:
         entry = self._entry("resume", type_name, by, self._table.now_ms())
         try:
             self._table.update(
@@ -108,18 +139,21 @@ class Pauses:
                 condition="attribute_exists(#types.#type)",
                 names_extra={"#type": type_name},
             )
+            changed = True
         except ConditionFailed:
             self._note(entry)
+            changed = False
         with self._lock:
             self._cached = None  # this container sees its own resume at once
+        return changed
 
     def history(self) -> list[dict[str, Any]]:
         """The latest pauses and resumes, oldest first: {"action", "type", "by", "at"}."""
         item = self._table.get(PAUSES_KEY) or {}
         return list(item.get("history") or [])[-MAX_HISTORY:]
 
-    def _create(self, type_name: str, pause: dict[str, str], entry: dict[str, str]) -> None:
-        """The first pause of the stage: the item gets its map of types."""
+    def _create(self, type_name: str, pause: dict[str, str], entry: dict[str, str]) -> bool:
+        """The first pause of the stage: the item gets its map of types. Returns whether this pause changed it."""
         try:
             self._table.update(
                 PAUSES_KEY,
@@ -129,7 +163,8 @@ class Pauses:
             )
         except ConditionFailed:
             # Another pause made the map in between: add this one to it.
-            self.pause(type_name, entry["by"])
+            return self._pause(type_name, entry["by"])[1]
+        return True
 
     def _note(self, entry: dict[str, str]) -> None:
         """Record a pause or resume that changed nothing."""

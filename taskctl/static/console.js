@@ -336,20 +336,103 @@ async function retryAllFailed() {
     const matched = preview.body.matched || [];
     if (matched.length === 0) { say("There are no FAILED tasks to retry.", "ok"); return; }
     const many = matched.length >= BULK_LIMIT ? `the first ${BULK_LIMIT}` : String(matched.length);
-    $("confirm-text").textContent = `${many} FAILED task(s) will start over with a fresh attempt budget: ` +
+    const text = `${many} FAILED task(s) will start over with a fresh attempt budget: ` +
       matched.slice(0, 5).join(", ") + (matched.length > 5 ? `, and ${matched.length - 5} more.` : ".");
-    $("confirm-yes").textContent = `Retry ${many} task(s)`;
-    const dialog = $("confirm");
-    dialog.returnValue = "";
-    dialog.showModal();
-    await new Promise((resolve) => dialog.addEventListener("close", resolve, { once: true }));
-    if (dialog.returnValue !== "confirm") { say("Nothing was retried.", ""); return; }
+    if (!(await confirmed("Retry all failed tasks?", text, `Retry ${many} task(s)`, "Keep them"))) {
+      say("Nothing was retried.", "");
+      return;
+    }
     const answer = await api("POST", "/retries", { status: "FAILED", limit: BULK_LIMIT, dryRun: false });
     if (!answer.ok) { say(describe("retrying the failed tasks", answer), "refused"); return; }
     const { retried = [], skipped = [] } = answer.body;
     const reasons = skipped.map((s) => `${s.id}: ${s.reason}`).join("; ");
     say(`Retried ${retried.length} task(s)` + (skipped.length ? `; skipped ${skipped.length} (${reasons}).` : "."),
       "ok");
+    await refresh();
+  });
+}
+
+// The confirmation dialog, worded for the action; true when the operator confirmed.
+async function confirmed(title, text, yes, no) {
+  $("confirm-title").textContent = title;
+  $("confirm-text").textContent = text;
+  $("confirm-yes").textContent = yes;
+  $("confirm-no").textContent = no;
+  const dialog = $("confirm");
+  dialog.returnValue = "";
+  dialog.showModal();
+  await new Promise((resolve) => dialog.addEventListener("close", resolve, { once: true }));
+  return dialog.returnValue === "confirm";
+}
+
+// --- Task types ---------------------------------------------------------------------------------
+
+function optionsText(options) {
+  const pairs = Object.entries(options || {})
+    .map(([name, value]) => `${name}=${typeof value === "object" ? JSON.stringify(value) : value}`);
+  return pairs.length ? pairs.join(" ") : "-";
+}
+
+function typeButton(entry) {
+  const verb = entry.paused ? "resume" : "pause";
+  const label = verb === "pause" ? "Pause" : "Resume";
+  const button = element("button", label, verb === "pause" ? "danger" : "");
+  button.type = "button";
+  button.setAttribute("aria-label", `${label} type ${entry.name}`);
+  button.addEventListener("click", () => changeType(verb, entry.name));
+  return button;
+}
+
+async function refreshTypes() {
+  const answer = await api("GET", "/types");
+  if (!answer.ok) { setProblem("types", describe("reading the task types", answer)); return; }
+  setProblem("types", null);
+  const types = (answer.body && answer.body.types) || [];
+  $("types").tBodies[0].replaceChildren(...types.map((entry) => {
+    const row = element("tr");
+    row.dataset.type = entry.name;
+    if (entry.paused) row.className = "paused";
+    const head = element("th", entry.name);
+    head.scope = "row";
+    const state = entry.paused
+      ? `Paused by ${entry.pausedBy} at ${when(entry.pausedAt)} (in effect by ${when(entry.effectiveBy)})`
+      : "Running";
+    const cap = entry.options ? entry.options.concurrency : undefined;
+    const running = entry.running === null || entry.running === undefined || cap === undefined
+      ? "-" : `${entry.running}/${cap}`;
+    const action = element("td");
+    action.append(typeButton(entry));
+    row.append(head, element("td", state), element("td", running), element("td", optionsText(entry.options)), action);
+    return row;
+  }));
+}
+
+// What a pause or resume did, in words.
+function typeAnswer(verb, status, entry) {
+  const name = `task type "${entry.name}"`;
+  if (verb === "pause") {
+    if (!entry.changed) {
+      return `Nothing changed (${status}): ${name} was already paused by ${entry.pausedBy} at ${when(entry.pausedAt)}.`;
+    }
+    return `Paused (${status}): ${name} starts no attempt from ${when(entry.effectiveBy)} (consumers see a pause ` +
+      "within 5 s); attempts already started finish, and publishing still accepts its tasks.";
+  }
+  if (!entry.changed) return `Nothing changed (${status}): ${name} was not paused.`;
+  return `Resumed (${status}): ${name} runs again (consumers see it within 5 s).`;
+}
+
+async function changeType(verb, name) {
+  await guarded(async () => {
+    const question = verb === "pause"
+      ? [`Pause task type "${name}"?`, `No attempt of "${name}" starts until it is resumed (consumers see the ` +
+        "pause within 5 s). Attempts already started finish, and publishing still accepts its tasks.",
+      `Pause ${name}`, "Keep it running"]
+      : [`Resume task type "${name}"?`, `Tasks of "${name}" start again (consumers see it within 5 s).`,
+        `Resume ${name}`, "Keep it paused"];
+    if (!(await confirmed(...question))) { say(`Nothing was changed: task type "${name}" is as it was.`, ""); return; }
+    const answer = await api("POST", `/types/${encodeURIComponent(name)}/${verb}`);
+    if (answer.ok) say(typeAnswer(verb, answer.status, answer.body || {}), "ok");
+    else say(describe(`${verb === "pause" ? "pausing" : "resuming"} task type "${name}"`, answer), "refused");
     await refresh();
   });
 }
@@ -380,7 +463,7 @@ async function refresh() {
   const round = ++state.round; // only the latest refresh schedules the next one
   if (document.hidden) return; // a hidden tab costs the API nothing; visibilitychange resumes
   await guarded(async () => {
-    const work = [refreshStats(), refreshTask()];
+    const work = [refreshStats(), refreshTypes(), refreshTask()];
     if (state.page === 0) work.push(refreshList());
     await Promise.all(work);
     setProblem("page", null);

@@ -41,6 +41,23 @@ def _now() -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def type_entry(name: str, options: dict[str, Any] | None = None, running: int | None = None) -> dict[str, Any]:
+    """A task type as GET /types lists it, running unpaused."""
+    return {
+        "name": name,
+        "paused": False,
+        "options": options or {},
+        "running": running,
+        "pausedBy": None,
+        "pausedAt": None,
+        "effectiveBy": None,
+    }
+
+
+def _default_types() -> dict[str, dict[str, Any]]:
+    return {"checksum": type_entry("checksum"), "simulate": type_entry("simulate")}
+
+
 def _error(code: str, message: str, details: list[dict[str, str]] | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or []}}
 
@@ -64,6 +81,8 @@ class FakeApi:
     api_key: str | None = None
     fail_with: int | None = None
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    types: dict[str, dict[str, Any]] = field(default_factory=_default_types)
+    type_history: list[dict[str, Any]] = field(default_factory=list)
     seen: list[Seen] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
@@ -177,6 +196,11 @@ class FakeApi:
             return self._list(query)
         if (method, path) == ("POST", "/retries"):
             return self._retries(body)
+        if (method, path) == ("GET", "/types"):
+            return 200, {"types": [self.types[name] for name in sorted(self.types)]}
+        typed = re.fullmatch(r"/types/([^/]+)(?:/(pause|resume))?", path)
+        if typed:
+            return self._type(method, unquote(typed[1]), typed[2])
         match = re.fullmatch(r"/tasks/([^/]+)(?:/(retry|cancel))?", path)
         if match:
             task = self.tasks.get(unquote(match[1]))
@@ -189,6 +213,27 @@ class FakeApi:
             if method == "POST" and match[2] == "cancel":
                 return self._cancel(task)
         return 404, _error("not_found", f"no route {method} {path}")
+
+    def _type(self, method: str, name: str, verb: str | None) -> tuple[int, Any]:
+        entry = self.types.get(name)
+        if entry is None:
+            known = ", ".join(sorted(self.types))
+            return 404, _error(
+                "not_found", f"no task type is named {name!r}", [{"field": "type", "message": f"one of {known}"}]
+            )
+        if method == "GET" and verb is None:
+            mine = [{k: v for k, v in c.items() if k != "type"} for c in self.type_history if c["type"] == name]
+            return 200, {**entry, "history": mine}
+        if method != "POST" or verb is None:
+            return 404, _error("not_found", f"no route {method} /types/{name}")
+        changed = entry["paused"] != (verb == "pause")
+        at = _now()
+        self.type_history.append({"type": name, "action": verb, "by": "anonymous", "at": at, "changed": changed})
+        if changed and verb == "pause":
+            entry.update(paused=True, pausedBy="anonymous", pausedAt=at, effectiveBy=at)
+        elif changed:
+            entry.update(paused=False, pausedBy=None, pausedAt=None, effectiveBy=None)
+        return 200, {**entry, "changed": changed, "message": f"{name} {verb}d" if changed else "nothing changed"}
 
     def _publish(self, body: Any) -> tuple[int, Any]:
         if not isinstance(body, dict) or not isinstance(body.get("id"), str) or not body["id"]:

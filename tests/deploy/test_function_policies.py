@@ -1,7 +1,7 @@
 """Each function's policy grants what its code calls, and nothing else.
 
 The handlers run under moto through representative scenarios (publish, batch,
-read, list, stats, retry, cancel, bulk retry, health; a consumer's success,
+read, list, stats, retry, cancel, bulk retry, task types, pause and resume, health; a consumer's success,
 failure, backoff, takeover and poison message; dead letters), while botocore's
 `before-parameter-build` event records every AWS request with the function that
 made it. Every recorded (action, resource) must be allowed by that function's
@@ -345,6 +345,13 @@ def _run_scenarios(w: Walk) -> None:
     w.publish("to-cancel", SUCCEEDS)
     assert w.http("POST", "/tasks/to-cancel/cancel")[0] in (200, 202)
     assert w.http("POST", "/retries", {"status": "FAILED"})[0] == 200
+    # Task types: the list, one type with its history, a pause (twice: the second changes nothing) and
+    # a resume, of a type no task of this walk has.
+    assert w.http("GET", "/types")[0] == 200
+    for _ in range(2):
+        assert w.http("POST", "/types/checksum/pause")[0] == 200
+    assert w.http("GET", "/types/checksum")[1]["paused"] is True
+    assert w.http("POST", "/types/checksum/resume")[0] == 200
     w.drain("process_tasks")
 
 

@@ -38,6 +38,10 @@ ROUTE_AUTHORIZATION = {
     ("/tasks/{task_id}/retry", "POST"): IAM,
     ("/tasks/{task_id}/cancel", "POST"): IAM,
     ("/retries", "POST"): IAM,
+    ("/types", "GET"): IAM,
+    ("/types/{type}", "GET"): IAM,
+    ("/types/{type}/pause", "POST"): IAM,
+    ("/types/{type}/resume", "POST"): IAM,
     ("/health", "GET"): OPEN,
     ("/openapi.json", "GET"): OPEN,
 }

@@ -29,7 +29,17 @@ LISTING_INDEX = {
         "NonKeyAttributes": ["type", "status", "attempts", "maxAttempts", "createdAt", "updatedAt", "lastError"],
     },
 }
-OPERATOR_ROUTES = ("GET/tasks", "GET/stats", "POST/tasks/*/retry", "POST/tasks/*/cancel", "POST/retries")
+OPERATOR_ROUTES = (
+    "GET/tasks",
+    "GET/stats",
+    "POST/tasks/*/retry",
+    "POST/tasks/*/cancel",
+    "POST/retries",
+    "GET/types",
+    "GET/types/*",
+    "POST/types/*/pause",
+    "POST/types/*/resume",
+)
 
 # moto's CloudFormation skips alarms and e-mail subscriptions with a warning; the packaged
 # template's tests check those (tests/deploy/test_monitoring.py).
