@@ -12,8 +12,9 @@ whose put failed (or whose process died before it) is stored by the consumer tha
 receives its message.
 
 An entry with a `uniqueKey` claims it before the sends, with one conditional write of its own
-(chalicelib/flow/unique.py): one UpdateItem more per such entry, as through `POST /publish`. Entries of different keys claim side by side; entries sharing a key
-claim it one after another in batch order, so the first wins and the others find it held.
+(chalicelib/flow/unique.py): one UpdateItem more per such entry, as through `POST /publish`.
+Entries of different keys claim side by side; entries sharing a key claim it one after another
+in batch order, so the first wins and the others find it held.
 """
 
 from __future__ import annotations
