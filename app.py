@@ -76,7 +76,9 @@ def _optional_body() -> dict[str, Any]:
 @json_errors
 def publish() -> Response:
     accepted = api.publish(_body(), get_runtime())
-    return json_response(accepted, 201, {"Location": api.task_location(accepted.id, _path_prefix())})
+    # A publish held back by its unique key points at the task that holds the key.
+    location = api.task_location(accepted.existingId or accepted.id, _path_prefix())
+    return json_response(accepted, 201, {"Location": location})
 
 
 @app.route("/publish/batch", methods=["POST"], content_types=ANY_CONTENT_TYPE, api_key_required=WIRING.api_key_required)

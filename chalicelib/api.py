@@ -27,6 +27,7 @@ from chalicelib.errors import (
     ValidationFailed,
 )
 from chalicelib.expiry import message_attributes, start_by_ms
+from chalicelib.flow.unique import KeyClaim, KeyHeld, UniqueKeys, Uniqueness
 from chalicelib.logs import log_event
 from chalicelib.metrics import Metric
 from chalicelib.models import (
@@ -153,7 +154,7 @@ def validated_task(body: dict[str, Any], registry: Registry) -> tuple[Task, Task
 def publish(body: dict[str, Any], rt: Runtime) -> PublishAccepted:
     """Store and queue a client's task. A known id answers as a duplicate and is not queued again."""
     task, validated = validated_task(body, rt.registry)
-    return _accept(task, rt, validated.delaySeconds, validated.expiresInSeconds)
+    return _accept(task, rt, validated.delaySeconds, validated.expiresInSeconds, Uniqueness.of(validated))
 
 
 def create_from_payload(body: dict[str, Any], rt: Runtime) -> TaskCreated:
@@ -173,26 +174,47 @@ def max_attempts_of(task: Task, rt: Runtime) -> int:
     return task_type.attempts(rt.settings.MAX_ATTEMPTS) if task_type else rt.settings.MAX_ATTEMPTS
 
 
-def _accept(task: Task, rt: Runtime, delay_seconds: int = 0, expires_in_seconds: int | None = None) -> PublishAccepted:
-    """Queue the task's message, then store its item.
+def _accept(
+    task: Task,
+    rt: Runtime,
+    delay_seconds: int = 0,
+    expires_in_seconds: int | None = None,
+    wanted: Uniqueness | None = None,
+) -> PublishAccepted:
+    """Claim the task's unique key if it has one, queue its message, then store its item.
 
     The message goes first so that no process death or lost answer can leave an item
     without a message: a message whose item never arrives is stored by the consumer
     that receives it (`TaskStore.acquire` creates a missing item). A duplicate id's
     message is received and dropped there; its task keeps its first payload and never
     runs twice. See docs/architecture.md, "Nothing is stranded". An expiry is fixed now and
-    travels in the message too, so that a consumer that stores the task keeps it.
+    travels in the message too, so that a consumer that stores the task keeps it. A key another
+    task holds answers a duplicate naming it, with nothing sent (chalicelib/flow/unique.py).
     """
     message = checked_message(task)
     start_by = start_by_ms(rt.store.now_ms(), expires_in_seconds)
+    keys = UniqueKeys(rt.flow, rt.store)
+    claim = None
+    if wanted is not None:
+        try:
+            claim = keys.claim(wanted, task.id)
+        except KeyHeld as held:
+            return held_back(task, held.claim)
+        except StoreError as exc:
+            raise ServiceUnavailable(UNCLAIMED) from exc
     try:
         message_id = rt.tasks_queue.send(message, message_attributes(start_by), delay_seconds=delay_seconds)
     except QueueError as exc:
+        if claim is not None:
+            keys.release(claim)
         raise ServiceUnavailable(UNQUEUED) from exc
+    unique = claim.attribute if claim is not None else None
     try:
-        record, created = rt.store.create(task, max_attempts_of(task, rt), delay_seconds, message_id, start_by)
+        record, created = rt.store.create(task, max_attempts_of(task, rt), delay_seconds, message_id, start_by, unique)
     except StoreError as exc:
         raise ServiceUnavailable(unstored(task.id)) from exc
+    if claim is not None:
+        keys.settle(claim, record, created)
     if not created:
         return duplicate(task, record, rt.store.now_ms())
     return accepted(task, record.status, message_id, delay_seconds)
@@ -209,6 +231,7 @@ def _overdue(record: TaskRecord, now_ms: int) -> bool:
 
 
 UNQUEUED = "the task queue did not answer; the task was not accepted, try again"
+UNCLAIMED = "the flow table did not answer while the unique key was claimed; the task was not accepted, try again"
 
 
 def unstored(task_id: str) -> str:
@@ -239,6 +262,13 @@ def duplicate(task: Task, record: TaskRecord, now_ms: int) -> PublishAccepted:
         log_event("redispatched", logging.WARNING, taskId=task.id, createdAt=record.created_at)
         metrics.count(Metric.TASKS_REDISPATCHED, record.type)
     return PublishAccepted(id=task.id, status=record.status, duplicate=True)
+
+
+def held_back(task: Task, claim: KeyClaim) -> PublishAccepted:
+    """The answer for a task whose unique key another task holds: not stored, not queued."""
+    log_event("unique_duplicate", taskId=task.id, uniqueKey=claim.key, existingId=claim.holder)
+    metrics.count(Metric.UNIQUE_DUPLICATES, task.type)
+    return PublishAccepted(id=task.id, status=None, duplicate=True, existingId=claim.holder)
 
 
 def decode_task_id(path_value: str, gateway_decoded: bool) -> str:

@@ -10,6 +10,11 @@ As through `POST /publish`, no task is ever stored without its message: a task w
 message was not sent is refused and not stored, and a task whose message was sent but
 whose put failed (or whose process died before it) is stored by the consumer that
 receives its message.
+
+An entry with a `uniqueKey` claims it before the sends, with one conditional write of its own
+(chalicelib/flow/unique.py): one UpdateItem more per such entry, as through `POST /publish`.
+Entries of different keys claim side by side; entries sharing a key claim it one after another
+in batch order, so the first wins and the others find it held.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from chalicelib.errors import (
     error_detail,
 )
 from chalicelib.expiry import message_attributes, start_by_ms
+from chalicelib.flow.unique import KeyClaim, KeyHeld, UniqueKeys, Uniqueness
 from chalicelib.logs import log_event
 from chalicelib.metrics import Metric
 from chalicelib.models import (
@@ -67,14 +73,16 @@ class _Claim:
     delay_seconds: int
     message: str
     start_by_ms: int | None = None
+    wanted: Uniqueness | None = None
 
 
 @dataclass(frozen=True)
 class _Sent:
-    """A claim whose message is on the queue."""
+    """A claim whose message is on the queue, with the unique key it holds, if any."""
 
     claim: _Claim
     message_id: str
+    key: KeyClaim | None = None
 
 
 def publish_batch(body: dict[str, Any], rt: Runtime) -> PublishBatchAnswer:
@@ -83,7 +91,9 @@ def publish_batch(body: dict[str, Any], rt: Runtime) -> PublishBatchAnswer:
     An entry that breaks a rule, or is larger than a task may be, is refused with the error
     `POST /publish` would answer for it; one whose put or send failed is refused with
     `service_unavailable` and is not kept. An id seen earlier in the batch is a duplicate of
-    that entry: it is not stored or sent again, and it shares that entry's outcome.
+    that entry: it is not stored or sent again, and it shares that entry's outcome. An entry whose
+    unique key another task holds is a duplicate naming it (`existingId`), and is not sent; when
+    that task is an earlier entry of the batch which was then refused, it shares that refusal.
 
     Raises:
         ValidationFailed: the body is not a batch (`tasks` missing, not a list, empty, longer
@@ -108,11 +118,16 @@ def publish_batch(body: dict[str, Any], rt: Runtime) -> PublishBatchAnswer:
             repeats.append((index, claims[task.id]))
         else:
             start_by = start_by_ms(now_ms, validated.expiresInSeconds)
-            claims[task.id] = _Claim(index, task, validated.delaySeconds, message, start_by)
+            wanted = Uniqueness.of(validated)
+            claims[task.id] = _Claim(index, task, validated.delaySeconds, message, start_by, wanted)
     if claims:
         with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(claims))) as pool:
-            sent = _queue(list(claims.values()), rt, pool, results)
+            keyed = _claim_keys(list(claims.values()), rt, pool, results)
+            sent = _queue(keyed, rt, pool, results)
             _store(sent, rt, pool, results)
+        unsent_holders = {claim.task.id for claim, key in keyed if key is not None and key.written}
+        unsent_holders -= {item.claim.task.id for item in sent}
+        _share_refusals_of_holders(unsent_holders, results)
     for index, first in repeats:
         results[index] = _repeat(results[first.index], first.task)
     answer = PublishBatchAnswer(results=[result for result in results if result is not None])
@@ -131,8 +146,52 @@ def _validated(entry: Any, rt: Runtime) -> tuple[Task, TaskIn]:
     return api.validated_task(entry, rt.registry)
 
 
-def _queue(claims: list[_Claim], rt: Runtime, pool: Executor, results: list[Result | None]) -> list[_Sent]:
-    """Send the claims' messages; a claim whose message was not sent is refused, and not stored."""
+def _claim_keys(
+    claims: list[_Claim], rt: Runtime, pool: Executor, results: list[Result | None]
+) -> list[tuple[_Claim, KeyClaim | None]]:
+    """Claim each entry's unique key; an entry whose key another task holds is answered as a
+    duplicate naming it, and one whose claim got no answer is refused: neither is sent."""
+    keys = UniqueKeys(rt.flow, rt.store)
+    by_key: dict[str, list[_Claim]] = {}
+    for claim in claims:
+        if claim.wanted is not None:
+            by_key.setdefault(claim.wanted.key, []).append(claim)
+
+    def claim_in_order(group: list[_Claim]) -> list[KeyClaim | KeyHeld | Exception]:
+        outcomes: list[KeyClaim | KeyHeld | Exception] = []
+        for claim in group:
+            assert claim.wanted is not None
+            try:
+                outcomes.append(keys.claim(claim.wanted, claim.task.id))
+            except (KeyHeld, StoreError) as outcome:
+                outcomes.append(outcome)
+            except Exception as unexpected:
+                # Kept, not raised from pool.map, which would leave the other entries without answers.
+                logger.exception("claim of unique key %r failed", claim.wanted.key)
+                outcomes.append(unexpected)
+        return outcomes
+
+    decided: dict[int, KeyClaim | KeyHeld | Exception] = {}
+    for group, outcomes in zip(by_key.values(), pool.map(claim_in_order, by_key.values()), strict=True):
+        decided.update((claim.index, outcome) for claim, outcome in zip(group, outcomes, strict=True))
+    going: list[tuple[_Claim, KeyClaim | None]] = []
+    for claim in claims:
+        outcome = decided.get(claim.index)
+        if isinstance(outcome, KeyHeld):
+            results[claim.index] = api.held_back(claim.task, outcome.claim)
+        elif isinstance(outcome, Exception):
+            results[claim.index] = _refused(claim.task.id, ServiceUnavailable(api.UNCLAIMED))
+        else:
+            going.append((claim, outcome))
+    return going
+
+
+def _queue(
+    keyed: list[tuple[_Claim, KeyClaim | None]], rt: Runtime, pool: Executor, results: list[Result | None]
+) -> list[_Sent]:
+    """Send the claims' messages; a claim whose message was not sent is refused, not stored, and
+    releases the unique key it claimed."""
+    claims = [claim for claim, _ in keyed]
     outgoing = [Outgoing(claim.message, claim.delay_seconds, message_attributes(claim.start_by_ms)) for claim in claims]
     message_ids: list[str | None]
     try:
@@ -142,11 +201,14 @@ def _queue(claims: list[_Claim], rt: Runtime, pool: Executor, results: list[Resu
         logger.exception("sending %d messages failed", len(outgoing))
         message_ids = [None] * len(outgoing)
     sent: list[_Sent] = []
-    for claim, message_id in zip(claims, message_ids, strict=True):
+    keys = UniqueKeys(rt.flow, rt.store)
+    for (claim, key), message_id in zip(keyed, message_ids, strict=True):
         if message_id is None:
+            if key is not None:
+                keys.release(key)
             results[claim.index] = _refused(claim.task.id, ServiceUnavailable(api.UNQUEUED))
         else:
-            sent.append(_Sent(claim, message_id))
+            sent.append(_Sent(claim, message_id, key))
     return sent
 
 
@@ -157,7 +219,12 @@ def _store(sent: list[_Sent], rt: Runtime, pool: Executor, results: list[Result 
         claim = item.claim
         try:
             return rt.store.create(
-                claim.task, api.max_attempts_of(claim.task, rt), claim.delay_seconds, item.message_id, claim.start_by_ms
+                claim.task,
+                api.max_attempts_of(claim.task, rt),
+                claim.delay_seconds,
+                item.message_id,
+                claim.start_by_ms,
+                item.key.attribute if item.key is not None else None,
             )
         except StoreError as exc:
             logger.warning("put of task %r failed: %s", claim.task.id, exc)
@@ -168,8 +235,11 @@ def _store(sent: list[_Sent], rt: Runtime, pool: Executor, results: list[Result 
         return None
 
     now_ms = rt.store.now_ms()
+    keys = UniqueKeys(rt.flow, rt.store)
     for item, outcome in zip(sent, pool.map(put, sent), strict=True):
         claim = item.claim
+        if item.key is not None and outcome is not None:
+            keys.settle(item.key, *outcome)
         if outcome is None:
             results[claim.index] = _refused(claim.task.id, ServiceUnavailable(api.unstored(claim.task.id)))
         elif outcome[1]:
@@ -178,14 +248,23 @@ def _store(sent: list[_Sent], rt: Runtime, pool: Executor, results: list[Result 
             results[claim.index] = api.duplicate(claim.task, outcome[0], now_ms)
 
 
+def _share_refusals_of_holders(unsent_holders: set[str], results: list[Result | None]) -> None:
+    """An entry held back by the key an earlier entry claimed, whose send then failed (and its claim
+    with it), shares that entry's refusal: neither was published, and both may be sent again."""
+    refusals = {result.id: result.error for result in results if isinstance(result, BatchEntryRefused)}
+    for index, result in enumerate(results):
+        if isinstance(result, PublishAccepted) and result.existingId in unsent_holders:
+            results[index] = BatchEntryRefused(id=result.id, error=refusals[result.existingId])
+
+
 def _repeat(first: Result | None, task: Task) -> Result:
     """The result of an entry whose id an earlier entry of the batch claimed: that entry's outcome."""
     assert first is not None, "a claim has its result before its repeats are answered"
     if isinstance(first, BatchEntryRefused):
         return BatchEntryRefused(id=task.id, error=first.error)
-    log_event("duplicate_publish", taskId=task.id, status=first.status.value)
+    log_event("duplicate_publish", taskId=task.id, status=first.status.value if first.status else None)
     metrics.count(Metric.DUPLICATES, task.type)
-    return PublishAccepted(id=task.id, status=first.status, duplicate=True)
+    return PublishAccepted(id=task.id, status=first.status, duplicate=True, existingId=first.existingId)
 
 
 def _usable_id(entry: Any) -> str | None:

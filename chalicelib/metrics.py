@@ -41,6 +41,7 @@ _VALUES_PER_BLOB = MAX_METRICS - 1
 class Metric(StrEnum):
     ACCEPTED = "TasksAccepted"
     DUPLICATES = "DuplicatePublishes"
+    UNIQUE_DUPLICATES = "UniqueKeyDuplicates"  # publishes held back because another task holds their uniqueKey
     ATTEMPTS_STARTED = "AttemptsStarted"
     COMPLETED = "TasksCompleted"
     ATTEMPTS_FAILED = "AttemptsFailed"

@@ -7,7 +7,18 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from chalicelib.expiry import EXPIRED_KIND, MAX_EXPIRY_SECONDS
 
@@ -80,6 +91,10 @@ def task_id_problem(value: str) -> str | None:
         return "must be valid Unicode (no lone surrogate escapes)"
     if size > MAX_TASK_ID_BYTES:
         return f"must be at most {MAX_TASK_ID_BYTES} bytes in UTF-8 (this one is {size})"
+    return _forbidden_character_problem(value)
+
+
+def _forbidden_character_problem(value: str) -> str | None:
     found = _forbidden_in_id.search(value)
     if found:
         return (
@@ -102,6 +117,44 @@ TaskId = Annotated[
     AfterValidator(_task_id),
     Field(json_schema_extra={"pattern": TASK_ID_PATTERN}),
 ]
+
+
+# A unique key names the flow item `unique#<key>` (chalicelib/flow/unique.py); shown like an id.
+MAX_UNIQUE_KEY_BYTES = 256
+MAX_UNIQUE_SECONDS = 86_400
+UNIQUE_UNTIL_TERMINAL = "terminal"
+UNIQUE_KEY_RULE = (
+    f"1 to {MAX_UNIQUE_KEY_BYTES} bytes of UTF-8, without control characters or bidirectional formatting characters"
+)
+
+
+def unique_key_problem(value: str) -> str | None:
+    """What keeps `value` from being a unique key, or None when it is one."""
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "must be valid Unicode (no lone surrogate escapes)"
+    if not 1 <= size <= MAX_UNIQUE_KEY_BYTES:
+        return f"must be 1 to {MAX_UNIQUE_KEY_BYTES} bytes in UTF-8 (this one is {size})"
+    return _forbidden_character_problem(value)
+
+
+def _unique_key(value: str) -> str:
+    problem = unique_key_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+UniqueKey = Annotated[
+    str, StringConstraints(strict=True, min_length=1, max_length=MAX_UNIQUE_KEY_BYTES), AfterValidator(_unique_key)
+]
+
+
+def _unique_key_schema(schema: dict[str, Any]) -> None:
+    """No default shown, and the characters a key may not hold, as an id's."""
+    schema.pop("default", None)
+    schema["pattern"] = TASK_ID_PATTERN
 
 
 def json_depth(value: Any) -> int:
@@ -177,6 +230,53 @@ class TaskIn(BaseModel):
         default=0, ge=0, le=MAX_DELAY_SECONDS, description="Seconds before the first attempt may start."
     )
     expiresInSeconds: WholeNumber = _expires_in_seconds("the first attempt")
+    # Left out, each is None (not nullable: a default is not validated, as for expiresInSeconds).
+    uniqueKey: UniqueKey = Field(
+        default=None,
+        description=f"A key ({UNIQUE_KEY_RULE}) that admits one task at a time: while the task holding it is"
+        " inside its window (`uniqueFor`) or not yet ended (`uniqueUntil`), a publish with the same key and"
+        " another id answers `duplicate: true` with `existingId` and is not queued. Needs exactly one of"
+        " `uniqueFor` or `uniqueUntil`.",
+        json_schema_extra=_unique_key_schema,
+    )
+    uniqueFor: WholeNumber = Field(
+        default=None,
+        ge=1,
+        le=MAX_UNIQUE_SECONDS,
+        description=f"Seconds, 1 to {MAX_UNIQUE_SECONDS:,}, for which the `uniqueKey` admits no other task,"
+        " counted from this publish; the window ends then whatever the task's status. Only with `uniqueKey`.",
+        json_schema_extra=_no_default,
+    )
+    uniqueUntil: Literal["terminal"] = Field(
+        default=None,
+        description="`terminal`: the `uniqueKey` admits no other task until this one is COMPLETED, FAILED or"
+        " CANCELLED. Only with `uniqueKey`, instead of `uniqueFor`.",
+        json_schema_extra=_no_default,
+    )
+
+    @model_validator(mode="after")
+    def _unique_fields_go_together(self) -> TaskIn:
+        """`uniqueKey` takes exactly one of `uniqueFor` and `uniqueUntil`; neither comes without it."""
+        problems: list[tuple[str, str]] = []
+        given = [name for name in ("uniqueFor", "uniqueUntil") if getattr(self, name) is not None]
+        if self.uniqueKey is None:
+            problems += [(name, "may only be given with uniqueKey") for name in given]
+        elif not given:
+            problems.append(("uniqueKey", 'needs exactly one of uniqueFor (seconds) or uniqueUntil ("terminal")'))
+        elif len(given) == 2:
+            problems += [(name, "uniqueFor and uniqueUntil exclude each other: give one") for name in given]
+        if problems:
+            # Raised as a ValidationError so that each problem names its field, as a field's own rule does.
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("unique_fields", message), loc=(name,), input=getattr(self, name)
+                    )
+                    for name, message in problems
+                ],
+            )
+        return self
 
 
 class Task(BaseModel):
@@ -199,12 +299,29 @@ class Task(BaseModel):
         return text.replace("\ufffe", "\\ufffe").replace("\uffff", "\\uffff")
 
 
+def _present_only_as_string(schema: dict[str, Any]) -> None:
+    """A field left out when None: where it is present, it is a string."""
+    schema.pop("default", None)
+    schema.pop("anyOf", None)
+    schema["type"] = "string"
+
+
 class PublishAccepted(BaseModel):
     """The answer to `POST /publish`."""
 
     id: str
-    status: Status
-    duplicate: bool = Field(description="True when a task with this id already existed; it is not run again.")
+    status: Status | None = Field(description="The task's status; null for a publish held back by its `uniqueKey`.")
+    duplicate: bool = Field(
+        description="True when a task with this id already existed (it is not run again), or when another"
+        " task holds the `uniqueKey` (`existingId` names it; this one is not stored or queued)."
+    )
+    existingId: str | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="Present only when another task holds the `uniqueKey`: that task's id. `status` is then"
+        " null (this id was not stored) and `Location` names the existing task.",
+        json_schema_extra=_present_only_as_string,
+    )
 
 
 class TaskCreated(BaseModel):
@@ -273,6 +390,12 @@ class TaskView(BaseModel):
     notBefore: str | None = Field(description="When a delayed task's first attempt may start.")
     startBy: str | None = Field(
         description="When the task expires unless its first attempt has started (from `expiresInSeconds`)."
+    )
+    uniqueKey: str | None = Field(default=None, description="The `uniqueKey` this task was published holding.")
+    uniqueUntil: str | None = Field(
+        default=None,
+        description="Until when its `uniqueKey` admits no other task: the end of its `uniqueFor` window, or"
+        " `terminal` (until this task ends); null without a key.",
     )
     lastError: str | None
     cancelRequested: bool = Field(description="An operator asked to cancel the attempt running now.")

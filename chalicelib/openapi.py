@@ -49,6 +49,16 @@ def _pascal(name: str) -> str:
     return "".join(part.capitalize() for part in name.replace("-", "_").split("_"))
 
 
+# TaskIn's own check of its unique fields (models.py), in JSON Schema: `uniqueFor` and `uniqueUntil`
+# only with `uniqueKey`, and a `uniqueKey` with exactly one of them.
+UNIQUE_FIELDS_GO_TOGETHER: dict[str, Any] = {
+    "dependentRequired": {"uniqueFor": ["uniqueKey"], "uniqueUntil": ["uniqueKey"]},
+    "dependentSchemas": {
+        "uniqueKey": {"oneOf": [{"required": ["uniqueFor"]}, {"required": ["uniqueUntil"]}]},
+    },
+}
+
+
 def _task_type_schemas(registry: Registry, schemas: dict[str, Any]) -> dict[str, Any]:
     """One publish body per registered type (its `type` a constant, its payload the type's model), and their union.
 
@@ -77,6 +87,7 @@ def _task_type_schemas(registry: Registry, schemas: dict[str, Any]) -> dict[str,
             "properties": properties,
             "required": required,
             "additionalProperties": False,
+            **UNIQUE_FIELDS_GO_TOGETHER,
         }
         variants.append(_ref(variant))
     added["TaskIn"] = {"title": "TaskIn", "description": task_in.get("description", ""), "oneOf": variants}
@@ -161,7 +172,9 @@ BATCH_DESCRIPTION = (
     "accepted or a duplicate, `{id, error}` (the usual error shape; `id` null when the entry has none "
     "usable) when it is refused, including `service_unavailable` when its put or its send failed; such a "
     "task is not kept. An id repeated within the batch is a duplicate of its first entry and shares its "
-    "outcome. The request as a whole is refused (4xx) only when it is not a batch: not a JSON object, "
+    "outcome. An entry with a `uniqueKey` claims it on its own; entries sharing a key claim it in batch order, "
+    "so the first wins and the others answer `duplicate: true` with its `existingId` (or share its refusal "
+    "when its send failed). The request as a whole is refused (4xx) only when it is not a batch: not a JSON object, "
     f"`tasks` missing, not a list, empty or over {MAX_BATCH_TASKS} entries, or a body over "
     f"{MAX_BATCH_BYTES:,} bytes. That cap keeps a request within API Gateway's 10 MB request limit and "
     "Lambda's 6 MB synchronous invocation payload, which holds the body JSON-escaped; each task is still "
@@ -218,7 +231,12 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "Publish a task under a client-chosen id; a known id is never run twice.",
                     "requestBody": _body(TaskIn, "The task."),
                     "responses": {
-                        "201": _json(PublishAccepted, "Accepted (also for a duplicate id).", LOCATION),
+                        "201": _json(
+                            PublishAccepted,
+                            "Accepted; also for a duplicate id, and for a `uniqueKey` another task holds"
+                            " (`existingId` names it, `Location` points at it, nothing is queued).",
+                            LOCATION,
+                        ),
                         **_errors(400, 413, 415, 500, 503),
                     },
                 }

@@ -21,6 +21,10 @@ from chalicelib.models import (
     TaskView,
 )
 
+# The task item's `unique` map: the claim of a unique key this task was published holding
+# (chalicelib/flow/unique.py): {"key", "until": epoch ms or "terminal", "claimedAt": epoch ms}.
+UNIQUE_ATTRIBUTE = "unique"
+
 # What a client sees in `history[].by`: that an operator acted, never which IAM principal.
 OPERATOR = "operator"
 
@@ -68,6 +72,7 @@ class TaskRecord:
     not_before: str | None = None
     cancel_requested: bool = False
     start_by_ms: int | None = None
+    unique: dict[str, Any] | None = None  # the UNIQUE_ATTRIBUTE map, numbers as ints
 
     @property
     def task(self) -> Task:
@@ -140,9 +145,15 @@ class TaskRecord:
             startBy=iso_from_ms(self.start_by_ms) if self.start_by_ms is not None else None,
             lastError=self.last_error,
             cancelRequested=self.cancel_requested,
+            uniqueKey=self.unique["key"] if self.unique else None,
+            uniqueUntil=_until_view(self.unique["until"]) if self.unique else None,
             progress=json.loads(self.progress_json) if self.progress_json is not None else None,
             history=history,
         )
+
+
+def _until_view(until: int | str) -> str:
+    return iso_from_ms(until) if isinstance(until, int) else until
 
 
 def _entry_view(entry: dict[str, Any], principals: bool) -> AttemptView | ActionView | ExpiredView:
@@ -203,7 +214,16 @@ def record_from_item(item: dict[str, Any]) -> TaskRecord:
         not_before=item.get("notBefore"),
         cancel_requested=bool(item.get("cancelRequested", False)),
         start_by_ms=int(item["startBy"]) if "startBy" in item else None,
+        unique=_unique(item.get(UNIQUE_ATTRIBUTE)),
     )
+
+
+def _unique(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The `unique` map with DynamoDB's Decimals made ints again (`until` may be "terminal")."""
+    if not value:
+        return None
+    until = value["until"]
+    return {**value, "until": until if isinstance(until, str) else int(until), "claimedAt": int(value["claimedAt"])}
 
 
 def _entry(entry: dict[str, Any]) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from chalicelib.errors import CancelRequested, LeaseLost, StaleRecord, StoreErro
 from chalicelib.expiry import EXPIRED_ERROR, expired_entry
 from chalicelib.index import index_attributes, index_update
 from chalicelib.models import Outcome, Status, Task
-from chalicelib.record import TaskRecord, attempt_entry, iso_from_ms, record_from_item
+from chalicelib.record import UNIQUE_ATTRIBUTE, TaskRecord, attempt_entry, iso_from_ms, record_from_item
 from chalicelib.table import TASK_IS_NEW, ConditionFailed, TaskTable, capped_error, deserialize
 
 logger = logging.getLogger(__name__)
@@ -121,15 +121,19 @@ class TaskStore(TaskTable):
         delay_seconds: int = 0,
         message_id: str | None = None,
         start_by_ms: int | None = None,
+        unique: dict[str, Any] | None = None,
     ) -> tuple[TaskRecord, bool]:
         """Store a new PENDING task whose message `message_id` was already sent; an existing id keeps its first payload.
 
-        `start_by_ms`, when given, is the task's expiry (chalicelib/expiry.py).
+        `start_by_ms`, when given, is the task's expiry (chalicelib/expiry.py); `unique`, the claim of
+        the unique key it holds (chalicelib/flow/unique.py), kept for its view.
 
         Returns the record and whether it is this publish's task: True when the item is new, and
         also when the consumer received `message_id` first and created the item from it.
         """
         item = self._pending_item(task, max_attempts, delay_seconds, message_id, start_by_ms)
+        if unique is not None:
+            item[UNIQUE_ATTRIBUTE] = unique
         old = self._put_new(item)
         if old is None:
             return record_from_item(item), True
@@ -378,6 +382,22 @@ class TaskStore(TaskTable):
             **index_attributes(Status.FAILED, task_id, item["updatedAt"]),
         )
         return self._put_new(item) is None
+
+    def void_unstored(self, task_id: str, reason: str) -> TaskRecord | None:
+        """Store CANCELLED, never to run, a task whose publish died before it stored it, so that its
+        message, if it was sent, is dropped by the consumer that receives it instead of running it.
+
+        Returns None when stored; else the task as it stands (a consumer stored it from its message).
+        """
+        item = self._new_item(task_id, {}, Status.CANCELLED, max_attempts=1, task_type=None)
+        item.update(
+            finishedAt=item["createdAt"],
+            lastError=capped_error(reason),
+            expiresAt=self._expires_at(self.now_ms()),
+            **index_attributes(Status.CANCELLED, task_id, item["updatedAt"]),
+        )
+        old = self._put_new(item)
+        return None if old is None else record_from_item(old)
 
     # --- internals -------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """Each function's policy grants what its code calls, and nothing else.
 
 The handlers run under moto through representative scenarios (publish, batch,
-read, list, stats, retry, cancel, bulk retry, task types, pause and resume, health; a consumer's success,
+unique keys, read, list, stats, retry, cancel, bulk retry, task types, pause and resume, health; a
+consumer's success,
 failure, backoff, takeover and poison message; dead letters), while botocore's
 `before-parameter-build` event records every AWS request with the function that
 made it. Every recorded (action, resource) must be allowed by that function's
@@ -266,6 +267,19 @@ def _run_scenarios(w: Walk) -> None:
         assert w.http("POST", "/publish", {"id": "refused", "payload": SUCCEEDS})[0] == 503
     assert w.http("GET", "/health")[0] == 200
     assert w.http("GET", "/openapi.json")[0] == 200
+    # Unique keys: a claim, a publish it holds back, a terminal-mode claim whose holder is read, a
+    # claim released because the send failed, and a batch entry's claim.
+    unique = {"uniqueKey": "walk", "uniqueFor": 60}
+    assert w.http("POST", "/publish", {"id": "u1", "payload": SUCCEEDS, **unique})[1]["duplicate"] is False
+    assert w.http("POST", "/publish", {"id": "u2", "payload": SUCCEEDS, **unique})[1]["existingId"] == "u1"
+    until_done = {"uniqueKey": "walk-terminal", "uniqueUntil": "terminal"}
+    assert w.http("POST", "/publish", {"id": "u3", "payload": SUCCEEDS, **until_done})[0] == 201
+    assert w.http("POST", "/publish", {"id": "u4", "payload": SUCCEEDS, **until_done})[1]["existingId"] == "u3"
+    with inject_errors(w.runtimes["api_handler"].tasks_queue._client, "SendMessage", status=500, code="InternalError"):
+        body = {"id": "u5", "payload": SUCCEEDS, "uniqueKey": "walk-5", "uniqueFor": 9}
+        assert w.http("POST", "/publish", body)[0] == 503
+    status, answer = w.http("POST", "/publish/batch", {"tasks": [{"id": "u6", "payload": SUCCEEDS, **unique}]})
+    assert status == 200 and answer["results"][0]["existingId"] == "u1"
 
     # The consumer: success, permanent failure, backoff up to the last attempt, a takeover of an
     # expired lease, a poison message.
