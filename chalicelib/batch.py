@@ -1,8 +1,8 @@
 """Batch publish: up to 100 tasks in one request, each queued and stored, or refused, on its own.
 
 A task costs one conditional PutItem and a tenth of a SendMessageBatch here, against one
-PutItem and one SendMessage through `POST /publish`. The messages go first, in
-SendMessageBatch calls of up to 10 entries and 256 KiB; then the items of the tasks whose
+PutItem and one SendMessage through `POST /publish`. The messages go first, to each
+entry's class's queue, in SendMessageBatch calls of up to 10 entries and 256 KiB; then the items of the tasks whose
 messages were sent are put side by side on a small thread pool (BatchWriteItem cannot
 check that an id is new).
 
@@ -43,7 +43,8 @@ from chalicelib.models import (
     TaskId,
     TaskIn,
 )
-from chalicelib.queue import Outgoing
+from chalicelib.priority import Priority
+from chalicelib.queue import Outgoing, Queue
 from chalicelib.record import TaskRecord
 from chalicelib.runtime import Runtime
 
@@ -132,22 +133,32 @@ def _validated(entry: Any, rt: Runtime) -> tuple[Task, TaskIn]:
 
 
 def _queue(claims: list[_Claim], rt: Runtime, pool: Executor, results: list[Result | None]) -> list[_Sent]:
-    """Send the claims' messages; a claim whose message was not sent is refused, and not stored."""
-    outgoing = [Outgoing(claim.message, claim.delay_seconds, message_attributes(claim.start_by_ms)) for claim in claims]
-    message_ids: list[str | None]
-    try:
-        message_ids = rt.tasks_queue.send_batch(outgoing, pool)
-    except Exception:
-        # send_batch answers a failed send with None; anything else is unexpected.
-        logger.exception("sending %d messages failed", len(outgoing))
-        message_ids = [None] * len(outgoing)
+    """Send the claims' messages, each to its class's queue; a claim whose message was not sent is
+    refused, and not stored. The answers keep the claims' order."""
+    message_ids: dict[int, str | None] = {}
+    for priority in Priority:
+        of_class = [claim for claim in claims if claim.task.priority is priority]
+        if of_class:
+            sent_ids = _send(of_class, rt.queue_for(priority), pool)
+            message_ids.update(zip((c.index for c in of_class), sent_ids, strict=True))
     sent: list[_Sent] = []
-    for claim, message_id in zip(claims, message_ids, strict=True):
+    for claim in claims:
+        message_id = message_ids[claim.index]
         if message_id is None:
             results[claim.index] = _refused(claim.task.id, ServiceUnavailable(api.UNQUEUED))
         else:
             sent.append(_Sent(claim, message_id))
     return sent
+
+
+def _send(claims: list[_Claim], queue: Queue, pool: Executor) -> list[str | None]:
+    outgoing = [Outgoing(claim.message, claim.delay_seconds, message_attributes(claim.start_by_ms)) for claim in claims]
+    try:
+        return queue.send_batch(outgoing, pool)
+    except Exception:
+        # send_batch answers a failed send with None; anything else is unexpected.
+        logger.exception("sending %d messages to %s failed", len(outgoing), queue.name)
+        return [None] * len(outgoing)
 
 
 def _store(sent: list[_Sent], rt: Runtime, pool: Executor, results: list[Result | None]) -> None:

@@ -21,7 +21,7 @@ LISTED_STATUSES = (Status.FAILED, Status.RETRYING, Status.CANCELLED)
 SHARD_ATTRIBUTE = "statusShard"
 SORT_ATTRIBUTE = "statusSort"
 # What the index projects besides its keys and the table's: a task's summary.
-PROJECTED = ("status", "type", "attempts", "maxAttempts", "createdAt", "updatedAt", "lastError")
+PROJECTED = ("status", "type", "priority", "attempts", "maxAttempts", "createdAt", "updatedAt", "lastError")
 
 
 def shard_of(task_id: str) -> int:

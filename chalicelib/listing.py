@@ -18,6 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chalicelib.errors import StoreError
 from chalicelib.index import INDEX_NAME, SHARD_ATTRIBUTE, SHARDS, SORT_ATTRIBUTE, shard_key
 from chalicelib.models import Status, TaskSummary
+from chalicelib.record import priority_of_item
 from chalicelib.table import deserialize, serialize
 
 # Counting reads every index entry it counts; past this many per status it stops and
@@ -50,6 +51,7 @@ def summary(entry: dict[str, Any]) -> TaskSummary:
     return TaskSummary(
         id=entry["id"],
         type=entry.get("type"),
+        priority=priority_of_item(entry),
         status=Status(entry["status"]),
         attempts=int(entry.get("attempts", 0)),
         maxAttempts=int(entry.get("maxAttempts", 1)),

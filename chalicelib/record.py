@@ -20,6 +20,7 @@ from chalicelib.models import (
     Task,
     TaskView,
 )
+from chalicelib.priority import Priority
 
 # What a client sees in `history[].by`: that an operator acted, never which IAM principal.
 OPERATOR = "operator"
@@ -68,10 +69,11 @@ class TaskRecord:
     not_before: str | None = None
     cancel_requested: bool = False
     start_by_ms: int | None = None
+    priority: Priority = Priority.DEFAULT
 
     @property
     def task(self) -> Task:
-        return Task(id=self.id, type=self.type, payload=self.payload)
+        return Task(id=self.id, type=self.type, payload=self.payload, priority=self.priority)
 
     @property
     def is_terminal(self) -> bool:
@@ -125,6 +127,7 @@ class TaskRecord:
         return TaskView(
             id=self.id,
             type=self.type,
+            priority=self.priority,
             status=self.status,
             attempts=self.attempts,
             maxAttempts=self.max_attempts,
@@ -203,7 +206,16 @@ def record_from_item(item: dict[str, Any]) -> TaskRecord:
         not_before=item.get("notBefore"),
         cancel_requested=bool(item.get("cancelRequested", False)),
         start_by_ms=int(item["startBy"]) if "startBy" in item else None,
+        priority=priority_of_item(item),
     )
+
+
+def priority_of_item(item: dict[str, Any]) -> Priority:
+    """The class an item (or an index entry) was published in; items stored before classes existed are default."""
+    try:
+        return Priority(item.get("priority", Priority.DEFAULT.value))
+    except ValueError:
+        return Priority.DEFAULT
 
 
 def _entry(entry: dict[str, Any]) -> dict[str, Any]:
