@@ -14,6 +14,7 @@ from chalicelib.deadline import Invocation, margin_seconds
 from chalicelib.http import json_errors, json_response
 from chalicelib.models import MAX_BATCH_BYTES
 from chalicelib.openapi import openapi_document
+from chalicelib.priority import Priority
 from chalicelib.runtime import get_runtime
 from chalicelib.settings import wiring
 
@@ -173,6 +174,19 @@ def openapi() -> dict[str, Any]:
     return openapi_document()
 
 
+def _consume_class(event: SQSEvent, priority: Priority) -> dict[str, Any] | None:
+    runtime = get_runtime()
+    # The event's own context: Chalice sets `app.lambda_context` for routes only.
+    invocation = Invocation.of(event.context, margin_seconds(runtime.settings))
+    return consume(
+        event.to_dict()["Records"],
+        TaskConsumer(runtime, invocation, priority),
+        runtime.queue_for(priority),
+        runtime.settings.REPORT_BATCH_ITEM_FAILURES,
+        invocation,
+    )
+
+
 @app.on_sqs_message(
     queue=WIRING.tasks_queue,
     batch_size=10,
@@ -180,16 +194,28 @@ def openapi() -> dict[str, Any]:
     maximum_batching_window_in_seconds=WIRING.batching_window_seconds,
 )
 def process_tasks(event: SQSEvent) -> dict[str, Any] | None:
-    runtime = get_runtime()
-    # The event's own context: Chalice sets `app.lambda_context` for routes only.
-    invocation = Invocation.of(event.context, margin_seconds(runtime.settings))
-    return consume(
-        event.to_dict()["Records"],
-        TaskConsumer(runtime, invocation),
-        runtime.tasks_queue,
-        runtime.settings.REPORT_BATCH_ITEM_FAILURES,
-        invocation,
-    )
+    return _consume_class(event, Priority.DEFAULT)
+
+
+# Each priority class has its own queue, event source and concurrency (chalicelib/priority.py).
+@app.on_sqs_message(
+    queue=WIRING.high_priority_queue,
+    batch_size=10,
+    maximum_concurrency=WIRING.high_max_concurrency,
+    maximum_batching_window_in_seconds=WIRING.batching_window_seconds,
+)
+def process_high_priority_tasks(event: SQSEvent) -> dict[str, Any] | None:
+    return _consume_class(event, Priority.HIGH)
+
+
+@app.on_sqs_message(
+    queue=WIRING.low_priority_queue,
+    batch_size=10,
+    maximum_concurrency=WIRING.low_max_concurrency,
+    maximum_batching_window_in_seconds=WIRING.batching_window_seconds,
+)
+def process_low_priority_tasks(event: SQSEvent) -> dict[str, Any] | None:
+    return _consume_class(event, Priority.LOW)
 
 
 @app.on_sqs_message(queue=WIRING.dead_letter_queue, batch_size=10)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, unquote
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from chalicelib import metrics
 from chalicelib.cursor import CursorSecretUnavailable
@@ -35,6 +35,7 @@ from chalicelib.models import (
     MAX_TASK_BYTES,
     TASK_ID_RULE,
     Health,
+    PriorityName,
     PublishAccepted,
     Status,
     Task,
@@ -43,11 +44,16 @@ from chalicelib.models import (
     TaskView,
     task_id_problem,
 )
+from chalicelib.priority import PRIORITY_RULE, Priority
 from chalicelib.record import TaskRecord, ms_from_iso, record_from_item
 from chalicelib.registry import RegistrationError, Registry
 from chalicelib.runtime import Runtime
 
 logger = logging.getLogger(__name__)
+
+# `POST /tasks` takes its body as the payload, all but this key: the task's class.
+PRIORITY_FIELD = "priority"
+_priority: TypeAdapter[str] = TypeAdapter(PriorityName, config={"strict": True})
 
 
 def _reject_constant(name: str) -> Any:
@@ -148,7 +154,7 @@ def validated_task(body: dict[str, Any], registry: Registry) -> tuple[Task, Task
             f"the payload does not fit task type {name!r}", field_problems(exc, prefix=("payload",))
         ) from exc
     # The payload exactly as sent (the model keeps it as given); the numbers as the model read them (5.0 is 5).
-    return Task(id=body["id"], type=name, payload=body["payload"]), validated
+    return Task(id=body["id"], type=name, payload=body["payload"], priority=Priority(validated.priority)), validated
 
 
 def publish(body: dict[str, Any], rt: Runtime) -> PublishAccepted:
@@ -158,14 +164,23 @@ def publish(body: dict[str, Any], rt: Runtime) -> PublishAccepted:
 
 
 def create_from_payload(body: dict[str, Any], rt: Runtime) -> TaskCreated:
-    """Store and queue a simulated task whose payload is the whole body, under a new id."""
+    """Store and queue a simulated task whose payload is the whole body but its `priority`, under a new id.
+
+    Raises:
+        ValidationFailed: the payload does not fit `simulate`, or `priority` is not a class.
+    """
     simulate = rt.registry.get(DEFAULT_TYPE)
     assert simulate is not None, "the simulate type is built in"
+    payload = {name: value for name, value in body.items() if name != PRIORITY_FIELD}
     try:
-        simulate.parse(body)
+        priority = Priority(_priority.validate_python(body.get(PRIORITY_FIELD, Priority.DEFAULT.value)))
+    except ValidationError as exc:
+        raise ValidationFailed("the task is not valid", [FieldProblem(PRIORITY_FIELD, PRIORITY_RULE)]) from exc
+    try:
+        simulate.parse(payload)
     except ValidationError as exc:
         raise ValidationFailed("the task payload is not valid", field_problems(exc)) from exc
-    accepted = _accept(Task(id=str(uuid.uuid4()), type=DEFAULT_TYPE, payload=body), rt)
+    accepted = _accept(Task(id=str(uuid.uuid4()), type=DEFAULT_TYPE, payload=payload, priority=priority), rt)
     return TaskCreated(taskId=accepted.id, id=accepted.id, status=accepted.status)
 
 
@@ -203,7 +218,9 @@ def _accept(
         except StoreError as exc:
             raise ServiceUnavailable(UNCLAIMED) from exc
     try:
-        message_id = rt.tasks_queue.send(message, message_attributes(start_by), delay_seconds=delay_seconds)
+        message_id = rt.queue_for(task.priority).send(
+            message, message_attributes(start_by), delay_seconds=delay_seconds
+        )
     except QueueError as exc:
         if claim is not None:
             keys.release(claim)
@@ -244,7 +261,14 @@ def unstored(task_id: str) -> str:
 
 def accepted(task: Task, status: Status, message_id: str, delay_seconds: int) -> PublishAccepted:
     """The answer for a task stored and queued, logged and counted."""
-    log_event("accepted", taskId=task.id, type=task.type, messageId=message_id, delaySeconds=delay_seconds or None)
+    log_event(
+        "accepted",
+        taskId=task.id,
+        type=task.type,
+        messageId=message_id,
+        delaySeconds=delay_seconds or None,
+        priority=None if task.priority is Priority.DEFAULT else task.priority.value,
+    )
     metrics.count(Metric.ACCEPTED, task.type)
     return PublishAccepted(id=task.id, status=status, duplicate=False)
 

@@ -1,8 +1,8 @@
 """Batch publish: up to 100 tasks in one request, each queued and stored, or refused, on its own.
 
 A task costs one conditional PutItem and a tenth of a SendMessageBatch here, against one
-PutItem and one SendMessage through `POST /publish`. The messages go first, in
-SendMessageBatch calls of up to 10 entries and 256 KiB; then the items of the tasks whose
+PutItem and one SendMessage through `POST /publish`. The messages go first, to each
+entry's class's queue, in SendMessageBatch calls of up to 10 entries and 256 KiB; then the items of the tasks whose
 messages were sent are put side by side on a small thread pool (BatchWriteItem cannot
 check that an id is new).
 
@@ -49,7 +49,8 @@ from chalicelib.models import (
     TaskId,
     TaskIn,
 )
-from chalicelib.queue import Outgoing
+from chalicelib.priority import Priority
+from chalicelib.queue import Outgoing, Queue
 from chalicelib.record import TaskRecord
 from chalicelib.runtime import Runtime
 
@@ -189,20 +190,19 @@ def _claim_keys(
 def _queue(
     keyed: list[tuple[_Claim, KeyClaim | None]], rt: Runtime, pool: Executor, results: list[Result | None]
 ) -> list[_Sent]:
-    """Send the claims' messages; a claim whose message was not sent is refused, not stored, and
-    releases the unique key it claimed."""
+    """Send the claims' messages, each to its class's queue; a claim whose message was not sent is
+    refused, not stored, and releases the unique key it claimed. The answers keep the claims' order."""
     claims = [claim for claim, _ in keyed]
-    outgoing = [Outgoing(claim.message, claim.delay_seconds, message_attributes(claim.start_by_ms)) for claim in claims]
-    message_ids: list[str | None]
-    try:
-        message_ids = rt.tasks_queue.send_batch(outgoing, pool)
-    except Exception:
-        # send_batch answers a failed send with None; anything else is unexpected.
-        logger.exception("sending %d messages failed", len(outgoing))
-        message_ids = [None] * len(outgoing)
+    message_ids: dict[int, str | None] = {}
+    for priority in Priority:
+        of_class = [claim for claim in claims if claim.task.priority is priority]
+        if of_class:
+            sent_ids = _send(of_class, rt.queue_for(priority), pool)
+            message_ids.update(zip((c.index for c in of_class), sent_ids, strict=True))
     sent: list[_Sent] = []
     keys = UniqueKeys(rt.flow, rt.store)
-    for (claim, key), message_id in zip(keyed, message_ids, strict=True):
+    for claim, key in keyed:
+        message_id = message_ids[claim.index]
         if message_id is None:
             if key is not None:
                 keys.release(key)
@@ -210,6 +210,16 @@ def _queue(
         else:
             sent.append(_Sent(claim, message_id, key))
     return sent
+
+
+def _send(claims: list[_Claim], queue: Queue, pool: Executor) -> list[str | None]:
+    outgoing = [Outgoing(claim.message, claim.delay_seconds, message_attributes(claim.start_by_ms)) for claim in claims]
+    try:
+        return queue.send_batch(outgoing, pool)
+    except Exception:
+        # send_batch answers a failed send with None; anything else is unexpected.
+        logger.exception("sending %d messages to %s failed", len(outgoing), queue.name)
+        return [None] * len(outgoing)
 
 
 def _store(sent: list[_Sent], rt: Runtime, pool: Executor, results: list[Result | None]) -> None:

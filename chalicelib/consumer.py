@@ -31,6 +31,7 @@ from chalicelib.heartbeat import Heartbeat
 from chalicelib.logs import log_event, task_scope
 from chalicelib.metrics import Metric
 from chalicelib.models import DEFAULT_TYPE, POISON_ERROR_PREFIX, RETRY_VERSION_ATTRIBUTE, Status, Task, TaskIn
+from chalicelib.priority import Priority, queue_name_of_arn
 from chalicelib.queue import Queue, VisibilityChange
 from chalicelib.record import TaskRecord, iso_from_ms, ms_from_iso
 from chalicelib.registry import TaskType
@@ -109,6 +110,7 @@ class SqsRecord:
     sent_at_ms: int | None = None
     retry_of_version: int | None = None  # an operator's retry: the version its restart writes
     start_by_ms: int | None = None  # the task's expiry, for a consumer that has to store the task
+    queue_name: str | None = None  # the queue it was received from (its eventSourceARN): its class
 
     @classmethod
     def from_lambda(cls, record: dict[str, Any]) -> SqsRecord:
@@ -124,6 +126,7 @@ class SqsRecord:
             sent_at_ms=_whole(attributes.get("SentTimestamp")),
             retry_of_version=_whole(retry_of),
             start_by_ms=_whole(start_by),
+            queue_name=queue_name_of_arn(record.get("eventSourceARN")),
         )
 
 
@@ -132,8 +135,8 @@ def _whole(value: Any) -> int | None:
     return int(value) if isinstance(value, str) and value.isascii() and value.isdigit() else None
 
 
-def parse_task_message(body: str) -> Task:
-    """The task a message carries.
+def parse_task_message(body: str, priority: Priority = Priority.DEFAULT) -> Task:
+    """The task a message carries, of the class of the queue it came from.
 
     Raises:
         ValueError: the body is not JSON or not a valid task; the message says which rule.
@@ -148,7 +151,7 @@ def parse_task_message(body: str) -> Task:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "body"
         raise ValueError(f"not a valid task: {field}: {first['msg']}") from exc
-    return Task(id=raw["id"], type=raw.get("type", DEFAULT_TYPE), payload=raw["payload"])
+    return Task(id=raw["id"], type=raw.get("type", DEFAULT_TYPE), payload=raw["payload"], priority=priority)
 
 
 def _seconds(ms: int) -> int:
@@ -171,12 +174,19 @@ class _Running:
 
 
 class TaskConsumer:
-    """Runs the records of the task queue, each under the task's lease, inside one invocation."""
+    """Runs the records of a class's task queue, each under the task's lease, inside one invocation.
 
-    def __init__(self, runtime: Runtime, invocation: Invocation = UNBOUNDED) -> None:
+    `priority` is the class of the queue its event source polls; a record says which queue it
+    came from (its `eventSourceARN`), and that queue's class wins where it names one.
+    """
+
+    def __init__(
+        self, runtime: Runtime, invocation: Invocation = UNBOUNDED, priority: Priority = Priority.DEFAULT
+    ) -> None:
         self._rt = runtime
         self._settings = runtime.settings
         self._invocation = invocation
+        self._priority = priority
         self._running: dict[str, _Running] = {}
         self._running_lock = threading.Lock()
 
@@ -218,9 +228,17 @@ class TaskConsumer:
             outcome, visibility = Outcome.ERROR, None
         return RecordResult(record.message_id, record.receipt_handle, outcome, visibility)
 
+    def _priority_of(self, record: SqsRecord) -> Priority:
+        """The class of the queue `record` came from."""
+        return self._rt.priority_of_queue(record.queue_name) or self._priority
+
+    def _queue_of(self, record: SqsRecord) -> Queue:
+        """The queue `record` came from: its message's receipt handle is that queue's, and its task's class."""
+        return self._rt.queue_for(self._priority_of(record))
+
     def _handle(self, record: SqsRecord) -> Verdict:
         try:
-            task = parse_task_message(record.body)
+            task = parse_task_message(record.body, self._priority_of(record))
         except ValueError as exc:
             self._rt.dead_letters.send(
                 record.body, {"poisonReason": str(exc)[:1024], "sourceMessageId": record.message_id}
@@ -332,7 +350,7 @@ class TaskConsumer:
             return None
         keeper = Heartbeat(
             self._rt.store,
-            self._rt.tasks_queue,
+            self._queue_of(record),
             acquired,
             record.message_id,
             record.receipt_handle,
@@ -438,7 +456,7 @@ class DeadLetterConsumer:
 
     def __init__(self, runtime: Runtime) -> None:
         self._store = runtime.store
-        self._tasks_queue = runtime.tasks_queue
+        self._rt = runtime
 
     def abandon(self, record: SqsRecord) -> RecordResult | None:
         """A dead letter still being recorded when the batch must be settled comes back."""
@@ -500,11 +518,11 @@ class DeadLetterConsumer:
 
         Deliveries that were only deferred (a duplicate during a lease or a backoff) use up
         receives too, so SQS can dead-letter a task's message early. The new message waits
-        out what is left of the backoff and becomes the task's message.
+        out what is left of the backoff and becomes the task's message, in its class's queue.
         """
         wait_ms = (current.retry_at_ms or 0) - self._store.now_ms()
         delay = min(MAX_SEND_DELAY_SECONDS, max(0, math.ceil(wait_ms / 1000)))
-        message_id = self._tasks_queue.send(current.task.message_body(), delay_seconds=delay)
+        message_id = self._rt.queue_for(current.priority).send(current.task.message_body(), delay_seconds=delay)
         self._store.note_redrive(current, message_id)
         log_event(
             "redriven", logging.WARNING, **fields, attempt=current.attempts, newMessageId=message_id, delaySeconds=delay

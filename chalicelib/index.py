@@ -21,6 +21,8 @@ LISTED_STATUSES = (Status.FAILED, Status.RETRYING, Status.CANCELLED)
 SHARD_ATTRIBUTE = "statusShard"
 SORT_ATTRIBUTE = "statusSort"
 # What the index projects besides its keys and the table's: a task's summary.
+# Changing it changes the index, which CloudFormation cannot do in place on a retained table: a
+# field added to summaries since (priority) is read from the task itself, not listed.
 PROJECTED = ("status", "type", "attempts", "maxAttempts", "createdAt", "updatedAt", "lastError")
 
 

@@ -21,6 +21,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from chalicelib.expiry import EXPIRED_KIND, MAX_EXPIRY_SECONDS
+from chalicelib.priority import Priority
 
 MAX_TASK_ID_LENGTH = 256
 # An id is a key: the table's partition key (DynamoDB: at most 2,048 bytes) and the tail of
@@ -197,6 +198,8 @@ WholeNumber = Annotated[int, BeforeValidator(_whole_number), Field(strict=True)]
 # A payload is any JSON object; its task type's model checks the rest.
 JsonObject = Annotated[dict[str, Any], AfterValidator(_not_too_deep)]
 TaskTypeName = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=MAX_TYPE_NAME_LENGTH)]
+# A Literal rather than the enum: strict validation takes the JSON string, and its error names the values.
+PriorityName = Literal["high", "default", "low"]
 
 
 def _no_default(schema: dict[str, Any]) -> None:
@@ -230,6 +233,11 @@ class TaskIn(BaseModel):
         default=0, ge=0, le=MAX_DELAY_SECONDS, description="Seconds before the first attempt may start."
     )
     expiresInSeconds: WholeNumber = _expires_in_seconds("the first attempt")
+    priority: PriorityName = Field(
+        default=Priority.DEFAULT.value,
+        description="The task's class: `high` never waits behind a backlog of `default` or `low` tasks, each"
+        " class having a queue and a consumer of its own (docs/architecture.md, Priorities).",
+    )
     # Left out, each is None (not nullable: a default is not validated, as for expiresInSeconds).
     uniqueKey: UniqueKey = Field(
         default=None,
@@ -287,6 +295,8 @@ class Task(BaseModel):
     id: str
     payload: dict[str, Any]
     type: str = DEFAULT_TYPE
+    # Not in the message body: the queue a message sits in is its class (chalicelib/priority.py).
+    priority: Priority = Priority.DEFAULT
 
     def message_body(self) -> str:
         """The task as it travels on the queue: the same document `POST /publish` takes.
@@ -378,6 +388,7 @@ class TaskView(BaseModel):
 
     id: str
     type: str
+    priority: Priority = Field(description="The task's class, as published: high, default or low.")
     status: Status
     attempts: int = Field(ge=0, description="Attempts started so far.")
     maxAttempts: int = Field(ge=1)

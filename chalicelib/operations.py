@@ -48,7 +48,9 @@ from chalicelib.models import (
     TaskPage,
     TaskView,
 )
+from chalicelib.priority import Priority
 from chalicelib.query import MAX_PAGE, TaskListQuery, parse_query
+from chalicelib.queue import Queue
 from chalicelib.record import TaskRecord
 from chalicelib.runtime import Runtime
 
@@ -113,15 +115,20 @@ def stats(rt: Runtime) -> Stats:
         ServiceUnavailable: the table or a queue did not answer.
     """
     index = _index(rt)
+    watched = _stats_queues(rt)
     try:
-        with ThreadPoolExecutor(max_workers=len(LISTED_STATUSES)) as pool:
-            counted = dict(zip(LISTED_STATUSES, pool.map(index.count, LISTED_STATUSES), strict=True))
-        depths = {"tasks": rt.tasks_queue.depth(), "deadLetters": rt.dead_letters.depth()}
+        with ThreadPoolExecutor(max_workers=len(LISTED_STATUSES) + len(watched)) as pool:
+            # The counts and the depths side by side: four queues' depths after the counts would
+            # make the route's chain of calls longer than the API's timeout allows.
+            counting = {status: pool.submit(index.count, status) for status in LISTED_STATUSES}
+            reading = {label: pool.submit(queue.depth) for label, queue in watched.items()}
+            counted = {status: future.result() for status, future in counting.items()}
+            depths = {label: future.result() for label, future in reading.items()}
     except (StoreError, QueueError) as exc:
         raise ServiceUnavailable("the task table or a queue did not answer; try again") from exc
     repair_metrics = {label: metric.value for label, metric in REPAIRS.items()}
     figures = rt.queue_ages.read(
-        [rt.tasks_queue.name, rt.dead_letters.name], list(repair_metrics.values()), NAMESPACE, current_stage()
+        [queue.name for queue in watched.values()], list(repair_metrics.values()), NAMESPACE, current_stage()
     )
     ages = figures.ages
     sources = {
@@ -134,7 +141,7 @@ def stats(rt: Runtime) -> Stats:
     }
     queues = {}
     for label, depth in depths.items():
-        queue_name = rt.tasks_queue.name if label == "tasks" else rt.dead_letters.name
+        queue_name = watched[label].name
         queues[label] = depth.model_copy(update={"oldestAgeSeconds": ages.get(queue_name)})
         sources[f"queues.{label}"] = FigureSource(
             source="SQS GetQueueAttributes (ApproximateNumberOfMessages*)", exact=False
@@ -154,6 +161,16 @@ def stats(rt: Runtime) -> Stats:
             exact=False,
         )
     return Stats(counts={s.value: c for s, (c, _) in counted.items()}, queues=queues, repairs=repairs, sources=sources)
+
+
+def _stats_queues(rt: Runtime) -> dict[str, Queue]:
+    """`GET /stats`' queues by label: the default class's as `tasks`, each other class's, the dead letters."""
+    return {
+        "tasks": rt.tasks_queue,
+        "highPriority": rt.queue_for(Priority.HIGH),
+        "lowPriority": rt.queue_for(Priority.LOW),
+        "deadLetters": rt.dead_letters,
+    }
 
 
 def _read(task_id: str, rt: Runtime) -> TaskRecord:
@@ -206,7 +223,7 @@ def retry(task_id: str, by: str, rt: Runtime, expires_in_seconds: int | None = N
     start_by = start_by_ms(decided_ms, expires_in_seconds)
     attributes = {RETRY_VERSION_ATTRIBUTE: str(record.version + 1), **message_attributes(start_by)}
     try:
-        message_id = rt.tasks_queue.send(record.task.message_body(), attributes)
+        message_id = rt.queue_for(record.priority).send(record.task.message_body(), attributes)
     except QueueError as exc:
         raise ServiceUnavailable("the task queue did not answer; the task was not retried, try again") from exc
     try:

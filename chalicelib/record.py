@@ -20,6 +20,7 @@ from chalicelib.models import (
     Task,
     TaskView,
 )
+from chalicelib.priority import Priority
 
 # The task item's `unique` map: the claim of a unique key this task was published holding
 # (chalicelib/flow/unique.py): {"key", "until": epoch ms or "terminal", "claimedAt": epoch ms}.
@@ -73,10 +74,11 @@ class TaskRecord:
     cancel_requested: bool = False
     start_by_ms: int | None = None
     unique: dict[str, Any] | None = None  # the UNIQUE_ATTRIBUTE map, numbers as ints
+    priority: Priority = Priority.DEFAULT
 
     @property
     def task(self) -> Task:
-        return Task(id=self.id, type=self.type, payload=self.payload)
+        return Task(id=self.id, type=self.type, payload=self.payload, priority=self.priority)
 
     @property
     def is_terminal(self) -> bool:
@@ -130,6 +132,7 @@ class TaskRecord:
         return TaskView(
             id=self.id,
             type=self.type,
+            priority=self.priority,
             status=self.status,
             attempts=self.attempts,
             maxAttempts=self.max_attempts,
@@ -215,6 +218,7 @@ def record_from_item(item: dict[str, Any]) -> TaskRecord:
         cancel_requested=bool(item.get("cancelRequested", False)),
         start_by_ms=int(item["startBy"]) if "startBy" in item else None,
         unique=_unique(item.get(UNIQUE_ATTRIBUTE)),
+        priority=priority_of_item(item),
     )
 
 
@@ -224,6 +228,14 @@ def _unique(value: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     until = value["until"]
     return {**value, "until": until if isinstance(until, str) else int(until), "claimedAt": int(value["claimedAt"])}
+
+
+def priority_of_item(item: dict[str, Any]) -> Priority:
+    """The class an item (or an index entry) was published in; items stored before classes existed are default."""
+    try:
+        return Priority(item.get("priority", Priority.DEFAULT.value))
+    except ValueError:
+        return Priority.DEFAULT
 
 
 def _entry(entry: dict[str, Any]) -> dict[str, Any]:

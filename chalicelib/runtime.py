@@ -16,6 +16,7 @@ from chalicelib.flow.pause import Pauses
 from chalicelib.flow.table import FlowTable
 from chalicelib.handlers import REGISTRY
 from chalicelib.operator_store import OperatorStore
+from chalicelib.priority import Priority
 from chalicelib.queue import Queue, QueueAges
 from chalicelib.registry import Registry
 from chalicelib.settings import Settings, load_settings
@@ -48,7 +49,7 @@ class Runtime:
     settings: Settings
     store: TaskStore
     operator_store: OperatorStore
-    tasks_queue: Queue
+    tasks_queue: Queue  # the default class's queue
     dead_letters: Queue
     queue_ages: QueueAges
     cursor_keys: CursorKeys
@@ -56,6 +57,16 @@ class Runtime:
     pauses: Pauses
     rng: random.Random = field(default_factory=random.Random)
     registry: Registry = field(default_factory=lambda: REGISTRY)
+    # The high and low classes' queues; the default class's is `tasks_queue`.
+    class_queues: dict[Priority, Queue] = field(default_factory=dict)
+
+    def queue_for(self, priority: Priority) -> Queue:
+        """The queue of a priority class: every message of a task of that class goes there."""
+        return self.tasks_queue if priority is Priority.DEFAULT else self.class_queues[priority]
+
+    def priority_of_queue(self, queue_name: str | None) -> Priority | None:
+        """The class whose queue is named `queue_name` (a Lambda record's `eventSourceARN` names it), else None."""
+        return next((p for p in Priority if queue_name is not None and self.queue_for(p).name == queue_name), None)
 
 
 def build_runtime(
@@ -74,6 +85,10 @@ def build_runtime(
             dynamodb, settings.TASKS_TABLE, retention_days=settings.RETENTION_DAYS, clock=clock
         ),
         tasks_queue=Queue(sqs, settings.TASKS_QUEUE),
+        class_queues={
+            Priority.HIGH: Queue(sqs, settings.HIGH_PRIORITY_QUEUE),
+            Priority.LOW: Queue(sqs, settings.LOW_PRIORITY_QUEUE),
+        },
         dead_letters=Queue(sqs, settings.DEAD_LETTER_QUEUE),
         # Only `GET /stats` reads CloudWatch: its client is made on first use, not at a cold start.
         queue_ages=QueueAges(lambda: session.client("cloudwatch", config=config), clock),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,7 +28,11 @@ class Settings(BaseSettings):
     TASKS_TABLE: str = Field(min_length=3, max_length=255)
     # Flow control's items: concurrency slots, rate buckets, pauses, unique keys (chalicelib/flow/).
     FLOW_TABLE: str = Field(min_length=3, max_length=255)
+    # The default class's queue; the high and low classes have their own (chalicelib/priority.py).
+    # Left unset, a class's queue is the task queue's name with `-high` or `-low`, as the template names it.
     TASKS_QUEUE: str = Field(min_length=1, max_length=80)
+    HIGH_PRIORITY_QUEUE: str = Field(default="", max_length=80)
+    LOW_PRIORITY_QUEUE: str = Field(default="", max_length=80)
     DEAD_LETTER_QUEUE: str = Field(min_length=1, max_length=80)
     MAX_ATTEMPTS: int = Field(default=3, ge=1, le=100)
     BACKOFF_BASE_SECONDS: float = Field(default=60.0, gt=0, le=MAX_VISIBILITY_SECONDS)
@@ -51,6 +56,15 @@ class Settings(BaseSettings):
     CURSOR_SECRET_ID: str | None = Field(default=None, min_length=1, max_length=2048)
     # Set by Lambda itself in every function's environment: present means a deployed stage.
     AWS_LAMBDA_FUNCTION_NAME: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _class_queues_named_after_the_task_queue(cls, values: Any) -> Any:
+        if isinstance(values, dict) and values.get("TASKS_QUEUE"):
+            for name, suffix in (("HIGH_PRIORITY_QUEUE", "high"), ("LOW_PRIORITY_QUEUE", "low")):
+                if not values.get(name):
+                    values = {**values, name: f"{values['TASKS_QUEUE']}-{suffix}"}
+        return values
 
     @model_validator(mode="after")
     def _backoff_cap_not_below_base(self) -> Settings:
@@ -96,8 +110,13 @@ class Wiring:
     dead_letter_queue: str
     max_concurrency: int | None
     api_key_required: bool
-    # Lambda's MaximumBatchingWindowInSeconds for the task consumer: 0 (invoke at once) to 300.
+    # Lambda's MaximumBatchingWindowInSeconds for the task consumers: 0 (invoke at once) to 300.
     batching_window_seconds: int = 0
+    # The high and low classes' queues and their consumers' maximum concurrency (chalicelib/priority.py).
+    high_priority_queue: str = "taskproc-dev-tasks-high"
+    low_priority_queue: str = "taskproc-dev-tasks-low"
+    high_max_concurrency: int | None = None
+    low_max_concurrency: int | None = None
 
 
 def wiring() -> Wiring:
@@ -107,11 +126,20 @@ def wiring() -> Wiring:
     deploys or packages, so per-stage queue names and route protection have to be
     read at import time; the defaults are the `dev` stage's.
     """
-    concurrency = os.environ.get("CONSUMER_MAX_CONCURRENCY")
+    tasks_queue = os.environ.get("TASKS_QUEUE", "taskproc-dev-tasks")
     return Wiring(
-        tasks_queue=os.environ.get("TASKS_QUEUE", "taskproc-dev-tasks"),
+        tasks_queue=tasks_queue,
         dead_letter_queue=os.environ.get("DEAD_LETTER_QUEUE", "taskproc-dev-dead-letters"),
-        max_concurrency=int(concurrency) if concurrency else None,
+        max_concurrency=_whole_or_none("CONSUMER_MAX_CONCURRENCY"),
         api_key_required=os.environ.get("API_KEY_REQUIRED", "false").strip().lower() in {"1", "true", "yes", "on"},
         batching_window_seconds=int(os.environ.get("CONSUMER_MAX_BATCHING_WINDOW_SECONDS") or 0),
+        high_priority_queue=os.environ.get("HIGH_PRIORITY_QUEUE") or f"{tasks_queue}-high",
+        low_priority_queue=os.environ.get("LOW_PRIORITY_QUEUE") or f"{tasks_queue}-low",
+        high_max_concurrency=_whole_or_none("HIGH_PRIORITY_MAX_CONCURRENCY"),
+        low_max_concurrency=_whole_or_none("LOW_PRIORITY_MAX_CONCURRENCY"),
     )
+
+
+def _whole_or_none(name: str) -> int | None:
+    value = os.environ.get(name)
+    return int(value) if value else None

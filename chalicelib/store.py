@@ -205,6 +205,7 @@ class TaskStore(TaskTable):
             "SET #status = :processing, #leaseOwner = :owner, #leaseExpiresAt = :leaseExpiresAt,"
             " #attemptStartedAt = :startedAt, #updatedAt = :startedAt, #lastMessageId = :messageId,"
             " #payload = if_not_exists(#payload, :payload), #type = if_not_exists(#type, :type),"
+            " #priority = if_not_exists(#priority, :priority),"
             " #createdAt = if_not_exists(#createdAt, :startedAt),"
             " #firstMessageId = if_not_exists(#firstMessageId, :messageId),"
             " #maxAttempts = if_not_exists(#maxAttempts, :maxAttempts), #history = if_not_exists(#history, :empty)"
@@ -222,6 +223,7 @@ class TaskStore(TaskTable):
             ":messageId": message_id,
             ":payload": json.dumps(task.payload, ensure_ascii=False, separators=(",", ":")),
             ":type": task.type,
+            ":priority": task.priority.value,
             ":maxAttempts": max_attempts,
             ":empty": [],
             ":one": 1,
@@ -410,6 +412,7 @@ class TaskStore(TaskTable):
         start_by_ms: int | None = None,
     ) -> dict[str, Any]:
         item = self._new_item(task.id, task.payload, Status.PENDING, max_attempts, task.type)
+        item["priority"] = task.priority.value
         if delay_seconds:
             item["notBefore"] = iso_from_ms(self.now_ms() + delay_seconds * 1000)
         if message_id is not None:

@@ -48,15 +48,24 @@ DEFAULT_LOG_RETENTION_DAYS = 30
 # Consumer function -> (its logical id in the packaged template, the queue resource it polls).
 CONSUMERS = {
     "process_tasks": ("ProcessTasks", "TasksQueue"),
+    "process_high_priority_tasks": ("ProcessHighPriorityTasks", "HighPriorityTasksQueue"),
+    "process_low_priority_tasks": ("ProcessLowPriorityTasks", "LowPriorityTasksQueue"),
     "handle_dead_letters": ("HandleDeadLetters", "DeadLetterQueue"),
 }
+# The consumers that run tasks, one per priority class: each runs the same task types, so each
+# has the timeout CONSUMER_TIMEOUT_SECONDS states.
+TASK_CONSUMERS = ("process_tasks", "process_high_priority_tasks", "process_low_priority_tasks")
 API_HANDLER = "APIHandler"
 # Function logical id -> the log group Chalice generates for it (log_retention_in_days).
 LOG_GROUPS = {
     API_HANDLER: "ApiHandlerLogGroup",
     "ProcessTasks": "ProcessTasksLogGroup",
+    "ProcessHighPriorityTasks": "ProcessHighPriorityTasksLogGroup",
+    "ProcessLowPriorityTasks": "ProcessLowPriorityTasksLogGroup",
     "HandleDeadLetters": "HandleDeadLettersLogGroup",
 }
+# The API sends to every class's queue.
+TASK_QUEUES = ["TasksQueue", "HighPriorityTasksQueue", "LowPriorityTasksQueue"]
 # The packaged template's REST API (chalice package names it so) and the monitoring
 # template's parameter that stands for it where the API is deployed separately.
 REST_API = "RestAPI"
@@ -193,6 +202,12 @@ def check_task_types(stage: StageConfig) -> None:
             f"stage {stage.name!r}: CONSUMER_TIMEOUT_SECONDS ({declared}) must be process_tasks' lambda_timeout"
             f" ({function_timeout}), which the runtime checks task types against"
         )
+    for consumer in TASK_CONSUMERS:
+        if stage.timeouts[consumer] != function_timeout:
+            raise StackError(
+                f"stage {stage.name!r}: {consumer}'s lambda_timeout ({stage.timeouts[consumer]}) must be"
+                f" process_tasks' ({function_timeout}): every priority class runs the same task types"
+            )
     # The stage's values alone, whatever this process's environment holds.
     defaults = {name: field.default for name, field in Settings.model_fields.items() if not field.is_required()}
     given = {name: value for name, value in stage.environment.items() if name in Settings.model_fields}
@@ -300,7 +315,7 @@ def merge_template(stage: StageConfig, template: dict[str, Any] | None = None) -
         resources[logical_id] = consumer
     resources[API_HANDLER] = {
         **resources.get(API_HANDLER, {}),
-        "DependsOn": ["TasksQueue", "TasksTable"],
+        "DependsOn": [*TASK_QUEUES, "TasksTable"],
         "Properties": {"FunctionName": functions[API_HANDLER]},
     }
     for logical_id, log_group in LOG_GROUPS.items():

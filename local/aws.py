@@ -87,11 +87,20 @@ class Resources:
     table: str
     flow_table: str
     max_receive_count: int
+    high_priority_queue: str = ""
+    low_priority_queue: str = ""
+
+    @property
+    def task_queues(self) -> tuple[str, ...]:
+        """Every priority class's queue, the default class's first."""
+        return (self.tasks_queue, self.high_priority_queue, self.low_priority_queue)
 
     @classmethod
     def from_outputs(cls, outputs: dict[str, str], max_attempts: int) -> Resources:
         return cls(
             tasks_queue=outputs["TasksQueueName"],
+            high_priority_queue=outputs["HighPriorityTasksQueueName"],
+            low_priority_queue=outputs["LowPriorityTasksQueueName"],
             dead_letter_queue=outputs["DeadLetterQueueName"],
             table=outputs["TasksTableName"],
             flow_table=outputs["FlowTableName"],
@@ -159,6 +168,8 @@ def _check_names(config: LocalConfig, resources: Resources) -> None:
     env = config.app_environment
     pairs = [
         ("TASKS_QUEUE", resources.tasks_queue),
+        ("HIGH_PRIORITY_QUEUE", resources.high_priority_queue),
+        ("LOW_PRIORITY_QUEUE", resources.low_priority_queue),
         ("DEAD_LETTER_QUEUE", resources.dead_letter_queue),
         ("TASKS_TABLE", resources.table),
         ("FLOW_TABLE", resources.flow_table),
@@ -179,19 +190,20 @@ def _check_queue(config: LocalConfig, resources: Resources) -> None:
         EndpointError: the queue's redrive or visibility timeout differ from the parameters.
     """
     sqs = client("sqs", config)
-    try:
-        url = sqs.get_queue_url(QueueName=resources.tasks_queue)["QueueUrl"]
-        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-    except (ClientError, BotoCoreError) as exc:
-        raise EndpointError(f"queue {resources.tasks_queue} not readable after provisioning: {exc}") from exc
-    redrive = json.loads(attributes.get("RedrivePolicy", "{}"))
-    found = (int(redrive.get("maxReceiveCount", 0)), int(attributes.get("VisibilityTimeout", 0)))
-    wanted = (config.max_attempts, config.queue_visibility_timeout)
-    if found != wanted:
-        raise EndpointError(
-            f"queue {resources.tasks_queue} has maxReceiveCount {found[0]} and visibility timeout {found[1]} s, "
-            f"not {wanted[0]} and {wanted[1]} s: restart the endpoint (it keeps everything in memory) to recreate it"
-        )
+    for queue in resources.task_queues:
+        try:
+            url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+            attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        except (ClientError, BotoCoreError) as exc:
+            raise EndpointError(f"queue {queue} not readable after provisioning: {exc}") from exc
+        redrive = json.loads(attributes.get("RedrivePolicy", "{}"))
+        found = (int(redrive.get("maxReceiveCount", 0)), int(attributes.get("VisibilityTimeout", 0)))
+        wanted = (config.max_attempts, config.queue_visibility_timeout)
+        if found != wanted:
+            raise EndpointError(
+                f"queue {queue} has maxReceiveCount {found[0]} and visibility timeout {found[1]} s, not"
+                f" {wanted[0]} and {wanted[1]} s: restart the endpoint (it keeps everything in memory) to recreate it"
+            )
 
 
 def _describe(cfn: Any, name: str) -> dict[str, Any] | None:

@@ -37,7 +37,7 @@ def run_aws(config: LocalConfig, stop: threading.Event) -> int:
         resources = provision(config)
         announce_ready(
             "aws",
-            f"{aws.url}, in memory; queue {resources.tasks_queue} -> {resources.dead_letter_queue} "
+            f"{aws.url}, in memory; queues {', '.join(resources.task_queues)} -> {resources.dead_letter_queue} "
             f"after {resources.max_receive_count} receives; table {resources.table}",
         )
         _wait(stop)

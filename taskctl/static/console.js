@@ -143,7 +143,12 @@ async function refreshStats() {
     group.append(term, value);
     return group;
   }));
-  const names = { tasks: "Task queue", deadLetters: "Dead-letter queue" };
+  const names = {
+    tasks: "Task queue",
+    highPriority: "High priority queue",
+    lowPriority: "Low priority queue",
+    deadLetters: "Dead-letter queue",
+  };
   $("queues").tBodies[0].replaceChildren(...Object.entries(queues).map(([name, depth]) => {
     const row = element("tr");
     row.dataset.queue = name;

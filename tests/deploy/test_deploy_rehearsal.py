@@ -18,7 +18,15 @@ STAGE = "dev"
 FUNCTIONS = {
     f"taskproc-{STAGE}": "api_handler",
     f"taskproc-{STAGE}-process_tasks": "process_tasks",
+    f"taskproc-{STAGE}-process_high_priority_tasks": "process_high_priority_tasks",
+    f"taskproc-{STAGE}-process_low_priority_tasks": "process_low_priority_tasks",
     f"taskproc-{STAGE}-handle_dead_letters": "handle_dead_letters",
+}
+# Each task consumer's queue and the stage variable giving its maximum concurrency.
+TASK_CONSUMERS = {
+    "process_tasks": ("tasks", "CONSUMER_MAX_CONCURRENCY"),
+    "process_high_priority_tasks": ("tasks-high", "HIGH_PRIORITY_MAX_CONCURRENCY"),
+    "process_low_priority_tasks": ("tasks-low", "LOW_PRIORITY_MAX_CONCURRENCY"),
 }
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
@@ -117,17 +125,20 @@ def test_make_deploy_then_make_remove_creates_and_deletes_the_whole_stage(
         assert functions[name]["Timeout"] == settings["lambda_timeout"], name
         assert functions[name]["MemorySize"] == settings["lambda_memory_size"], name
 
-    # Both event source mappings, on the right queues; chalice deploy cannot ask for item failures.
+    # Every event source mapping, on the right queues; chalice deploy cannot ask for item failures.
     mappings = {
         m["FunctionArn"].rsplit(":", 1)[-1]: m for m in lambda_.list_event_source_mappings()["EventSourceMappings"]
     }
-    assert set(mappings) == {f"taskproc-{STAGE}-process_tasks", f"taskproc-{STAGE}-handle_dead_letters"}
-    tasks, dead_letters = mappings[f"taskproc-{STAGE}-process_tasks"], mappings[f"taskproc-{STAGE}-handle_dead_letters"]
-    assert tasks["EventSourceArn"].endswith(f":taskproc-{STAGE}-tasks")
+    assert set(mappings) == set(FUNCTIONS) - {f"taskproc-{STAGE}"}
+    dead_letters = mappings[f"taskproc-{STAGE}-handle_dead_letters"]
     assert dead_letters["EventSourceArn"].endswith(f":taskproc-{STAGE}-dead-letters")
-    assert tasks["BatchSize"] == dead_letters["BatchSize"] == 10
-    assert tasks["ScalingConfig"] == {"MaximumConcurrency": int(config.environment["CONSUMER_MAX_CONCURRENCY"])}
-    assert not tasks.get("FunctionResponseTypes") and not dead_letters.get("FunctionResponseTypes")
+    assert dead_letters["BatchSize"] == 10 and not dead_letters.get("FunctionResponseTypes")
+    for function, (queue, setting) in TASK_CONSUMERS.items():
+        tasks = mappings[f"taskproc-{STAGE}-{function}"]
+        assert tasks["EventSourceArn"].endswith(f":taskproc-{STAGE}-{queue}"), function
+        assert tasks["BatchSize"] == 10, function
+        assert tasks["ScalingConfig"] == {"MaximumConcurrency": int(config.environment[setting])}, function
+        assert not tasks.get("FunctionResponseTypes"), function
     assert config.environment["REPORT_BATCH_ITEM_FAILURES"] == "false"
 
     assert [api["name"] for api in clients["apigateway"].get_rest_apis()["items"]] == ["taskproc"]

@@ -2,8 +2,8 @@
 
 The handlers run under moto through representative scenarios (publish, batch,
 unique keys, read, list, stats, retry, cancel, bulk retry, task types, pause and resume, health; a
-consumer's success,
-failure, backoff, takeover and poison message; dead letters), while botocore's
+consumer's success, failure, backoff, takeover and poison message, in every priority class's
+consumer; dead letters, redriven into each class's queue), while botocore's
 `before-parameter-build` event records every AWS request with the function that
 made it. Every recorded (action, resource) must be allowed by that function's
 `.chalice/policy-<stage>-<function>.json`, and every grant in it must have been
@@ -32,7 +32,13 @@ from tests.deploy.conftest import PACKAGED_STAGES, ROOT
 from tests.integration.faults import inject_errors
 from tests.integration.lambda_sqs import Delivery, deliver, lambda_records
 
-FUNCTIONS = ("api_handler", "process_tasks", "handle_dead_letters")
+FUNCTIONS = (
+    "api_handler",
+    "process_tasks",
+    "process_high_priority_tasks",
+    "process_low_priority_tasks",
+    "handle_dead_letters",
+)
 REGION, ACCOUNT = "us-east-1", "123456789012"
 # botocore's service name -> IAM's action prefix.
 IAM_PREFIX = {"dynamodb": "dynamodb", "sqs": "sqs", "cloudwatch": "cloudwatch", "secretsmanager": "secretsmanager"}
@@ -47,7 +53,14 @@ FAILS = {"simulation": {"failureChance": 1}}
 DOOMED = {"simulation": {"failureChance": 1, "permanentFailure": True}}
 JSON = {"Content-Type": "application/json"}
 # The queue each consumer's event source polls.
-POLLED = {"process_tasks": "tasks", "handle_dead_letters": "dead-letters"}
+POLLED = {
+    "process_tasks": "tasks",
+    "process_high_priority_tasks": "tasks-high",
+    "process_low_priority_tasks": "tasks-low",
+    "handle_dead_letters": "dead-letters",
+}
+# The consumer of each priority class other than the default, by the class's name.
+CLASS_CONSUMERS = {"high": "process_high_priority_tasks", "low": "process_low_priority_tasks"}
 
 
 def runtime_grants(stage: str, function: str) -> set[tuple[str, str]]:
@@ -165,8 +178,8 @@ class Walk:
                 response = self.client.http.post(path, body=payload, headers=JSON)
         return response.status_code, json.loads(response.body)
 
-    def publish(self, task_id: str, payload: dict[str, Any]) -> None:
-        status, answer = self.http("POST", "/publish", {"id": task_id, "payload": payload})
+    def publish(self, task_id: str, payload: dict[str, Any], priority: str = "default") -> None:
+        status, answer = self.http("POST", "/publish", {"id": task_id, "payload": payload, "priority": priority})
         assert status == 201, answer
 
     def deliver(self, function: str) -> Delivery:
@@ -318,13 +331,25 @@ def _run_scenarios(w: Walk) -> None:
         context.heartbeat({"done": 1, "total": 1})
         return "cancelled" if context.cancel_requested() else "done"
 
-    registry = Registry()
-    for name in w.runtimes["process_tasks"].registry.names():
-        registry.register(w.runtimes["process_tasks"].registry.get(name))  # type: ignore[arg-type]
-    registry.register(TaskType("peek", peek, timeout_seconds=20, heartbeat_seconds=2))
-    w.runtimes["process_tasks"].registry = registry
+    for function in ("process_tasks", *CLASS_CONSUMERS.values()):
+        registry = Registry()
+        for name in w.runtimes[function].registry.names():
+            registry.register(w.runtimes[function].registry.get(name))  # type: ignore[arg-type]
+        registry.register(TaskType("peek", peek, timeout_seconds=20, heartbeat_seconds=2))
+        w.runtimes[function].registry = registry
     w.send("tasks", {"id": "long", "type": "peek", "payload": {}})
     w.drain("process_tasks")
+
+    # Each other priority class: its tasks published, batched, failed, backed off, heartbeating and
+    # poisoned in its own queue, through its own consumer.
+    for priority, function in CLASS_CONSUMERS.items():
+        w.publish(f"{priority}-ok", SUCCEEDS, priority)
+        w.publish(f"{priority}-flaky", FAILS, priority)
+        batch = {"tasks": [{"id": f"{priority}-b{n}", "payload": SUCCEEDS, "priority": priority} for n in range(2)]}
+        assert w.http("POST", "/publish/batch", batch)[0] == 200
+        w.send(POLLED[function], {"id": f"{priority}-long", "type": "peek", "payload": {}})
+        w.send(POLLED[function], "not json at all")
+        w.drain(function)
 
     # Dead letters: poison messages (one with a usable id), a task never stored, a task whose
     # message ran out of receives with attempts left (SQS keeps the message id), and a batch
@@ -340,6 +365,17 @@ def _run_scenarios(w: Walk) -> None:
     with w.running("handle_dead_letters"):
         w.client.lambda_.invoke("handle_dead_letters", {"Records": [{**redriven, "messageId": record["messageId"]}]})
     w.sqs.delete_message(QueueUrl=w.url("dead-letters"), ReceiptHandle=redriven["receiptHandle"])
+    # ... and a task of each other class, redriven into its class's queue.
+    for priority, function in CLASS_CONSUMERS.items():
+        w.publish(f"{priority}-early", FAILS, priority)
+        (record,) = w.deliver(function).records
+        w.send("dead-letters", record["body"])
+        (redriven,) = lambda_records(w.sqs, w.url("dead-letters"))
+        with w.running("handle_dead_letters"):
+            event = {"Records": [{**redriven, "messageId": record["messageId"]}]}
+            w.client.lambda_.invoke("handle_dead_letters", event)
+        w.sqs.delete_message(QueueUrl=w.url("dead-letters"), ReceiptHandle=redriven["receiptHandle"])
+        w.drain(function)
     for n in range(2):
         w.send("dead-letters", {"id": f"gone{n}", "payload": SUCCEEDS})
     dynamodb = w.runtimes["handle_dead_letters"].store._client
@@ -367,6 +403,8 @@ def _run_scenarios(w: Walk) -> None:
     assert w.http("GET", "/types/checksum")[1]["paused"] is True
     assert w.http("POST", "/types/checksum/resume")[0] == 200
     w.drain("process_tasks")
+    for function in CLASS_CONSUMERS.values():
+        w.drain(function)
 
 
 def _allowed(pairs: set[tuple[str, str]], action: str, resource: str) -> bool:
@@ -402,7 +440,7 @@ def test_a_function_s_policy_grants_nothing_it_never_calls_beyond_what_lambda_do
 
 
 def test_only_the_api_reads_the_cursor_secret_and_only_the_stats_route_reads_metrics(walk: Walk) -> None:
-    for function in ("process_tasks", "handle_dead_letters"):
+    for function in FUNCTIONS[1:]:
         actions = {action for action, _ in grants(walk.stage, function)}
         assert not actions & {"secretsmanager:GetSecretValue", "cloudwatch:GetMetricData"}, function
     secret_reads = {resource for action, resource in walk.calls("api_handler") if action.startswith("secretsmanager:")}

@@ -51,14 +51,23 @@ AWS_METRICS = {
         },
     ),
 }
-CONSUMERS = {"ProcessTasks": "process_tasks", "HandleDeadLetters": "handle_dead_letters"}
-QUEUES = ("TasksQueue", "DeadLetterQueue")
+CONSUMERS = {
+    "ProcessTasks": "process_tasks",
+    "ProcessHighPriorityTasks": "process_high_priority_tasks",
+    "ProcessLowPriorityTasks": "process_low_priority_tasks",
+    "HandleDeadLetters": "handle_dead_letters",
+}
+# The priority classes' consumers, whose errors are failures exactly where process_tasks' are.
+CLASS_CONSUMERS = ("ProcessTasks", "ProcessHighPriorityTasks", "ProcessLowPriorityTasks")
+QUEUES = ("TasksQueue", "HighPriorityTasksQueue", "LowPriorityTasksQueue", "DeadLetterQueue")
+TASK_QUEUES = ("tasks", "tasks-high", "tasks-low")
 PSEUDO_PARAMETERS = {"AWS::Region": "us-east-1", "AWS::Partition": "aws", "AWS::AccountId": "123456789012"}
 # Parameters an operator may set when deploying, and their defaults.
 THRESHOLD_DEFAULTS = {
     "AlarmEmail": "",
     "DeadLetterAlarmMinutes": 5,
     "QueueAgeThresholdSeconds": 1800,
+    "HighPriorityQueueAgeThresholdSeconds": 300,
     "FailedSharePercentThreshold": 10,
     "FailedShareMinimumTasks": 20,
     "ConsumerErrorsThreshold": 0,
@@ -165,7 +174,7 @@ def _stage_resources(package: Packaged) -> dict[str, set[str]]:
 def test_every_alarm_reads_a_metric_that_is_published(package: Packaged) -> None:
     names, resources = _names(package), _stage_resources(package)
     alarms = _alarms(package)
-    assert len(alarms) == 8
+    assert len(alarms) == 14  # 8, and each other class's queue age, errors and throttles
     problems = []
     for logical_id, alarm in alarms.items():
         metrics = _alarm_metrics(alarm, names)
@@ -227,7 +236,10 @@ def test_the_alarms_watch_the_dead_letters_the_queue_age_the_failed_share_the_re
     stage = package.stage
     required = {
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible", (("QueueName", f"taskproc-{stage}-dead-letters"),)),
-        ("AWS/SQS", "ApproximateAgeOfOldestMessage", (("QueueName", f"taskproc-{stage}-tasks"),)),
+        *(
+            ("AWS/SQS", "ApproximateAgeOfOldestMessage", (("QueueName", f"taskproc-{stage}-{queue}"),))
+            for queue in TASK_QUEUES
+        ),
         (NAMESPACE, Metric.TASKS_FAILED.value, (("stage", stage),)),
         (NAMESPACE, Metric.COMPLETED.value, (("stage", stage),)),
         (NAMESPACE, Metric.TASKS_ADOPTED.value, (("stage", stage),)),
@@ -259,9 +271,10 @@ def test_the_failed_share_is_failed_over_failed_plus_completed_in_15_minutes(pac
 def test_the_process_tasks_errors_alarm_exists_only_where_its_errors_are_failures(package: Packaged) -> None:
     """Without item-failure reports, process_tasks raises to hand back a batch with a retrying task."""
     template = package.template
-    alarm = template["Resources"]["ProcessTasksErrorsAlarm"]
-    condition = template["Conditions"][alarm["Condition"]]
-    assert condition == {"Fn::Equals": [{"Ref": "ConsumersReportItemFailures"}, "true"]}
+    for consumer in CLASS_CONSUMERS:
+        alarm = template["Resources"][f"{consumer}ErrorsAlarm"]
+        condition = template["Conditions"][alarm["Condition"]]
+        assert condition == {"Fn::Equals": [{"Ref": "ConsumersReportItemFailures"}, "true"]}, consumer
     pinned = template["Parameters"]["ConsumersReportItemFailures"]
     reports = stack.load_stage(package.stage).reports_batch_item_failures
     assert pinned["AllowedValues"] == [str(reports).lower()]
@@ -324,6 +337,12 @@ def test_the_dashboard_shows_outcomes_latency_queues_dead_letters_errors_and_con
         "ApproximateNumberOfMessagesNotVisible",
         "ApproximateAgeOfOldestMessage",
     }
+    for queue in TASK_QUEUES[1:]:
+        class_queue = (("QueueName", f"taskproc-{stage}-{queue}"),)
+        assert {name for _, name, dimensions, _ in lines("Task queue") if dimensions == class_queue} >= {
+            "ApproximateNumberOfMessagesVisible",
+            "ApproximateAgeOfOldestMessage",
+        }, queue
     dead_letters = lines("Dead letters")
     assert (
         "AWS/SQS",

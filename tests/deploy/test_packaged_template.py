@@ -16,9 +16,23 @@ from tests.deploy.conftest import PACKAGED_STAGES, ROOT, VENV, Packaged
 # Consumer function -> (logical id, queue resource, batch size), as app.py declares them.
 CONSUMERS = {
     "process_tasks": ("ProcessTasks", "TasksQueue", 10),
+    "process_high_priority_tasks": ("ProcessHighPriorityTasks", "HighPriorityTasksQueue", 10),
+    "process_low_priority_tasks": ("ProcessLowPriorityTasks", "LowPriorityTasksQueue", 10),
     "handle_dead_letters": ("HandleDeadLetters", "DeadLetterQueue", 10),
 }
-FUNCTIONS = {"APIHandler": "api_handler", "ProcessTasks": "process_tasks", "HandleDeadLetters": "handle_dead_letters"}
+# Each task consumer's event source -> the stage variable giving its maximum concurrency.
+MAX_CONCURRENCY = {
+    "ProcessTasks": "CONSUMER_MAX_CONCURRENCY",
+    "ProcessHighPriorityTasks": "HIGH_PRIORITY_MAX_CONCURRENCY",
+    "ProcessLowPriorityTasks": "LOW_PRIORITY_MAX_CONCURRENCY",
+}
+FUNCTIONS = {
+    "APIHandler": "api_handler",
+    "ProcessTasks": "process_tasks",
+    "ProcessHighPriorityTasks": "process_high_priority_tasks",
+    "ProcessLowPriorityTasks": "process_low_priority_tasks",
+    "HandleDeadLetters": "handle_dead_letters",
+}
 # Actions IAM accepts only on "*": they have no resource-level permissions.
 UNSCOPABLE_ACTIONS = {"cloudwatch:GetMetricData", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 # The template makes every function's log group, so no function may create one.
@@ -86,7 +100,8 @@ def test_cfn_lint_accepts_the_packaged_template(package: Packaged) -> None:
 
 def test_the_template_holds_the_functions_and_the_data_resources(package: Packaged) -> None:
     resources = package.template["Resources"]
-    for logical_id in [*FUNCTIONS, "RestAPI", "TasksQueue", "DeadLetterQueue", "TasksTable"]:
+    queues = ["TasksQueue", "HighPriorityTasksQueue", "LowPriorityTasksQueue", "DeadLetterQueue"]
+    for logical_id in [*FUNCTIONS, "RestAPI", *queues, "TasksTable"]:
         assert logical_id in resources
     assert set(package.resources_of_type("AWS::Serverless::Function")) == set(FUNCTIONS)
 
@@ -105,8 +120,9 @@ def test_each_consumer_polls_its_own_queue_with_the_configured_batch_and_concurr
         assert queue_arn.endswith(f":sqs:${{AWS::Region}}:${{AWS::AccountId}}:{queue_name}"), function
         assert event["Properties"]["BatchSize"] == batch_size
         assert queue in resources[logical_id]["DependsOn"], "the mapping must wait for its queue"
-    tasks_scaling = resources["ProcessTasks"]["Properties"]["Events"]["ProcessTasksSqsEventSource"]["Properties"]
-    assert tasks_scaling["ScalingConfig"] == {"MaximumConcurrency": int(config.environment["CONSUMER_MAX_CONCURRENCY"])}
+    for logical_id, setting in MAX_CONCURRENCY.items():
+        scaling = resources[logical_id]["Properties"]["Events"][f"{logical_id}SqsEventSource"]["Properties"]
+        assert scaling["ScalingConfig"] == {"MaximumConcurrency": int(config.environment[setting])}, logical_id
     dead_letters = resources["HandleDeadLetters"]["Properties"]["Events"]["HandleDeadLettersSqsEventSource"]
     assert "ScalingConfig" not in dead_letters["Properties"]
 
@@ -131,12 +147,15 @@ def test_every_function_environment_names_the_stage_resources(package: Packaged)
         "TASKS_TABLE": _sub(resources["TasksTable"]["Properties"]["TableName"], parameters),
         "FLOW_TABLE": _sub(resources["FlowTable"]["Properties"]["TableName"], parameters),
         "TASKS_QUEUE": _sub(resources["TasksQueue"]["Properties"]["QueueName"], parameters),
+        "HIGH_PRIORITY_QUEUE": _sub(resources["HighPriorityTasksQueue"]["Properties"]["QueueName"], parameters),
+        "LOW_PRIORITY_QUEUE": _sub(resources["LowPriorityTasksQueue"]["Properties"]["QueueName"], parameters),
         "DEAD_LETTER_QUEUE": _sub(resources["DeadLetterQueue"]["Properties"]["QueueName"], parameters),
         "MAX_ATTEMPTS": parameters["MaxAttempts"],
     }
-    redrive = resources["TasksQueue"]["Properties"]["RedrivePolicy"]
-    assert redrive["maxReceiveCount"] == {"Ref": "MaxAttempts"}
-    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
+    for queue in ("TasksQueue", "HighPriorityTasksQueue", "LowPriorityTasksQueue"):
+        redrive = resources[queue]["Properties"]["RedrivePolicy"]
+        assert redrive["maxReceiveCount"] == {"Ref": "MaxAttempts"}, queue
+        assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}, queue
     for logical_id, function in FUNCTIONS.items():
         variables = resources[logical_id]["Properties"]["Environment"]["Variables"]
         assert {name: variables[name] for name in expected} == expected, function

@@ -15,12 +15,21 @@ import yaml
 from infra import stack
 from tests.deploy.conftest import PACKAGED_STAGES, ROOT, Packaged
 
-FUNCTIONS = {"APIHandler": "api_handler", "ProcessTasks": "process_tasks", "HandleDeadLetters": "handle_dead_letters"}
+FUNCTIONS = {
+    "APIHandler": "api_handler",
+    "ProcessTasks": "process_tasks",
+    "ProcessHighPriorityTasks": "process_high_priority_tasks",
+    "ProcessLowPriorityTasks": "process_low_priority_tasks",
+    "HandleDeadLetters": "handle_dead_letters",
+}
 LOG_GROUPS = {
     "APIHandler": "ApiHandlerLogGroup",
     "ProcessTasks": "ProcessTasksLogGroup",
+    "ProcessHighPriorityTasks": "ProcessHighPriorityTasksLogGroup",
+    "ProcessLowPriorityTasks": "ProcessLowPriorityTasksLogGroup",
     "HandleDeadLetters": "HandleDeadLettersLogGroup",
 }
+QUEUES = ["TasksQueue", "HighPriorityTasksQueue", "LowPriorityTasksQueue", "DeadLetterQueue"]
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 
 
@@ -82,9 +91,11 @@ def test_prod_reserves_each_function_s_concurrency_as_its_stage_settings_say(pro
     for logical_id, function in FUNCTIONS.items():
         reserved = resources[logical_id]["Properties"]["ReservedConcurrentExecutions"]
         assert reserved == settings[function]["reserved_concurrency"] > 0, function
-    # The task consumer's event source may not scale past what the function may run.
-    scaling = resources["ProcessTasks"]["Properties"]["Events"]["ProcessTasksSqsEventSource"]["Properties"]
-    assert scaling["ScalingConfig"]["MaximumConcurrency"] <= settings["process_tasks"]["reserved_concurrency"]
+    # A task consumer's event source may not scale past what the function may run.
+    for logical_id in ("ProcessTasks", "ProcessHighPriorityTasks", "ProcessLowPriorityTasks"):
+        scaling = resources[logical_id]["Properties"]["Events"][f"{logical_id}SqsEventSource"]["Properties"]
+        reserved = settings[FUNCTIONS[logical_id]]["reserved_concurrency"]
+        assert scaling["ScalingConfig"]["MaximumConcurrency"] <= reserved, logical_id
 
 
 def test_every_function_and_the_access_log_have_a_log_group_kept_for_the_stage_s_retention(
@@ -151,13 +162,14 @@ def test_removing_a_retained_stage_says_the_table_stays_and_how_to_delete_it() -
     assert "--no-deletion-protection-enabled" in note and "aws dynamodb delete-table" in note
 
 
-def test_both_queues_refuse_every_request_without_tls(package: Packaged) -> None:
+def test_every_queue_refuses_every_request_without_tls(package: Packaged) -> None:
     (policy,) = package.resources_of_type("AWS::SQS::QueuePolicy").values()
     properties = policy["Properties"]
-    assert properties["Queues"] == [{"Ref": "TasksQueue"}, {"Ref": "DeadLetterQueue"}]
+    assert properties["Queues"] == [{"Ref": queue} for queue in QUEUES]
+    assert set(package.resources_of_type("AWS::SQS::Queue")) == set(QUEUES)
     (statement,) = properties["PolicyDocument"]["Statement"]
     assert (statement["Effect"], statement["Principal"], statement["Action"]) == ("Deny", "*", "sqs:*")
-    assert statement["Resource"] == [{"Fn::GetAtt": ["TasksQueue", "Arn"]}, {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}]
+    assert statement["Resource"] == [{"Fn::GetAtt": [queue, "Arn"]} for queue in QUEUES]
     assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
@@ -177,7 +189,7 @@ def test_the_cursor_secret_is_generated_by_the_stack_and_only_the_api_may_read_i
         role = resources[resources[logical_id]["Properties"]["Role"]["Fn::GetAtt"][0]]
         statements = [s for p in role["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
         readers[logical_id] = [s for s in statements if "secretsmanager" in json.dumps(s["Action"])]
-    assert readers["ProcessTasks"] == readers["HandleDeadLetters"] == []
+    assert all(readers[logical_id] == [] for logical_id in FUNCTIONS if logical_id != "APIHandler")
     (grant,) = readers["APIHandler"]
     assert grant["Action"] == ["secretsmanager:GetSecretValue"]
     assert grant["Resource"] == f"arn:aws:secretsmanager:*:*:secret:{name}-??????"

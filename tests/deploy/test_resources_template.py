@@ -17,6 +17,9 @@ RESOURCES = TEMPLATE["Resources"]
 MONITORING = stack.load_template(stack.MONITORING)
 ACCESS = stack.load_template(stack.ACCESS)
 FOURTEEN_DAYS = 14 * 24 * 3600
+# The high and low priority classes' queues, by logical id; the default class's is TasksQueue.
+CLASS_QUEUES = {"HighPriorityTasksQueue": "tasks-high", "LowPriorityTasksQueue": "tasks-low"}
+TASK_QUEUES = ("TasksQueue", *CLASS_QUEUES)
 # The listing index of the API contract: sparse, write-sharded, projecting what a summary shows.
 LISTING_INDEX = {
     "IndexName": "by-status",
@@ -26,7 +29,15 @@ LISTING_INDEX = {
     ],
     "Projection": {
         "ProjectionType": "INCLUDE",
-        "NonKeyAttributes": ["type", "status", "attempts", "maxAttempts", "createdAt", "updatedAt", "lastError"],
+        "NonKeyAttributes": [
+            "type",
+            "status",
+            "attempts",
+            "maxAttempts",
+            "createdAt",
+            "updatedAt",
+            "lastError",
+        ],
     },
 }
 OPERATOR_ROUTES = (
@@ -63,28 +74,33 @@ def cloudformation(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 def test_the_parameter_and_resource_names_stay_as_the_offline_stack_uses_them() -> None:
     assert set(TEMPLATE["Parameters"]) == {"Stage", "MaxAttempts", "QueueVisibilityTimeout"}
     assert RESOURCES["TasksQueue"]["Properties"]["QueueName"] == {"Fn::Sub": "taskproc-${Stage}-tasks"}
+    for queue, name in CLASS_QUEUES.items():
+        assert RESOURCES[queue]["Properties"]["QueueName"] == {"Fn::Sub": f"taskproc-${{Stage}}-{name}"}
     assert RESOURCES["DeadLetterQueue"]["Properties"]["QueueName"] == {"Fn::Sub": "taskproc-${Stage}-dead-letters"}
     assert RESOURCES["TasksTable"]["Properties"]["TableName"] == {"Fn::Sub": "taskproc-${Stage}-tasks"}
 
 
-def test_the_task_queue_dead_letters_after_max_attempts_receives() -> None:
-    redrive = RESOURCES["TasksQueue"]["Properties"]["RedrivePolicy"]
-    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
-    assert redrive["maxReceiveCount"] == {"Ref": "MaxAttempts"}
+def test_every_class_s_task_queue_dead_letters_into_the_one_dlq_after_max_attempts_receives() -> None:
+    for queue in TASK_QUEUES:
+        redrive = RESOURCES[queue]["Properties"]["RedrivePolicy"]
+        assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}, queue
+        assert redrive["maxReceiveCount"] == {"Ref": "MaxAttempts"}, queue
     allow = RESOURCES["DeadLetterQueue"]["Properties"]["RedriveAllowPolicy"]
     assert allow["redrivePermission"] == "byQueue"
-    assert allow["sourceQueueArns"][0]["Fn::Sub"].endswith(":taskproc-${Stage}-tasks")
+    sources = [arn["Fn::Sub"].rsplit(":", 1)[-1] for arn in allow["sourceQueueArns"]]
+    assert sources == ["taskproc-${Stage}-tasks", "taskproc-${Stage}-tasks-high", "taskproc-${Stage}-tasks-low"]
 
 
 def test_the_dead_letter_queue_keeps_messages_longest() -> None:
     dead_letters = RESOURCES["DeadLetterQueue"]["Properties"]["MessageRetentionPeriod"]
-    tasks = RESOURCES["TasksQueue"]["Properties"]["MessageRetentionPeriod"]
     assert dead_letters == FOURTEEN_DAYS
-    assert tasks < dead_letters, "a dead letter keeps its first send time, so the DLQ must outlast the queue"
+    for queue in TASK_QUEUES:
+        tasks = RESOURCES[queue]["Properties"]["MessageRetentionPeriod"]
+        assert tasks < dead_letters, "a dead letter keeps its first send time, so the DLQ must outlast the queue"
 
 
-def test_both_queues_use_the_visibility_parameter_and_are_encrypted() -> None:
-    for queue in ("TasksQueue", "DeadLetterQueue"):
+def test_every_queue_uses_the_visibility_parameter_and_is_encrypted() -> None:
+    for queue in (*TASK_QUEUES, "DeadLetterQueue"):
         properties = RESOURCES[queue]["Properties"]
         assert properties["VisibilityTimeout"] == {"Ref": "QueueVisibilityTimeout"}, queue
         assert properties["SqsManagedSseEnabled"] is True, queue
@@ -157,6 +173,8 @@ def test_moto_creates_the_stack_from_the_template(cloudformation: Any) -> None:
     assert described["StackStatus"] == "CREATE_COMPLETE"
     outputs = {o["OutputKey"]: o["OutputValue"] for o in described["Outputs"]}
     assert outputs["TasksQueueName"] == "taskproc-check-tasks"
+    assert outputs["HighPriorityTasksQueueName"] == "taskproc-check-tasks-high"
+    assert outputs["LowPriorityTasksQueueName"] == "taskproc-check-tasks-low"
     assert outputs["DeadLetterQueueName"] == "taskproc-check-dead-letters"
     assert outputs["TasksTableName"] == "taskproc-check-tasks"
     table = boto3.client("dynamodb").describe_table(TableName="taskproc-check-tasks")["Table"]
@@ -264,16 +282,48 @@ def test_the_merge_template_only_adds_to_chalice_resources_it_does_not_replace_t
     merged = stack.merge_template(stack.load_stage("prod"))
     chalice_owned = {
         "ProcessTasks",
+        "ProcessHighPriorityTasks",
+        "ProcessLowPriorityTasks",
         "HandleDeadLetters",
         "APIHandler",
         "RestAPI",
         "ProcessTasksLogGroup",
+        "ProcessHighPriorityTasksLogGroup",
+        "ProcessLowPriorityTasksLogGroup",
         "HandleDeadLettersLogGroup",
     }
     for logical_id in chalice_owned:
         assert "Type" not in merged["Resources"][logical_id], "Chalice defines it; the merge adds to it"
     added = set(merged["Resources"]) - set(RESOURCES) - set(MONITORING["Resources"]) - set(ACCESS["Resources"])
     assert added == chalice_owned | {"ApiAccessLogGroup", "ApiGatewayLogRole", "ApiGatewayAccount"}
+
+
+def test_every_priority_class_s_consumer_waits_for_its_own_queue_in_the_merge_template() -> None:
+    merged = stack.merge_template(stack.load_stage("prod"))["Resources"]
+    for logical_id, queue in {
+        "ProcessTasks": "TasksQueue",
+        "ProcessHighPriorityTasks": "HighPriorityTasksQueue",
+        "ProcessLowPriorityTasks": "LowPriorityTasksQueue",
+    }.items():
+        assert queue in merged[logical_id]["DependsOn"], logical_id
+        assert f"{logical_id}LogGroup" in merged[logical_id]["DependsOn"], logical_id
+        assert merged[logical_id]["Properties"]["FunctionName"].endswith(stack_function(logical_id)), logical_id
+        events = merged[logical_id]["Properties"]["Events"][f"{logical_id}SqsEventSource"]
+        assert events["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"], logical_id
+    assert set(stack.TASK_QUEUES) <= set(merged["APIHandler"]["DependsOn"])
+
+
+def stack_function(logical_id: str) -> str:
+    return {v[0]: k for k, v in stack.CONSUMERS.items()}[logical_id]
+
+
+def test_a_priority_class_s_consumer_with_another_timeout_than_process_tasks_is_refused(tmp_path: Path) -> None:
+    config = json.loads(stack.CONFIG.read_text())
+    config["stages"]["dev"]["lambda_functions"]["process_low_priority_tasks"]["lambda_timeout"] = 60
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    with pytest.raises(stack.StackError, match="process_low_priority_tasks's lambda_timeout"):
+        stack.load_stage("dev", path)
 
 
 def test_the_merge_template_points_the_operator_policy_at_the_packaged_api() -> None:

@@ -79,7 +79,17 @@ def test_pages_cover_every_failed_task_once_newest_first_across_shards(h: Harnes
             break
     assert [task["id"] for task in seen] == list(reversed(ids))
     first = seen[0]
-    assert set(first) == {"id", "type", "status", "attempts", "maxAttempts", "createdAt", "updatedAt", "lastError"}
+    assert set(first) == {
+        "id",
+        "type",
+        "priority",
+        "status",
+        "attempts",
+        "maxAttempts",
+        "createdAt",
+        "updatedAt",
+        "lastError",
+    }
     assert (first["type"], first["status"], first["attempts"]) == ("simulate", "FAILED", 1)
     assert first["lastError"].startswith("permanent failure")
 

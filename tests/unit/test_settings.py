@@ -72,9 +72,31 @@ def test_the_decorators_wiring_comes_from_the_stage_environment(monkeypatch: pyt
     monkeypatch.setenv("DEAD_LETTER_QUEUE", "d")
     monkeypatch.setenv("CONSUMER_MAX_CONCURRENCY", "7")
     monkeypatch.setenv("API_KEY_REQUIRED", "true")
+    monkeypatch.setenv("HIGH_PRIORITY_QUEUE", "h")
+    monkeypatch.setenv("HIGH_PRIORITY_MAX_CONCURRENCY", "3")
+    monkeypatch.delenv("LOW_PRIORITY_QUEUE", raising=False)
+    monkeypatch.delenv("LOW_PRIORITY_MAX_CONCURRENCY", raising=False)
     assert wiring() == wiring().__class__(
-        tasks_queue="q", dead_letter_queue="d", max_concurrency=7, api_key_required=True
+        tasks_queue="q",
+        dead_letter_queue="d",
+        max_concurrency=7,
+        api_key_required=True,
+        high_priority_queue="h",
+        low_priority_queue="q-low",
+        high_max_concurrency=3,
+        low_max_concurrency=None,
     )
+
+
+def test_each_priority_class_s_queue_is_named_after_the_task_queue_unless_the_stage_names_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    set_names(monkeypatch)
+    monkeypatch.setenv("TASKS_QUEUE", "taskproc-x-tasks")
+    monkeypatch.setenv("LOW_PRIORITY_QUEUE", "slow-lane")
+    monkeypatch.delenv("HIGH_PRIORITY_QUEUE", raising=False)
+    settings = load_settings()
+    assert (settings.HIGH_PRIORITY_QUEUE, settings.LOW_PRIORITY_QUEUE) == ("taskproc-x-tasks-high", "slow-lane")
 
 
 def test_write_routes_are_open_unless_the_stage_asks_for_a_key(monkeypatch: pytest.MonkeyPatch) -> None:

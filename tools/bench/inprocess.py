@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 import boto3
+from botocore.config import Config as BotoConfig
 
 from local.config import PROJECT_DIR
 from local.launcher import free_port
@@ -35,6 +36,8 @@ FAKE_AWS = {
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
 POLL_WAIT_SECONDS = 2
 CONSUMER_CONCURRENCY = 5
+# The consumers a scenario runs unless it names others: the default class's and the dead letters'.
+CONSUMERS = ("process_tasks", "handle_dead_letters")
 
 
 @contextmanager
@@ -230,9 +233,18 @@ class InProcess:
             if item["status"]["S"] == "COMPLETED" and item["id"]["S"] in self.published_at
         ]
 
+    def queue_of(self, function: str) -> str:
+        """The queue a consumer function's event source polls."""
+        return {
+            "process_tasks": self.settings.TASKS_QUEUE,
+            "process_high_priority_tasks": self.settings.HIGH_PRIORITY_QUEUE,
+            "process_low_priority_tasks": self.settings.LOW_PRIORITY_QUEUE,
+            "handle_dead_letters": self.settings.DEAD_LETTER_QUEUE,
+        }[function]
+
     @contextmanager
-    def consumers(self, usage: Usage, window: int = 0) -> Iterator[None]:
-        """Both consumers polling with Lambda's five pollers each, the task consumer with batching `window`."""
+    def consumers(self, usage: Usage, window: int = 0, functions: tuple[str, ...] = CONSUMERS) -> Iterator[None]:
+        """The consumers polling with Lambda's five pollers each, the task consumers with batching `window`."""
         from local.config import load_config
         from local.poller import EventSourceMapping, SqsPoller
         from local.worker import invocation_contexts
@@ -242,13 +254,13 @@ class InProcess:
         local_stage = load_config({}, stage="local")
 
         stop = threading.Event()
-        sqs = usage.wire.session().client("sqs")
+        # Every poller thread holds a connection during its long poll (local.worker does the same).
+        sqs = usage.wire.session().client("sqs", config=BotoConfig(max_pool_connections=50))
         lock = threading.Lock()
         pollers = []
-        for name, queue, batching in (
-            ("process_tasks", self.settings.TASKS_QUEUE, window),
-            ("handle_dead_letters", self.settings.DEAD_LETTER_QUEUE, 0),
-        ):
+        for name in functions:
+            queue = self.queue_of(name)
+            batching = 0 if name == "handle_dead_letters" else window
             function = getattr(self.app, name)
 
             def invoke(event: dict[str, Any], context: Any, function: Any = function) -> Any:

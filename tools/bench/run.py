@@ -10,7 +10,9 @@ Figures, not pass or fail, printed side by side in one run:
   trickle (a task every 100 ms) and at a burst, with the batching window at 0 and 1 s;
 - cost: AWS requests per task counted on the wire for single publish, batch
   publish of 100, a task that fails once then succeeds, a permanent failure and
-  the two window settings, priced per million tasks with the split by service.
+  the two window settings, priced per million tasks with the split by service;
+- priority: high tasks' publish-to-COMPLETED latency (p50, p95) behind a
+  10,000-task low backlog, against the same with no backlog (tools/bench/priority.py).
 The cost section's per-task figures are also written to docs/bench-figures.json,
 which tools/bench/capacity.py turns into docs/capacity.md's table.
 Everything runs against moto on this machine: absolute times are moto's and this
@@ -38,11 +40,11 @@ import requests
 
 from local.config import PROJECT_DIR
 from local.launcher import clean_environment, free_port, launch
-from tools.bench import queuedepth
+from tools.bench import priority, queuedepth
 from tools.bench.cost import ASSUMPTIONS, PRICES, PRICES_READ, Usage, dollars_per_million
 from tools.bench.inprocess import InProcess, create_stack, moto_server, wait_for
 
-SECTIONS = ("depth", "drain", "window", "cost")
+SECTIONS = ("depth", "drain", "window", "cost", "priority")
 SUCCEEDS = {"simulation": {"failureChance": 0}}
 PERMANENT = {"simulation": {"failureChance": 1, "permanentFailure": True}}
 FAILS_ONCE_TYPE = "bench-fails-once"
@@ -253,8 +255,10 @@ def _queue_empty(sqs: Any, url: str) -> bool:
     return all(int(attributes[name]) == 0 for name in names)
 
 
-def in_process(sections: set[str], tasks: int, trickle: int, burst: int) -> dict[str, Any]:
-    """The window and cost scenarios, on one embedded endpoint and one in-process app."""
+def in_process(
+    sections: set[str], tasks: int, trickle: int, burst: int, high_tasks: int = 50, low_backlog: int = 10_000
+) -> dict[str, Any]:
+    """The window, cost and priority scenarios, on one embedded endpoint and one in-process app."""
     results: dict[str, Any] = {}
     with moto_server():
         create_stack("bench")
@@ -287,6 +291,9 @@ def in_process(sections: set[str], tasks: int, trickle: int, burst: int) -> dict
                 scenario(bench, "fails-once", tasks, single({}, FAILS_ONCE_TYPE)),
                 scenario(bench, "permanent", tasks, single(PERMANENT)),
             ]
+        if "priority" in sections:
+            # Last: its backlog is left in the low queue when the endpoint stops.
+            results["priority"] = priority.measure(bench, high_tasks, low_backlog)
     return results
 
 
@@ -371,6 +378,8 @@ def render(report: dict[str, Any]) -> str:
             lines.append(f"  {label:<14} " + " ".join(f"{cost[s]:>15.3f}" for s in services) + f"   {wire}")
         if any(not row["batch_route"] for row in rows if row["name"] == "batch100"):
             lines.append("  * POST /publish/batch answered 404: this row is single publishes")
+    if "priority" in report:
+        lines += priority.render(report["priority"])
     return "\n".join(lines)
 
 
@@ -394,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst", type=int, default=200, help="tasks of the window's burst")
     parser.add_argument("--depth-reps", type=int, default=15, help="calls per kind and depth, after")
     parser.add_argument("--depth-reps-before", type=int, default=3, help="... before (a receive takes seconds)")
+    parser.add_argument("--high-tasks", type=int, default=50, help="high tasks of the priority trickle")
+    parser.add_argument("--low-backlog", type=int, default=10_000, help="low tasks queued before the high ones")
     parser.add_argument("--quick", action="store_true", help="smaller everything: a run of about two minutes")
     parser.add_argument("--out", type=Path, default=PROJECT_DIR / "out")
     parser.add_argument(
@@ -405,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.drain, args.tasks, args.trickle, args.burst = "200,2000", 50, 20, 50
+        args.high_tasks, args.low_backlog = 20, 2000
         args.depth_reps, args.depth_reps_before = 5, 1
     sections = set(filter(None, args.sections.split(",")))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -417,8 +429,8 @@ def main(argv: list[str] | None = None) -> int:
         report["depth"] = depth_table(args.depth_reps, args.depth_reps_before)
     if "drain" in sections:
         report["drain"] = drain([int(size) for size in args.drain.split(",") if size.strip()], args.out)
-    if sections & {"window", "cost"}:
-        report.update(in_process(sections, args.tasks, args.trickle, args.burst))
+    if sections & {"window", "cost", "priority"}:
+        report.update(in_process(sections, args.tasks, args.trickle, args.burst, args.high_tasks, args.low_backlog))
     print(render(report))
     (args.out / "bench.json").write_text(json.dumps(report, indent=2))
     print(f"written        {args.out / 'bench.json'}")
