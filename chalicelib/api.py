@@ -40,6 +40,7 @@ from chalicelib.models import (
     TaskCreated,
     TaskIn,
     TaskView,
+    key_problem,
     task_id_problem,
 )
 from chalicelib.record import TaskRecord, ms_from_iso, record_from_item
@@ -147,7 +148,7 @@ def validated_task(body: dict[str, Any], registry: Registry) -> tuple[Task, Task
             f"the payload does not fit task type {name!r}", field_problems(exc, prefix=("payload",))
         ) from exc
     # The payload exactly as sent (the model keeps it as given); the numbers as the model read them (5.0 is 5).
-    return Task(id=body["id"], type=name, payload=body["payload"]), validated
+    return Task(id=body["id"], type=name, payload=body["payload"], key=validated.key), validated
 
 
 def publish(body: dict[str, Any], rt: Runtime) -> PublishAccepted:
@@ -156,15 +157,22 @@ def publish(body: dict[str, Any], rt: Runtime) -> PublishAccepted:
     return _accept(task, rt, validated.delaySeconds, validated.expiresInSeconds)
 
 
-def create_from_payload(body: dict[str, Any], rt: Runtime) -> TaskCreated:
-    """Store and queue a simulated task whose payload is the whole body, under a new id."""
+def create_from_payload(body: dict[str, Any], rt: Runtime, key: str | None = None) -> TaskCreated:
+    """Store and queue a simulated task whose payload is the whole body, under a new id, with the
+    flow key `key` (the route's query parameter: the body is all payload) if given.
+
+    Raises:
+        ValidationFailed: the payload or the key breaks its rule.
+    """
     simulate = rt.registry.get(DEFAULT_TYPE)
     assert simulate is not None, "the simulate type is built in"
+    if key is not None and (problem := key_problem(key)) is not None:
+        raise ValidationFailed("the flow key is not valid", [FieldProblem("key", problem)])
     try:
         simulate.parse(body)
     except ValidationError as exc:
         raise ValidationFailed("the task payload is not valid", field_problems(exc)) from exc
-    accepted = _accept(Task(id=str(uuid.uuid4()), type=DEFAULT_TYPE, payload=body), rt)
+    accepted = _accept(Task(id=str(uuid.uuid4()), type=DEFAULT_TYPE, payload=body, key=key), rt)
     return TaskCreated(taskId=accepted.id, id=accepted.id, status=accepted.status)
 
 

@@ -68,10 +68,11 @@ class TaskRecord:
     not_before: str | None = None
     cancel_requested: bool = False
     start_by_ms: int | None = None
+    key: str | None = None  # the flow key given at publish
 
     @property
     def task(self) -> Task:
-        return Task(id=self.id, type=self.type, payload=self.payload)
+        return Task(id=self.id, type=self.type, payload=self.payload, key=self.key)
 
     @property
     def is_terminal(self) -> bool:
@@ -125,6 +126,7 @@ class TaskRecord:
         return TaskView(
             id=self.id,
             type=self.type,
+            key=self.key,
             status=self.status,
             attempts=self.attempts,
             maxAttempts=self.max_attempts,
@@ -203,6 +205,7 @@ def record_from_item(item: dict[str, Any]) -> TaskRecord:
         not_before=item.get("notBefore"),
         cancel_requested=bool(item.get("cancelRequested", False)),
         start_by_ms=int(item["startBy"]) if "startBy" in item else None,
+        key=item.get("key"),
     )
 
 
