@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 # SQS delays a message by 15 minutes at most: a longer wait is a renewal that looks again.
 MAX_DELAY_SECONDS = 900
 # Deferrals of one message double its window at most this many times.
-MAX_DOUBLINGS = 6
+MAX_DOUBLINGS = 3
 
 
 @dataclass(frozen=True)

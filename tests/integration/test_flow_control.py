@@ -268,12 +268,14 @@ def item_of(h: Harness, task_id: str) -> dict[str, Any]:
 # --- fairness between a heavy and a light key ----------------------------------------------------
 
 
-def drain_times(runtime: Any, clock: FakeClock, heavy: int, light: int, seconds: float = 2.0) -> dict[str, float]:
+def drain_times(
+    runtime: Any, clock: FakeClock, heavy: int, light: int, seed: int, seconds: float = 2.0
+) -> dict[str, float]:
     """A discrete-event run of the real gate (its items in moto): every task arrives at 0, runs
     `seconds` once admitted, and a deferred one comes back after the gate's delay. Returns when
     each key's last task finished, relative to the start."""
     task_type = TaskType("sync", lambda payload, context: "ok", concurrency=4, concurrency_key="c", key_concurrency=1)
-    gate = Gate.build(runtime.flow, Pauses(runtime.flow, clock=clock), 60, random.Random(7))
+    gate = Gate.build(runtime.flow, Pauses(runtime.flow, clock=clock), 60, random.Random(seed))
     t0 = clock.now
     events: list[tuple[float, int, str, Any]] = []
     for n in range(heavy):
@@ -304,11 +306,14 @@ def drain_times(runtime: Any, clock: FakeClock, heavy: int, light: int, seconds:
 
 
 def test_a_light_key_drains_as_fast_beside_a_heavy_key_s_backlog_as_alone(runtime, clock) -> None:
-    alone = drain_times(runtime, clock, heavy=0, light=5)["light"]
-    beside = drain_times(runtime, clock, heavy=200, light=5)
+    seeds = range(3)
+    alone = [drain_times(runtime, clock, heavy=0, light=5, seed=seed)["light"] for seed in seeds]
+    beside = [drain_times(runtime, clock, heavy=100, light=5, seed=seed) for seed in seeds]
+    light = [run["light"] for run in beside]
     # Five 2 s tasks one at a time take 10 s; the deferrals' spread adds to it, the heavy key does not.
-    assert 10 <= beside["light"] <= alone * 1.5 + 5, (alone, beside)
-    assert beside["heavy"] >= 400  # 200 tasks of 2 s, one at a time: its own cap, not the light key's
+    assert min(light) >= 10 and sum(light) <= sum(alone) * 1.5 + 5 * len(seeds), (alone, light)
+    # 100 tasks of 2 s, one at a time: the heavy key is held to its own cap, never the light key's.
+    assert min(run["heavy"] for run in beside) >= 200
 
 
 # --- key validation ------------------------------------------------------------------------------
