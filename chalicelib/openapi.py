@@ -12,8 +12,10 @@ from chalicelib.handlers import REGISTRY
 from chalicelib.handlers.simulate import SimulatePayload
 from chalicelib.models import (
     DEFAULT_TYPE,
+    KEY_RULE,
     MAX_BATCH_BYTES,
     MAX_BATCH_TASKS,
+    MAX_KEY_BYTES,
     MAX_TASK_BYTES,
     MAX_TASK_ID_LENGTH,
     TASK_ID_PATTERN,
@@ -116,6 +118,13 @@ TASK_ID = {
     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_TASK_ID_LENGTH, "pattern": TASK_ID_PATTERN},
 }
 OPERATOR = "On AWS: IAM authorization (SigV4), for principals granted the stage's operator policy."
+FLOW_KEY = {
+    "name": "key",
+    "in": "query",
+    "required": False,
+    "description": f"The task's flow key, for its type's per-key caps and rates ({KEY_RULE}).",
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_BYTES, "pattern": TASK_ID_PATTERN},
+}
 
 
 def _query_parameters(model: type[QueryModel]) -> list[dict[str, Any]]:
@@ -221,6 +230,7 @@ def openapi_document() -> dict[str, Any]:
                     "operationId": "createTask",
                     "summary": "Create a task whose payload is the whole body, under a server-generated id.",
                     "requestBody": _body(SimulatePayload, "The task's payload; it runs as a `simulate` task."),
+                    "parameters": [FLOW_KEY],
                     "responses": {
                         "201": _json(TaskCreated, "Accepted.", LOCATION),
                         **_errors(400, 413, 415, 500, 503),
