@@ -315,6 +315,8 @@ class TaskConsumer:
         dead-letter queue for it. Only if the send fails is this message hidden instead, which
         uses one of its receives as any deferral did before.
         """
+        if self._slot(record.message_id).claimed:
+            return Outcome.ERROR, None  # the batch was settled meanwhile: this message comes back as it is
         delay = self._rt.gate.delay_seconds(deferred, record.deferrals)
         fields = {"taskId": task.id, "messageId": record.message_id, "deferredBy": deferred.by}
         attributes = {

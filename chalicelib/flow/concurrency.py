@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 CAP_NOT_REACHED = "attribute_exists(#slots) AND size(#slots) < :cap"
 SEMAPHORE_IS_NEW = "attribute_not_exists(#slots)"
 HOLDS_SLOT = "attribute_exists(#slots.#holder)"
+STILL_EXPIRED = "#slots.{slot} <= :now"  # one per slot being reclaimed
 # A heartbeating type's slot outlasts its timeout by this: the acquire before, the outcome after.
 SLOT_MARGIN_SECONDS = 10.0
 # The item outlives its last slot by this much, then DynamoDB's TTL deletes it (a key's item
@@ -129,7 +130,7 @@ class Semaphore:
     def _reclaim(self, item: str, expired: list[str], now_ms: int) -> None:
         """Remove exactly the `expired` slots, each only if it is still expired."""
         placeholders = {f"#h{n}": name for n, name in enumerate(expired)}
-        still_expired = " AND ".join(f"#slots.{p} <= :now" for p in placeholders)
+        still_expired = " AND ".join(STILL_EXPIRED.format(slot=p) for p in placeholders)
         # Refused: another consumer reclaimed some first; the acquire's retry sees what is left.
         with contextlib.suppress(ConditionFailed):
             self._table.update(

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from chalicelib.errors import StoreError
 from chalicelib.flow.concurrency import Durations, KeyConcurrency, Semaphore, TypeConcurrency
 from chalicelib.flow.keys import payload_key
 from chalicelib.flow.pause import Pauses
@@ -45,6 +46,9 @@ logger = logging.getLogger(__name__)
 
 # SQS delays a message by 15 minutes at most: a longer wait is a renewal that looks again.
 MAX_DELAY_SECONDS = 900
+# A flow table that does not answer: look again after this, at least this often.
+UNAVAILABLE_WAIT_MS = 5_000
+UNAVAILABLE_MAX_WAIT_MS = 60_000
 # Deferrals of one message double its window at most this many times.
 MAX_DOUBLINGS = 3
 
@@ -81,8 +85,8 @@ class Gate:
         """Take what every policy the type uses needs for an attempt run by `holder`.
 
         Raises:
-            Deferred: a policy refused; nothing is held.
-            StoreError: the flow table did not answer; nothing is held.
+            Deferred: a policy refused, or the flow table did not answer (`flow_unavailable`: a
+                limit that cannot be checked is not skipped); nothing is held.
         """
         policies = [policy for policy in self._policies if policy.applies(task_type)]
         attempt = Attempt(task, task_type, holder, flow_key(task, task_type), self._table.now_ms())
@@ -92,8 +96,10 @@ class Gate:
                 taken = policy.before(attempt)
                 if taken is not None:
                     held.append(taken)
-        except Exception:
+        except Exception as refused:
             self.release(Admission(tuple(held)), None)
+            if isinstance(refused, StoreError):
+                raise Deferred("flow_unavailable", UNAVAILABLE_WAIT_MS, UNAVAILABLE_MAX_WAIT_MS) from refused
             raise
         return Admission(tuple(held))
 

@@ -380,3 +380,25 @@ def test_a_plain_type_makes_no_flow_request_per_task_beyond_the_cached_pause_vie
         ("UpdateItem", h.rt.settings.TASKS_TABLE): 20,  # acquire and complete, as before the gate
         ("GetItem", h.rt.settings.FLOW_TABLE): 1,  # the pause view, once for the container
     }, calls
+
+
+def test_a_capped_task_whose_flow_table_does_not_answer_waits_renewed_rather_than_running_unchecked(h) -> None:
+    from tests.integration.faults import inject_errors
+
+    h.rt.registry.register(TaskType("export", lambda payload, context: "ok", concurrency=1))
+    renewals = Renewals(h.sqs)
+    publish_batch(h, [{"id": "x1", "type": "export", "payload": {}}])
+    with inject_errors(h.rt.flow._client, "UpdateItem", status=400, code="ValidationException", times=1):
+        h.deliver()
+    assert renewals.deferrals == {"x1": 1} and h.task("x1")["attempts"] == 0
+    h.deliver()
+    assert h.task("x1")["status"] == "COMPLETED" and runtime_slots(h, "export") == {}
+
+
+def test_a_heartbeating_type_s_slot_lasts_its_timeout_and_a_margin_and_a_plain_one_s_its_lease() -> None:
+    from chalicelib.flow.concurrency import SLOT_MARGIN_SECONDS, slot_seconds
+
+    long = TaskType("long", lambda payload, context: "ok", timeout_seconds=600, heartbeat_seconds=10, concurrency=1)
+    plain = TaskType("short", lambda payload, context: "ok", concurrency=1)
+    assert slot_seconds(long, 60) == 600 + SLOT_MARGIN_SECONDS
+    assert slot_seconds(plain, 60) == 60
