@@ -265,21 +265,14 @@ class TaskConsumer:
             admission = gate.admit(task, task_type, owner)
         except Deferred as deferred:
             return self._held_back(record, task, deferred)
-        started_ms: list[int] = []  # set once the attempt has started
         try:
-            return self._acquired_and_run(record, task, task_type, owner, started_ms)
+            return self._acquired_and_run(record, task, task_type, owner)
         finally:
-            elapsed = self._rt.store.now_ms() - started_ms[0] if started_ms else None
-            gate.release(admission, elapsed)
+            running = self._slot(record.message_id)
+            started = running.acquired is not None  # None: the lease was refused, or never used
+            gate.release(admission, self._rt.store.now_ms() - running.started * 1000 if started else None)
 
-    def _acquired_and_run(
-        self,
-        record: SqsRecord,
-        task: Task,
-        task_type: TaskType | None,
-        owner: str,
-        started_ms: list[int] | None = None,
-    ) -> Verdict:
+    def _acquired_and_run(self, record: SqsRecord, task: Task, task_type: TaskType | None, owner: str) -> Verdict:
         store, settings = self._rt.store, self._settings
         max_attempts = task_type.attempts(settings.MAX_ATTEMPTS) if task_type else settings.MAX_ATTEMPTS
         lease = task_type.lease(settings.LEASE_SECONDS) if task_type else settings.LEASE_SECONDS
@@ -294,8 +287,6 @@ class TaskConsumer:
             )
         except AcquireRefused as refused:
             return self._refused(record, refused)
-        if started_ms is not None:
-            started_ms.append(store.now_ms())
         if acquired.adopted:
             self._adopted(record, task)
         slot = self._slot(record.message_id)
