@@ -146,6 +146,16 @@ class Semaphore:
         return expires_at_ms // 1000 + ITEM_RETENTION_SECONDS
 
 
+def running(table: FlowTable, type_name: str) -> int:
+    """The live slots of a type's cap now (expiry after now): its attempts running, for GET /types.
+
+    One strongly consistent GetItem; 0 when the cap was never used or its item expired.
+    """
+    item = table.get(concurrency_item(type_name)) or {}
+    now = table.now_ms()
+    return sum(1 for expiry in (item.get("slots") or {}).values() if int(expiry) > now)
+
+
 class Durations:
     """How long a type's attempts take, as this container saw them: when a held slot is likely free."""
 

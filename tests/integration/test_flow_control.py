@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
+from chalicelib.consumer import BatchIncomplete
 from chalicelib.flow.concurrency import CapReached, Semaphore
 from chalicelib.flow.gate import Deferred, Gate
 from chalicelib.flow.keys import concurrency_item, rate_item
@@ -77,6 +78,18 @@ def test_a_cap_refuses_a_slot_while_it_is_full_and_gives_it_once_one_is_released
     semaphore.acquire(item, "c", 2, expiry)
     assert set(runtime.flow.get(item)["slots"]) == {"b", "c"}
     assert not semaphore.release(item, "a")  # given back once only
+
+
+def test_running_counts_the_live_slots_of_a_type_s_cap_and_not_the_expired_ones(runtime, clock) -> None:
+    from chalicelib.flow.concurrency import running
+
+    semaphore, item = Semaphore(runtime.flow), concurrency_item("export")
+    assert running(runtime.flow, "export") == 0
+    semaphore.acquire(item, "short", 3, int(clock.now * 1000) + 10_000)
+    semaphore.acquire(item, "long", 3, int(clock.now * 1000) + 60_000)
+    assert running(runtime.flow, "export") == 2
+    clock.advance(10)
+    assert running(runtime.flow, "export") == 1  # a dead slot is not running, reclaimed or not
 
 
 def test_a_dead_holder_s_slot_is_reclaimed_once_its_expiry_passes_and_not_before(runtime, clock) -> None:
@@ -402,3 +415,17 @@ def test_a_heartbeating_type_s_slot_lasts_its_timeout_and_a_margin_and_a_plain_o
     plain = TaskType("short", lambda payload, context: "ok", concurrency=1)
     assert slot_seconds(long, 60) == 600 + SLOT_MARGIN_SECONDS
     assert slot_seconds(plain, 60) == 60
+
+
+def test_what_the_gate_took_is_given_back_when_the_lease_is_refused(h) -> None:
+    h.rt.registry.register(TaskType("export", lambda payload, context: "ok", concurrency=1, rate_limit="1/hour"))
+    publish_batch(h, [{"id": "busy", "type": "export", "payload": {}}, {"id": "next", "type": "export", "payload": {}}])
+    h.rt.store.acquire(Task(id="busy", type="export", payload={}), "elsewhere", "m-0", 3, 60)  # leased elsewhere
+    records = lambda_records(h.sqs, h.rt.tasks_queue.url)
+    busy = [r for r in records if json.loads(r["body"])["id"] == "busy"]
+    with pytest.raises(BatchIncomplete):  # admitted, then refused the lease: it comes back later
+        h.client.lambda_.invoke("process_tasks", {"Records": busy})
+    assert runtime_slots(h, "export") == {}
+    follow = [r for r in records if json.loads(r["body"])["id"] == "next"]
+    h.client.lambda_.invoke("process_tasks", {"Records": follow})
+    assert h.task("next")["status"] == "COMPLETED"  # the refunded start, and the freed slot, were its own
