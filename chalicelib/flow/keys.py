@@ -1,6 +1,6 @@
 """The flow key of a task: whose turn a per-key cap or rate counts it in.
 
-A publish may name the key itself (`key`, the rule below); otherwise a type with
+A publish may name the key itself (`key`, whose rule is `models.key_problem`); otherwise a type with
 `concurrency_key="customer.id"` reads it from the payload. The explicit key wins. A key
 goes into a flow item's key (`concurrency#<type>#<key>`, `rate#<type>#<key>`), so it is
 bounded: a payload value that breaks the rule (too long, a control character, not a

@@ -45,12 +45,14 @@ class Renewals:
     def __init__(self, sqs: Any) -> None:
         self.delays: list[int] = []
         self.deferrals: Counter[str] = Counter()
+        self.seen = threading.Event()  # set at the first renewal
         sqs.meta.events.register("before-parameter-build.sqs.SendMessage", self._strip)
 
     def _strip(self, params: dict[str, Any], **_: Any) -> None:
         if "taskMessageId" in (params.get("MessageAttributes") or {}):
             self.delays.append(int(params.pop("DelaySeconds", 0)))
             self.deferrals[json.loads(params["MessageBody"])["id"]] += 1
+            self.seen.set()
 
 
 def publish_batch(h: Harness, entries: list[dict[str, Any]]) -> None:
@@ -105,20 +107,22 @@ def test_a_dead_holder_s_slot_is_reclaimed_once_its_expiry_passes_and_not_before
 
 def test_a_capped_type_defers_the_attempt_beyond_its_cap_and_its_slot_is_freed_after_the_outcome(h) -> None:
     running, peak, lock = [0], [0], threading.Lock()
-    both: list[threading.Barrier | None] = [threading.Barrier(2, timeout=5)]  # the first two run together
+    renewals = Renewals(h.sqs)
+    # The admitted two run together, and hold their slots until the third has been deferred.
+    together: list[threading.Barrier | None] = [threading.Barrier(2, timeout=5)]
 
     def work(payload: dict[str, Any], context: Any) -> str:
         with lock:
             running[0] += 1
             peak[0] = max(peak[0], running[0])
-        if both[0] is not None:
-            both[0].wait()
+        if together[0] is not None:
+            together[0].wait()
+            renewals.seen.wait(5)
         with lock:
             running[0] -= 1
         return "ok"
 
     h.rt.registry.register(TaskType("export", work, concurrency=2))
-    renewals = Renewals(h.sqs)
     publish_batch(h, [{"id": f"e{n}", "type": "export", "payload": {}} for n in range(3)])
     h.deliver()
     assert peak[0] == 2
@@ -126,7 +130,7 @@ def test_a_capped_type_defers_the_attempt_beyond_its_cap_and_its_slot_is_freed_a
     (deferred,) = renewals.deferrals
     assert h.task(deferred)["status"] == "PENDING" and h.task(deferred)["attempts"] == 0
     assert runtime_slots(h, "export") == {}  # both slots given back after their outcomes
-    both[0] = None
+    together[0] = None
     h.deliver()
     assert h.task(deferred)["status"] == "COMPLETED" and h.task(deferred)["attempts"] == 1
 
