@@ -42,6 +42,7 @@ from chalicelib.models import (
     TaskCreated,
     TaskIn,
     TaskView,
+    key_problem,
     task_id_problem,
 )
 from chalicelib.priority import PRIORITY_RULE, Priority
@@ -154,7 +155,12 @@ def validated_task(body: dict[str, Any], registry: Registry) -> tuple[Task, Task
             f"the payload does not fit task type {name!r}", field_problems(exc, prefix=("payload",))
         ) from exc
     # The payload exactly as sent (the model keeps it as given); the numbers as the model read them (5.0 is 5).
-    return Task(id=body["id"], type=name, payload=body["payload"], priority=Priority(validated.priority)), validated
+    return (
+        Task(
+            id=body["id"], type=name, payload=body["payload"], priority=Priority(validated.priority), key=validated.key
+        ),
+        validated,
+    )
 
 
 def publish(body: dict[str, Any], rt: Runtime) -> PublishAccepted:
@@ -163,14 +169,18 @@ def publish(body: dict[str, Any], rt: Runtime) -> PublishAccepted:
     return _accept(task, rt, validated.delaySeconds, validated.expiresInSeconds, Uniqueness.of(validated))
 
 
-def create_from_payload(body: dict[str, Any], rt: Runtime) -> TaskCreated:
-    """Store and queue a simulated task whose payload is the whole body but its `priority`, under a new id.
+def create_from_payload(body: dict[str, Any], rt: Runtime, key: str | None = None) -> TaskCreated:
+    """Store and queue a simulated task whose payload is the whole body but its `priority`, under a
+    new id, with the flow key `key` (the route's query parameter: the body is all payload) if given.
 
     Raises:
-        ValidationFailed: the payload does not fit `simulate`, or `priority` is not a class.
+        ValidationFailed: the payload does not fit `simulate`, `priority` is not a class, or the key
+            breaks its rule.
     """
     simulate = rt.registry.get(DEFAULT_TYPE)
     assert simulate is not None, "the simulate type is built in"
+    if key is not None and (problem := key_problem(key)) is not None:
+        raise ValidationFailed("the flow key is not valid", [FieldProblem("key", problem)])
     payload = {name: value for name, value in body.items() if name != PRIORITY_FIELD}
     try:
         priority = Priority(_priority.validate_python(body.get(PRIORITY_FIELD, Priority.DEFAULT.value)))
@@ -180,7 +190,7 @@ def create_from_payload(body: dict[str, Any], rt: Runtime) -> TaskCreated:
         simulate.parse(payload)
     except ValidationError as exc:
         raise ValidationFailed("the task payload is not valid", field_problems(exc)) from exc
-    accepted = _accept(Task(id=str(uuid.uuid4()), type=DEFAULT_TYPE, payload=payload, priority=priority), rt)
+    accepted = _accept(Task(id=str(uuid.uuid4()), type=DEFAULT_TYPE, payload=payload, priority=priority, key=key), rt)
     return TaskCreated(taskId=accepted.id, id=accepted.id, status=accepted.status)
 
 

@@ -25,8 +25,9 @@ from chalicelib import metrics
 from chalicelib.attempt import AttemptOutcome, abandoned, run_attempt, unknown_type
 from chalicelib.backoff import backoff_seconds
 from chalicelib.deadline import UNBOUNDED, Invocation
-from chalicelib.errors import LeaseLost, StaleRecord
+from chalicelib.errors import LeaseLost, QueueError, StaleRecord
 from chalicelib.expiry import START_BY_ATTRIBUTE
+from chalicelib.flow.gate import Deferred
 from chalicelib.heartbeat import Heartbeat
 from chalicelib.logs import log_event, task_scope
 from chalicelib.metrics import Metric
@@ -50,6 +51,7 @@ class Outcome(StrEnum):
     EXPIRED = "expired"  # not started before its expiry: ended CANCELLED without running
     RETRY_SCHEDULED = "retry_scheduled"
     DEFERRED = "deferred"  # leased elsewhere or backing off: it comes back later
+    RENEWED = "renewed"  # held back by flow control: a fresh copy of its message waits instead
     DEAD_LETTERED = "dead_lettered"  # the task is FAILED; the message leaves for the DLQ
     POISON = "poison"  # not a task: sent to the DLQ at once
     RECORDED = "recorded"  # a dead letter, recorded against its task
@@ -64,6 +66,7 @@ class Outcome(StrEnum):
             Outcome.CANCELLED,
             Outcome.DROPPED,
             Outcome.EXPIRED,
+            Outcome.RENEWED,
             Outcome.POISON,
             Outcome.RECORDED,
         }
@@ -91,6 +94,11 @@ RETRY_LANDING_SECONDS = 10
 # could still store it (the API's timeout is below it): its publish died after the send.
 ADOPTION_REPAIR_MS = 30_000
 
+# A message renewed by a flow deferral carries the id of the message it stands for (the task's
+# message as the item knows it, its `lastMessageId`), and how often it was deferred.
+TASK_MESSAGE_ATTRIBUTE = "taskMessageId"
+DEFERRALS_ATTRIBUTE = "deferrals"
+
 # What became of one record, and the visibility timeout its message needs, if any.
 Verdict = tuple[Outcome, int | None]
 
@@ -111,21 +119,35 @@ class SqsRecord:
     retry_of_version: int | None = None  # an operator's retry: the version its restart writes
     start_by_ms: int | None = None  # the task's expiry, for a consumer that has to store the task
     queue_name: str | None = None  # the queue it was received from (its eventSourceARN): its class
+    # Every message attribute with a text value, kept when the message is renewed.
+    attributes: dict[str, str] = field(default_factory=dict)
+    task_message_id: str | None = None  # a renewed message: the id of the message it stands for
+    deferrals: int = 0  # flow deferrals of this task's message so far
+
+    @property
+    def identity(self) -> str:
+        """The id of the task's message this record is: its own, or the one it was renewed from."""
+        return self.task_message_id or self.message_id
 
     @classmethod
     def from_lambda(cls, record: dict[str, Any]) -> SqsRecord:
         attributes = record.get("attributes") or {}
-        message_attributes = record.get("messageAttributes") or {}
-        retry_of = (message_attributes.get(RETRY_VERSION_ATTRIBUTE) or {}).get("stringValue")
-        start_by = (message_attributes.get(START_BY_ATTRIBUTE) or {}).get("stringValue")
+        texts = {
+            name: value["stringValue"]
+            for name, value in (record.get("messageAttributes") or {}).items()
+            if isinstance(value, dict) and isinstance(value.get("stringValue"), str)
+        }
         return cls(
             message_id=record["messageId"],
             receipt_handle=record["receiptHandle"],
             body=record["body"],
             receive_count=int(attributes.get("ApproximateReceiveCount", 1)),
             sent_at_ms=_whole(attributes.get("SentTimestamp")),
-            retry_of_version=_whole(retry_of),
-            start_by_ms=_whole(start_by),
+            retry_of_version=_whole(texts.get(RETRY_VERSION_ATTRIBUTE)),
+            start_by_ms=_whole(texts.get(START_BY_ATTRIBUTE)),
+            attributes=texts,
+            task_message_id=texts.get(TASK_MESSAGE_ATTRIBUTE) or None,
+            deferrals=_whole(texts.get(DEFERRALS_ATTRIBUTE)) or 0,
             queue_name=queue_name_of_arn(record.get("eventSourceARN")),
         )
 
@@ -151,7 +173,9 @@ def parse_task_message(body: str, priority: Priority = Priority.DEFAULT) -> Task
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "body"
         raise ValueError(f"not a valid task: {field}: {first['msg']}") from exc
-    return Task(id=raw["id"], type=raw.get("type", DEFAULT_TYPE), payload=raw["payload"], priority=priority)
+    return Task(
+        id=raw["id"], type=raw.get("type", DEFAULT_TYPE), payload=raw["payload"], priority=priority, key=raw.get("key")
+    )
 
 
 def _seconds(ms: int) -> int:
@@ -251,15 +275,32 @@ class TaskConsumer:
             return self._acquire_and_run(record, task)
 
     def _acquire_and_run(self, record: SqsRecord, task: Task) -> Verdict:
-        store, settings = self._rt.store, self._settings
+        """Pass the flow gate, take the lease, run; whatever the gate took is given back after."""
         task_type = self._rt.registry.get(task.type)
+        owner = uuid.uuid4().hex
+        if task_type is None:  # no policy applies: its attempt records the unknown type
+            return self._acquired_and_run(record, task, task_type, owner)
+        gate = self._rt.gate
+        try:
+            admission = gate.admit(task, task_type, owner)
+        except Deferred as deferred:
+            return self._held_back(record, task, deferred)
+        try:
+            return self._acquired_and_run(record, task, task_type, owner)
+        finally:
+            running = self._slot(record.message_id)
+            started = running.acquired is not None  # None: the lease was refused, or never used
+            gate.release(admission, self._rt.store.now_ms() - running.started * 1000 if started else None)
+
+    def _acquired_and_run(self, record: SqsRecord, task: Task, task_type: TaskType | None, owner: str) -> Verdict:
+        store, settings = self._rt.store, self._settings
         max_attempts = task_type.attempts(settings.MAX_ATTEMPTS) if task_type else settings.MAX_ATTEMPTS
         lease = task_type.lease(settings.LEASE_SECONDS) if task_type else settings.LEASE_SECONDS
         try:
             acquired = store.acquire(
                 task,
-                uuid.uuid4().hex,
-                record.message_id,
+                owner,
+                record.identity,
                 max_attempts,
                 lease,
                 start_by_ms=record.start_by_ms,
@@ -275,6 +316,33 @@ class TaskConsumer:
             slot.acquired, slot.started = acquired, store.now_ms() / 1000
         with task_scope(task.id, attempt=acquired.attempt):
             return self._run(record, task, task_type, acquired)
+
+    def _held_back(self, record: SqsRecord, task: Task, deferred: Deferred) -> Verdict:
+        """Defer a task that flow control holds back, spending no attempt and no receive.
+
+        A fresh copy of its message (its body and attributes, the task's message id and one more
+        deferral) is sent with the computed delay and this one is finished, so the receive count
+        starts over: a capped type's backlog drains however long it waits, and never reaches the
+        dead-letter queue for it. Only if the send fails is this message hidden instead, which
+        uses one of its receives as any deferral did before.
+        """
+        if self._slot(record.message_id).claimed:
+            return Outcome.ERROR, None  # the batch was settled meanwhile: this message comes back as it is
+        delay = self._rt.gate.delay_seconds(deferred, record.deferrals)
+        fields = {"taskId": task.id, "messageId": record.message_id, "deferredBy": deferred.by}
+        attributes = {
+            **record.attributes,
+            TASK_MESSAGE_ATTRIBUTE: record.identity,
+            DEFERRALS_ATTRIBUTE: str(record.deferrals + 1),
+        }
+        metrics.count(Metric.FLOW_DEFERRED, task.type)
+        try:
+            renewed = self._queue_of(record).send(record.body, attributes, delay_seconds=delay)
+        except QueueError:
+            log_event("flow_deferred", logging.WARNING, **fields, delaySeconds=delay, renewed=False)
+            return Outcome.DEFERRED, delay
+        log_event("flow_deferred", **fields, delaySeconds=delay, deferrals=record.deferrals + 1, newMessageId=renewed)
+        return Outcome.RENEWED, None
 
     def _adopted(self, record: SqsRecord, task: Task) -> None:
         """The acquire stored the task: its publish sent the message but had not put the item.
@@ -492,7 +560,7 @@ class DeadLetterConsumer:
             log_event("dead_lettered", **fields, status=current.status.value)
             return Outcome.RECORDED
         if current.live_lease(self._store.now_ms()) or (
-            current.last_message_id and current.last_message_id != record.message_id
+            current.last_message_id and current.last_message_id != record.identity
         ):
             # Another copy of the task's message is running or will run it.
             log_event("dead_lettered_duplicate", **fields, status=current.status.value)

@@ -63,6 +63,8 @@ class Metric(StrEnum):
     TASKS_ADOPTED = "TasksAdopted"
     TASKS_REDISPATCHED = "TasksRedispatched"
     RETRIES_AWAITED = "RetriesAwaited"
+    # Deliveries that flow control held back (a pause, a cap, a rate): renewed, no attempt spent.
+    FLOW_DEFERRED = "FlowDeferred"
 
 
 DURATIONS = frozenset({Metric.ATTEMPT_DURATION, Metric.END_TO_END_LATENCY})

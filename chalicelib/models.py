@@ -119,6 +119,40 @@ TaskId = Annotated[
     Field(json_schema_extra={"pattern": TASK_ID_PATTERN}),
 ]
 
+# A flow key (`key` at publish) names whose turn a per-key cap or rate counts the task in
+# (chalicelib/flow/keys.py); it is part of a flow item's key, so it is short.
+MAX_KEY_BYTES = 128
+KEY_RULE = f"1 to {MAX_KEY_BYTES} bytes of UTF-8, without control characters or bidirectional formatting characters"
+
+
+def key_problem(value: str) -> str | None:
+    """What keeps `value` from being a flow key, or None when it is one."""
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "must be valid Unicode (no lone surrogate escapes)"
+    if not 1 <= size <= MAX_KEY_BYTES:
+        return f"must be {KEY_RULE} (this one has {size} bytes)"
+    found = _forbidden_in_id.search(value)
+    if found:
+        return (
+            "must not contain control characters or bidirectional formatting characters "
+            f"(U+{ord(found.group()):04X} at position {found.start()})"
+        )
+    return None
+
+
+def _flow_key(value: str) -> str:
+    problem = key_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+FlowKey = Annotated[
+    str, StringConstraints(strict=True, min_length=1, max_length=MAX_KEY_BYTES), AfterValidator(_flow_key)
+]
+
 
 # A unique key names the flow item `unique#<key>` (chalicelib/flow/unique.py); shown like an id.
 MAX_UNIQUE_KEY_BYTES = 256
@@ -206,6 +240,11 @@ def _no_default(schema: dict[str, Any]) -> None:
     schema.pop("default", None)
 
 
+def _flow_key_schema(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+    schema["pattern"] = TASK_ID_PATTERN
+
+
 def _expires_in_seconds(which: str) -> Any:
     """The `expiresInSeconds` field. Left out, the task never expires; it is not nullable: a default
     is not validated, so None stands for "left out", and an explicit null is refused like any other
@@ -233,6 +272,12 @@ class TaskIn(BaseModel):
         default=0, ge=0, le=MAX_DELAY_SECONDS, description="Seconds before the first attempt may start."
     )
     expiresInSeconds: WholeNumber = _expires_in_seconds("the first attempt")
+    key: FlowKey = Field(
+        default=None,
+        description=f"The flow key whose per-key caps and rates the task counts in ({KEY_RULE}); it wins"
+        " over the key its type reads from the payload (`concurrency_key`). Leave it out for none.",
+        json_schema_extra=_flow_key_schema,
+    )
     priority: PriorityName = Field(
         default=Priority.DEFAULT.value,
         description="The task's class: `high` never waits behind a backlog of `default` or `low` tasks, each"
@@ -297,6 +342,7 @@ class Task(BaseModel):
     type: str = DEFAULT_TYPE
     # Not in the message body: the queue a message sits in is its class (chalicelib/priority.py).
     priority: Priority = Priority.DEFAULT
+    key: str | None = None  # the explicit flow key, if the publish gave one
 
     def message_body(self) -> str:
         """The task as it travels on the queue: the same document `POST /publish` takes.
@@ -304,7 +350,9 @@ class Task(BaseModel):
         SQS refuses a message holding U+FFFE or U+FFFF (outside XML's characters); JSON
         escapes them, as it escapes the control characters SQS refuses.
         """
-        body = {"id": self.id, "type": self.type, "payload": self.payload}
+        body: dict[str, Any] = {"id": self.id, "type": self.type, "payload": self.payload}
+        if self.key is not None:
+            body["key"] = self.key
         text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
         return text.replace("\ufffe", "\\ufffe").replace("\uffff", "\\uffff")
 
@@ -389,6 +437,7 @@ class TaskView(BaseModel):
     id: str
     type: str
     priority: Priority = Field(description="The task's class, as published: high, default or low.")
+    key: str | None = Field(default=None, description="The flow key given at publish, if any.")
     status: Status
     attempts: int = Field(ge=0, description="Attempts started so far.")
     maxAttempts: int = Field(ge=1)

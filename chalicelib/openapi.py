@@ -12,8 +12,10 @@ from chalicelib.handlers import REGISTRY
 from chalicelib.handlers.simulate import SimulatePayload
 from chalicelib.models import (
     DEFAULT_TYPE,
+    KEY_RULE,
     MAX_BATCH_BYTES,
     MAX_BATCH_TASKS,
+    MAX_KEY_BYTES,
     MAX_TASK_BYTES,
     MAX_TASK_ID_LENGTH,
     TASK_ID_PATTERN,
@@ -160,6 +162,13 @@ PAUSE_DESCRIPTION = (
     " nothing; both answer 200 with `changed: false`. Each action is recorded with who asked and when"
     " (`GET /types/{type}` shows the history)."
 )
+FLOW_KEY = {
+    "name": "key",
+    "in": "query",
+    "required": False,
+    "description": f"The task's flow key, for its type's per-key caps and rates ({KEY_RULE}).",
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_BYTES, "pattern": TASK_ID_PATTERN},
+}
 
 
 def _query_parameters(model: type[QueryModel]) -> list[dict[str, Any]]:
@@ -278,6 +287,7 @@ def openapi_document() -> dict[str, Any]:
                     "requestBody": _body(
                         CREATE_TASK_BODY, "The task's payload, all but `priority`; it runs as a `simulate` task."
                     ),
+                    "parameters": [FLOW_KEY],
                     "responses": {
                         "201": _json(TaskCreated, "Accepted.", LOCATION),
                         **_errors(400, 413, 415, 500, 503),

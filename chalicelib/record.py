@@ -75,10 +75,11 @@ class TaskRecord:
     start_by_ms: int | None = None
     unique: dict[str, Any] | None = None  # the UNIQUE_ATTRIBUTE map, numbers as ints
     priority: Priority = Priority.DEFAULT
+    key: str | None = None  # the flow key given at publish
 
     @property
     def task(self) -> Task:
-        return Task(id=self.id, type=self.type, payload=self.payload, priority=self.priority)
+        return Task(id=self.id, type=self.type, payload=self.payload, priority=self.priority, key=self.key)
 
     @property
     def is_terminal(self) -> bool:
@@ -133,6 +134,7 @@ class TaskRecord:
             id=self.id,
             type=self.type,
             priority=self.priority,
+            key=self.key,
             status=self.status,
             attempts=self.attempts,
             maxAttempts=self.max_attempts,
@@ -219,6 +221,7 @@ def record_from_item(item: dict[str, Any]) -> TaskRecord:
         start_by_ms=int(item["startBy"]) if "startBy" in item else None,
         unique=_unique(item.get(UNIQUE_ATTRIBUTE)),
         priority=priority_of_item(item),
+        key=item.get("key"),
     )
 
 

@@ -28,6 +28,9 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
+from chalicelib.flow.keys import path_problem
+from chalicelib.flow.rate import DEFAULT_BURST, parse_rate
+
 # A handler's timeout plus this margin must fit in the lease, so that the attempt
 # records its outcome while the lease still holds.
 LEASE_MARGIN_SECONDS = 1.0
@@ -40,6 +43,10 @@ MIN_HEARTBEAT_SECONDS = 1.0
 # A result is stored in the task item beside the payload and the history.
 MAX_RESULT_BYTES = 32 * 1024
 DEFAULT_TYPE = "simulate"
+# One flow item holds every slot of a cap, about 45 bytes each; DynamoDB's items end at 400 KB
+# and each write of the item is billed by its size (1 WCU a KB).
+MAX_CONCURRENCY = 1_000
+MAX_BURST = 10_000
 
 Handler = Callable[[Any, "TaskContext"], Any]
 
@@ -171,23 +178,46 @@ class TaskType:
     # A long type: its handler heartbeats at least this often, and its lease is a few heartbeats
     # long instead of the stage's (chalicelib/heartbeat.py).
     heartbeat_seconds: float | None = None
+    # Flow control (chalicelib/flow/): caps on attempts running at once, per type and per flow
+    # key (the publish's `key`, else the payload's value at the dotted path `concurrency_key`),
+    # and rates of starts ("<n>/<second|minute|hour>") per type and per key, with `rate_burst`
+    # starts beyond n allowed in a window (None: DEFAULT_BURST, 0).
+    concurrency: int | None = None
+    concurrency_key: str | None = None
+    key_concurrency: int | None = None
+    rate_limit: str | None = None
+    key_rate_limit: str | None = None
+    rate_burst: int | None = None
+
+    @property
+    def burst(self) -> int:
+        """The starts a rate limit allows beyond its n in one window."""
+        return DEFAULT_BURST if self.rate_burst is None else self.rate_burst
+
+    def options(self) -> dict[str, Any]:
+        """Every option the type sets, camelCase and JSON-able, None left out (GET /types shows them)."""
+        rated = self.rate_limit is not None or self.key_rate_limit is not None
+        options: dict[str, Any] = {
+            "maxAttempts": self.max_attempts,
+            "timeoutSeconds": self.timeout_seconds,
+            "backoff": {"baseSeconds": self.backoff.base_seconds, "maxSeconds": self.backoff.max_seconds}
+            if self.backoff
+            else None,
+            "heartbeatSeconds": self.heartbeat_seconds,
+            "concurrency": self.concurrency,
+            "concurrencyKey": self.concurrency_key,
+            "keyConcurrency": self.key_concurrency,
+            "rateLimit": self.rate_limit,
+            "keyRateLimit": self.key_rate_limit,
+            "rateBurst": self.burst if rated else None,
+        }
+        return {name: value for name, value in options.items() if value is not None}
 
     def lease(self, stage_lease_seconds: float) -> float:
         """The lease of one attempt: a few heartbeats for a heartbeating type, else the stage's."""
         if self.heartbeat_seconds is not None:
             return LEASE_HEARTBEATS * self.heartbeat_seconds
         return stage_lease_seconds
-
-    def options(self) -> dict[str, Any]:
-        """The options the type was registered with, as JSON names them (`GET /types`); those not given are left out."""
-        backoff = self.backoff
-        given = {
-            "maxAttempts": self.max_attempts,
-            "timeoutSeconds": self.timeout_seconds,
-            "backoff": backoff and {"baseSeconds": backoff.base_seconds, "maxSeconds": backoff.max_seconds},
-            "heartbeatSeconds": self.heartbeat_seconds,
-        }
-        return {name: value for name, value in given.items() if value is not None}
 
     def attempts(self, stage_max_attempts: int) -> int:
         return self.max_attempts or stage_max_attempts
@@ -230,6 +260,37 @@ class TaskType:
             raise RegistrationError(f"task type {self.name!r}: {given} {timeout:g} {broken[0].rule}")
 
 
+def _whole_in(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def flow_option_problem(task_type: TaskType) -> str | None:
+    """The first flow option of `task_type` that breaks its rule, in words; None when all keep theirs."""
+    for option in ("concurrency", "key_concurrency"):
+        value = getattr(task_type, option)
+        if value is not None and not _whole_in(value, 1, MAX_CONCURRENCY):
+            return f"{option} must be a whole number from 1 to {MAX_CONCURRENCY} (one item holds every slot)"
+    if task_type.concurrency_key is not None:
+        problem = path_problem(task_type.concurrency_key) if isinstance(task_type.concurrency_key, str) else "is text"
+        if problem is not None:
+            return f"concurrency_key {problem}"
+        if task_type.key_concurrency is None and task_type.key_rate_limit is None:
+            return "concurrency_key needs key_concurrency or key_rate_limit, the limit it keys"
+    for option in ("rate_limit", "key_rate_limit"):
+        value = getattr(task_type, option)
+        if value is not None:
+            try:
+                parse_rate(value)
+            except ValueError as exc:
+                return f"{option} {exc}"
+    if task_type.rate_burst is not None:
+        if task_type.rate_limit is None and task_type.key_rate_limit is None:
+            return "rate_burst needs rate_limit or key_rate_limit, the limit it loosens"
+        if not _whole_in(task_type.rate_burst, 0, MAX_BURST):
+            return f"rate_burst must be a whole number from 0 to {MAX_BURST}"
+    return None
+
+
 class Registry:
     """The task types this deployment runs, by name."""
 
@@ -264,6 +325,9 @@ class Registry:
         backoff = task_type.backoff
         if backoff is not None and not 0 < backoff.base_seconds <= backoff.max_seconds:
             raise RegistrationError(f"task type {name!r}: backoff needs 0 < base_seconds <= max_seconds")
+        problem = flow_option_problem(task_type)
+        if problem is not None:
+            raise RegistrationError(f"task type {name!r}: {problem}")
         self._types[name] = task_type
 
     def get(self, name: str) -> TaskType | None:
@@ -293,16 +357,43 @@ def task_type(
     timeout_seconds: float | None = None,
     backoff: Backoff | None = None,
     heartbeat_seconds: float | None = None,
+    concurrency: int | None = None,
+    concurrency_key: str | None = None,
+    key_concurrency: int | None = None,
+    rate_limit: str | None = None,
+    key_rate_limit: str | None = None,
+    rate_burst: int | None = None,
     registry: Registry = REGISTRY,
 ) -> Callable[[Handler], Handler]:
     """Register the decorated function as the handler of task type `name`.
+
+    The flow options (docs/task-types.md): `concurrency=N` attempts at once of the type;
+    `key_concurrency=N` at once per flow key, the key being the publish's `key` or the payload's
+    value at `concurrency_key` (a dotted path, e.g. "customer.id"); `rate_limit="100/minute"`
+    and `key_rate_limit=` starts per window, with `rate_burst` more allowed (default 0).
 
     Raises:
         RegistrationError: at import, when the registration breaks a rule.
     """
 
     def register(handler: Handler) -> Handler:
-        registry.register(TaskType(name, handler, payload, max_attempts, timeout_seconds, backoff, heartbeat_seconds))
+        registry.register(
+            TaskType(
+                name,
+                handler,
+                payload,
+                max_attempts,
+                timeout_seconds,
+                backoff,
+                heartbeat_seconds,
+                concurrency=concurrency,
+                concurrency_key=concurrency_key,
+                key_concurrency=key_concurrency,
+                rate_limit=rate_limit,
+                key_rate_limit=key_rate_limit,
+                rate_burst=rate_burst,
+            )
+        )
         return handler
 
     return register

@@ -6,12 +6,14 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import boto3
 from botocore.config import Config
 
 from chalicelib.cursor import CursorKeys
 from chalicelib.deadline import invocation_seconds
+from chalicelib.flow.gate import Gate
 from chalicelib.flow.pause import Pauses
 from chalicelib.flow.table import FlowTable
 from chalicelib.handlers import REGISTRY
@@ -67,6 +69,11 @@ class Runtime:
     def priority_of_queue(self, queue_name: str | None) -> Priority | None:
         """The class whose queue is named `queue_name` (a Lambda record's `eventSourceARN` names it), else None."""
         return next((p for p in Priority if queue_name is not None and self.queue_for(p).name == queue_name), None)
+
+    @cached_property
+    def gate(self) -> Gate:
+        """The flow policies asked before every attempt (chalicelib/flow/gate.py), built on first use."""
+        return Gate.build(self.flow, self.pauses, self.settings.LEASE_SECONDS, self.rng)
 
 
 def build_runtime(

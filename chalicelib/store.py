@@ -228,6 +228,9 @@ class TaskStore(TaskTable):
             ":empty": [],
             ":one": 1,
         }
+        if task.key is not None:  # a task stored from its message keeps its publish's flow key
+            update = update.replace(" ADD ", ", #key = if_not_exists(#key, :key) ADD ", 1)
+            values[":key"] = task.key
         try:
             condition = ACQUIRABLE if may_create else STORED_AND_ACQUIRABLE
             response = self._update(task.id, update, condition, values, return_values="ALL_OLD")
@@ -419,6 +422,8 @@ class TaskStore(TaskTable):
             item["lastMessageId"] = item["firstMessageId"] = message_id
         if start_by_ms is not None:
             item["startBy"] = start_by_ms
+        if task.key is not None:
+            item["key"] = task.key
         return item
 
     def _store_new(self, item: dict[str, Any]) -> bool:

@@ -128,11 +128,15 @@ def test_a_forged_altered_or_foreign_cursor_is_a_400(h: Harness, tamper: str) ->
 
 
 def test_a_task_that_succeeds_at_once_writes_nothing_to_the_index_and_no_extra_request(h: Harness) -> None:
-    calls: list[str] = []
-    h.rt.store.client.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
+    calls: list[tuple[str, str]] = []
+    h.rt.store.client.meta.events.register(
+        "before-parameter-build.dynamodb", lambda params, model, **_: calls.append((model.name, params["TableName"]))
+    )
     h.publish("quick", SUCCEEDS)
     h.deliver()
-    assert calls == ["PutItem", "UpdateItem", "UpdateItem"]  # put, acquire, complete: as before the index
+    tasks, flow = h.rt.settings.TASKS_TABLE, h.rt.settings.FLOW_TABLE
+    # put, acquire, complete: as before the index; and the pause view, read once per container
+    assert calls == [("PutItem", tasks), ("GetItem", flow), ("UpdateItem", tasks), ("UpdateItem", tasks)]
     item = h.rt.store.get_item("quick")
     assert item is not None and "statusShard" not in item and "statusSort" not in item
 
