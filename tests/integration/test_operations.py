@@ -82,7 +82,6 @@ def test_pages_cover_every_failed_task_once_newest_first_across_shards(h: Harnes
     assert set(first) == {
         "id",
         "type",
-        "priority",
         "status",
         "attempts",
         "maxAttempts",
