@@ -406,23 +406,26 @@ def _run_scenarios(w: Walk) -> None:
     for function in CLASS_CONSUMERS.values():
         w.drain(function)
 
-    # Flow control: a capped type (its slot taken and given back), a rate-limited type whose
-    # second start is deferred (its message renewed on the task queue), and a paused type.
-    consumer = w.runtimes["process_tasks"]
-    for flow_type in (
-        TaskType("capped", lambda payload, context: "ok", concurrency=1, concurrency_key="k", key_concurrency=1),
-        TaskType("rated", lambda payload, context: "ok", rate_limit="1/hour"),
-        TaskType("held", lambda payload, context: "ok"),
-    ):
-        consumer.registry.register(flow_type)
-    w.send("tasks", {"id": "capped-1", "type": "capped", "payload": {"k": "a"}})
-    w.send("tasks", {"id": "rated-1", "type": "rated", "payload": {}})
-    w.send("tasks", {"id": "rated-2", "type": "rated", "payload": {}})
-    w.runtimes["api_handler"].pauses.pause("held", by="policy-walk")  # not recorded: the types routes' part
-    w.clock.advance(consumer.pauses.refresh_seconds)
-    w.send("tasks", {"id": "held-1", "type": "held", "payload": {}})
-    for _ in range(3):
-        w.deliver("process_tasks")
+    # Flow control, in every class's consumer: a capped type (its slot taken and given back), a
+    # rate-limited type whose second start is deferred (its message renewed on the class's queue),
+    # and a paused type.
+    w.runtimes["api_handler"].pauses.pause("walk-held", by="policy-walk")  # not recorded: the types routes' part
+    for function, queue in (("process_tasks", "tasks"), *((f, POLLED[f]) for f in CLASS_CONSUMERS.values())):
+        consumer = w.runtimes[function]
+        for flow_type in (
+            TaskType("walk-capped", lambda p, c: "ok", concurrency=1, concurrency_key="k", key_concurrency=1),
+            TaskType("walk-rated", lambda p, c: "ok", rate_limit="1/hour"),
+            TaskType("walk-held", lambda p, c: "ok"),
+        ):
+            if consumer.registry.get(flow_type.name) is None:
+                consumer.registry.register(flow_type)
+        w.send(queue, {"id": f"{queue}-capped-1", "type": "walk-capped", "payload": {"k": "a"}})
+        w.send(queue, {"id": f"{queue}-rated-1", "type": "walk-rated", "payload": {}})
+        w.send(queue, {"id": f"{queue}-rated-2", "type": "walk-rated", "payload": {}})
+        w.clock.advance(consumer.pauses.refresh_seconds)
+        w.send(queue, {"id": f"{queue}-held-1", "type": "walk-held", "payload": {}})
+        for _ in range(3):
+            w.deliver(function)
 
 
 def _allowed(pairs: set[tuple[str, str]], action: str, resource: str) -> bool:
