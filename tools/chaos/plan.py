@@ -38,7 +38,7 @@ LONG_EXPIRY_SECONDS = 600
 STEP_MS = 700
 # The built-in flow-controlled types (chalicelib/handlers/limited.py), and what they sleep.
 FLOW_TYPES = ("capped", "per-customer", "throttled")
-FLOW_SLEEPS_MS = (0, 50, 150, 300)
+FLOW_SLEEPS_MS = (200, 400, 600, 800)  # long enough for the caps to fill
 # Half the per-customer tasks are one customer's, the rest spread over a few others.
 HEAVY_CUSTOMER = "heavy"
 LIGHT_CUSTOMERS = ("c1", "c2", "c3")
