@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -30,6 +31,15 @@ from chalicelib.registry import (
 )
 
 HANDLERS_LOGGER = "taskproc.tasks.handlers"
+
+
+class TaskLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """A handler's logger: every line carries the task's id and attempt, and keeps the handler's own
+    `extra` fields beside them (logging's LoggerAdapter replaces a call's `extra` with its own)."""
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        kwargs["extra"] = {**(kwargs.get("extra") or {}), **(self.extra or {})}
+        return msg, kwargs
 
 
 @dataclass(frozen=True)
@@ -91,7 +101,7 @@ def run_attempt(
         attempt=attempt,
         max_attempts=max_attempts,
         deadline=started + timeout if invocation_deadline is None else min(started + timeout, invocation_deadline),
-        logger=logging.LoggerAdapter(logging.getLogger(HANDLERS_LOGGER), {"taskId": task.id, "attempt": attempt}),
+        logger=TaskLogger(logging.getLogger(HANDLERS_LOGGER), {"taskId": task.id, "attempt": attempt}),
         clock=clock,
         keeper=keeper,
     )

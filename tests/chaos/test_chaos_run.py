@@ -1,7 +1,7 @@
 """A bounded chaos round on the offline stack: duplicates, worker and API kills, batch publishes, AWS faults,
 poison, a mix of task types
-(permanent failures, a handler that overruns its deadline, checksums) and an operator's retries and
-cancels, and nothing breaks."""
+(permanent failures, a handler that overruns its deadline, checksums, flow-controlled types, a pause,
+unique keys) and an operator's retries and cancels, and nothing breaks."""
 
 from __future__ import annotations
 
@@ -53,7 +53,8 @@ def test_no_task_is_stranded_accepted_or_not(report: ChaosReport) -> None:
 
 
 def test_every_accepted_task_ends_completed_failed_or_cancelled(report: ChaosReport) -> None:
-    assert report.tasks == OPTIONS.tasks
+    # Every publish is accepted but those a unique key held back.
+    assert report.tasks + report.unique_held == OPTIONS.tasks
     assert report.completed + report.failed + report.cancelled == report.tasks
 
 
@@ -82,3 +83,10 @@ def test_the_operator_met_every_status_it_can_act_on(report: ChaosReport) -> Non
     assert entries["cancel_requested from PROCESSING"] > 0, report.operator_line()
     assert entries["retry from FAILED"] > 0, report.operator_line()
     assert report.operator_answers["bulk_retry 200"] > 0, report.operator_line()
+
+
+def test_flow_control_held_tasks_back_and_a_pause_came_and_went(report: ChaosReport) -> None:
+    assert report.flow_runs > 0
+    assert report.flow_deferred > 0, report.details()  # caps, rates and the pause made tasks wait
+    assert report.pauses == 1
+    assert report.unique_held > 0  # unique keys held some publishes back

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tools.chaos.flow_invariants import (
     ADMISSION_TO_START_MS,
+    PAUSE_TO_START_MS,
     HandlerRun,
     PauseSpan,
     Rate,
@@ -58,7 +59,7 @@ def test_over_rate_allows_rate_plus_burst_in_a_window_less_the_admission_allowan
 
 def test_a_start_after_the_pause_took_effect_and_before_the_resume_is_found() -> None:
     pause = PauseSpan("capped", effective_ms=10_000, resumed_ms=20_000)
-    before = _run("before", 10_000 + ADMISSION_TO_START_MS - 1, None)
+    before = _run("before", 10_000 + PAUSE_TO_START_MS - 1, None)
     during = _run("during", 15_000, 15_100)
     after = _run("after", 20_000, 20_100)
     other = _run("other", 15_000, 15_100, kind="plain")
@@ -69,11 +70,18 @@ def test_a_flow_task_with_more_attempts_than_runs_or_not_completed_spent_its_wai
     items = {
         "ok": {"type": "capped", "status": "COMPLETED", "attempts": 1},
         "killed-once": {"type": "capped", "status": "COMPLETED", "attempts": 2},
+        "killed-before-it-ran": {
+            "type": "capped",
+            "status": "COMPLETED",
+            "attempts": 2,
+            "history": [{"kind": "attempt", "attempt": 1, "outcome": "expired"}],
+        },
         "spent": {"type": "capped", "status": "COMPLETED", "attempts": 2},
         "dead": {"type": "capped", "status": "FAILED", "attempts": 0},
         "plain": {"type": "simulate", "status": "FAILED", "attempts": 3},
     }
     runs = [_run("ok", 0, 1), _run("killed-once", 0, None), _run("killed-once", 600, 700), _run("spent", 0, 1)]
+    runs.append(_run("killed-before-it-ran", 600, 700))
     assert attempts_spent_waiting(items, runs, ["capped"]) == ["dead", "spent"]
 
 
@@ -85,3 +93,13 @@ def test_a_unique_key_admitted_inside_its_holders_window_is_found() -> None:
         UniqueHold("u2", "b", created_ms=5000, ends_ms=None),
     ]
     assert unique_admitted_twice(holds) == ["u2: b admitted while a held it"]
+
+
+def test_without_a_burst_two_starts_closer_than_the_interval_less_the_allowance_are_found() -> None:
+    rate = Rate(30, 60_000)  # one start every 2 s; 1 s of allowance leaves 1 s
+    spaced = [_run(str(i), i * 1000, i * 1000 + 1, kind="throttled") for i in range(3)]
+    assert over_rate(spaced, {"throttled": rate}, {}) == []
+    bunched = [*spaced, _run("late", 2500, 2501, kind="throttled")]
+    assert over_rate(bunched, {"throttled": rate}, {}) == [
+        "throttled started twice 500 ms apart, spaced at least 1000 ms"
+    ]

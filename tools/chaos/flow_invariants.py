@@ -17,10 +17,13 @@ import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 # Between the gate's admission and the handler's first line come the task's acquire and a
 # thread's start; a window of a rate is counted this much shorter, a pause's effect this much later.
 ADMISSION_TO_START_MS = 1_000
+# The gate reads the pause before it takes slots and tokens, each a write that faults may retry.
+PAUSE_TO_START_MS = 3_000
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,13 @@ def over_rate(runs: Iterable[HandlerRun], rates: Mapping[str, Rate], key_rates: 
         most = most_in_window(group, rate.window_ms - ADMISSION_TO_START_MS)
         if most > rate.allowed:
             broken.append(f"{name} started {most} in one window of {rate.window_ms} ms, allowed {rate.allowed}")
+        # Without a burst the starts are spaced by the emission interval, which a short run with
+        # fewer starts than the rate's n can still break.
+        spacing = rate.window_ms // rate.count - ADMISSION_TO_START_MS
+        ordered = sorted(group)
+        close = [later - earlier for earlier, later in itertools.pairwise(ordered) if later - earlier < spacing]
+        if rate.burst == 0 and spacing > 0 and close:
+            broken.append(f"{name} started twice {min(close)} ms apart, spaced at least {spacing} ms")
     return broken
 
 
@@ -127,19 +137,21 @@ def started_while_paused(runs: Iterable[HandlerRun], pauses: Iterable[PauseSpan]
             for run in runs
             for span in spans
             if run.type == span.type
-            and span.effective_ms + ADMISSION_TO_START_MS <= run.started_ms
+            and span.effective_ms + PAUSE_TO_START_MS <= run.started_ms
             and (span.resumed_ms is None or run.started_ms < span.resumed_ms)
         }
     )
 
 
 def attempts_spent_waiting(
-    items: Mapping[str, Mapping[str, object]], runs: Iterable[HandlerRun], flow_types: Iterable[str]
+    items: Mapping[str, Mapping[str, Any]], runs: Iterable[HandlerRun], flow_types: Iterable[str]
 ) -> list[str]:
-    """Flow-controlled tasks whose item counts more attempts than their handler started runs, or that
-    did not complete: a deferral that spent an attempt, or a task dead-lettered for waiting.
+    """Flow-controlled tasks that did not complete, or whose item counts an attempt no handler run
+    explains: a deferral that spent an attempt, or a task dead-lettered for waiting.
 
-    Every such task in the chaos plan succeeds when it runs, so it must end COMPLETED.
+    An attempt its consumer died holding (outcome `expired`) may have no run: the kill can land
+    between the lease and the handler's first line. Every flow task of the chaos plan succeeds
+    when it runs, so it must end COMPLETED.
     """
     started: dict[str, int] = defaultdict(int)
     for run in runs:
@@ -149,8 +161,10 @@ def attempts_spent_waiting(
     for task_id, item in items.items():
         if item.get("type") not in types:
             continue
+        history = item.get("history") or []
+        expired = sum(1 for entry in history if entry.get("kind") == "attempt" and entry.get("outcome") == "expired")
         attempts = int(str(item.get("attempts") or 0))
-        if item.get("status") != "COMPLETED" or attempts > started[task_id]:
+        if item.get("status") != "COMPLETED" or attempts - expired > started[task_id]:
             broken.append(task_id)
     return sorted(broken)
 

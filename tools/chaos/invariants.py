@@ -92,6 +92,14 @@ class Findings:
     lists_disagree: list[str] = field(default_factory=list)  # GET /tasks?status= lists differ from the table
     stale_progress: list[str] = field(default_factory=list)  # a COMPLETED task showing another attempt's progress
     ran_after_expiry: list[str] = field(default_factory=list)  # a first attempt started after its startBy
+    # Flow control (tools/chaos/flow_invariants.py), from the handlers' own records of their runs:
+    over_cap: list[str] = field(default_factory=list)  # a type or key ran more at once than its cap
+    over_rate: list[str] = field(default_factory=list)  # a type started more in a window than its rate allows
+    ran_while_paused: list[str] = field(default_factory=list)  # a run started after a pause took effect
+    spent_waiting: list[str] = field(default_factory=list)  # a flow task spent an attempt waiting, or never ran
+    flow_dead_lettered: list[str] = field(default_factory=list)  # a flow task's message reached the DLQ
+    unique_twice: list[str] = field(default_factory=list)  # a unique key admitted two tasks at once
+    unique_leaked: list[str] = field(default_factory=list)  # a publish held back by a key, stored anyway
 
     def broken(self) -> dict[str, list[str]]:
         """The invariants that broke, by name, with their offending ids."""

@@ -5,7 +5,10 @@ advance: permanent failures (one attempt per run), overruns (a handler that
 sleeps past its deadline, so every attempt times out), `checksum` tasks (whose
 result can be computed here), `steps` tasks (long work that heartbeats its progress
 under a lease of its own, so kills land between heartbeats) and delayed tasks
-(PENDING long enough to cancel).
+(PENDING long enough to cancel). Flow-controlled tasks (`capped`, `per-customer` with
+one heavy customer, `throttled`) always succeed when they run, so each must end COMPLETED
+at attempt 1 unless a kill took one over; unique tasks share a few `uniqueKey`s, so all but
+one publish of each key is held back.
 """
 
 from __future__ import annotations
@@ -33,6 +36,15 @@ SHORT_EXPIRY_SECONDS = 2
 LONG_EXPIRY_SECONDS = 600
 # A `steps` task: a few heartbeats a run, each step longer than the coalescing floor of 2/3 s.
 STEP_MS = 700
+# The built-in flow-controlled types (chalicelib/handlers/limited.py), and what they sleep.
+FLOW_TYPES = ("capped", "per-customer", "throttled")
+FLOW_SLEEPS_MS = (200, 400, 600, 800)  # long enough for the caps to fill
+# Half the per-customer tasks are one customer's, the rest spread over a few others.
+HEAVY_CUSTOMER = "heavy"
+LIGHT_CUSTOMERS = ("c1", "c2", "c3")
+# Unique tasks share this many keys (each key alternately windowed and held until terminal).
+UNIQUE_KEYS = 4
+UNIQUE_FOR_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -46,6 +58,13 @@ class PlannedTask:
     task_type: str = "simulate"
     delay_seconds: int = 0
     expires_in_seconds: int = 0  # 0: no expiry
+    unique_key: str | None = None
+    unique_for: int | None = None  # seconds; else held until terminal, when unique_key is set
+
+    @property
+    def flow(self) -> bool:
+        """A flow-controlled task: it waits for its limits, and succeeds once it runs."""
+        return self.task_type in FLOW_TYPES
 
     @property
     def _simulation(self) -> dict[str, Any]:
@@ -73,6 +92,8 @@ class PlannedTask:
             return {**self.payload, "text": f"{self.payload['text']} #{copy}"}
         if self.task_type == "steps":  # the same: the step's length carries it
             return {**self.payload, "stepMs": self.payload["stepMs"] + copy}
+        if self.flow:  # the same: the sleep carries it
+            return {**self.payload, "sleepMs": self.payload["sleepMs"] + copy}
         return {**self.payload, "copy": copy}
 
     def expected_result(self, payload: dict[str, Any]) -> Any:
@@ -83,6 +104,8 @@ class PlannedTask:
             return {"algorithm": algorithm, "digest": digest}
         if self.task_type == "steps":
             return {"steps": payload["steps"]}
+        if self.flow:
+            return {"sleptMs": payload["sleepMs"]}
         return {"sleptMs": (payload.get("simulation") or {}).get("executionTime", 0)}
 
     def expected_progress(self, payload: dict[str, Any]) -> Any:
@@ -97,6 +120,12 @@ class PlannedTask:
             body["delaySeconds"] = self.delay_seconds
         if self.expires_in_seconds:
             body["expiresInSeconds"] = self.expires_in_seconds
+        if self.unique_key is not None:
+            body["uniqueKey"] = self.unique_key
+            if self.unique_for is not None:
+                body["uniqueFor"] = self.unique_for
+            else:
+                body["uniqueUntil"] = "terminal"
         return body
 
     def message(self) -> str:
@@ -140,7 +169,8 @@ def make_plan(
 ) -> Plan:
     """`tasks` tasks, a share published two or three times, a share queued twice, and poison of each kind.
 
-    One task in 20 is a `checksum`, one in 20 a `steps`, one in 25 fails permanently, one
+    One task in 20 is a `checksum`, one in 20 a `steps`, one in 20 each of the three flow-controlled
+    types, one in 20 a unique task sharing its key with others, one in 25 fails permanently, one
     in 25 overruns its deadline and one in 10 is published with a delay; one in 50 of the
     delayed ones expires before its delay ends, and one in 25 of all has an expiry it meets.
     """
@@ -168,6 +198,18 @@ def make_plan(
         elif number % 20 == 9:
             task_type = "steps"
             payload = {"steps": 2 + number % 3, "stepMs": STEP_MS}
+        elif number % 20 in (2, 6, 10):
+            task_type = FLOW_TYPES[(number % 20) // 4]
+            heavy = rng.random() < 0.5
+            customer = HEAVY_CUSTOMER if heavy else rng.choice(LIGHT_CUSTOMERS)
+            payload = {"sleepMs": rng.choice(FLOW_SLEEPS_MS), "customer": customer}
+        unique_key, unique_for = None, None
+        if number % 20 == 14:
+            key = (number // 20) % UNIQUE_KEYS
+            unique_key = f"chaos-{run_id}-unique-{key}"
+            unique_for = UNIQUE_FOR_SECONDS if key % 2 == 0 else None
+            payload = {"simulation": {"executionTime": 50, "failureChance": 0.0}, "n": number}
+        flow = task_type in FLOW_TYPES
         plan.tasks.append(
             PlannedTask(
                 task_id=task_id,
@@ -176,7 +218,9 @@ def make_plan(
                 requeue=1 if rng.random() < requeue_share else 0,
                 task_type=task_type,
                 delay_seconds=DELAY_SECONDS if number % 10 == 5 else 0,
-                expires_in_seconds=_expiry(number),
+                expires_in_seconds=0 if flow or unique_key else _expiry(number),
+                unique_key=unique_key,
+                unique_for=unique_for,
             )
         )
     for number in range(poison_per_kind):

@@ -36,6 +36,7 @@ import requests
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.config import Config as BotoConfig
 
+from tools.chaos.flow import PauseDriver, check_flow
 from tools.chaos.invariants import (
     TERMINAL,
     Expected,
@@ -70,6 +71,10 @@ DIRECT_CLIENT = BotoConfig(retries={"mode": "standard", "max_attempts": 5}, read
 # it is 0.95 s, so a simulation of OVERRUN_MS always overruns it while the lease still outlasts it.
 OVERRUN_LEASE_SECONDS = 1.9
 LISTED = ("FAILED", "RETRYING", "CANCELLED")
+# The capped type is paused this long after the stack is up, for this long.
+PAUSED_TYPE = "capped"
+PAUSE_AFTER_SECONDS = 4.0
+PAUSE_SECONDS = 12.0
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,10 @@ class ChaosReport:
     long_completed: int = 0  # `steps` tasks COMPLETED, their progress checked
     heartbeat_cancels: int = 0  # attempts a cancel stopped through their heartbeat
     expired_unstarted: int = 0  # tasks that ended CANCELLED because they expired before they started
+    unique_held: int = 0  # publishes a unique key held back (not accepted, not queued)
+    flow_runs: int = 0  # runs the flow-controlled handlers logged
+    flow_deferred: int = 0  # deferrals of flow-controlled tasks the consumers logged
+    pauses: int = 0  # pauses of the capped type that took effect and were lifted
     findings: Findings = field(default_factory=Findings)
 
     @property
@@ -163,7 +172,8 @@ class ChaosReport:
             f"rejected {self.rejected}, expired attempts {self.expired_attempts}, "
             f"permanent failures {self.permanent_failures}, timed-out attempts {self.timed_out}, "
             f"long tasks completed {self.long_completed}, heartbeat cancels {self.heartbeat_cancels}, "
-            f"expired unstarted {self.expired_unstarted}, "
+            f"expired unstarted {self.expired_unstarted}, unique held back {self.unique_held}, "
+            f"flow runs {self.flow_runs}, flow deferrals {self.flow_deferred}, pauses {self.pauses}, "
             f"poison {self.poison_recorded}/{self.poison_sent} recorded; {checked}; faults: {kinds or 'none'}; "
             f"{self.elapsed_seconds:.1f} s"
         )
@@ -206,10 +216,21 @@ class ChaosRun:
         )
         self.report = ChaosReport(poison_sent=len(self.plan.poison))
         operator_options = OperatorOptions(actions=options.operator_actions, seconds=options.operator_seconds)
+        # Flow tasks are left alone: each must end COMPLETED, so that a deferral that spent an
+        # attempt or dead-lettered a task shows.
         self.operator = ChaosOperator(
-            self.stack.api_url, self.plan.tasks, operator_options, random.Random(options.seed + 1)
+            self.stack.api_url,
+            [task for task in self.plan.tasks if not task.flow],
+            operator_options,
+            random.Random(options.seed + 1),
         )
+        self.pauser = PauseDriver(
+            self.stack.api_url, PAUSED_TYPE, after_seconds=PAUSE_AFTER_SECONDS, for_seconds=PAUSE_SECONDS
+        )
+        # task id -> the holder a unique key's answer named when it held the publish back.
+        self._held: dict[str, str] = {}
         self._operator_thread: threading.Thread | None = None
+        self._pause_thread: threading.Thread | None = None
         self._done = threading.Event()
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -254,11 +275,23 @@ class ChaosRun:
                 continue
             tries += 1
             if response.status_code == 201:
-                self._answered(task, copy, body["payload"], bool(response.json().get("duplicate")))
+                answer = response.json()
+                if self._held_back(task, answer):
+                    return False
+                self._answered(task, copy, body["payload"], bool(answer.get("duplicate")))
                 return True
             if response.status_code != 503:
                 return False
         return False
+
+    def _held_back(self, task: PlannedTask, answer: dict[str, Any]) -> bool:
+        """Whether the answer held the publish back for a unique key another task holds."""
+        holder = answer.get("existingId")
+        if holder is None or holder == task.task_id:
+            return False
+        with self._lock:
+            self._held[task.task_id] = str(holder)
+        return True
 
     def _answered(self, task: PlannedTask, copy: int, payload: dict[str, Any], duplicate: bool) -> None:
         """Note a publish the API accepted. A first publish answered as a duplicate found its own
@@ -286,7 +319,9 @@ class ChaosRun:
             results = None
         accepted = []
         for task, body, result in zip(tasks, bodies, results or [None] * len(tasks), strict=True):
-            if result is not None and "status" in result:
+            if result is not None and "status" in result and self._held_back(task, result):
+                accepted.append(False)
+            elif result is not None and "status" in result:
                 self._answered(task, 1, body["payload"], bool(result["duplicate"]))
                 accepted.append(True)
             else:
@@ -315,7 +350,8 @@ class ChaosRun:
             answered = [ok for oks in pool.map(lambda job: job(), jobs_first) for ok in oks]
         ordered = [*batched, *single]
         accepted = [task for task, ok in zip(ordered, answered, strict=True) if ok]
-        self.report.tasks, self.report.rejected = len(accepted), len(tasks) - len(accepted)
+        self.report.tasks, self.report.unique_held = len(accepted), len(self._held)
+        self.report.rejected = len(tasks) - len(accepted) - len(self._held)
         self.say(f"published {len(accepted)} tasks ({self.report.rejected} not accepted)")
 
         sqs = self._aws("sqs")
@@ -338,6 +374,13 @@ class ChaosRun:
         return accepted
 
     # --- operating ----------------------------------------------------------
+
+    def start_pauser(self) -> None:
+        """Pause the capped type a little after the start, and resume it a while later."""
+        self._pause_thread = threading.Thread(
+            target=self.pauser.run, args=(self._done,), name="chaos-pauser", daemon=True
+        )
+        self._pause_thread.start()
 
     def start_operator(self) -> None:
         """Start retrying and cancelling while the rest of the plan goes out and the workers run."""
@@ -417,6 +460,10 @@ class ChaosRun:
                         bodies.add(event["body"])
         return bodies
 
+    def _logged_count(self, mark: str) -> int:
+        """How many lines of every worker's log carry `mark`."""
+        return sum(path.read_text(encoding="utf-8", errors="replace").count(mark) for path in self.stack.worker_logs())
+
     def unrecorded_poison(self, items: dict[str, dict[str, Any]]) -> list[Poison]:
         logged = self.logged_poison_bodies()
         return [
@@ -433,7 +480,14 @@ class ChaosRun:
             items = self.scan()
             open_tasks = [t for t in accepted if items.get(t.task_id, {}).get("status") not in TERMINAL]
             unrecorded = self.unrecorded_poison(items)
-            settled = not open_tasks and not unrecorded and not stranded_items(items) and not self._operator_busy()
+            pausing = self._pause_thread is not None and self._pause_thread.is_alive()
+            settled = (
+                not open_tasks
+                and not unrecorded
+                and not stranded_items(items)
+                and not self._operator_busy()
+                and not pausing
+            )
             if settled or time.monotonic() > deadline:
                 return items
             if time.monotonic() > next_progress:
@@ -468,6 +522,11 @@ class ChaosRun:
             check_listings(items, self.operator.stats(), listed, findings)
             self.report.operator_answers = self.operator.figures()
             self.report.bulk_retried, self.report.bulk_skipped = self.operator.bulk_figures()
+        if self.pauser.error:
+            findings.ran_while_paused.append(self.pauser.error)
+        flow_runs = check_flow(items, self.stack.worker_logs(), self.pauser.spans, self._held, findings)
+        self.report.flow_runs, self.report.pauses = len(flow_runs), len(self.pauser.spans)
+        self.report.flow_deferred = self._logged_count('"message":"flow_deferred"')
         self.report.findings = findings
         statuses = Counter(items.get(t.task_id, {}).get("status") for t in accepted)
         self.report.completed, self.report.failed = statuses["COMPLETED"], statuses["FAILED"]
@@ -531,6 +590,7 @@ class ChaosRun:
             self.say(f"stack up: API {self.stack.api_url}, AWS {self.stack.aws_url}, {self.options.workers} workers")
             killer.start()
             api_killer.start()
+            self.start_pauser()
             accepted = self.send_plan()
             items = self.wait_until_settled(accepted)
             self._done.set()
