@@ -16,8 +16,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from chalicelib.errors import FieldProblem, ServiceUnavailable, StoreError, TypeNotFound
+from chalicelib.flow.concurrency import running
 from chalicelib.flow.pause import PAUSE_REFRESH_SECONDS, Change, Pause
-from chalicelib.flow.table import FlowTable
 from chalicelib.logs import log_event
 from chalicelib.models import MAX_TYPE_NAME_LENGTH, TypeChange, TypeDetail, TypeEntry, TypeHistoryEntry, TypeList
 from chalicelib.registry import TaskType
@@ -25,25 +25,9 @@ from chalicelib.runtime import Runtime
 
 # The option whose presence gives a type a running count.
 CAP_OPTION = "concurrency"
-SEMAPHORE_PREFIX = "concurrency#"
 # How many of a type's latest pauses and resumes `GET /types/{type}` shows.
 RECENT_CHANGES = 20
 UNAVAILABLE = "the flow table did not answer; try again"
-
-
-def semaphore_key(type_name: str) -> str:
-    return f"{SEMAPHORE_PREFIX}{type_name}"
-
-
-def running(flow: FlowTable, type_name: str) -> int:
-    """How many attempts of `type_name` hold a live slot now (a missing item holds none).
-
-    Raises:
-        StoreError: the table did not answer.
-    """
-    item = flow.get(semaphore_key(type_name)) or {}
-    now_ms = flow.now_ms()
-    return sum(1 for expiry in (item.get("slots") or {}).values() if int(expiry) > now_ms)
 
 
 def _registered(name: str, rt: Runtime) -> TaskType:

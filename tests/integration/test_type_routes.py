@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,24 +18,14 @@ OPERATOR_ARN = "arn:aws:sts::123456789012:assumed-role/taskproc-oncall/alice@exa
 OTHER_ARN = "arn:aws:sts::123456789012:assumed-role/taskproc-oncall/bob@example.com"
 
 
-@dataclass(frozen=True)
-class Capped(TaskType):
-    """A type with a concurrency cap, as the flow-control options declare one (`options()["concurrency"]`)."""
-
-    cap: int = 2
-
-    def options(self) -> dict[str, Any]:
-        return {**super().options(), "concurrency": self.cap}
-
-
 @pytest.fixture
 def registry(runtime: Any) -> Registry:
-    """The built-in types, a type with every retry option, and a capped one."""
+    """The built-in types, a type with every retry option, and one capped at 2."""
     registry = Registry()
     for name in runtime.registry.names():
         registry.register(runtime.registry.get(name))
     registry.register(TaskType("tuned", lambda p, c: None, max_attempts=2, backoff=Backoff(5, 50)))
-    registry.register(Capped("capped", lambda p, c: None, timeout_seconds=10))
+    registry.register(TaskType("two-at-once", lambda p, c: None, timeout_seconds=10, concurrency=2))
     runtime.registry = registry
     return registry
 
@@ -102,24 +91,24 @@ def test_every_registered_type_is_listed_with_its_options_and_runs_unpaused(clie
     }
     assert entries["steps"]["options"] == {"timeoutSeconds": 12, "heartbeatSeconds": 2}
     assert entries["simulate"]["options"] == {}
-    assert entries["capped"]["options"] == {"timeoutSeconds": 10, "concurrency": 2}
-    assert entries["capped"]["running"] == 0  # capped, and no semaphore item yet
+    assert entries["two-at-once"]["options"] == {"timeoutSeconds": 10, "concurrency": 2}
+    assert entries["two-at-once"]["running"] == 0  # capped, and no semaphore item yet
 
 
 def test_running_counts_the_live_slots_of_a_capped_type_and_not_the_expired_ones(
     client: Client, registry: Registry, runtime: Any, clock: FakeClock
 ) -> None:
     now_ms = int(clock.now * 1000)
-    hold_slots(runtime, "capped", {"c-1": now_ms + 30_000, "c-2": now_ms + 1, "dead": now_ms - 1})
+    hold_slots(runtime, "two-at-once", {"c-1": now_ms + 30_000, "c-2": now_ms + 1, "dead": now_ms - 1})
     hold_slots(runtime, "tuned", {"c-3": now_ms + 30_000})  # no cap: not counted whatever the table holds
 
     entries = {entry["name"]: entry for entry in get(client, "/types")[1]["types"]}
-    assert entries["capped"]["running"] == 2
+    assert entries["two-at-once"]["running"] == 2
     assert entries["tuned"]["running"] is None
-    assert get(client, "/types/capped")[1]["running"] == 2
+    assert get(client, "/types/two-at-once")[1]["running"] == 2
 
     clock.advance(0.002)  # c-2's lease ends: its holder died or is about to release it
-    assert get(client, "/types/capped")[1]["running"] == 1
+    assert get(client, "/types/two-at-once")[1]["running"] == 1
 
 
 def test_a_pause_answers_the_entry_with_who_when_and_by_when_it_takes_effect(
@@ -217,7 +206,8 @@ def test_an_unknown_type_is_a_404_naming_the_type_field(
     error = json.loads(response.body)["error"]
     assert error["code"] == "not_found"
     assert [detail["field"] for detail in error["details"]] == ["type"]
-    assert "capped, checksum, simulate, steps, tuned" in error["details"][0]["message"]
+    registered = "capped, checksum, per-customer, simulate, steps, throttled, tuned, two-at-once"
+    assert registered in error["details"][0]["message"]
     assert runtime.pauses.history() == []  # nothing was written
 
 
