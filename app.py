@@ -93,8 +93,8 @@ def publish_batch() -> Response:
 @app.route("/tasks", methods=["POST"], content_types=ANY_CONTENT_TYPE, api_key_required=WIRING.api_key_required)
 @json_errors
 def create_task() -> Response:
-    key = (app.current_request.query_params or {}).get("key")  # the body is all payload
-    created = api.create_from_payload(_body(), get_runtime(), key)
+    query = app.current_request.query_params or {}  # the body is all payload: the task's options are here
+    created = api.create_from_payload(_body(), get_runtime(), query.get("key"), query.get("priority"))
     return json_response(created, 201, {"Location": api.task_location(created.id, _path_prefix())})
 
 

@@ -169,9 +169,12 @@ def publish(body: dict[str, Any], rt: Runtime) -> PublishAccepted:
     return _accept(task, rt, validated.delaySeconds, validated.expiresInSeconds, Uniqueness.of(validated))
 
 
-def create_from_payload(body: dict[str, Any], rt: Runtime, key: str | None = None) -> TaskCreated:
-    """Store and queue a simulated task whose payload is the whole body but its `priority`, under a
-    new id, with the flow key `key` (the route's query parameter: the body is all payload) if given.
+def create_from_payload(
+    body: dict[str, Any], rt: Runtime, key: str | None = None, priority_name: str | None = None
+) -> TaskCreated:
+    """Store and queue a simulated task whose payload is the whole body, as the seed has it, under a
+    new id, with the flow key `key` and the class `priority_name` (the route's query parameters:
+    the body is all payload) if given.
 
     Raises:
         ValidationFailed: the payload does not fit `simulate`, `priority` is not a class, or the key
@@ -181,9 +184,11 @@ def create_from_payload(body: dict[str, Any], rt: Runtime, key: str | None = Non
     assert simulate is not None, "the simulate type is built in"
     if key is not None and (problem := key_problem(key)) is not None:
         raise ValidationFailed("the flow key is not valid", [FieldProblem("key", problem)])
-    payload = {name: value for name, value in body.items() if name != PRIORITY_FIELD}
+    payload = body
     try:
-        priority = Priority(_priority.validate_python(body.get(PRIORITY_FIELD, Priority.DEFAULT.value)))
+        priority = Priority(
+            _priority.validate_python(Priority.DEFAULT.value if priority_name is None else priority_name)
+        )
     except ValidationError as exc:
         raise ValidationFailed("the task is not valid", [FieldProblem(PRIORITY_FIELD, PRIORITY_RULE)]) from exc
     try:

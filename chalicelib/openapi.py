@@ -116,21 +116,6 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(status): _json(ErrorResponse, meaning[status]) for status in statuses}
 
 
-# `POST /tasks`' body: a `simulate` payload, and the task's class beside it (chalicelib/api.py).
-CREATE_TASK_BODY = "CreateTaskIn"
-
-
-def _create_task_body(definitions: dict[str, Any]) -> dict[str, Any]:
-    payload = definitions[SimulatePayload.__name__]
-    priority = definitions[f"Publish{_pascal(DEFAULT_TYPE)}"]["properties"]["priority"]
-    return {
-        **payload,
-        "title": CREATE_TASK_BODY,
-        "description": "A `simulate` payload; `priority`, the task's class, is taken out of it.",
-        "properties": {**payload["properties"], "priority": priority},
-    }
-
-
 def _body(model: type[BaseModel] | str, description: str, required: bool = True) -> dict[str, Any]:
     return {
         "required": required,
@@ -168,6 +153,16 @@ FLOW_KEY = {
     "required": False,
     "description": f"The task's flow key, for its type's per-key caps and rates ({KEY_RULE}).",
     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_BYTES, "pattern": TASK_ID_PATTERN},
+}
+
+
+PRIORITY = {
+    "name": "priority",
+    "in": "query",
+    "required": False,
+    "description": "The task's class: `high` never waits behind `default` or `low` work (docs/architecture.md,"
+    " Priorities). Left out: `default`.",
+    "schema": {"type": "string", "enum": ["high", "default", "low"]},
 }
 
 
@@ -241,7 +236,6 @@ def openapi_document() -> dict[str, Any]:
     definitions["PublishBatchIn"]["properties"]["tasks"]["items"] = {
         "anyOf": [_ref(TaskIn), {"description": "Anything else: refused in its own result; the others go on."}]
     }
-    definitions[CREATE_TASK_BODY] = _create_task_body(definitions)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -284,10 +278,8 @@ def openapi_document() -> dict[str, Any]:
                 "post": {
                     "operationId": "createTask",
                     "summary": "Create a task whose payload is the whole body, under a server-generated id.",
-                    "requestBody": _body(
-                        CREATE_TASK_BODY, "The task's payload, all but `priority`; it runs as a `simulate` task."
-                    ),
-                    "parameters": [FLOW_KEY],
+                    "requestBody": _body(SimulatePayload, "The task's payload; it runs as a `simulate` task."),
+                    "parameters": [FLOW_KEY, PRIORITY],
                     "responses": {
                         "201": _json(TaskCreated, "Accepted.", LOCATION),
                         **_errors(400, 413, 415, 500, 503),

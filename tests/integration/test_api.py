@@ -236,11 +236,14 @@ def test_openapi_document_is_valid_openapi_3_1(client: Client) -> None:
     assert document["openapi"] == "3.1.0"
     assert {"/publish", "/tasks", "/tasks/{task_id}", "/health", "/openapi.json"} <= set(document["paths"])
     schemas = document["components"]["schemas"]
-    assert schemas["TaskType"]["enum"] == ["checksum", "simulate", "steps"]
+    assert schemas["TaskType"]["enum"] == ["capped", "checksum", "per-customer", "simulate", "steps", "throttled"]
     assert {variant["$ref"].rsplit("/", 1)[1] for variant in schemas["TaskIn"]["oneOf"]} == {
+        "PublishCapped",
         "PublishChecksum",
+        "PublishPerCustomer",
         "PublishSimulate",
         "PublishSteps",
+        "PublishThrottled",
     }
     # A body without `type` is a simulate task: only that variant may leave it out.
     assert schemas["PublishSimulate"]["required"] == ["id", "payload"]

@@ -92,7 +92,7 @@ def test_a_priority_that_is_not_a_class_is_refused_naming_the_field_and_the_clas
     assert detail["field"] == "priority"
     assert all(name in detail["message"] for name in ("high", "default", "low")), detail
 
-    status, body = post(h, "/tasks", {"simulation": {"failureChance": 0}, "priority": value})
+    status, body = post(h, f"/tasks?priority={value}", {"simulation": {"failureChance": 0}})
     assert status == 400, body
     assert body["error"]["details"] == [{"field": "priority", "message": "must be one of high, default, low"}]
 
@@ -117,14 +117,18 @@ def test_a_batch_sends_each_entry_to_its_class_s_queue_and_answers_in_request_or
     assert [h.task(e["id"])["priority"] for e in entries] == classes
 
 
-def test_post_tasks_takes_its_priority_out_of_the_payload(h: Harness) -> None:
-    status, created = post(h, "/tasks", {"simulation": {"failureChance": 0}, "message": "hi", "priority": "high"})
+def test_post_tasks_takes_its_priority_from_the_query_and_keeps_the_whole_body_as_the_payload(h: Harness) -> None:
+    status, created = post(h, "/tasks?priority=high", {"simulation": {"failureChance": 0}, "message": "hi"})
 
     assert status == 201
     (body,) = bodies(h, Priority.HIGH)
     assert body["id"] == created["id"] and body["payload"] == {"simulation": {"failureChance": 0}, "message": "hi"}
-    view = h.task(created["id"])
-    assert view["priority"] == "high" and "priority" not in view["payload"]
+    assert h.task(created["id"])["priority"] == "high"
+    # A payload field named `priority` is the seed's payload data, as every other field is.
+    status, created = post(h, "/tasks", {"message": "hi", "priority": "urgent"})
+    assert status == 201
+    assert h.task(created["id"])["payload"]["priority"] == "urgent"
+    assert h.task(created["id"])["priority"] == "default"
 
 
 def test_each_class_s_consumer_runs_its_own_queue_and_backs_off_a_failure_in_it(
