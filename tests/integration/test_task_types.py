@@ -56,7 +56,7 @@ def test_an_unknown_type_is_refused_listing_the_known_ones(h: Harness) -> None:
     response = publish(h, {"id": "u", "type": "resize-image", "payload": {}})
     assert response.status_code == 400
     assert details(response)[0]["field"] == "type"
-    assert "checksum, simulate, steps" in details(response)[0]["message"]
+    assert "capped, checksum, per-customer, simulate, steps, throttled" in details(response)[0]["message"]
     for bad in ("", 7, None):
         response = publish(h, {"id": "u", "type": bad, "payload": {}})
         assert response.status_code == 400 and details(response)[0]["field"] == "type", bad
