@@ -162,26 +162,45 @@ class FlowWrites:
 
     written: Counter[str] = field(default_factory=Counter)
     refused: Counter[str] = field(default_factory=Counter)
+    # The GCRA's theoretical arrival times each admitted start wrote (epoch ms): one interval
+    # past the gate's own time of the start, so their gaps are the gate's spacing of starts.
+    tats: list[int] = field(default_factory=list)
 
 
 class FlowCounter(WireCounter):
-    """The wire counter, also counting the flow table's UpdateItems per item and outcome."""
+    """The wire counter, also counting the flow table's UpdateItems per item and outcome, and timing
+    every DynamoDB call (retries included): an admitted attempt holds its slot across four of them."""
 
     def __init__(self, flow_table: str) -> None:
         super().__init__()
         self.flow_table = flow_table
         self.flow = FlowWrites()
+        self.dynamodb_seconds: list[float] = []
         self._flow_lock = threading.Lock()
 
     def session(self) -> boto3.session.Session:
         session = super().session()
         session.events.register("before-parameter-build.dynamodb.UpdateItem", self._item)
         session.events.register("after-call.dynamodb.UpdateItem", self._outcome)
+        session.events.register("before-parameter-build.dynamodb", self._started)
+        session.events.register("after-call.dynamodb", self._ended)
         return session
+
+    def _started(self, context: dict[str, Any], **_: Any) -> None:
+        context["bench_started"] = time.monotonic()
+
+    def _ended(self, context: dict[str, Any], **_: Any) -> None:
+        if "bench_started" in context:
+            with self._flow_lock:
+                self.dynamodb_seconds.append(time.monotonic() - context["bench_started"])
 
     def _item(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         if params.get("TableName") == self.flow_table:
             context["flow_item"] = params["Key"]["key"]["S"]
+            tat = params.get("ExpressionAttributeValues", {}).get(":tat")
+            # A start's write (a refund's, which sets tat back, writes no expiry).
+            if tat is not None and "expiresAt" in params.get("UpdateExpression", ""):
+                context["flow_tat"] = int(tat["N"])
 
     def _outcome(self, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         item = context.get("flow_item")
@@ -190,6 +209,8 @@ class FlowCounter(WireCounter):
         with self._flow_lock:
             refused = parsed.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
             (self.flow.refused if refused else self.flow.written)[item] += 1
+            if not refused and "flow_tat" in context:
+                self.flow.tats.append(context["flow_tat"])
 
 
 # --- the scenarios --------------------------------------------------------------------------------
@@ -259,8 +280,12 @@ def backlog(bench: InProcess, name: str, task_type: str, count: int, timeout: fl
             ),
         },
         "requests": {f"{s}.{op}": n for (s, op), n in sorted(usage.wire.requests.items())},
+        "dynamodb_call_ms_median": round(statistics.median(counter.dynamodb_seconds) * 1000, 1)
+        if counter.dynamodb_seconds
+        else None,
         "flow_writes": {"written": dict(counter.flow.written), "refused": dict(counter.flow.refused)},
         "starts": sorted(run.start for run in runs),
+        "admitted_at": [tat / 1000 for tat in sorted(counter.flow.tats)],
     }
 
 
@@ -300,10 +325,11 @@ def measure(bench: InProcess, plain: dict[str, Any], capped_tasks: int, rated_ta
     rated = backlog(bench, "flow-rated", RATED_TYPE, rated_tasks, 900)
     semaphore, semaphore_refused = writes_per_attempt(capped, f"concurrency#{CAPPED_TYPE}")
     rate, rate_refused = writes_per_attempt(rated, f"rate#{RATED_TYPE}")
-    gaps = spacing(rated["starts"])
+    gaps, admitted = spacing(rated["starts"]), spacing(rated["admitted_at"])
+    listed = ("starts", "admitted_at")
     return {
         "capped": {
-            **{k: v for k, v in capped.items() if k != "starts"},
+            **{k: v for k, v in capped.items() if k not in listed},
             "cap": CAP,
             "work_seconds": WORK_SECONDS,
             "ideal_drain_seconds": round(capped_tasks * WORK_SECONDS / CAP, 1),
@@ -311,13 +337,18 @@ def measure(bench: InProcess, plain: dict[str, Any], capped_tasks: int, rated_ta
             "item_refused_writes_per_deferral": round(semaphore_refused, 3),
         },
         "rated": {
-            **{k: v for k, v in rated.items() if k != "starts"},
+            **{k: v for k, v in rated.items() if k not in listed},
             "rate_limit": RATE_LIMIT,
             "burst": RATE_BURST,
             "allowed_per_window": RATE_COUNT + RATE_BURST,
             "most_starts_in_a_window": most_in_window(rated["starts"], RATE_WINDOW_SECONDS),
             "start_spacing_min_s": round(gaps[0], 3) if gaps else None,
             "start_spacing_median_s": round(gaps[1], 3) if gaps else None,
+            # The same from the gate's own times of the starts (the rate item's writes): the
+            # handlers' starts also carry the lease's acquire between the gate and the handler.
+            "gate_most_starts_in_a_window": most_in_window(rated["admitted_at"], RATE_WINDOW_SECONDS),
+            "gate_spacing_min_s": round(admitted[0], 3) if admitted else None,
+            "gate_spacing_median_s": round(admitted[1], 3) if admitted else None,
             "item_writes_per_attempt": round(rate, 3),
             "item_refused_writes_per_deferral": round(rate_refused, 3),
         },
@@ -357,12 +388,17 @@ def render(section: dict[str, Any]) -> list[str]:
         f" {requests['dynamodb']:.2f} (flow table {requests['dynamodb_flow_table']:.2f}); the cap's item:"
         f" {capped['item_writes_per_attempt']:.2f} writes per attempt,"
         f" {capped['item_refused_writes_per_deferral']:.2f} refused per deferral",
+        f"    a DynamoDB call took {capped['dynamodb_call_ms_median']} ms (median) on the embedded endpoint: an"
+        " admitted attempt holds its slot across four (the slot, the lease, the outcome, the release)",
         f"  rated {rated['rate_limit']} (burst {rated['burst']}): {rated['tasks']} tasks drained in"
         f" {rated['drain_seconds']} s; {_counts(rated['statuses'])}, attempts/task"
         f" {_counts(rated['attempts_per_task'])}, dead letters {rated['dead_letters']}",
         f"    most starts in any {RATE_WINDOW_SECONDS:g} s window: {rated['most_starts_in_a_window']}"
         f" (allowed {rated['allowed_per_window']}); spacing of starts min {rated['start_spacing_min_s']} s,"
-        f" median {rated['start_spacing_median_s']} s; the rate's item: {rated['item_writes_per_attempt']:.2f}"
+        f" median {rated['start_spacing_median_s']} s",
+        f"    at the gate (the rate item's writes): most in any {RATE_WINDOW_SECONDS:g} s window"
+        f" {rated['gate_most_starts_in_a_window']}, spacing min {rated['gate_spacing_min_s']} s, median"
+        f" {rated['gate_spacing_median_s']} s; the rate's item: {rated['item_writes_per_attempt']:.2f}"
         f" writes per attempt, {rated['item_refused_writes_per_deferral']:.2f} refused per deferral,"
         f" deferrals/task mean {rated['deferrals_per_task']['mean']:.2f}",
         f"  a plain task (single publish, {plain['tasks']} tasks), requests per task before flow control"
