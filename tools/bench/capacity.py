@@ -362,8 +362,8 @@ def flow_writes(figures: dict[str, Any]) -> tuple[dict[str, float], str]:
     if measured:
         writes = {name: float(measured.get(name, design)) for name, design in DESIGN_FLOW_WRITES.items()}
         # The flow section can run without the cost section, so it carries its own date.
-        return writes, f"measured by the bench ({measured.get('date', figures['date'])})"
-    return dict(DESIGN_FLOW_WRITES), "from the design; the bench measures them once flow control lands"
+        return writes, f"measured by the bench's flow section on {measured.get('date', figures['date'])}"
+    return dict(DESIGN_FLOW_WRITES), "from the design (no flow figures from the bench yet)"
 
 
 # --- the tables -----------------------------------------------------------------------------------

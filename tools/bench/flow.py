@@ -312,6 +312,7 @@ def plain_comparison(plain: dict[str, Any]) -> dict[str, Any]:
         "before_commit": BEFORE_FLOW_CONTROL_COMMIT,
         "before": BEFORE_FLOW_CONTROL,
         "after": {name: round(value, 4) for name, value in after.items()},
+        "after_by_operation": {op: round(n / tasks, 4) for op, n in sorted(requests.items())},
         "pause_view_share_of_dynamodb": round(after["dynamodb.GetItem"] / after["dynamodb_requests"], 4)
         if after["dynamodb_requests"]
         else 0.0,
