@@ -15,6 +15,7 @@ from tools.bench.flow import (
     spacing,
     writes_per_attempt,
 )
+from tools.bench.run import figures
 
 
 def runs(*spans: tuple[float, float]) -> list[Run]:
@@ -95,3 +96,11 @@ def test_the_consumer_s_deferral_and_dead_letter_events_are_counted_per_task() -
     assert events.deferrals == {"a": 2, "b": 1}
     assert events.deferred_by == {"concurrency": 2, "rate": 1}
     assert events.dead_letters == 1
+
+
+def test_a_flow_only_run_replaces_the_flow_figures_and_keeps_the_cost_section_s() -> None:
+    kept = {"date": "cost's date", "machine": "m", "scenarios": {"single": {}}, "flow": {"semaphore": 9.0}}
+    section = {"capped": {"item_writes_per_attempt": 2.0}, "rated": {"item_writes_per_attempt": 1.25}}
+    written = figures({"date": "flow's date", "machine": "m", "flow": section}, kept)
+    assert written == {**kept, "flow": {"date": "flow's date", "semaphore": 2.0, "rate": 1.25}}
+    assert kept["flow"] == {"semaphore": 9.0}
