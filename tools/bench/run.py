@@ -431,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.drain, args.tasks, args.trickle, args.burst = "200,2000", 50, 20, 50
         args.high_tasks, args.low_backlog = 20, 2000
-        args.capped_backlog, args.rated_backlog = 500, 70
+        args.capped_backlog, args.rated_backlog = 200, 70
         args.depth_reps, args.depth_reps_before = 5, 1
     sections = set(filter(None, args.sections.split(",")))
     args.out.mkdir(parents=True, exist_ok=True)
