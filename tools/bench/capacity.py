@@ -101,9 +101,9 @@ QUOTAS = {
 
 # Flow control's writes per attempt, from the design (chalicelib/flow/): a capped type's
 # semaphore item `concurrency#<type>` takes one UpdateItem when an attempt starts and one when
-# it is released; a rate-limited type's `rate#<type>` one when it starts. The bench measures
-# them once flow control lands, in a "flow" section of docs/bench-figures.json, which then
-# replaces these.
+# it is released; a rate-limited type's `rate#<type>` one when it starts. The bench's flow
+# section measures them (tools/bench/flow.py: the item's writes per admitted attempt) into the
+# "flow" part of docs/bench-figures.json, which replaces these.
 DESIGN_FLOW_WRITES = {"semaphore": 2.0, "rate": 1.0}
 
 # The listing index's writes (chalicelib/index.py): a failed attempt that is retried puts its
@@ -360,8 +360,10 @@ def flow_writes(figures: dict[str, Any]) -> tuple[dict[str, float], str]:
     """Flow control's writes per attempt: the bench's, once it measures them, else the design's."""
     measured = figures.get("flow")
     if measured:
-        return {**DESIGN_FLOW_WRITES, **measured}, f"measured by the bench ({figures['date']})"
-    return dict(DESIGN_FLOW_WRITES), "from the design; the bench measures them once flow control lands"
+        writes = {name: float(measured.get(name, design)) for name, design in DESIGN_FLOW_WRITES.items()}
+        # The flow section can run without the cost section, so it carries its own date.
+        return writes, f"measured by the bench's flow section on {measured.get('date', figures['date'])}"
+    return dict(DESIGN_FLOW_WRITES), "from the design (no flow figures from the bench yet)"
 
 
 # --- the tables -----------------------------------------------------------------------------------

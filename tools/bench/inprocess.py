@@ -96,6 +96,17 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval:
         time.sleep(interval)
 
 
+def queue_empty(sqs: Any, url: str) -> bool:
+    """No message in the queue: visible, in flight or delayed (a deferral's renewed copy waits delayed)."""
+    names = [
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed",
+    ]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+    return all(int(attributes[name]) == 0 for name in names)
+
+
 class StdoutBytes:
     """Stands in for stdout while a scenario runs: counts what the app writes there (its JSON log lines and
     its metric lines), which is what CloudWatch Logs would ingest."""
@@ -208,6 +219,22 @@ class InProcess:
             ExpressionAttributeValues={":p": {"S": prefix}},
         )
         return [item for page in pages for item in page["Items"]]
+
+    def items_of(self, ids: list[str]) -> list[dict[str, Any]]:
+        """The items of `ids` that exist, read by key in BatchGetItems of 100 (strongly consistent)."""
+        found: list[dict[str, Any]] = []
+        for first in range(0, len(ids), 100):
+            request = {
+                self.settings.TASKS_TABLE: {
+                    "Keys": [{"id": {"S": task_id}} for task_id in ids[first : first + 100]],
+                    "ConsistentRead": True,
+                }
+            }
+            while request:
+                answer = self.table.batch_get_item(RequestItems=request)
+                found += answer["Responses"].get(self.settings.TASKS_TABLE, [])
+                request = answer.get("UnprocessedKeys") or {}
+        return found
 
     def wait_terminal(self, prefix: str, count: int, timeout: float) -> list[dict[str, Any]]:
         """The scenario's items once `count` are terminal.

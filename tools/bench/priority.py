@@ -36,13 +36,13 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[int(share * (len(ordered) - 1))]
 
 
-def queue_backlog(sqs: Any, url: str, count: int, prefix: str) -> float:
-    """Queue `count` low tasks' messages in SendMessageBatch calls of 10, side by side; the seconds it took."""
+def queue_backlog(sqs: Any, url: str, count: int, prefix: str, task_type: str = "simulate") -> float:
+    """Queue `count` tasks' messages in SendMessageBatch calls of 10, side by side; the seconds it took."""
     started = time.monotonic()
 
     def send(first: int) -> None:
         entries = [
-            {"Id": str(n), "MessageBody": json.dumps({"id": f"{prefix}-{n}", "type": "simulate", "payload": SUCCEEDS})}
+            {"Id": str(n), "MessageBody": json.dumps({"id": f"{prefix}-{n}", "type": task_type, "payload": SUCCEEDS})}
             for n in range(first, min(count, first + 10))
         ]
         response = sqs.send_message_batch(QueueUrl=url, Entries=entries)

@@ -11,10 +11,13 @@ Figures, not pass or fail, printed side by side in one run:
 - cost: AWS requests per task counted on the wire for single publish, batch
   publish of 100, a task that fails once then succeeds, a permanent failure and
   the two window settings, priced per million tasks with the split by service;
+- flow: a type capped at 5 draining a 2,000-task backlog, a 60/minute type's starts in any
+  minute, and a plain task's requests before and after flow control (tools/bench/flow.py);
 - priority: high tasks' publish-to-COMPLETED latency (p50, p95) behind a
   10,000-task low backlog, against the same with no backlog (tools/bench/priority.py).
-The cost section's per-task figures are also written to docs/bench-figures.json,
-which tools/bench/capacity.py turns into docs/capacity.md's table.
+The cost section's per-task figures, and the flow section's writes of a flow item per
+attempt, are also written to docs/bench-figures.json, which tools/bench/capacity.py turns
+into docs/capacity.md's table.
 Everything runs against moto on this machine: absolute times are moto's and this
 machine's; the ratios and the request counts are the point.
 """
@@ -40,11 +43,11 @@ import requests
 
 from local.config import PROJECT_DIR
 from local.launcher import clean_environment, free_port, launch
-from tools.bench import priority, queuedepth
+from tools.bench import flow, priority, queuedepth
 from tools.bench.cost import ASSUMPTIONS, PRICES, PRICES_READ, Usage, dollars_per_million
-from tools.bench.inprocess import InProcess, create_stack, moto_server, wait_for
+from tools.bench.inprocess import InProcess, create_stack, moto_server, queue_empty, wait_for
 
-SECTIONS = ("depth", "drain", "window", "cost", "priority")
+SECTIONS = ("depth", "drain", "window", "cost", "flow", "priority")
 SUCCEEDS = {"simulation": {"failureChance": 0}}
 PERMANENT = {"simulation": {"failureChance": 1, "permanentFailure": True}}
 FAILS_ONCE_TYPE = "bench-fails-once"
@@ -97,7 +100,7 @@ def drain(sizes: list[int], out: Path) -> list[dict[str, Any]]:
             # Every message deleted means every task settled; the queues' counts are cheap to ask for, while
             # a scan of the table at each look would take the endpoint's time from the drain.
             wait_for(
-                lambda q=sqs, u=queues: all(_queue_empty(q, url) for url in u),
+                lambda q=sqs, u=queues: all(queue_empty(q, url) for url in u),
                 1800,
                 f"{size} tasks to drain",
                 interval=0.5,
@@ -225,7 +228,7 @@ def scenario(
     with bench.logging_to(usage), bench.consumers(usage, window):
         publish(usage, ids)
         items = bench.wait_terminal(f"{name}-", count, 600)
-        wait_for(lambda: all(_queue_empty(quiet, url) for url in urls), 120, f"{name}'s messages to settle")
+        wait_for(lambda: all(queue_empty(quiet, url) for url in urls), 120, f"{name}'s messages to settle")
     bench.settle(usage, items)
     latencies = bench.latencies(items)
     statuses: dict[str, int] = {}
@@ -245,20 +248,17 @@ def scenario(
     }
 
 
-def _queue_empty(sqs: Any, url: str) -> bool:
-    names = [
-        "ApproximateNumberOfMessages",
-        "ApproximateNumberOfMessagesNotVisible",
-        "ApproximateNumberOfMessagesDelayed",
-    ]
-    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
-    return all(int(attributes[name]) == 0 for name in names)
-
-
 def in_process(
-    sections: set[str], tasks: int, trickle: int, burst: int, high_tasks: int = 50, low_backlog: int = 10_000
+    sections: set[str],
+    tasks: int,
+    trickle: int,
+    burst: int,
+    high_tasks: int = 50,
+    low_backlog: int = 10_000,
+    capped_backlog: int = 2_000,
+    rated_backlog: int = 100,
 ) -> dict[str, Any]:
-    """The window, cost and priority scenarios, on one embedded endpoint and one in-process app."""
+    """The window, cost, flow and priority scenarios, on one embedded endpoint and one in-process app."""
     results: dict[str, Any] = {}
     with moto_server():
         create_stack("bench")
@@ -291,6 +291,10 @@ def in_process(
                 scenario(bench, "fails-once", tasks, single({}, FAILS_ONCE_TYPE)),
                 scenario(bench, "permanent", tasks, single(PERMANENT)),
             ]
+        if "flow" in sections:
+            # A plain task's requests now: the cost section's single publishes, or the same scenario anew.
+            plain = results["cost"][0] if "cost" in results else scenario(bench, "plain", tasks, single(SUCCEEDS))
+            results["flow"] = flow.measure(bench, plain, capped_backlog, rated_backlog)
         if "priority" in sections:
             # Last: its backlog is left in the low queue when the endpoint stops.
             results["priority"] = priority.measure(bench, high_tasks, low_backlog)
@@ -300,20 +304,26 @@ def in_process(
 # --- the report -----------------------------------------------------------------------------------
 
 
-def figures(report: dict[str, Any]) -> dict[str, Any]:
-    """The cost section's units per task, by scenario: what docs/bench-figures.json keeps for the capacity table."""
+def figures(report: dict[str, Any], kept: dict[str, Any]) -> dict[str, Any]:
+    """What docs/bench-figures.json keeps for the capacity table: the cost section's units per task, by
+    scenario, and the flow section's writes per attempt; a section not run keeps its `kept` figures."""
+    written = dict(kept)
+    if "cost" in report:
+        written.update(date=report["date"], machine=report["machine"], scenarios=_scenarios(report))
+    if "flow" in report:
+        written["flow"] = flow.figures(report["flow"], report["date"])
+    return written
+
+
+def _scenarios(report: dict[str, Any]) -> dict[str, Any]:
     return {
-        "date": report["date"],
-        "machine": report["machine"],
-        "scenarios": {
-            row["name"]: {
-                "tasks": row["tasks"],
-                "statuses": row["statuses"],
-                "per_task": {name: round(value, 4) for name, value in row["per_task"].items()},
-                "requests_per_task": {op: round(n / row["tasks"], 4) for op, n in row["requests"].items()},
-            }
-            for row in report["cost"]
-        },
+        row["name"]: {
+            "tasks": row["tasks"],
+            "statuses": row["statuses"],
+            "per_task": {name: round(value, 4) for name, value in row["per_task"].items()},
+            "requests_per_task": {op: round(n / row["tasks"], 4) for op, n in row["requests"].items()},
+        }
+        for row in report["cost"]
     }
 
 
@@ -378,6 +388,8 @@ def render(report: dict[str, Any]) -> str:
             lines.append(f"  {label:<14} " + " ".join(f"{cost[s]:>15.3f}" for s in services) + f"   {wire}")
         if any(not row["batch_route"] for row in rows if row["name"] == "batch100"):
             lines.append("  * POST /publish/batch answered 404: this row is single publishes")
+    if "flow" in report:
+        lines += flow.render(report["flow"])
     if "priority" in report:
         lines += priority.render(report["priority"])
     return "\n".join(lines)
@@ -405,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depth-reps-before", type=int, default=3, help="... before (a receive takes seconds)")
     parser.add_argument("--high-tasks", type=int, default=50, help="high tasks of the priority trickle")
     parser.add_argument("--low-backlog", type=int, default=10_000, help="low tasks queued before the high ones")
+    parser.add_argument("--capped-backlog", type=int, default=2_000, help="tasks of the capped type's backlog")
+    parser.add_argument("--rated-backlog", type=int, default=100, help="tasks of the 60/minute type's backlog")
     parser.add_argument("--quick", action="store_true", help="smaller everything: a run of about two minutes")
     parser.add_argument("--out", type=Path, default=PROJECT_DIR / "out")
     parser.add_argument(
@@ -417,6 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.drain, args.tasks, args.trickle, args.burst = "200,2000", 50, 20, 50
         args.high_tasks, args.low_backlog = 20, 2000
+        args.capped_backlog, args.rated_backlog = 200, 70
         args.depth_reps, args.depth_reps_before = 5, 1
     sections = set(filter(None, args.sections.split(",")))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -429,13 +444,25 @@ def main(argv: list[str] | None = None) -> int:
         report["depth"] = depth_table(args.depth_reps, args.depth_reps_before)
     if "drain" in sections:
         report["drain"] = drain([int(size) for size in args.drain.split(",") if size.strip()], args.out)
-    if sections & {"window", "cost", "priority"}:
-        report.update(in_process(sections, args.tasks, args.trickle, args.burst, args.high_tasks, args.low_backlog))
+    if sections & {"window", "cost", "flow", "priority"}:
+        report.update(
+            in_process(
+                sections,
+                args.tasks,
+                args.trickle,
+                args.burst,
+                args.high_tasks,
+                args.low_backlog,
+                args.capped_backlog,
+                args.rated_backlog,
+            )
+        )
     print(render(report))
     (args.out / "bench.json").write_text(json.dumps(report, indent=2))
     print(f"written        {args.out / 'bench.json'}")
-    if "cost" in report:
-        args.figures.write_text(json.dumps(figures(report), indent=2) + "\n")
+    if "cost" in report or "flow" in report:
+        kept = json.loads(args.figures.read_text()) if args.figures.exists() else {}
+        args.figures.write_text(json.dumps(figures(report, kept), indent=2) + "\n")
         print(f"written        {args.figures}")
     return 0
 
