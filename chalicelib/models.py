@@ -133,13 +133,7 @@ def key_problem(value: str) -> str | None:
         return "must be valid Unicode (no lone surrogate escapes)"
     if not 1 <= size <= MAX_KEY_BYTES:
         return f"must be {KEY_RULE} (this one has {size} bytes)"
-    found = _forbidden_in_id.search(value)
-    if found:
-        return (
-            "must not contain control characters or bidirectional formatting characters "
-            f"(U+{ord(found.group()):04X} at position {found.start()})"
-        )
-    return None
+    return _forbidden_character_problem(value)
 
 
 def _flow_key(value: str) -> str:

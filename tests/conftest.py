@@ -148,3 +148,4 @@ def client(runtime):  # type: ignore[no-untyped-def]
 
     with Client(app.app, stage_name="local") as test_client:
         yield test_client
+

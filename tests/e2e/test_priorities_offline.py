@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 # records each, so it is still waiting when a high task, published after it, is done.
 SLOW = {"simulation": {"failureChance": 0, "executionTime": 1000}}
 QUICK = {"simulation": {"failureChance": 0}}
-BACKLOG = {"low": 400, "default": 300}
+BACKLOG = {"low": 200, "default": 150}
 # The high task is received by its own idle pollers within a poll (POLL_WAIT_SECONDS, 1 s here).
 HIGH_DEADLINE_SECONDS = 30.0
 

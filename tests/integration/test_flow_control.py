@@ -323,14 +323,15 @@ def drain_times(
 
 
 def test_a_light_key_drains_as_fast_beside_a_heavy_key_s_backlog_as_alone(runtime, clock) -> None:
-    seeds = range(3)
+    # Small enough for every run of the suite; docs/architecture.md quotes a run with 200 heavy tasks.
+    seeds = range(2)
     alone = [drain_times(runtime, clock, heavy=0, light=5, seed=seed)["light"] for seed in seeds]
-    beside = [drain_times(runtime, clock, heavy=100, light=5, seed=seed) for seed in seeds]
+    beside = [drain_times(runtime, clock, heavy=40, light=5, seed=seed) for seed in seeds]
     light = [run["light"] for run in beside]
     # Five 2 s tasks one at a time take 10 s; the deferrals' spread adds to it, the heavy key does not.
     assert min(light) >= 10 and sum(light) <= sum(alone) * 1.5 + 5 * len(seeds), (alone, light)
-    # 100 tasks of 2 s, one at a time: the heavy key is held to its own cap, never the light key's.
-    assert min(run["heavy"] for run in beside) >= 200
+    # 40 tasks of 2 s, one at a time: the heavy key is held to its own cap, never the light key's.
+    assert min(run["heavy"] for run in beside) >= 80
 
 
 # --- key validation ------------------------------------------------------------------------------

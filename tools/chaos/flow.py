@@ -35,8 +35,12 @@ from tools.chaos.plan import FLOW_TYPES
 
 STARTED_EVENT = '"message":"flow_run_started"'
 ENDED_EVENT = '"message":"flow_run_ended"'
-# What the dead-letter handler logs for a message it received; none may name a flow task.
+# What the dead-letter handler logs for a message it received.
 DEAD_LETTER_EVENTS = ('"message":"dead_lettered"', '"message":"dead_lettered_duplicate"', '"message":"redriven"')
+# A deferral whose renewal could not be sent hides the message instead, which spends a receive:
+# the one way flow control can bring a message nearer the dead-letter queue.
+DEFERRED_EVENT = '"message":"flow_deferred"'
+
 CAPS = {"capped": limited.CAPPED_CONCURRENCY}
 KEY_CAPS = {"per-customer": limited.CUSTOMER_CONCURRENCY}
 _UNITS_MS = {"second": 1_000, "minute": 60_000, "hour": 3_600_000}
@@ -83,8 +87,13 @@ def handler_runs(worker_logs: Iterable[Path]) -> list[HandlerRun]:
 
 
 def dead_lettered(worker_logs: Iterable[Path], task_ids: set[str]) -> list[str]:
-    """The tasks among `task_ids` whose message the dead-letter handler received."""
-    return sorted({e["taskId"] for e in _events(worker_logs, DEAD_LETTER_EVENTS) if e.get("taskId") in task_ids})
+    """The tasks among `task_ids` whose message the dead-letter handler received after a deferral
+    spent one of its receives. A kill or a lost answer may dead-letter any task's message (the
+    handler redrives it, and the task still ends as it must); a deferral must never be why."""
+    paths = list(worker_logs)
+    spent = {e.get("taskId") for e in _events(paths, (DEFERRED_EVENT,)) if e.get("renewed") is False}
+    received = {e.get("taskId") for e in _events(paths, DEAD_LETTER_EVENTS)}
+    return sorted(task_id for task_id in task_ids if task_id in spent and task_id in received)
 
 
 def _ms(text: str) -> int:

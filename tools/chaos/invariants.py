@@ -97,7 +97,8 @@ class Findings:
     over_rate: list[str] = field(default_factory=list)  # a type started more in a window than its rate allows
     ran_while_paused: list[str] = field(default_factory=list)  # a run started after a pause took effect
     spent_waiting: list[str] = field(default_factory=list)  # a flow task spent an attempt waiting, or never ran
-    flow_dead_lettered: list[str] = field(default_factory=list)  # a flow task's message reached the DLQ
+    # a flow task's message reached the DLQ after a deferral spent one of its receives
+    flow_dead_lettered: list[str] = field(default_factory=list)
     unique_twice: list[str] = field(default_factory=list)  # a unique key admitted two tasks at once
     unique_leaked: list[str] = field(default_factory=list)  # a publish held back by a key, stored anyway
 
