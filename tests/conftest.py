@@ -148,4 +148,3 @@ def client(runtime):  # type: ignore[no-untyped-def]
 
     with Client(app.app, stage_name="local") as test_client:
         yield test_client
-
