@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -105,17 +106,22 @@ def _forbidden_character_problem(value: str) -> str | None:
     return None
 
 
-def _task_id(value: str) -> str:
-    problem = task_id_problem(value)
-    if problem is not None:
-        raise ValueError(problem)
-    return value
+def _refusing(problem_of: Callable[[str], str | None]) -> Callable[[str], str]:
+    """A pydantic after-validator raising the problem `problem_of` finds."""
+
+    def validate(value: str) -> str:
+        problem = problem_of(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    return validate
 
 
 TaskId = Annotated[
     str,
     StringConstraints(strict=True, min_length=1, max_length=MAX_TASK_ID_LENGTH),
-    AfterValidator(_task_id),
+    AfterValidator(_refusing(task_id_problem)),
     Field(json_schema_extra={"pattern": TASK_ID_PATTERN}),
 ]
 
@@ -125,26 +131,25 @@ MAX_KEY_BYTES = 128
 KEY_RULE = f"1 to {MAX_KEY_BYTES} bytes of UTF-8, without control characters or bidirectional formatting characters"
 
 
-def key_problem(value: str) -> str | None:
-    """What keeps `value` from being a flow key, or None when it is one."""
+def _text_key_problem(value: str, max_bytes: int, too_long: str) -> str | None:
+    """What keeps `value` from being a key of at most `max_bytes` of UTF-8 shown like an id, or None;
+    `too_long` words a wrong size, given it as `{size}`."""
     try:
         size = len(value.encode("utf-8"))
     except UnicodeEncodeError:
         return "must be valid Unicode (no lone surrogate escapes)"
-    if not 1 <= size <= MAX_KEY_BYTES:
-        return f"must be {KEY_RULE} (this one has {size} bytes)"
+    if not 1 <= size <= max_bytes:
+        return too_long.format(size=size)
     return _forbidden_character_problem(value)
 
 
-def _flow_key(value: str) -> str:
-    problem = key_problem(value)
-    if problem is not None:
-        raise ValueError(problem)
-    return value
+def key_problem(value: str) -> str | None:
+    """What keeps `value` from being a flow key, or None when it is one."""
+    return _text_key_problem(value, MAX_KEY_BYTES, f"must be {KEY_RULE} (this one has {{size}} bytes)")
 
 
 FlowKey = Annotated[
-    str, StringConstraints(strict=True, min_length=1, max_length=MAX_KEY_BYTES), AfterValidator(_flow_key)
+    str, StringConstraints(strict=True, min_length=1, max_length=MAX_KEY_BYTES), AfterValidator(_refusing(key_problem))
 ]
 
 
@@ -159,24 +164,15 @@ UNIQUE_KEY_RULE = (
 
 def unique_key_problem(value: str) -> str | None:
     """What keeps `value` from being a unique key, or None when it is one."""
-    try:
-        size = len(value.encode("utf-8"))
-    except UnicodeEncodeError:
-        return "must be valid Unicode (no lone surrogate escapes)"
-    if not 1 <= size <= MAX_UNIQUE_KEY_BYTES:
-        return f"must be 1 to {MAX_UNIQUE_KEY_BYTES} bytes in UTF-8 (this one is {size})"
-    return _forbidden_character_problem(value)
-
-
-def _unique_key(value: str) -> str:
-    problem = unique_key_problem(value)
-    if problem is not None:
-        raise ValueError(problem)
-    return value
+    return _text_key_problem(
+        value, MAX_UNIQUE_KEY_BYTES, f"must be 1 to {MAX_UNIQUE_KEY_BYTES} bytes in UTF-8 (this one is {{size}})"
+    )
 
 
 UniqueKey = Annotated[
-    str, StringConstraints(strict=True, min_length=1, max_length=MAX_UNIQUE_KEY_BYTES), AfterValidator(_unique_key)
+    str,
+    StringConstraints(strict=True, min_length=1, max_length=MAX_UNIQUE_KEY_BYTES),
+    AfterValidator(_refusing(unique_key_problem)),
 ]
 
 
