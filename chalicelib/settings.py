@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     TASKS_TABLE: str = Field(min_length=3, max_length=255)
     # Flow control's items: concurrency slots, rate buckets, pauses, unique keys (chalicelib/flow/).
     FLOW_TABLE: str = Field(min_length=3, max_length=255)
+    # Schedules and timers of tasks that run at a time (chalicelib/schedules/, chalicelib/ticker.py).
+    SCHEDULES_TABLE: str = Field(min_length=3, max_length=255)
     # The default class's queue; the high and low classes have their own (chalicelib/priority.py).
     # Left unset, a class's queue is the task queue's name with `-high` or `-low`, as the template names it.
     TASKS_QUEUE: str = Field(min_length=1, max_length=80)

@@ -86,6 +86,7 @@ class Resources:
     dead_letter_queue: str
     table: str
     flow_table: str
+    schedules_table: str
     max_receive_count: int
     high_priority_queue: str = ""
     low_priority_queue: str = ""
@@ -104,6 +105,7 @@ class Resources:
             dead_letter_queue=outputs["DeadLetterQueueName"],
             table=outputs["TasksTableName"],
             flow_table=outputs["FlowTableName"],
+            schedules_table=outputs["SchedulesTableName"],
             max_receive_count=max_attempts,
         )
 
@@ -173,6 +175,7 @@ def _check_names(config: LocalConfig, resources: Resources) -> None:
         ("DEAD_LETTER_QUEUE", resources.dead_letter_queue),
         ("TASKS_TABLE", resources.table),
         ("FLOW_TABLE", resources.flow_table),
+        ("SCHEDULES_TABLE", resources.schedules_table),
     ]
     wrong = [f"{name}={env.get(name)!r} but the stack made {made!r}" for name, made in pairs if env.get(name) != made]
     if wrong:

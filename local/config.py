@@ -46,7 +46,15 @@ EMBEDDED_CREDENTIALS = {
 # The stack names its resources after the stage; the app must use those names, so
 # the environment cannot override them.
 RESOURCE_NAMES = frozenset(
-    {"TASKS_TABLE", "FLOW_TABLE", "TASKS_QUEUE", "HIGH_PRIORITY_QUEUE", "LOW_PRIORITY_QUEUE", "DEAD_LETTER_QUEUE"}
+    {
+        "TASKS_TABLE",
+        "FLOW_TABLE",
+        "SCHEDULES_TABLE",
+        "TASKS_QUEUE",
+        "HIGH_PRIORITY_QUEUE",
+        "LOW_PRIORITY_QUEUE",
+        "DEAD_LETTER_QUEUE",
+    }
 )
 # Chalice's default function timeout when the stage sets none.
 DEFAULT_LAMBDA_TIMEOUT = 60

@@ -119,6 +119,7 @@ def settings(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     return Settings(
         TASKS_TABLE="taskproc-test-tasks",
         FLOW_TABLE="taskproc-test-flow",
+        SCHEDULES_TABLE="taskproc-test-schedules",
         TASKS_QUEUE="taskproc-test-tasks",
         DEAD_LETTER_QUEUE="taskproc-test-dead-letters",
         MAX_ATTEMPTS=3,

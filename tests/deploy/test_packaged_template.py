@@ -146,6 +146,7 @@ def test_every_function_environment_names_the_stage_resources(package: Packaged)
     expected = {
         "TASKS_TABLE": _sub(resources["TasksTable"]["Properties"]["TableName"], parameters),
         "FLOW_TABLE": _sub(resources["FlowTable"]["Properties"]["TableName"], parameters),
+        "SCHEDULES_TABLE": _sub(resources["SchedulesTable"]["Properties"]["TableName"], parameters),
         "TASKS_QUEUE": _sub(resources["TasksQueue"]["Properties"]["QueueName"], parameters),
         "HIGH_PRIORITY_QUEUE": _sub(resources["HighPriorityTasksQueue"]["Properties"]["QueueName"], parameters),
         "LOW_PRIORITY_QUEUE": _sub(resources["LowPriorityTasksQueue"]["Properties"]["QueueName"], parameters),

@@ -47,6 +47,7 @@ def h(moto_server: str, aws_env: None, monkeypatch: pytest.MonkeyPatch, clock: F
     names = {
         "TASKS_TABLE": f"taskproc-{stage}-tasks",
         "FLOW_TABLE": f"taskproc-{stage}-flow",
+        "SCHEDULES_TABLE": f"taskproc-{stage}-schedules",
         "TASKS_QUEUE": f"taskproc-{stage}-tasks",
     }
     settings = Settings(**names, DEAD_LETTER_QUEUE=f"taskproc-{stage}-dead-letters")

@@ -5,7 +5,13 @@ import pytest
 from chalicelib.errors import SettingsError
 from chalicelib.settings import load_settings, wiring
 
-NAMES = {"TASKS_TABLE": "tasks", "FLOW_TABLE": "flow", "TASKS_QUEUE": "tasks", "DEAD_LETTER_QUEUE": "dead"}
+NAMES = {
+    "TASKS_TABLE": "tasks",
+    "FLOW_TABLE": "flow",
+    "SCHEDULES_TABLE": "schedules",
+    "TASKS_QUEUE": "tasks",
+    "DEAD_LETTER_QUEUE": "dead",
+}
 
 
 @pytest.fixture(autouse=True)

@@ -145,6 +145,7 @@ class InProcess:
         self.settings = Settings(
             TASKS_TABLE=f"taskproc-{stage}-tasks",
             FLOW_TABLE=f"taskproc-{stage}-flow",
+            SCHEDULES_TABLE=f"taskproc-{stage}-schedules",
             TASKS_QUEUE=f"taskproc-{stage}-tasks",
             DEAD_LETTER_QUEUE=f"taskproc-{stage}-dead-letters",
             **{**EMBEDDED_TIMEOUTS, **settings},

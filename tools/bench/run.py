@@ -165,7 +165,12 @@ def _publish_in_process(aws_url: str, ids: list[str]) -> None:
     events.setLevel(logging.WARNING)  # a line per task would slow the burst down
 
     names = {name: "taskproc-local-tasks" for name in ("TASKS_TABLE", "TASKS_QUEUE")}
-    settings = Settings(**names, FLOW_TABLE="taskproc-local-flow", DEAD_LETTER_QUEUE="taskproc-local-dead-letters")
+    settings = Settings(
+        **names,
+        FLOW_TABLE="taskproc-local-flow",
+        SCHEDULES_TABLE="taskproc-local-schedules",
+        DEAD_LETTER_QUEUE="taskproc-local-dead-letters",
+    )
     session = boto3.session.Session(
         region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
     )
