@@ -7,10 +7,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import boto3
 from botocore.config import Config
 
+from chalicelib.clock import ScheduleClock
 from chalicelib.cursor import CursorKeys
 from chalicelib.deadline import invocation_seconds
 from chalicelib.flow.gate import Gate
@@ -61,6 +63,10 @@ class Runtime:
     registry: Registry = field(default_factory=lambda: REGISTRY)
     # The high and low classes' queues; the default class's is `tasks_queue`.
     class_queues: dict[Priority, Queue] = field(default_factory=dict)
+    # The stage's DynamoDB client, for stores built on first use (the schedules table's).
+    dynamodb: Any = None
+    # The schedules' time (chalicelib/clock.py): the wall clock except on a scaled offline stack.
+    schedule_clock: ScheduleClock = field(default_factory=ScheduleClock)
 
     def queue_for(self, priority: Priority) -> Queue:
         """The queue of a priority class: every message of a task of that class goes there."""
@@ -108,6 +114,8 @@ def build_runtime(
         ),
         flow=flow,
         pauses=Pauses(flow, clock=clock),
+        dynamodb=dynamodb,
+        schedule_clock=ScheduleClock(settings.SCHEDULE_TIME_SCALE, settings.SCHEDULE_CLOCK_ORIGIN, clock),
     )
 
 

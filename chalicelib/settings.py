@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     # The Secrets Manager secret (name or ARN) whose value signs list cursors (chalicelib/cursor.py).
     # Every deployed stage names its stack's secret; only offline and in tests may it be unset.
     CURSOR_SECRET_ID: str | None = Field(default=None, min_length=1, max_length=2048)
+    # The schedules' clock (chalicelib/clock.py): faster than the wall clock on the offline
+    # stack only, from an origin every process of that stack shares.
+    SCHEDULE_TIME_SCALE: float = Field(default=1.0, ge=1, le=3600)
+    SCHEDULE_CLOCK_ORIGIN: float | None = Field(default=None, ge=0)
     # Set by Lambda itself in every function's environment: present means a deployed stage.
     AWS_LAMBDA_FUNCTION_NAME: str | None = None
 
@@ -72,6 +76,12 @@ class Settings(BaseSettings):
     def _backoff_cap_not_below_base(self) -> Settings:
         if self.BACKOFF_MAX_SECONDS < self.BACKOFF_BASE_SECONDS:
             raise ValueError("BACKOFF_MAX_SECONDS must not be below BACKOFF_BASE_SECONDS")
+        return self
+
+    @model_validator(mode="after")
+    def _schedules_keep_wall_time_when_deployed(self) -> Settings:
+        if self.AWS_LAMBDA_FUNCTION_NAME and self.SCHEDULE_TIME_SCALE != 1:
+            raise ValueError("SCHEDULE_TIME_SCALE must be 1 on a deployed stage")
         return self
 
 
