@@ -94,7 +94,9 @@ def publish_batch() -> Response:
 @json_errors
 def create_task() -> Response:
     query = app.current_request.query_params or {}  # the body is all payload: the task's options are here
-    created = api.create_from_payload(_body(), get_runtime(), query.get("key"), query.get("priority"))
+    created = api.create_from_payload(
+        _body(), get_runtime(), query.get("key"), query.get("priority"), query.get("callbackUrl")
+    )
     return json_response(created, 201, {"Location": api.task_location(created.id, _path_prefix())})
 
 

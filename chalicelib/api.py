@@ -12,6 +12,8 @@ from urllib.parse import quote, unquote
 from pydantic import TypeAdapter, ValidationError
 
 from chalicelib import metrics
+from chalicelib.callbacks.follow_up import CALLBACK_TYPE
+from chalicelib.callbacks.url import CallbackRefused
 from chalicelib.cursor import CursorSecretUnavailable
 from chalicelib.errors import (
     FieldProblem,
@@ -31,9 +33,11 @@ from chalicelib.flow.unique import KeyClaim, KeyHeld, UniqueKeys, Uniqueness
 from chalicelib.logs import log_event
 from chalicelib.metrics import Metric
 from chalicelib.models import (
+    CALLBACK_TASK_SUFFIX,
     DEFAULT_TYPE,
     MAX_TASK_BYTES,
     TASK_ID_RULE,
+    CallbackIn,
     Health,
     PriorityName,
     PublishAccepted,
@@ -42,6 +46,7 @@ from chalicelib.models import (
     TaskCreated,
     TaskIn,
     TaskView,
+    callback_task_id,
     key_problem,
     task_id_problem,
 )
@@ -155,26 +160,59 @@ def validated_task(body: dict[str, Any], registry: Registry) -> tuple[Task, Task
             f"the payload does not fit task type {name!r}", field_problems(exc, prefix=("payload",))
         ) from exc
     # The payload exactly as sent (the model keeps it as given); the numbers as the model read them (5.0 is 5).
+    callback = validated.callback.url if validated.callback is not None else None
     return (
         Task(
-            id=body["id"], type=name, payload=body["payload"], priority=Priority(validated.priority), key=validated.key
+            id=body["id"],
+            type=name,
+            payload=body["payload"],
+            priority=Priority(validated.priority),
+            key=validated.key,
+            callback=callback,
         ),
         validated,
     )
 
 
+def check_callback(task: Task, rt: Runtime) -> None:
+    """Refuse a task whose callback the stage may not call (chalicelib/callbacks/url.py), and a client's
+    task of the `callback` type, whose body taskproc would sign as its own.
+
+    Raises:
+        ValidationFailed: naming `callback.url` (or `id`, `type`) and the rule.
+    """
+    if task.type == CALLBACK_TYPE:
+        rule = "must not be callback: taskproc publishes that type itself, for a task's `callback`"
+        raise ValidationFailed("the task is not valid", [FieldProblem("type", rule)])
+    if task.callback is None:
+        return
+    delivery_id = callback_task_id(task.id)
+    if task_id_problem(delivery_id) is not None:
+        rule = f"with a callback, must leave room for {CALLBACK_TASK_SUFFIX!r}: {delivery_id!r} must be {TASK_ID_RULE}"
+        raise ValidationFailed("the callback is not valid", [FieldProblem("id", rule)])
+    try:
+        rt.callback_urls.check(task.callback)
+    except CallbackRefused as refused:
+        raise ValidationFailed("the callback is not valid", [FieldProblem("callback.url", refused.rule)]) from None
+
+
 def publish(body: dict[str, Any], rt: Runtime) -> PublishAccepted:
     """Store and queue a client's task. A known id answers as a duplicate and is not queued again."""
     task, validated = validated_task(body, rt.registry)
+    check_callback(task, rt)
     return _accept(task, rt, validated.delaySeconds, validated.expiresInSeconds, Uniqueness.of(validated))
 
 
 def create_from_payload(
-    body: dict[str, Any], rt: Runtime, key: str | None = None, priority_name: str | None = None
+    body: dict[str, Any],
+    rt: Runtime,
+    key: str | None = None,
+    priority_name: str | None = None,
+    callback_url: str | None = None,
 ) -> TaskCreated:
     """Store and queue a simulated task whose payload is the whole body, as the seed has it, under a
-    new id, with the flow key `key` and the class `priority_name` (the route's query parameters:
-    the body is all payload) if given.
+    new id, with the flow key `key`, the class `priority_name` and the callback `callback_url` (the
+    route's query parameters `key`, `priority`, `callbackUrl`: the body is all payload) if given.
 
     Raises:
         ValidationFailed: the payload does not fit `simulate`, `priority` is not a class, or the key
@@ -195,7 +233,13 @@ def create_from_payload(
         simulate.parse(payload)
     except ValidationError as exc:
         raise ValidationFailed("the task payload is not valid", field_problems(exc)) from exc
-    accepted = _accept(Task(id=str(uuid.uuid4()), type=DEFAULT_TYPE, payload=payload, priority=priority, key=key), rt)
+    try:
+        callback = None if callback_url is None else CallbackIn(url=callback_url).url
+    except ValidationError as exc:
+        raise ValidationFailed("the callback is not valid", field_problems(exc, prefix=("callback",))) from exc
+    task = Task(id=str(uuid.uuid4()), type=DEFAULT_TYPE, payload=payload, priority=priority, key=key, callback=callback)
+    check_callback(task, rt)
+    accepted = _accept(task, rt)
     return TaskCreated(taskId=accepted.id, id=accepted.id, status=accepted.status)
 
 

@@ -144,7 +144,9 @@ def _validated(entry: Any, rt: Runtime) -> tuple[Task, TaskIn]:
             "the body must be a JSON object",
             [FieldProblem("body", f"must be a JSON object, not {type(entry).__name__}")],
         )
-    return api.validated_task(entry, rt.registry)
+    task, validated = api.validated_task(entry, rt.registry)
+    api.check_callback(task, rt)
+    return task, validated
 
 
 def _claim_keys(

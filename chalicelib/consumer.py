@@ -25,7 +25,7 @@ from chalicelib import metrics
 from chalicelib.attempt import AttemptOutcome, abandoned, run_attempt, unknown_type
 from chalicelib.backoff import backoff_seconds
 from chalicelib.deadline import UNBOUNDED, Invocation
-from chalicelib.errors import LeaseLost, QueueError, StaleRecord
+from chalicelib.errors import LeaseLost, QueueError, StaleRecord, StoreError
 from chalicelib.expiry import START_BY_ATTRIBUTE
 from chalicelib.flow.gate import Deferred
 from chalicelib.heartbeat import Heartbeat
@@ -39,6 +39,7 @@ from chalicelib.registry import TaskType
 from chalicelib.runtime import Runtime
 from chalicelib.settings import MAX_VISIBILITY_SECONDS
 from chalicelib.store import Acquired, AcquireRefused, Refusal
+from chalicelib.terminal import after_terminal
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +175,12 @@ def parse_task_message(body: str, priority: Priority = Priority.DEFAULT) -> Task
         field = ".".join(str(part) for part in first["loc"]) or "body"
         raise ValueError(f"not a valid task: {field}: {first['msg']}") from exc
     return Task(
-        id=raw["id"], type=raw.get("type", DEFAULT_TYPE), payload=raw["payload"], priority=priority, key=raw.get("key")
+        id=raw["id"],
+        type=raw.get("type", DEFAULT_TYPE),
+        payload=raw["payload"],
+        priority=priority,
+        key=raw.get("key"),
+        callback=(raw.get("callback") or {}).get("url"),
     )
 
 
@@ -410,7 +416,7 @@ class TaskConsumer:
             return Outcome.ERROR, None
         log_event("succeeded", **fields, durationMs=round(outcome.duration_ms))
         self._finished(acquired, Metric.COMPLETED)
-        return Outcome.SUCCEEDED, None
+        return self._followed(acquired.task, (Outcome.SUCCEEDED, None))
 
     def _keeper(self, record: SqsRecord, task_type: TaskType, acquired: Acquired) -> Heartbeat | None:
         """The heartbeat of an attempt of a long type, its message hidden for its lease; else None."""
@@ -436,7 +442,7 @@ class TaskConsumer:
             return Outcome.ERROR, None
         log_event("cancelled", logging.WARNING, **fields, reason="cancelled through its heartbeat")
         self._finished(acquired, Metric.TASKS_CANCELLED)
-        return Outcome.CANCELLED, None
+        return self._followed(acquired.task, (Outcome.CANCELLED, None))
 
     def _finished(self, acquired: Acquired, metric: Metric) -> None:
         """Count a task that reached a terminal status, and how long it took from its creation."""
@@ -454,20 +460,30 @@ class TaskConsumer:
         if written is Status.CANCELLED:
             log_event("cancelled", logging.WARNING, **fields, error=error)
             self._finished(acquired, Metric.TASKS_CANCELLED)
-            return Outcome.CANCELLED, None
+            return self._followed(acquired.task, (Outcome.CANCELLED, None))
         log_event("failed", logging.WARNING, **fields, error=error, final=final, permanent=outcome.permanent or None)
         if outcome.permanent:
             metrics.count(Metric.PERMANENT_FAILURES, acquired.task.type)
             self._finished(acquired, Metric.TASKS_FAILED)
-            return Outcome.FAILED_PERMANENTLY, None
+            return self._followed(acquired.task, (Outcome.FAILED_PERMANENTLY, None))
         if delay is None:
             self._finished(acquired, Metric.TASKS_FAILED)
             # Visible again at once, so its next receive moves it to the dead-letter queue
             # rather than making a finished task wait out a backoff.
-            return Outcome.DEAD_LETTERED, 0
+            return self._followed(acquired.task, (Outcome.DEAD_LETTERED, 0))
         log_event("retry_scheduled", **fields, delaySeconds=delay)
         metrics.count(Metric.RETRIES_SCHEDULED, acquired.task.type)
         return Outcome.RETRY_SCHEDULED, delay
+
+    def _followed(self, task: Task, verdict: Verdict, record: TaskRecord | None = None) -> Verdict:
+        """`verdict` for a task just made or found terminal, once its follow-ups are published
+        (chalicelib/terminal.py); if they may not be, its message comes back to publish them."""
+        try:
+            after_terminal(self._rt, task, record)
+        except (QueueError, StoreError):
+            log_event("follow_up_unpublished", logging.WARNING, taskId=task.id, error=_last_error())
+            return Outcome.ERROR, None
+        return verdict
 
     def _backoff(self, acquired: Acquired) -> int:
         """Seconds before the next attempt: the type's own schedule, else the stage's."""
@@ -487,7 +503,8 @@ class TaskConsumer:
                 metrics.count(Metric.RETRIES_AWAITED, task.type)
                 return Outcome.DEFERRED, RETRY_LANDING_SECONDS
             log_event("duplicate_dropped", **fields, status=task.status.value)
-            return Outcome.DROPPED, None
+            # A terminal write whose follow-ups were never published (its consumer died) is seen here.
+            return self._followed(task.task, (Outcome.DROPPED, None), task)
         if refused.reason is Refusal.EXHAUSTED:
             reason = task.expired_reason
             try:
@@ -496,17 +513,17 @@ class TaskConsumer:
                 return Outcome.ERROR, None
             log_event("failed", logging.WARNING, **fields, error=reason, final=True)
             metrics.count(Metric.TASKS_FAILED, task.type)
-            return Outcome.DEAD_LETTERED, 0
+            return self._followed(task.task, (Outcome.DEAD_LETTERED, 0))
         if refused.reason is Refusal.EXPIRED_BEFORE_START:
             try:
-                self._rt.store.expire_unstarted(task)
+                expired = self._rt.store.expire_unstarted(task)
             except StaleRecord:
                 return Outcome.ERROR, None
             start_by = iso_from_ms(task.start_by_ms) if task.start_by_ms is not None else None
             log_event("expired_before_start", logging.WARNING, **fields, startBy=start_by)
             metrics.count(Metric.TASKS_EXPIRED, task.type)
             metrics.count(Metric.TASKS_CANCELLED, task.type)
-            return Outcome.EXPIRED, None
+            return self._followed(task.task, (Outcome.EXPIRED, None), expired)
         if refused.reason is Refusal.CANCEL_REQUESTED:
             try:
                 self._rt.store.finish_cancel(task)
@@ -514,7 +531,7 @@ class TaskConsumer:
                 return Outcome.ERROR, None
             log_event("cancelled", logging.WARNING, **fields, reason="cancelled while its consumer died")
             metrics.count(Metric.TASKS_CANCELLED, task.type)
-            return Outcome.DROPPED, None
+            return self._followed(task.task, (Outcome.DROPPED, None))
         log_event("deferred", **fields, reason=refused.reason.value, waitMs=refused.wait_ms)
         return Outcome.DEFERRED, _seconds(refused.wait_ms)
 
@@ -558,7 +575,7 @@ class DeadLetterConsumer:
             return Outcome.RECORDED
         if current.is_terminal:
             log_event("dead_lettered", **fields, status=current.status.value)
-            return Outcome.RECORDED
+            return self._followed(current, current)
         if current.live_lease(self._store.now_ms()) or (
             current.last_message_id and current.last_message_id != record.identity
         ):
@@ -570,7 +587,7 @@ class DeadLetterConsumer:
             self._store.finish_cancel(current)
             log_event("cancelled", logging.WARNING, **fields, reason="cancelled while its consumer died")
             metrics.count(Metric.TASKS_CANCELLED, current.type)
-            return Outcome.RECORDED
+            return self._followed(current)
         if current.attempts_left > 0 and current.redrives < MAX_REDRIVES:
             return self._redrive(current, fields)
         if current.lease:
@@ -579,6 +596,16 @@ class DeadLetterConsumer:
             reason = current.last_error or "the message was dead-lettered before any attempt finished"
         self._store.fail_abandoned(current, reason)
         log_event("dead_lettered", logging.WARNING, **fields, attempt=current.attempts, error=reason)
+        return self._followed(current)
+
+    def _followed(self, current: TaskRecord, terminal: TaskRecord | None = None) -> Outcome:
+        """RECORDED once the follow-ups of a task this dead letter made or found terminal are published;
+        else ERROR, and the dead letter comes back to publish them."""
+        try:
+            after_terminal(self._rt, current.task, terminal)
+        except (QueueError, StoreError):
+            log_event("follow_up_unpublished", logging.WARNING, taskId=current.id, error=_last_error())
+            return Outcome.ERROR
         return Outcome.RECORDED
 
     def _redrive(self, current: TaskRecord, fields: dict[str, Any]) -> Outcome:

@@ -250,6 +250,28 @@ def _expires_in_seconds(which: str) -> Any:
     )
 
 
+# A completion callback (chalicelib/callbacks/): where taskproc POSTs the task's outcome. The model
+# checks only the URL's shape; the stage's rules (https, allowlist, addresses) are checked at publish.
+MAX_CALLBACK_URL_LENGTH = 2048
+CALLBACK_TASK_SUFFIX = "/callback"
+
+
+class CallbackIn(BaseModel):
+    """`callback` at publish: the URL told of the task's outcome once it is terminal."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    url: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=MAX_CALLBACK_URL_LENGTH)] = Field(
+        description="An absolute http(s) URL without credentials; on deployed stages `https`, its host on the"
+        " stage's `CALLBACK_ALLOWED_HOSTS`, resolving to a public address (docs/workflows.md)."
+    )
+
+
+def callback_task_id(task_id: str) -> str:
+    """The id of the task that delivers `task_id`'s callback: fixed, so a repeat never makes two."""
+    return task_id + CALLBACK_TASK_SUFFIX
+
+
 class TaskIn(BaseModel):
     """The body of `POST /publish`, and of every message on the task queue."""
 
@@ -267,6 +289,12 @@ class TaskIn(BaseModel):
         description=f"The flow key whose per-key caps and rates the task counts in ({KEY_RULE}); it wins"
         " over the key its type reads from the payload (`concurrency_key`). Leave it out for none.",
         json_schema_extra=_flow_key_schema,
+    )
+    callback: CallbackIn = Field(
+        default=None,
+        description="Where to POST the task's outcome, signed, once it is COMPLETED, FAILED or CANCELLED"
+        " (docs/workflows.md); delivered by the task `<id>/callback`. Leave it out for none.",
+        json_schema_extra=_no_default,
     )
     priority: PriorityName = Field(
         default=Priority.DEFAULT.value,
@@ -333,6 +361,7 @@ class Task(BaseModel):
     # Not in the message body: the queue a message sits in is its class (chalicelib/priority.py).
     priority: Priority = Priority.DEFAULT
     key: str | None = None  # the explicit flow key, if the publish gave one
+    callback: str | None = None  # the callback URL, if the publish gave one
 
     def message_body(self) -> str:
         """The task as it travels on the queue: the same document `POST /publish` takes.
@@ -343,6 +372,8 @@ class Task(BaseModel):
         body: dict[str, Any] = {"id": self.id, "type": self.type, "payload": self.payload}
         if self.key is not None:
             body["key"] = self.key
+        if self.callback is not None:
+            body["callback"] = {"url": self.callback}
         text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
         return text.replace("\ufffe", "\\ufffe").replace("\uffff", "\\uffff")
 
@@ -456,6 +487,12 @@ class TaskView(BaseModel):
         " A new attempt starts with none.",
     )
     history: list[HistoryEntry]
+    callback: CallbackIn | None = Field(default=None, description="The completion callback given at publish.")
+    callbackTask: str | None = Field(
+        default=None,
+        description="With a callback: the id of the `callback` task that delivers it (`<id>/callback`), which"
+        " exists once this task is terminal; read it like any task to see the delivery's attempts.",
+    )
 
 
 class FieldError(BaseModel):

@@ -53,6 +53,7 @@ from chalicelib.query import MAX_PAGE, TaskListQuery, parse_query
 from chalicelib.queue import Queue
 from chalicelib.record import TaskRecord
 from chalicelib.runtime import Runtime
+from chalicelib.terminal import after_terminal
 
 logger = logging.getLogger(__name__)
 
@@ -260,6 +261,7 @@ def cancel(task_id: str, by: str, rt: Runtime) -> tuple[TaskView, bool]:
         try:
             if record.status in CANCELLABLE_NOW:
                 cancelled = rt.operator_store.cancel(record, by)
+                _follow(cancelled, rt)
                 log_event("operator_cancel", taskId=task_id, by=by, fromStatus=record.status.value)
                 metrics.count(Metric.OPERATOR_CANCELS, record.type)
                 metrics.count(Metric.TASKS_CANCELLED, record.type)
@@ -277,6 +279,18 @@ def cancel(task_id: str, by: str, rt: Runtime) -> tuple[TaskView, bool]:
             raise ServiceUnavailable("the task table did not answer; the task was not cancelled, try again") from exc
         raise Conflict(f"task {task_id!r} is {record.status.value}, which is final; it cannot be cancelled")
     raise Conflict(f"task {task_id!r} kept changing while it was being cancelled; try again")
+
+
+def _follow(cancelled: TaskRecord, rt: Runtime) -> None:
+    """Publish the follow-ups of a task an operator just cancelled (chalicelib/terminal.py).
+
+    Not publishing them does not fail the cancel: a PENDING or RETRYING task always has a message
+    on its way, and the consumer that receives it finds the task terminal and publishes them then.
+    """
+    try:
+        after_terminal(rt, cancelled.task, cancelled)
+    except (QueueError, StoreError) as exc:
+        log_event("follow_up_unpublished", logging.WARNING, taskId=cancelled.id, error=str(exc))
 
 
 def _since(value: datetime | None) -> str | None:

@@ -14,17 +14,21 @@ from chalicelib.models import (
     Action,
     ActionView,
     AttemptView,
+    CallbackIn,
     ExpiredView,
     Outcome,
     Status,
     Task,
     TaskView,
+    callback_task_id,
 )
 from chalicelib.priority import Priority
 
 # The task item's `unique` map: the claim of a unique key this task was published holding
 # (chalicelib/flow/unique.py): {"key", "until": epoch ms or "terminal", "claimedAt": epoch ms}.
 UNIQUE_ATTRIBUTE = "unique"
+# The task item's `callback` map, {"url"}: the completion callback given at publish.
+CALLBACK_ATTRIBUTE = "callback"
 
 # What a client sees in `history[].by`: that an operator acted, never which IAM principal.
 OPERATOR = "operator"
@@ -76,10 +80,18 @@ class TaskRecord:
     unique: dict[str, Any] | None = None  # the UNIQUE_ATTRIBUTE map, numbers as ints
     priority: Priority = Priority.DEFAULT
     key: str | None = None  # the flow key given at publish
+    callback: str | None = None  # the completion callback's URL given at publish (chalicelib/callbacks/)
 
     @property
     def task(self) -> Task:
-        return Task(id=self.id, type=self.type, payload=self.payload, priority=self.priority, key=self.key)
+        return Task(
+            id=self.id,
+            type=self.type,
+            payload=self.payload,
+            priority=self.priority,
+            key=self.key,
+            callback=self.callback,
+        )
 
     @property
     def is_terminal(self) -> bool:
@@ -154,6 +166,8 @@ class TaskRecord:
             uniqueUntil=_until_view(self.unique["until"]) if self.unique else None,
             progress=json.loads(self.progress_json) if self.progress_json is not None else None,
             history=history,
+            callback=CallbackIn(url=self.callback) if self.callback else None,
+            callbackTask=callback_task_id(self.id) if self.callback else None,
         )
 
 
@@ -222,6 +236,7 @@ def record_from_item(item: dict[str, Any]) -> TaskRecord:
         unique=_unique(item.get(UNIQUE_ATTRIBUTE)),
         priority=priority_of_item(item),
         key=item.get("key"),
+        callback=(item.get(CALLBACK_ATTRIBUTE) or {}).get("url"),
     )
 
 

@@ -12,6 +12,8 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from chalicelib.callbacks.signing import SigningKeys
+from chalicelib.callbacks.url import UrlPolicy
 from chalicelib.clock import ScheduleClock
 from chalicelib.cursor import CursorKeys
 from chalicelib.deadline import invocation_seconds
@@ -67,6 +69,8 @@ class Runtime:
     dynamodb: Any = None
     # The schedules' time (chalicelib/clock.py): the wall clock except on a scaled offline stack.
     schedule_clock: ScheduleClock = field(default_factory=ScheduleClock)
+    # The key that signs completion callbacks (chalicelib/callbacks/signing.py): only consumers read it.
+    callback_keys: SigningKeys = field(default_factory=lambda: SigningKeys(None, None, lambda: None))
 
     def queue_for(self, priority: Priority) -> Queue:
         """The queue of a priority class: every message of a task of that class goes there."""
@@ -75,6 +79,12 @@ class Runtime:
     def priority_of_queue(self, queue_name: str | None) -> Priority | None:
         """The class whose queue is named `queue_name` (a Lambda record's `eventSourceARN` names it), else None."""
         return next((p for p in Priority if queue_name is not None and self.queue_for(p).name == queue_name), None)
+
+    @cached_property
+    def callback_urls(self) -> UrlPolicy:
+        """The stage's rules for callback URLs (chalicelib/callbacks/url.py); tests may set their own."""
+        deployed = self.settings.AWS_LAMBDA_FUNCTION_NAME is not None
+        return UrlPolicy.of(deployed, self.settings.CALLBACK_ALLOWED_HOSTS)
 
     @cached_property
     def gate(self) -> Gate:
@@ -116,6 +126,11 @@ def build_runtime(
         pauses=Pauses(flow, clock=clock),
         dynamodb=dynamodb,
         schedule_clock=ScheduleClock(settings.SCHEDULE_TIME_SCALE, settings.SCHEDULE_CLOCK_ORIGIN, clock),
+        callback_keys=SigningKeys(
+            settings.CALLBACK_SECRET_ID,
+            settings.CALLBACK_SIGNING_SECRET,
+            lambda: session.client("secretsmanager", config=config),
+        ),
     )
 
 

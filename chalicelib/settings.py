@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     # The Secrets Manager secret (name or ARN) whose value signs list cursors (chalicelib/cursor.py).
     # Every deployed stage names its stack's secret; only offline and in tests may it be unset.
     CURSOR_SECRET_ID: str | None = Field(default=None, min_length=1, max_length=2048)
+    # Completion callbacks (chalicelib/callbacks/): the key that signs them, as the Secrets Manager
+    # secret that holds it (every deployed stage names its stack's) or, offline, as the value; and
+    # the hosts a deployed stage may call back, comma-separated (`api.example.com`, `*.example.com`):
+    # empty, callbacks are refused there.
+    CALLBACK_SECRET_ID: str | None = Field(default=None, min_length=1, max_length=2048)
+    CALLBACK_SIGNING_SECRET: str | None = Field(default=None, min_length=32, max_length=4096)
+    CALLBACK_ALLOWED_HOSTS: str = Field(default="", max_length=4096)
     # The schedules' clock (chalicelib/clock.py): faster than the wall clock on the offline
     # stack only, from an origin every process of that stack shares.
     SCHEDULE_TIME_SCALE: float = Field(default=1.0, ge=1, le=3600)

@@ -28,7 +28,14 @@ from chalicelib.errors import CancelRequested, LeaseLost, StaleRecord, StoreErro
 from chalicelib.expiry import EXPIRED_ERROR, expired_entry
 from chalicelib.index import index_attributes, index_update
 from chalicelib.models import Outcome, Status, Task
-from chalicelib.record import UNIQUE_ATTRIBUTE, TaskRecord, attempt_entry, iso_from_ms, record_from_item
+from chalicelib.record import (
+    CALLBACK_ATTRIBUTE,
+    UNIQUE_ATTRIBUTE,
+    TaskRecord,
+    attempt_entry,
+    iso_from_ms,
+    record_from_item,
+)
 from chalicelib.table import TASK_IS_NEW, ConditionFailed, TaskTable, capped_error, deserialize
 
 logger = logging.getLogger(__name__)
@@ -170,8 +177,10 @@ class TaskStore(TaskTable):
         stored_here = False
         for _ in range(TAKEOVER_TRIES):
             try:
+                # A message with an expiry or a callback stores its item whole first (`_pending_item`).
+                may_create = start_by_ms is None and task.callback is None
                 acquired = self._acquire_once(
-                    task, owner, message_id, max_attempts, lease_seconds, may_create=start_by_ms is None
+                    task, owner, message_id, max_attempts, lease_seconds, may_create=may_create
                 )
             except _NotStored:
                 pending = self._pending_item(task, max_attempts, message_id=message_id, start_by_ms=start_by_ms)
@@ -375,6 +384,15 @@ class TaskStore(TaskTable):
         values = {":messageId": message_id, ":now_iso": now_iso, ":one": 1, **index_values}
         self._update_if_unchanged(record, update, values, "redriven")
 
+    def create_follow_up(self, task: Task, max_attempts: int, message_id: str) -> bool:
+        """Store PENDING a task taskproc publishes itself (a callback's delivery) whose message
+        `message_id` was already sent. False when its id exists: that message is then a duplicate,
+        dropped by the consumer like any other.
+
+        An UpdateItem, not `create`'s PutItem: the consumers' roles write the table with nothing else.
+        """
+        return self._store_new(self._pending_item(task, max_attempts, message_id=message_id))
+
     def record_unknown_failure(
         self, task_id: str, payload: dict[str, Any], reason: str, task_type: str | None = None
     ) -> bool:
@@ -424,6 +442,8 @@ class TaskStore(TaskTable):
             item["startBy"] = start_by_ms
         if task.key is not None:
             item["key"] = task.key
+        if task.callback is not None:
+            item[CALLBACK_ATTRIBUTE] = {"url": task.callback}
         return item
 
     def _store_new(self, item: dict[str, Any]) -> bool:
