@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from chalicelib.callbacks.follow_up import CALLBACK_TYPE
 from chalicelib.handlers import REGISTRY
 from chalicelib.handlers.simulate import SimulatePayload
 from chalicelib.models import (
@@ -15,6 +16,7 @@ from chalicelib.models import (
     KEY_RULE,
     MAX_BATCH_BYTES,
     MAX_BATCH_TASKS,
+    MAX_CALLBACK_URL_LENGTH,
     MAX_KEY_BYTES,
     MAX_TASK_BYTES,
     MAX_TASK_ID_LENGTH,
@@ -72,7 +74,8 @@ def _task_type_schemas(registry: Registry, schemas: dict[str, Any]) -> dict[str,
         "TaskType": {"type": "string", "enum": names, "description": "The registered task types."},
     }
     variants = []
-    for name in names:
+    # The callback type is taskproc's own: publishing it is refused (chalicelib/api.py, check_callback).
+    for name in (name for name in names if name != CALLBACK_TYPE):
         task_type = registry.get(name)
         assert task_type is not None
         payload = _ref(task_type.payload) if task_type.payload else {"type": "object"}
@@ -163,6 +166,16 @@ PRIORITY = {
     "description": "The task's class: `high` never waits behind `default` or `low` work (docs/architecture.md,"
     " Priorities). Left out: `default`.",
     "schema": {"type": "string", "enum": ["high", "default", "low"]},
+}
+
+
+CALLBACK_URL = {
+    "name": "callbackUrl",
+    "in": "query",
+    "required": False,
+    "description": "The task's completion callback, URL-encoded: `callback.url` of `POST /publish`, under the"
+    " same rules (docs/workflows.md).",
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_CALLBACK_URL_LENGTH},
 }
 
 
@@ -279,7 +292,7 @@ def openapi_document() -> dict[str, Any]:
                     "operationId": "createTask",
                     "summary": "Create a task whose payload is the whole body, under a server-generated id.",
                     "requestBody": _body(SimulatePayload, "The task's payload; it runs as a `simulate` task."),
-                    "parameters": [FLOW_KEY, PRIORITY],
+                    "parameters": [FLOW_KEY, PRIORITY, CALLBACK_URL],
                     "responses": {
                         "201": _json(TaskCreated, "Accepted.", LOCATION),
                         **_errors(400, 413, 415, 500, 503),

@@ -1,6 +1,6 @@
 """The signature on every callback delivery, and the stage's key that makes it.
 
-    Taskproc-Signature: t=1764590400,v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd
+    Taskproc-Signature: t=1764590400,v1=<64 hex digits>
 
 `v1` is the hex HMAC-SHA256, keyed by the stage's callback secret (its text as UTF-8), of the
 timestamp, a dot and the request's body exactly as sent: `"<t>.<body>"` (the Stripe scheme). A

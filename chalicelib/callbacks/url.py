@@ -64,10 +64,11 @@ def resolve(host: str, port: int) -> list[str]:
 _CLASSES: tuple[tuple[str, str], ...] = (
     ("is_loopback", "loopback"),
     ("is_link_local", "link-local (169.254.0.0/16, fe80::/10: the instance metadata address among them)"),
-    ("is_private", "private (10/8, 172.16/12, 192.168/16, fc00::/7 and the like)"),
     ("is_multicast", "multicast"),
     ("is_unspecified", "unspecified (0.0.0.0, ::)"),
     ("is_reserved", "reserved"),
+    # Last: to `ipaddress` the unspecified and reserved blocks are private too.
+    ("is_private", "private (10/8, 172.16/12, 192.168/16, fc00::/7 and the like)"),
 )
 
 

@@ -7,9 +7,9 @@ the body afresh and POSTs it to the checked address (docs/workflows.md). A 2xx a
 it; any other answer, a refused connection or no answer within 10 s fails the attempt, retried
 with this type's backoff; 410 Gone, or a URL the rules now refuse, fails it for good.
 
-Its timeout is 15 s and its lease three 5 s heartbeats (15 s), so that a delivery gets its whole
-10 s even on a stage whose lease is shorter (`local`'s is 3 s). It needs no heartbeat: the one
-request ends before the lease does.
+Its timeout is 12 s (it fits every stage's consumer function) and its lease three 4 s heartbeats
+(12 s), so that a delivery gets its whole 10 s even on a stage whose lease is shorter (`local`'s is
+3 s). It needs no heartbeat: the one request ends before the lease does.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ def body_bytes(delivery: dict[str, Any]) -> bytes:
 @task_type(
     CALLBACK_TYPE,
     payload=CallbackPayload,
-    timeout_seconds=15,
-    heartbeat_seconds=5,
+    timeout_seconds=12,
+    heartbeat_seconds=4,
     backoff=Backoff(base_seconds=10, max_seconds=600),
 )
 def callback(payload: CallbackPayload, context: TaskContext) -> dict[str, int]:

@@ -243,6 +243,7 @@ def walk(request: pytest.FixtureRequest) -> Iterator[Walk]:
         )
         secrets = plain.client("secretsmanager")
         secrets.create_secret(Name=config.environment["CURSOR_SECRET_ID"], SecretString="k" * 64)
+        secrets.create_secret(Name=config.environment["CALLBACK_SECRET_ID"], SecretString="c" * 64)
 
         values = {**config.environment, "AWS_LAMBDA_FUNCTION_NAME": function_name(stage, "api_handler")}
         settings = Settings(**{name: value for name, value in values.items() if name in Settings.model_fields})
@@ -260,6 +261,7 @@ def walk(request: pytest.FixtureRequest) -> Iterator[Walk]:
             with Client(app.app, stage_name="local") as client:
                 walk = Walk(stage, client, runtimes, recorders, clock, plain.client("sqs"), secrets)
                 _run_scenarios(walk)
+                _run_callback_scenarios(walk)
                 yield walk
         finally:
             set_runtime(None)
@@ -428,6 +430,62 @@ def _run_scenarios(w: Walk) -> None:
             w.deliver(function)
 
 
+def _run_callback_scenarios(w: Walk) -> None:
+    """Completion callbacks: published after a consumer's terminal write in every class, after an
+    operator's cancel, and by the dead-letter handler; delivered (signed with the stage's secret) by
+    every class's consumer to a receiver on loopback. The walk's runtimes are a deployed stage's, whose
+    URL rules would refuse loopback: they take the offline rules here, the IAM calls being the same."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    from chalicelib.callbacks.url import UrlPolicy
+
+    received: list[bytes] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/done"
+    for runtime in w.runtimes.values():
+        runtime.callback_urls = UrlPolicy(deployed=False)
+    try:
+        for priority, function in (("default", "process_tasks"), *CLASS_CONSUMERS.items()):
+            body = {
+                "id": f"{priority}-called-back",
+                "payload": SUCCEEDS,
+                "priority": priority,
+                "callback": {"url": url},
+            }
+            assert w.http("POST", "/publish", body)[0] == 201
+            w.drain(function)
+        # A terminal task whose dead letter comes back with its callback unpublished.
+        body = {"id": "dead-called-back", "payload": SUCCEEDS, "callback": {"url": url}}
+        assert w.http("POST", "/publish", body)[0] == 201
+        (record,) = w.deliver("process_tasks").records
+        w.runtimes["api_handler"].store.client.delete_item(
+            TableName=f"taskproc-{w.stage}-tasks", Key={"id": {"S": "dead-called-back/callback"}}
+        )
+        w.send("dead-letters", record["body"])
+        w.drain("handle_dead_letters")
+        body = {"id": "cancelled-called-back", "payload": SUCCEEDS, "callback": {"url": url}}
+        assert w.http("POST", "/publish", body)[0] == 201
+        assert w.http("POST", "/tasks/cancelled-called-back/cancel")[0] == 200
+        w.drain("process_tasks")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len({json.loads(body)["id"] for body in received}) == 5, received
+
+
 def _allowed(pairs: set[tuple[str, str]], action: str, resource: str) -> bool:
     return any(granted == action and fnmatchcase(resource, pattern) for granted, pattern in pairs)
 
@@ -460,13 +518,22 @@ def test_a_function_s_policy_grants_nothing_it_never_calls_beyond_what_lambda_do
     assert not missing, f"{policy_path(walk.stage, function).name} lacks what Lambda needs: {missing}"
 
 
-def test_only_the_api_reads_the_cursor_secret_and_only_the_stats_route_reads_metrics(walk: Walk) -> None:
-    for function in FUNCTIONS[1:]:
+def test_only_the_api_reads_the_cursor_secret_only_the_task_consumers_the_callback_secret_and_only_stats_metrics(
+    walk: Walk,
+) -> None:
+    readers = {}
+    for function in FUNCTIONS:
         actions = {action for action, _ in grants(walk.stage, function)}
-        assert not actions & {"secretsmanager:GetSecretValue", "cloudwatch:GetMetricData"}, function
-    secret_reads = {resource for action, resource in walk.calls("api_handler") if action.startswith("secretsmanager:")}
-    (secret,) = secret_reads
-    assert f":secret:taskproc-{walk.stage}-cursor-" in secret
-    assert {action for action, resource in walk.calls("api_handler") if resource == secret} == {
-        "secretsmanager:GetSecretValue"
+        assert "cloudwatch:GetMetricData" not in actions or function == "api_handler", function
+        reads = {resource for action, resource in walk.calls(function) if action.startswith("secretsmanager:")}
+        assert {action for action, resource in walk.calls(function) if resource in reads} <= {
+            "secretsmanager:GetSecretValue"
+        }
+        readers[function] = {resource.split(":secret:")[1].rsplit("-", 1)[0] for resource in reads}
+    assert readers == {
+        "api_handler": {f"taskproc-{walk.stage}-cursor"},
+        "process_tasks": {f"taskproc-{walk.stage}-callback"},
+        "process_high_priority_tasks": {f"taskproc-{walk.stage}-callback"},
+        "process_low_priority_tasks": {f"taskproc-{walk.stage}-callback"},
+        "handle_dead_letters": set(),
     }

@@ -236,7 +236,15 @@ def test_openapi_document_is_valid_openapi_3_1(client: Client) -> None:
     assert document["openapi"] == "3.1.0"
     assert {"/publish", "/tasks", "/tasks/{task_id}", "/health", "/openapi.json"} <= set(document["paths"])
     schemas = document["components"]["schemas"]
-    assert schemas["TaskType"]["enum"] == ["capped", "checksum", "per-customer", "simulate", "steps", "throttled"]
+    assert schemas["TaskType"]["enum"] == [
+        "callback",
+        "capped",
+        "checksum",
+        "per-customer",
+        "simulate",
+        "steps",
+        "throttled",
+    ]
     assert {variant["$ref"].rsplit("/", 1)[1] for variant in schemas["TaskIn"]["oneOf"]} == {
         "PublishCapped",
         "PublishChecksum",

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import quote
@@ -442,3 +442,102 @@ def test_a_publish_whose_callback_breaks_a_rule_is_a_400_naming_the_field_and_th
     details = json.loads(response.body)["error"]["details"]
     assert any(d["field"] == field and rule in d["message"] for d in details), details
     assert h.rt.store.get("refused") is None
+
+
+# --- a deployed stage's rules ---------------------------------------------------------------------
+
+
+def as_deployed(h: Harness, allowed: str, *answers: list[str]) -> list[list[str]]:
+    """Make the runtime a deployed stage's (AWS_LAMBDA_FUNCTION_NAME set) with `allowed` hosts, its DNS
+    answering each lookup with the next of `answers` (the last one repeated); returns what was asked."""
+    h.rt.settings = h.rt.settings.model_copy(
+        update={"AWS_LAMBDA_FUNCTION_NAME": "taskproc-dev-api_handler", "CALLBACK_ALLOWED_HOSTS": allowed}
+    )
+    h.rt.__dict__.pop("callback_urls", None)  # derived from the settings again, on first use
+    policy = h.rt.callback_urls
+    assert policy.deployed and policy.allowed_hosts == tuple(a.strip() for a in allowed.split(",") if a.strip())
+    pending, asked = list(answers), []
+
+    def resolver(host: str, port: int) -> list[str]:
+        asked.append([host, str(port)])
+        return pending.pop(0) if len(pending) > 1 else pending[0]
+
+    h.rt.callback_urls = replace(policy, resolver=resolver)
+    return asked
+
+
+@pytest.mark.parametrize(
+    ("address", "named"),
+    [
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("169.254.169.254", "link-local"),
+        ("fe80::1", "link-local"),
+        ("10.0.0.7", "private"),
+        ("172.31.255.1", "private"),
+        ("192.168.0.10", "private"),
+        ("fd12:3456::1", "private"),
+        ("239.1.2.3", "multicast"),
+        ("0.0.0.0", "unspecified"),
+        ("240.0.0.9", "reserved"),
+    ],
+)
+def test_a_deployed_stage_refuses_a_callback_resolving_to_each_forbidden_address_class_with_a_400(
+    h: Harness, address: str, named: str
+) -> None:
+    as_deployed(h, "hooks.example.com", [address])
+    response = post(
+        h, "/publish", {"id": "ssrf", "payload": SUCCEEDS, "callback": {"url": "https://hooks.example.com/"}}
+    )
+    assert response.status_code == 400, response.body
+    (detail,) = json.loads(response.body)["error"]["details"]
+    assert detail["field"] == "callback.url" and named in detail["message"] and address in detail["message"]
+    assert h.rt.store.get("ssrf") is None
+
+
+@pytest.mark.parametrize(
+    ("allowed", "url", "rule"),
+    [
+        ("", "https://hooks.example.com/", "callbacks are off on this stage"),
+        ("hooks.example.com", "http://hooks.example.com/", "absolute https URL"),
+        ("hooks.example.com", "https://other.example.com/", "CALLBACK_ALLOWED_HOSTS"),
+        ("hooks.example.com", "https://169.254.169.254/latest/meta-data/", "CALLBACK_ALLOWED_HOSTS"),
+    ],
+    ids=["allowlist-empty", "plain-http", "host-not-allowed", "metadata-by-address"],
+)
+def test_a_deployed_stage_refuses_callbacks_off_its_allowlist_or_without_https(
+    h: Harness, allowed: str, url: str, rule: str
+) -> None:
+    as_deployed(h, allowed, ["93.184.216.34"])
+    response = post(h, "/publish", {"id": "ssrf", "payload": SUCCEEDS, "callback": {"url": url}})
+    assert response.status_code == 400, response.body
+    (detail,) = json.loads(response.body)["error"]["details"]
+    assert detail["field"] == "callback.url" and rule in detail["message"], detail
+
+
+def test_a_host_that_resolves_to_loopback_by_delivery_time_is_refused_then_and_never_called(
+    h: Harness, receiver: Receiver
+) -> None:
+    # Public when published, loopback (the receiver's address) when delivered: a rebinding name.
+    asked = as_deployed(h, "hooks.example.com", ["93.184.216.34"], ["127.0.0.1"])
+    host_port = receiver.url.split("//")[1].split("/")[0]
+    publish(h, "rebound", f"https://hooks.example.com:{host_port.split(':')[1]}/hooks/taskproc")
+    drain(h)
+    assert len(asked) == 2  # checked at publish, and again before the delivery
+    ended = callback_task(h, "rebound")
+    assert ended["status"] == "FAILED" and ended["attempts"] == 1
+    assert "loopback" in ended["lastError"] and "127.0.0.1" in ended["lastError"]
+    assert receiver.requests == []
+
+
+def test_the_openapi_document_names_the_callback_field_the_query_parameter_and_the_callback_task(
+    h: Harness,
+) -> None:
+    document = json.loads(h.client.http.get("/openapi.json").body)
+    schemas = document["components"]["schemas"]
+    assert schemas["PublishSimulate"]["properties"]["callback"]["$ref"] == "#/components/schemas/CallbackIn"
+    assert schemas["CallbackIn"]["required"] == ["url"]
+    assert {"callback", "callbackTask"} <= set(schemas["TaskView"]["properties"])
+    assert "PublishCallback" not in schemas  # clients cannot publish it
+    parameters = {p["name"] for p in document["paths"]["/tasks"]["post"]["parameters"]}
+    assert "callbackUrl" in parameters

@@ -29,7 +29,7 @@ def context() -> TaskContext:
 
 
 def test_the_built_in_types_are_registered() -> None:
-    assert REGISTRY.names() == ["capped", "checksum", "per-customer", "simulate", "steps", "throttled"]
+    assert REGISTRY.names() == ["callback", "capped", "checksum", "per-customer", "simulate", "steps", "throttled"]
 
 
 def test_registering_two_handlers_under_one_name_fails_naming_the_type() -> None:
