@@ -11,11 +11,14 @@ endpoint), then the API, then the endpoint.
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO
 
 from local.config import LocalConfig
@@ -66,7 +69,23 @@ def child_environment(config: LocalConfig) -> dict[str, str]:
     env["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{config.aws_port}"
     env["PYTHONUNBUFFERED"] = "1"
     env["STAGE"] = config.stage
+    if not env.get("CALLBACK_SIGNING_SECRET"):
+        env["CALLBACK_SIGNING_SECRET"] = made_callback_secret()
     return env
+
+
+# Where `make run` writes the callback signing secret it made, for receivers to read (docs/workflows.md).
+CALLBACK_SECRET_FILE = Path(tempfile.gettempdir()) / "taskproc-local-callback-secret"
+
+
+def made_callback_secret() -> str:
+    """A fresh secret for this run's callbacks, written (readable by this user only) to CALLBACK_SECRET_FILE."""
+    secret = secrets.token_hex(32)
+    CALLBACK_SECRET_FILE.unlink(missing_ok=True)
+    descriptor = os.open(CALLBACK_SECRET_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(secret)
+    return secret
 
 
 class Supervisor:
@@ -166,6 +185,9 @@ def banner(config: LocalConfig, children: dict[str, Child]) -> str:
         f'  curl -s -X POST {api}/publish {json_header} -d \'{{"id": "task-001", "payload": {{}}}}\'',
         f"  curl -s {api}/tasks/task-001",
         f'  curl -s -X POST {api}/tasks {json_header} -d \'{{"message": "ERROR"}}\'',
+        "",
+        "Callbacks are signed with CALLBACK_SIGNING_SECRET"
+        + ("." if os.environ.get("CALLBACK_SIGNING_SECRET") else f", made for this run: see {CALLBACK_SECRET_FILE}."),
         "",
         "taskproc is ready; Ctrl-C stops everything (the embedded AWS keeps all data in memory: it goes too).",
     ]
