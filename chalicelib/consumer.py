@@ -569,10 +569,10 @@ class DeadLetterConsumer:
         fields = {"taskId": task.id, "messageId": record.message_id}
         if current is None:
             self._store.record_unknown_failure(
-                task.id, task.payload, "dead-lettered before the task was stored", task.type
+                task.id, task.payload, "dead-lettered before the task was stored", task.type, task.callback
             )
             log_event("dead_lettered", logging.ERROR, **fields, recorded="created FAILED")
-            return Outcome.RECORDED
+            return self._followed_task(task)
         if current.is_terminal:
             log_event("dead_lettered", **fields, status=current.status.value)
             return self._followed(current, current)
@@ -601,10 +601,13 @@ class DeadLetterConsumer:
     def _followed(self, current: TaskRecord, terminal: TaskRecord | None = None) -> Outcome:
         """RECORDED once the follow-ups of a task this dead letter made or found terminal are published;
         else ERROR, and the dead letter comes back to publish them."""
+        return self._followed_task(current.task, terminal)
+
+    def _followed_task(self, task: Task, terminal: TaskRecord | None = None) -> Outcome:
         try:
-            after_terminal(self._rt, current.task, terminal)
+            after_terminal(self._rt, task, terminal)
         except (QueueError, StoreError):
-            log_event("follow_up_unpublished", logging.WARNING, taskId=current.id, error=_last_error())
+            log_event("follow_up_unpublished", logging.WARNING, taskId=task.id, error=_last_error())
             return Outcome.ERROR
         return Outcome.RECORDED
 

@@ -394,10 +394,18 @@ class TaskStore(TaskTable):
         return self._store_new(self._pending_item(task, max_attempts, message_id=message_id))
 
     def record_unknown_failure(
-        self, task_id: str, payload: dict[str, Any], reason: str, task_type: str | None = None
+        self,
+        task_id: str,
+        payload: dict[str, Any],
+        reason: str,
+        task_type: str | None = None,
+        callback: str | None = None,
     ) -> bool:
-        """Store a FAILED task for an id the table has never seen. False if the id exists."""
+        """Store a FAILED task for an id the table has never seen, with the callback its message carried.
+        False if the id exists."""
         item = self._new_item(task_id, payload, Status.FAILED, max_attempts=1, task_type=task_type)
+        if callback is not None:
+            item[CALLBACK_ATTRIBUTE] = {"url": callback}
         item.update(
             finishedAt=item["createdAt"],
             lastError=capped_error(reason),

@@ -307,6 +307,26 @@ def test_a_callback_that_cannot_be_published_until_the_message_is_dead_lettered_
     assert request["document"]["id"] == "stubborn"
 
 
+def test_a_task_dead_lettered_before_it_was_stored_is_recorded_failed_with_its_callback_and_called_back(
+    h: Harness, receiver: Receiver
+) -> None:
+    body = json.dumps({"id": "never-stored", "payload": SUCCEEDS, "callback": {"url": receiver.url}})
+    h.sqs.send_message(QueueUrl=h.rt.dead_letters.url, MessageBody=body)
+    assert h.deliver_dead_letters().records
+    assert view(h, "never-stored")["callbackTask"] == "never-stored/callback"
+    drain(h)
+    (request,) = receiver.accepted()
+    assert request["document"]["status"] == "FAILED"
+    assert request["document"]["lastError"] == "dead-lettered before the task was stored"
+
+
+def test_a_copy_of_a_voided_publish_s_message_calls_nobody_back(h: Harness, receiver: Receiver) -> None:
+    assert h.rt.store.void_unstored("voided", "its publish died before it stored the task") is None
+    h.send_raw(json.dumps({"id": "voided", "payload": SUCCEEDS, "callback": {"url": receiver.url}}))
+    drain(h)
+    assert callback_task(h, "voided") is None and receiver.requests == []
+
+
 def test_duplicate_terminal_deliveries_publish_one_callback_task_and_one_delivery(
     h: Harness, receiver: Receiver
 ) -> None:
