@@ -173,32 +173,67 @@ def test_every_queue_refuses_every_request_without_tls(package: Packaged) -> Non
     assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
-def test_the_cursor_secret_is_generated_by_the_stack_and_only_the_api_may_read_it(package: Packaged) -> None:
+def _secret_readers(package: Packaged) -> dict[str, list[dict[str, Any]]]:
+    """Each function's statements that grant a Secrets Manager action."""
     resources = package.template["Resources"]
-    secret = resources["CursorSecret"]
-    assert secret["Type"] == "AWS::SecretsManager::Secret"
-    assert "SecretString" not in secret["Properties"]
-    generated = secret["Properties"]["GenerateSecretString"]
-    assert generated["PasswordLength"] >= 32
-    name = f"taskproc-{package.stage}-cursor"
-    assert secret["Properties"]["Name"] == {"Fn::Sub": "taskproc-${Stage}-cursor"} and _defaults(package)["Stage"]
-    for logical_id in FUNCTIONS:
-        assert resources[logical_id]["Properties"]["Environment"]["Variables"]["CURSOR_SECRET_ID"] == name
     readers = {}
     for logical_id in FUNCTIONS:
         role = resources[resources[logical_id]["Properties"]["Role"]["Fn::GetAtt"][0]]
         statements = [s for p in role["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
         readers[logical_id] = [s for s in statements if "secretsmanager" in json.dumps(s["Action"])]
-    assert all(readers[logical_id] == [] for logical_id in FUNCTIONS if logical_id != "APIHandler")
-    (grant,) = readers["APIHandler"]
-    assert grant["Action"] == ["secretsmanager:GetSecretValue"]
-    assert grant["Resource"] == f"arn:aws:secretsmanager:*:*:secret:{name}-??????"
+    return readers
+
+
+@pytest.mark.parametrize(
+    ("logical_id", "purpose", "setting", "readers"),
+    [
+        ("CursorSecret", "cursor", "CURSOR_SECRET_ID", {"APIHandler"}),
+        (
+            "CallbackSecret",
+            "callback",
+            "CALLBACK_SECRET_ID",
+            {"ProcessTasks", "ProcessHighPriorityTasks", "ProcessLowPriorityTasks"},
+        ),
+    ],
+)
+def test_each_secret_is_generated_by_the_stack_and_only_the_functions_that_sign_with_it_may_read_it(
+    package: Packaged, logical_id: str, purpose: str, setting: str, readers: set[str]
+) -> None:
+    resources = package.template["Resources"]
+    secret = resources[logical_id]
+    assert secret["Type"] == "AWS::SecretsManager::Secret"
+    assert "SecretString" not in secret["Properties"]
+    generated = secret["Properties"]["GenerateSecretString"]
+    assert generated["PasswordLength"] >= 32
+    name = f"taskproc-{package.stage}-{purpose}"
+    assert secret["Properties"]["Name"] == {"Fn::Sub": f"taskproc-${{Stage}}-{purpose}"} and _defaults(package)["Stage"]
+    for function in FUNCTIONS:
+        assert resources[function]["Properties"]["Environment"]["Variables"][setting] == name
+    pattern = f"arn:aws:secretsmanager:*:*:secret:{name}-??????"
+    granted = {
+        function
+        for function, statements in _secret_readers(package).items()
+        for statement in statements
+        if statement["Resource"] == pattern
+    }
+    assert granted == readers
+    for statements in _secret_readers(package).values():
+        for statement in statements:
+            assert statement["Action"] == ["secretsmanager:GetSecretValue"]
 
 
 def test_every_deployed_stage_names_its_cursor_secret_and_only_local_does_not() -> None:
     stages = _config()["stages"]
     named = {stage: s["environment_variables"].get("CURSOR_SECRET_ID") for stage, s in stages.items()}
     assert named == {"dev": "taskproc-dev-cursor", "prod": "taskproc-prod-cursor", "local": None}
+
+
+def test_every_deployed_stage_names_its_callback_secret_and_starts_with_callbacks_off() -> None:
+    stages = _config()["stages"]
+    named = {stage: s["environment_variables"].get("CALLBACK_SECRET_ID") for stage, s in stages.items()}
+    assert named == {"dev": "taskproc-dev-callback", "prod": "taskproc-prod-callback", "local": None}
+    allowed = {stage: s["environment_variables"].get("CALLBACK_ALLOWED_HOSTS") for stage, s in stages.items()}
+    assert allowed == {"dev": "", "prod": "", "local": None}
 
 
 def _skips_in(template: dict[str, Any]) -> dict[tuple[str, str], str]:
