@@ -57,8 +57,11 @@ class _PinnedTlsConnection(http.client.HTTPSConnection):
         self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
 
 
-def post(target: Target, body: bytes, headers: dict[str, str], seconds: float) -> Answer:
-    """POST `body` to `target` at its first checked address that accepts a connection.
+def post(
+    target: Target, body: bytes, headers: dict[str, str], seconds: float, tls: ssl.SSLContext | None = None
+) -> Answer:
+    """POST `body` to `target` at its first checked address that accepts a connection; over https
+    with `tls` (the system's trusted roots, with hostname checks, when None).
 
     Raises:
         DeliveryFailed: no address accepted, or no answer came within `seconds`.
@@ -67,7 +70,7 @@ def post(target: Target, body: bytes, headers: dict[str, str], seconds: float) -
     for address in target.addresses:
         if target.scheme == "https":
             connection: http.client.HTTPConnection = _PinnedTlsConnection(
-                target.host, target.port, address, seconds, ssl.create_default_context()
+                target.host, target.port, address, seconds, tls or ssl.create_default_context()
             )
         else:
             connection = _PinnedConnection(target.host, target.port, address, seconds)
