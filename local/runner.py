@@ -70,19 +70,31 @@ def child_environment(config: LocalConfig) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env["STAGE"] = config.stage
     if not env.get("CALLBACK_SIGNING_SECRET"):
-        env["CALLBACK_SIGNING_SECRET"] = made_callback_secret()
+        env["CALLBACK_SIGNING_SECRET"] = made_callback_secret(callback_secret_file(config))
     return env
 
 
 # Where `make run` writes the callback signing secret it made, for receivers to read (docs/workflows.md).
-CALLBACK_SECRET_FILE = Path(tempfile.gettempdir()) / "taskproc-local-callback-secret"
+CALLBACK_SECRET_DIRECTORY = Path(tempfile.gettempdir())
 
 
-def made_callback_secret() -> str:
-    """A fresh secret for this run's callbacks, written (readable by this user only) to CALLBACK_SECRET_FILE."""
+def callback_secret_file(config: LocalConfig) -> Path:
+    """The file of the secret a run on this API port made: runs side by side keep theirs apart."""
+    return CALLBACK_SECRET_DIRECTORY / f"taskproc-{config.stage}-{config.port}-callback-secret"
+
+
+def callback_secret_line(config: LocalConfig) -> str:
+    """The banner's line on the secret this run signs callbacks with (the pieces' environment holds it)."""
+    if os.environ.get("CALLBACK_SIGNING_SECRET"):
+        return "Callbacks are signed with the CALLBACK_SIGNING_SECRET given."
+    return f"Callbacks are signed with a CALLBACK_SIGNING_SECRET made for this run, in {callback_secret_file(config)}"
+
+
+def made_callback_secret(path: Path) -> str:
+    """A fresh secret for this run's callbacks, written to `path`, readable by this user only."""
     secret = secrets.token_hex(32)
-    CALLBACK_SECRET_FILE.unlink(missing_ok=True)
-    descriptor = os.open(CALLBACK_SECRET_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as file:
         file.write(secret)
     return secret
@@ -186,8 +198,7 @@ def banner(config: LocalConfig, children: dict[str, Child]) -> str:
         f"  curl -s {api}/tasks/task-001",
         f'  curl -s -X POST {api}/tasks {json_header} -d \'{{"message": "ERROR"}}\'',
         "",
-        "Callbacks are signed with CALLBACK_SIGNING_SECRET"
-        + ("." if os.environ.get("CALLBACK_SIGNING_SECRET") else f", made for this run: see {CALLBACK_SECRET_FILE}."),
+        callback_secret_line(config),
         "",
         "taskproc is ready; Ctrl-C stops everything (the embedded AWS keeps all data in memory: it goes too).",
     ]
