@@ -82,9 +82,10 @@ function setProblem(source, text) {
   node.hidden = problems.size === 0;
 }
 
+// `text` is a string, or a list of strings and nodes (a link to a task) said in order.
 function say(text, tone) {
   const node = $("message");
-  node.textContent = text;
+  node.replaceChildren(...(Array.isArray(text) ? text : [text]));
   node.className = tone || "";
 }
 
@@ -175,6 +176,7 @@ async function refreshStats() {
     row.append(head, cell);
     return row;
   }));
+  renderScheduleCounts(answer.body.schedules || {}, sources);
   const now = new Date();
   $("refreshed").textContent = now.toISOString().slice(11, 19) + " UTC";
   $("refreshed").dateTime = now.toISOString();
@@ -442,6 +444,193 @@ async function changeType(verb, name) {
   });
 }
 
+// --- Schedules ----------------------------------------------------------------------------------
+
+// A schedule's counters, as the API names them and as the page says them.
+const COUNTERS = [
+  ["fired", "fired", "Schedule firings"],
+  ["skipped", "skipped", "Firings skipped (overlap)"],
+  ["caughtUp", "caught up", "Firings caught up"],
+  ["missed", "missed", "Firings missed (past the catch-up window)"],
+  ["refused", "refused", "Firings refused"],
+];
+
+// An API without schedules gives no such figures: then neither they nor their title are shown.
+function renderScheduleCounts(summed, sources) {
+  $("schedule-counts-title").hidden = !COUNTERS.some(([name]) => name in summed);
+  $("schedule-counts").replaceChildren(...COUNTERS.filter(([name]) => name in summed).map(([name, , label]) => {
+    const group = element("div", null, `count counter-${name}`);
+    group.dataset.counter = name;
+    const value = element("dd", summed[name]);
+    const source = sources[`schedules.${name}`];
+    if (source) value.title = `${source.source}${source.exact === false ? " (approximate)" : ""}`;
+    group.append(element("dt", label), value);
+    return group;
+  }));
+}
+
+// A UTC time as the wall clock of `zone` shows it, with the zone's offset then; null for a zone the browser lacks.
+function inZone(iso, zone) {
+  const moment = new Date(iso);
+  if (!iso || Number.isNaN(moment.getTime())) return null;
+  let parts;
+  try {
+    parts = new Intl.DateTimeFormat("en-CA", {
+      timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+      second: "2-digit", hourCycle: "h23", timeZoneName: "longOffset",
+    }).formatToParts(moment);
+  } catch (error) {
+    return null;
+  }
+  const part = Object.fromEntries(parts.map((p) => [p.type, p.value]));
+  return `${part.year}-${part.month}-${part.day} ${part.hour}:${part.minute}:${part.second} ${part.timeZoneName}`;
+}
+
+function taskLink(taskId) {
+  const link = element("a", taskId, "mono");
+  link.href = `#/task/${encodeURIComponent(taskId)}`;
+  return link;
+}
+
+// A cell of the schedules table; its label heads it where the table is laid out as cards (narrow windows).
+function cell(label, ...content) {
+  const node = element("td");
+  node.dataset.label = label;
+  node.append(...content);
+  return node;
+}
+
+function timingText(view) {
+  if (view.cron) return `cron ${view.cron}`;
+  if (view.rate) return `every ${view.rate}`;
+  return "-";
+}
+
+function nextFiring(view) {
+  const next = (view.nextFirings || [])[0];
+  if (view.paused) return [element("span", "none while paused", "muted")];
+  if (!next) return [element("span", "none", "muted")];
+  const local = inZone(next, view.timezone);
+  const shown = [
+    element("div", local === null ? `(zone ${view.timezone} unknown to this browser)` : `${local} ${view.timezone}`,
+      "next-local"),
+    element("div", `${when(next)} UTC`, "next-utc"),
+  ];
+  const later = (view.nextFirings || []).slice(1);
+  if (later.length) shown[1].title = `Then (UTC): ${later.map(when).join(", ")}`;
+  return shown;
+}
+
+function lastFiring(view) {
+  const last = view.lastFiring;
+  if (!last) return [element("span", "never", "muted")];
+  const task = element("div");
+  if (last.taskId) task.append(taskLink(last.taskId));
+  return [timeNode(last.at), " ", badge(last.status), task];
+}
+
+function counterList(view) {
+  const counts = view.counts || {};
+  const list = element("ul", null, "counters");
+  list.append(...COUNTERS.map(([name, words]) => {
+    const value = counts[name] ?? 0;
+    const item = element("li", `${words} ${value}`);
+    item.dataset.counter = name;
+    if ((name === "refused" || name === "missed") && value > 0) item.className = "error-text";
+    return item;
+  }));
+  return list;
+}
+
+function scheduleButton(verb, view) {
+  const label = { pause: "Pause", resume: "Resume", trigger: "Trigger" }[verb];
+  const button = element("button", label, verb === "pause" ? "danger" : "");
+  button.type = "button";
+  button.setAttribute("aria-label", `${label} schedule ${view.id}`);
+  button.addEventListener("click", () => changeSchedule(verb, view));
+  return button;
+}
+
+function scheduleRow(view) {
+  const row = element("tr");
+  row.dataset.schedule = view.id;
+  if (view.paused) row.className = "paused";
+  const head = element("th");
+  head.scope = "row";
+  head.append(element("div", view.id, "mono"), element("div", `type ${view.type}`, "muted"));
+  const buttons = element("div", null, "actions");
+  // Only what the schedule's state allows: Pause on a running schedule, Resume on a paused one.
+  buttons.append(scheduleButton(view.paused ? "resume" : "pause", view), scheduleButton("trigger", view));
+  const overlap = element("div", `overlap ${view.overlap}, catch-up ${view.catchupWindowSeconds} s`, "muted");
+  row.append(
+    head,
+    cell("When", element("div", timingText(view), "mono"), element("div", view.timezone), overlap),
+    cell("Next firing", ...nextFiring(view)),
+    cell("State", view.paused ? "Paused" : "Running"),
+    cell("Last firing", ...lastFiring(view)),
+    cell("Counts", counterList(view)),
+    cell("Last error", element("span", view.lastError || "-", view.lastError ? "error-text" : "")),
+    cell("Action", buttons),
+  );
+  return row;
+}
+
+async function refreshSchedules() {
+  const answer = await api("GET", "/schedules");
+  if (!answer.ok) { setProblem("schedules", describe("listing the schedules", answer)); return; }
+  setProblem("schedules", null);
+  const schedules = (answer.body && answer.body.schedules) || [];
+  $("schedules").tBodies[0].replaceChildren(...schedules.map(scheduleRow));
+  $("schedules-empty").hidden = schedules.length > 0;
+}
+
+// What a pause, resume or trigger of schedule `id` did, in words, with a link to the task a trigger created.
+function scheduleAnswer(verb, id, answer) {
+  const view = answer.body || {};
+  const name = `schedule "${id}"`;
+  if (verb === "trigger") {
+    return [`Triggered: task "${view.id}" created (${answer.status}, ${view.status}). `, taskLink(view.id)];
+  }
+  if (view.changed === false) return [`Nothing changed (${answer.status}): ${name} was already ${verb}d.`];
+  if (verb === "pause") {
+    return [`Paused (${answer.status}): ${name} fires nothing until it is resumed; then its firings missed inside ` +
+      `its catch-up window (${view.catchupWindowSeconds} s) fire once each, and older ones are counted as missed.`];
+  }
+  const next = (view.nextFirings || [])[0];
+  return [`Resumed (${answer.status}): ${name} fires again` + (next ? `; next at ${when(next)} UTC.` : ".")];
+}
+
+function scheduleQuestion(verb, view) {
+  const name = `schedule "${view.id}"`;
+  const catchUp = `its catch-up window (${view.catchupWindowSeconds} s)`;
+  if (verb === "pause") {
+    return [`Pause ${name}?`, `It fires nothing until it is resumed; tasks it already published run as usual. On ` +
+      `resume, firings missed inside ${catchUp} fire once each, oldest first; older ones are counted as missed.`,
+    `Pause ${view.id}`, "Keep it running"];
+  }
+  if (verb === "resume") {
+    return [`Resume ${name}?`, `It fires again at its times; firings missed while it was paused inside ${catchUp} ` +
+      "fire once each, oldest first.", `Resume ${view.id}`, "Keep it paused"];
+  }
+  return [`Trigger ${name} now?`, `One firing now, outside its times: a task of type "${view.type}" with the ` +
+    `schedule's payload, id "${view.id}@<now, UTC>.manual". Its own firings are unchanged.`,
+  `Trigger ${view.id}`, "Do not trigger"];
+}
+
+async function changeSchedule(verb, view) {
+  await guarded(async () => {
+    if (!(await confirmed(...scheduleQuestion(verb, view)))) {
+      say(`Nothing was done: schedule "${view.id}" is as it was.`, "");
+      return;
+    }
+    const answer = await api("POST", `/schedules/${encodeURIComponent(view.id)}/${verb}`);
+    const doing = { pause: "pausing", resume: "resuming", trigger: "triggering" }[verb];
+    if (answer.ok) say(scheduleAnswer(verb, view.id, answer), "ok");
+    else say(describe(`${doing} schedule "${view.id}"`, answer), "refused");
+    await refresh();
+  });
+}
+
 // --- Routing and the refresh loop ---------------------------------------------------------------
 
 function route() {
@@ -459,6 +648,7 @@ function route() {
     $("task").hidden = true;
     setProblem("task", null);
     if (kind === "list" && LISTS.includes(argument)) showList(argument);
+    if (kind === "schedules") { $("schedules-section").scrollIntoView(); $("schedules-title").focus(); }
   }
   refresh();
 }
@@ -468,7 +658,7 @@ async function refresh() {
   const round = ++state.round; // only the latest refresh schedules the next one
   if (document.hidden) return; // a hidden tab costs the API nothing; visibilitychange resumes
   await guarded(async () => {
-    const work = [refreshStats(), refreshTypes(), refreshTask()];
+    const work = [refreshStats(), refreshTypes(), refreshSchedules(), refreshTask()];
     if (state.page === 0) work.push(refreshList());
     await Promise.all(work);
     setProblem("page", null);
