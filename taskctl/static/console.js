@@ -9,6 +9,9 @@ const BULK_LIMIT = 1000;
 const state = { status: "FAILED", cursors: [null], page: 0, nextCursor: null, taskId: null, timer: null, round: 0,
   focusTask: false };
 
+// The schedules' pages: the cursor each page starts at, and the next page's.
+const schedules = { cursors: [null], page: 0, nextCursor: null };
+
 const $ = (id) => document.getElementById(id);
 
 function element(tag, text, className) {
@@ -523,10 +526,30 @@ function nextFiring(view) {
 
 function lastFiring(view) {
   const last = view.lastFiring;
-  if (!last) return [element("span", "never", "muted")];
-  const task = element("div");
-  if (last.taskId) task.append(taskLink(last.taskId));
-  return [timeNode(last.at), " ", badge(last.status), task];
+  const shown = [];
+  if (!last) shown.push(element("span", "never", "muted"));
+  else {
+    shown.push(timeNode(last.at), " ");
+    if (last.status !== undefined) shown.push(badge(last.status || "gone"));
+    const task = element("div");
+    if (last.taskId) task.append(taskLink(last.taskId));
+    shown.push(task);
+  }
+  // `overlap: skip` (or a full `buffer_one`) says why the latest firing did not fire, and which task it waited on.
+  if (view.lastSkip) {
+    const skip = element("div", `skipped ${when(view.lastSkip.at)}: waiting on `, "muted skip");
+    skip.append(taskLink(view.lastSkip.waitingOn));
+    shown.push(skip);
+  }
+  if (view.buffered) shown.push(element("div", `holding the firing of ${when(view.buffered)}`, "muted"));
+  return shown;
+}
+
+function errorText(error) {
+  if (!error) return "-";
+  if (typeof error !== "object") return String(error);
+  const fields = (error.details || []).filter((d) => d && d.field).map((d) => `${d.field}: ${d.message}`);
+  return `${when(error.at)}: ${error.message}` + (fields.length ? ` (${fields.join("; ")})` : "");
 }
 
 function counterList(view) {
@@ -561,27 +584,56 @@ function scheduleRow(view) {
   const buttons = element("div", null, "actions");
   // Only what the schedule's state allows: Pause on a running schedule, Resume on a paused one.
   buttons.append(scheduleButton(view.paused ? "resume" : "pause", view), scheduleButton("trigger", view));
-  const overlap = element("div", `overlap ${view.overlap}, catch-up ${view.catchupWindowSeconds} s`, "muted");
+  const timing = [element("div", timingText(view), "mono"), element("div", view.timezone)];
+  if (view.overlap !== undefined) {
+    timing.push(element("div", `overlap ${view.overlap}, catch-up ${view.catchupWindowSeconds} s`, "muted"));
+  }
+  if (view.source === "code") timing.push(element("div", "declared in the code", "muted"));
   row.append(
     head,
-    cell("When", element("div", timingText(view), "mono"), element("div", view.timezone), overlap),
+    cell("When", ...timing),
     cell("Next firing", ...nextFiring(view)),
     cell("State", view.paused ? "Paused" : "Running"),
     cell("Last firing", ...lastFiring(view)),
     cell("Counts", counterList(view)),
-    cell("Last error", element("span", view.lastError || "-", view.lastError ? "error-text" : "")),
+    cell("Last error", element("span", errorText(view.lastError), view.lastError ? "error-text" : "")),
     cell("Action", buttons),
   );
   return row;
 }
 
+// A listed schedule as its own view shows it when that could not be read: its summary's fields.
+function fromSummary(summary) {
+  return { ...summary, nextFirings: summary.nextFiring ? [summary.nextFiring] : [],
+    lastFiring: summary.lastFiring ? { at: summary.lastFiring } : null };
+}
+
+// One page of schedules, then each one's own view (its last firing's status, last error, next firings).
 async function refreshSchedules() {
-  const answer = await api("GET", "/schedules");
+  const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
+  const cursor = schedules.cursors[schedules.page];
+  if (cursor) query.set("cursor", cursor);
+  const answer = await api("GET", `/schedules?${query}`);
   if (!answer.ok) { setProblem("schedules", describe("listing the schedules", answer)); return; }
-  setProblem("schedules", null);
-  const schedules = (answer.body && answer.body.schedules) || [];
-  $("schedules").tBodies[0].replaceChildren(...schedules.map(scheduleRow));
-  $("schedules-empty").hidden = schedules.length > 0;
+  // The API lists in its table's order; each page is shown by id.
+  const listed = ((answer.body && answer.body.schedules) || []).sort((a, b) => a.id.localeCompare(b.id));
+  schedules.nextCursor = answer.body.nextCursor || null;
+  const views = await Promise.all(listed.map((entry) => api("GET", `/schedules/${encodeURIComponent(entry.id)}`)));
+  const unread = views.findIndex((view) => !view.ok && view.status !== 404);
+  setProblem("schedules", unread < 0 ? null
+    : describe(`reading schedule "${listed[unread].id}"`, views[unread]) + " Its row shows what the list gave.");
+  const rows = [];
+  listed.forEach((entry, n) => {
+    // A 404: deleted between the list and its read.
+    if (views[n].status !== 404) rows.push(scheduleRow(views[n].ok ? views[n].body : fromSummary(entry)));
+  });
+  $("schedules").tBodies[0].replaceChildren(...rows);
+  $("schedules-empty").hidden = listed.length > 0 || schedules.page > 0;
+  $("schedules-first").hidden = $("schedules-next").hidden = schedules.page === 0 && !schedules.nextCursor;
+  $("schedules-first").disabled = schedules.page === 0;
+  $("schedules-next").disabled = !schedules.nextCursor;
+  $("schedules-page").textContent = `page ${schedules.page + 1}`;
+  $("schedules-page").hidden = $("schedules-first").hidden;
 }
 
 // What a pause, resume or trigger of schedule `id` did, in words, with a link to the task a trigger created.
@@ -692,6 +744,14 @@ function start() {
   });
   $("newest").addEventListener("click", () => { state.page = 0; guarded(refreshList); });
   $("retry-all").addEventListener("click", retryAllFailed);
+  $("schedules-next").addEventListener("click", () => {
+    if (!schedules.nextCursor) return;
+    schedules.cursors[schedules.page + 1] = schedules.nextCursor;
+    schedules.page += 1;
+    guarded(refreshSchedules);
+  });
+  $("schedules-first").addEventListener("click", () => { schedules.page = 0; guarded(refreshSchedules); });
+
   $("task-retry").addEventListener("click", () => state.taskId !== null && act("retry", state.taskId));
   $("task-cancel").addEventListener("click", () => state.taskId !== null && act("cancel", state.taskId));
   window.addEventListener("hashchange", route);
