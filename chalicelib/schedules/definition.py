@@ -176,12 +176,13 @@ class ScheduleDefinition(BaseModel):
     id: ScheduleId = Field(description=f"The schedule's id: {SCHEDULE_ID_RULE}.")
     type: TaskTypeName = Field(description="The registered task type each firing publishes.")
     payload: JsonObject = Field(description="The payload of every firing's task, checked against the type's model.")
-    cron: CronLine = Field(
+    # Null is taken as left out, so that a view read back as a PUT body is one.
+    cron: CronLine | None = Field(
         default=None,
         description=f"A cron line of {CRON_RULE}, read in `timezone`. Exactly one of `cron` and `rate`.",
         json_schema_extra=_no_default,
     )
-    rate: RateText = Field(
+    rate: RateText | None = Field(
         default=None,
         description=f"A fixed interval in UTC from the Unix epoch, {RATE_RULE}. Exactly one of `cron` and `rate`.",
         json_schema_extra=_no_default,
@@ -302,3 +303,30 @@ def payload_problems(definition: ScheduleDefinition, registry: Registry) -> list
     except ValidationError as exc:
         return field_problems(exc, prefix=("payload",))
     return []
+
+
+def declared_definition(type_name: str, payload_model: type[BaseModel] | None, entry: Any) -> ScheduleDefinition:
+    """A schedule a task type declares in code (`@task_type(..., schedules=[...])`): the POST body's
+    fields but `type`, which is the decorated type's.
+
+    Raises:
+        ValueError: it breaks a rule; the message names the field.
+    """
+    from chalicelib.api import field_problems
+
+    if not isinstance(entry, dict):
+        raise ValueError("each schedule is a dict of the POST /schedules fields but type")
+    if "type" in entry:
+        raise ValueError("a declared schedule takes its type from the decorator: leave out type")
+    try:
+        definition = ScheduleDefinition.model_validate({**entry, "type": type_name})
+    except ValidationError as exc:
+        problem = field_problems(exc)[0]
+        raise ValueError(f"{problem.field} {problem.message}") from exc
+    try:
+        if payload_model is not None:
+            payload_model.model_validate(definition.payload)
+    except ValidationError as exc:
+        problem = field_problems(exc, ("payload",))[0]
+        raise ValueError(f"{problem.field} {problem.message}") from exc
+    return definition
