@@ -162,7 +162,12 @@ ScheduleId = Annotated[
 # A Literal rather than the enum: strict validation takes the JSON string, and its error names the values.
 OverlapName = Literal["skip", "allow", "buffer_one"]
 CronLine = Annotated[str, StringConstraints(strict=True, max_length=MAX_CRON_LENGTH), _raising(_cron_problem)]
-RateText = Annotated[str, StringConstraints(strict=True, max_length=40), _raising(_rate_problem)]
+RateText = Annotated[
+    str,
+    StringConstraints(strict=True, max_length=40),
+    _raising(_rate_problem),
+    Field(json_schema_extra={"pattern": _rate.pattern}),
+]
 TimezoneName = Annotated[
     str, StringConstraints(strict=True, min_length=1, max_length=MAX_TIMEZONE_LENGTH), _raising(_timezone_problem)
 ]

@@ -131,6 +131,8 @@ def tick(rt: Runtime, schedule: Schedule, now: datetime) -> Mapping[str, int]:
             previous.fired(fired)
             fired_now += 1
         cursor = at
+    if not counts and cursor == schedule.cursor and buffered == schedule.state.buffered:
+        return {}  # `buffer_one` still waiting: nothing to write, and it stays due
     state["buffered"] = buffered
     state["cursor"] = utc_text(cursor)
     state["updatedAt"] = utc_text(now)

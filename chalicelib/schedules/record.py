@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from chalicelib.schedules.definition import ScheduleDefinition, parse_utc_text, utc_text
 
 # A schedule's history keeps its last operator actions; older ones are in the log.
-MAX_HISTORY = 20
+MAX_HISTORY = 10
 Source = Literal["api", "code"]
 
 

@@ -37,7 +37,7 @@ class ScheduleView(BaseModel):
     lastSkip: Skip | None = Field(description="The last firing not fired because the previous task had not ended.")
     lastError: FiringError | None = Field(description="The last refused firing and why; null if none was refused.")
     counts: Counts
-    history: list[Audit] = Field(description="Who created and changed the schedule, and when (the last 20).")
+    history: list[Audit] = Field(description="Who created and changed the schedule, and when (the last 10).")
     createdAt: str
     updatedAt: str
 
