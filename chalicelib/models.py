@@ -563,6 +563,12 @@ class Stats(BaseModel):
         " died), redispatched (re-sent by a repeat publish), retriesAwaited (a retry's message that waited"
         " for its write); null without a datapoint.",
     )
+    schedules: dict[str, int] = Field(
+        default_factory=dict,
+        description="Every schedule's counters summed, each since it was created: fired (catch-ups, triggers and"
+        " backfills included), skipped (overlap), caughtUp (fired late, inside the catch-up window),"
+        " missed (past the catch-up window), refused (the payload no longer fit the type).",
+    )
     sources: dict[str, FigureSource]
 
 

@@ -53,6 +53,7 @@ from chalicelib.query import MAX_PAGE, TaskListQuery, parse_query
 from chalicelib.queue import Queue
 from chalicelib.record import TaskRecord
 from chalicelib.runtime import Runtime
+from chalicelib.schedule_stats import SCAN_PAGES, sum_counters
 from chalicelib.terminal import after_terminal
 
 logger = logging.getLogger(__name__)
@@ -110,7 +111,8 @@ def list_tasks(params: Mapping[str, Sequence[str]], rt: Runtime) -> TaskPage:
 
 
 def stats(rt: Runtime) -> Stats:
-    """`GET /stats`: the listed statuses counted from the index, the queues' depths from SQS and CloudWatch.
+    """`GET /stats`: the listed statuses counted from the index, the queues' depths from SQS and CloudWatch,
+    the schedules' counters summed from the schedules table (chalicelib/schedule_stats.py).
 
     Raises:
         ServiceUnavailable: the table or a queue did not answer.
@@ -118,15 +120,17 @@ def stats(rt: Runtime) -> Stats:
     index = _index(rt)
     watched = _stats_queues(rt)
     try:
-        with ThreadPoolExecutor(max_workers=len(LISTED_STATUSES) + len(watched)) as pool:
+        with ThreadPoolExecutor(max_workers=len(LISTED_STATUSES) + len(watched) + 1) as pool:
             # The counts and the depths side by side: four queues' depths after the counts would
             # make the route's chain of calls longer than the API's timeout allows.
             counting = {status: pool.submit(index.count, status) for status in LISTED_STATUSES}
             reading = {label: pool.submit(queue.depth) for label, queue in watched.items()}
+            summing = pool.submit(sum_counters, rt.dynamodb, rt.settings.SCHEDULES_TABLE)
             counted = {status: future.result() for status, future in counting.items()}
             depths = {label: future.result() for label, future in reading.items()}
+            scheduled = summing.result()
     except (StoreError, QueueError) as exc:
-        raise ServiceUnavailable("the task table or a queue did not answer; try again") from exc
+        raise ServiceUnavailable("the task table, the schedules table or a queue did not answer; try again") from exc
     repair_metrics = {label: metric.value for label, metric in REPAIRS.items()}
     figures = rt.queue_ages.read(
         [queue.name for queue in watched.values()], list(repair_metrics.values()), NAMESPACE, current_stage()
@@ -161,7 +165,20 @@ def stats(rt: Runtime) -> Stats:
             + ("" if value is not None else "; no datapoint (none happened, or offline)"),
             exact=False,
         )
-    return Stats(counts={s.value: c for s, (c, _) in counted.items()}, queues=queues, repairs=repairs, sources=sources)
+    for name in scheduled.sums:
+        sources[f"schedules.{name}"] = FigureSource(
+            source=f"the schedules table's schedule items' own counters (a Scan), summed over {scheduled.schedules}"
+            " schedules, each since it was created"
+            + ("" if scheduled.complete else f"; at least: the Scan stopped after {SCAN_PAGES} pages"),
+            exact=scheduled.complete,
+        )
+    return Stats(
+        counts={s.value: c for s, (c, _) in counted.items()},
+        queues=queues,
+        repairs=repairs,
+        schedules=scheduled.sums,
+        sources=sources,
+    )
 
 
 def _stats_queues(rt: Runtime) -> dict[str, Queue]:

@@ -69,7 +69,7 @@ TOKEN_META = '<meta name="taskctl-token" content="">'
 MAX_BODY = 64 * 1024
 # A client that stops sending mid-request frees its thread after this long.
 READ_TIMEOUT_SECONDS = 10
-ANY = None  # a segment that is a task id or a type's name
+ANY = None  # a segment that is a task id, a type's name or a schedule's id
 # What the page may ask of the API, as decoded path segments after /api, and nothing else.
 FORWARDED: tuple[tuple[str, tuple[str | None, ...]], ...] = (
     ("GET", ("stats",)),
@@ -81,6 +81,12 @@ FORWARDED: tuple[tuple[str, tuple[str | None, ...]], ...] = (
     ("GET", ("types",)),
     ("POST", ("types", ANY, "pause")),
     ("POST", ("types", ANY, "resume")),
+    # The schedules page reads and acts; creating, changing, deleting and backfilling stay with taskctl.
+    ("GET", ("schedules",)),
+    ("GET", ("schedules", ANY)),
+    ("POST", ("schedules", ANY, "pause")),
+    ("POST", ("schedules", ANY, "resume")),
+    ("POST", ("schedules", ANY, "trigger")),
 )
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
@@ -301,7 +307,7 @@ def _segments(target: str) -> list[str]:
         raise Refused(
             HTTPStatus.BAD_REQUEST,
             "bad_path",
-            "the path holds an encoded slash or a backslash (a task whose id has one is shown by taskctl show)",
+            "the path holds an encoded slash or a backslash (a task or schedule whose id has one is shown by taskctl)",
             "path",
             "no %2F, %5C or \\",
         )

@@ -9,6 +9,9 @@ const BULK_LIMIT = 1000;
 const state = { status: "FAILED", cursors: [null], page: 0, nextCursor: null, taskId: null, timer: null, round: 0,
   focusTask: false };
 
+// The schedules' pages: the cursor each page starts at, and the next page's.
+const schedules = { cursors: [null], page: 0, nextCursor: null };
+
 const $ = (id) => document.getElementById(id);
 
 function element(tag, text, className) {
@@ -82,9 +85,10 @@ function setProblem(source, text) {
   node.hidden = problems.size === 0;
 }
 
+// `text` is a string, or a list of strings and nodes (a link to a task) said in order.
 function say(text, tone) {
   const node = $("message");
-  node.textContent = text;
+  node.replaceChildren(...(Array.isArray(text) ? text : [text]));
   node.className = tone || "";
 }
 
@@ -175,6 +179,7 @@ async function refreshStats() {
     row.append(head, cell);
     return row;
   }));
+  renderScheduleCounts(answer.body.schedules || {}, sources);
   const now = new Date();
   $("refreshed").textContent = now.toISOString().slice(11, 19) + " UTC";
   $("refreshed").dateTime = now.toISOString();
@@ -442,6 +447,242 @@ async function changeType(verb, name) {
   });
 }
 
+// --- Schedules ----------------------------------------------------------------------------------
+
+// A schedule's counters, as the API names them and as the page says them.
+const COUNTERS = [
+  ["fired", "fired", "Schedule firings"],
+  ["skipped", "skipped", "Firings skipped (overlap)"],
+  ["caughtUp", "caught up", "Firings caught up"],
+  ["missed", "missed", "Firings missed (past the catch-up window)"],
+  ["refused", "refused", "Firings refused"],
+];
+
+// An API without schedules gives no such figures: then neither they nor their title are shown.
+function renderScheduleCounts(summed, sources) {
+  $("schedule-counts-title").hidden = !COUNTERS.some(([name]) => name in summed);
+  $("schedule-counts").replaceChildren(...COUNTERS.filter(([name]) => name in summed).map(([name, , label]) => {
+    const group = element("div", null, `count counter-${name}`);
+    group.dataset.counter = name;
+    const value = element("dd", summed[name]);
+    const source = sources[`schedules.${name}`];
+    if (source) value.title = `${source.source}${source.exact === false ? " (approximate)" : ""}`;
+    group.append(element("dt", label), value);
+    return group;
+  }));
+}
+
+// A UTC time as the wall clock of `zone` shows it, with the zone's offset then; null for a zone the browser lacks.
+function inZone(iso, zone) {
+  const moment = new Date(iso);
+  if (!iso || Number.isNaN(moment.getTime())) return null;
+  let parts;
+  try {
+    parts = new Intl.DateTimeFormat("en-CA", {
+      timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+      second: "2-digit", hourCycle: "h23", timeZoneName: "longOffset",
+    }).formatToParts(moment);
+  } catch (error) {
+    return null;
+  }
+  const part = Object.fromEntries(parts.map((p) => [p.type, p.value]));
+  return `${part.year}-${part.month}-${part.day} ${part.hour}:${part.minute}:${part.second} ${part.timeZoneName}`;
+}
+
+function taskLink(taskId) {
+  const link = element("a", taskId, "mono");
+  link.href = `#/task/${encodeURIComponent(taskId)}`;
+  return link;
+}
+
+// A cell of the schedules table; its label heads it where the table is laid out as cards (narrow windows).
+function cell(label, ...content) {
+  const node = element("td");
+  node.dataset.label = label;
+  node.append(...content);
+  return node;
+}
+
+function timingText(view) {
+  if (view.cron) return `cron ${view.cron}`;
+  if (view.rate) return `every ${view.rate}`;
+  return "-";
+}
+
+function nextFiring(view) {
+  const next = (view.nextFirings || [])[0];
+  if (view.paused) return [element("span", "none while paused", "muted")];
+  if (!next) return [element("span", "none", "muted")];
+  const local = inZone(next, view.timezone);
+  const shown = [
+    element("div", local === null ? `(zone ${view.timezone} unknown to this browser)` : `${local} ${view.timezone}`,
+      "next-local"),
+    element("div", `${when(next)} UTC`, "next-utc"),
+  ];
+  const later = (view.nextFirings || []).slice(1);
+  if (later.length) shown[1].title = `Then (UTC): ${later.map(when).join(", ")}`;
+  return shown;
+}
+
+function lastFiring(view) {
+  const last = view.lastFiring;
+  const shown = [];
+  if (!last) shown.push(element("span", "never", "muted"));
+  else {
+    shown.push(timeNode(last.at), " ");
+    if (last.status !== undefined) shown.push(badge(last.status || "gone"));
+    const task = element("div");
+    if (last.taskId) task.append(taskLink(last.taskId));
+    shown.push(task);
+  }
+  // `overlap: skip` (or a full `buffer_one`) says why the latest firing did not fire, and which task it waited on.
+  if (view.lastSkip) {
+    const skip = element("div", `skipped ${when(view.lastSkip.at)}: waiting on `, "muted skip");
+    skip.append(taskLink(view.lastSkip.waitingOn));
+    shown.push(skip);
+  }
+  if (view.buffered) shown.push(element("div", `holding the firing of ${when(view.buffered)}`, "muted"));
+  return shown;
+}
+
+function errorText(error) {
+  if (!error) return "-";
+  if (typeof error !== "object") return String(error);
+  const fields = (error.details || []).filter((d) => d && d.field).map((d) => `${d.field}: ${d.message}`);
+  return `${when(error.at)}: ${error.message}` + (fields.length ? ` (${fields.join("; ")})` : "");
+}
+
+function counterList(view) {
+  const counts = view.counts || {};
+  const list = element("ul", null, "counters");
+  list.append(...COUNTERS.map(([name, words]) => {
+    const value = counts[name] ?? 0;
+    const item = element("li", `${words} ${value}`);
+    item.dataset.counter = name;
+    if ((name === "refused" || name === "missed") && value > 0) item.className = "error-text";
+    return item;
+  }));
+  return list;
+}
+
+function scheduleButton(verb, view) {
+  const label = { pause: "Pause", resume: "Resume", trigger: "Trigger" }[verb];
+  const button = element("button", label, verb === "pause" ? "danger" : "");
+  button.type = "button";
+  button.setAttribute("aria-label", `${label} schedule ${view.id}`);
+  button.addEventListener("click", () => changeSchedule(verb, view));
+  return button;
+}
+
+function scheduleRow(view) {
+  const row = element("tr");
+  row.dataset.schedule = view.id;
+  if (view.paused) row.className = "paused";
+  const head = element("th");
+  head.scope = "row";
+  head.append(element("div", view.id, "mono"), element("div", `type ${view.type}`, "muted"));
+  const buttons = element("div", null, "actions");
+  // Only what the schedule's state allows: Pause on a running schedule, Resume on a paused one.
+  buttons.append(scheduleButton(view.paused ? "resume" : "pause", view), scheduleButton("trigger", view));
+  const timing = [element("div", timingText(view), "mono"), element("div", view.timezone)];
+  if (view.overlap !== undefined) {
+    timing.push(element("div", `overlap ${view.overlap}, catch-up ${view.catchupWindowSeconds} s`, "muted"));
+  }
+  if (view.source === "code") timing.push(element("div", "declared in the code", "muted"));
+  row.append(
+    head,
+    cell("When", ...timing),
+    cell("Next firing", ...nextFiring(view)),
+    cell("State", view.paused ? "Paused" : "Running"),
+    cell("Last firing", ...lastFiring(view)),
+    cell("Counts", counterList(view)),
+    cell("Last error", element("span", errorText(view.lastError), view.lastError ? "error-text" : "")),
+    cell("Action", buttons),
+  );
+  return row;
+}
+
+// A listed schedule as its own view shows it when that could not be read: its summary's fields.
+function fromSummary(summary) {
+  return { ...summary, nextFirings: summary.nextFiring ? [summary.nextFiring] : [],
+    lastFiring: summary.lastFiring ? { at: summary.lastFiring } : null };
+}
+
+// One page of schedules, then each one's own view (its last firing's status, last error, next firings).
+async function refreshSchedules() {
+  const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
+  const cursor = schedules.cursors[schedules.page];
+  if (cursor) query.set("cursor", cursor);
+  const answer = await api("GET", `/schedules?${query}`);
+  if (!answer.ok) { setProblem("schedules", describe("listing the schedules", answer)); return; }
+  // The API lists in its table's order; each page is shown by id.
+  const listed = ((answer.body && answer.body.schedules) || []).sort((a, b) => a.id.localeCompare(b.id));
+  schedules.nextCursor = answer.body.nextCursor || null;
+  const views = await Promise.all(listed.map((entry) => api("GET", `/schedules/${encodeURIComponent(entry.id)}`)));
+  const unread = views.findIndex((view) => !view.ok && view.status !== 404);
+  setProblem("schedules", unread < 0 ? null
+    : describe(`reading schedule "${listed[unread].id}"`, views[unread]) + " Its row shows what the list gave.");
+  const rows = [];
+  listed.forEach((entry, n) => {
+    // A 404: deleted between the list and its read.
+    if (views[n].status !== 404) rows.push(scheduleRow(views[n].ok ? views[n].body : fromSummary(entry)));
+  });
+  $("schedules").tBodies[0].replaceChildren(...rows);
+  $("schedules-empty").hidden = listed.length > 0 || schedules.page > 0;
+  $("schedules-first").hidden = $("schedules-next").hidden = schedules.page === 0 && !schedules.nextCursor;
+  $("schedules-first").disabled = schedules.page === 0;
+  $("schedules-next").disabled = !schedules.nextCursor;
+  $("schedules-page").textContent = `page ${schedules.page + 1}`;
+  $("schedules-page").hidden = $("schedules-first").hidden;
+}
+
+// What a pause, resume or trigger of schedule `id` did, in words, with a link to the task a trigger created.
+function scheduleAnswer(verb, id, answer) {
+  const view = answer.body || {};
+  const name = `schedule "${id}"`;
+  if (verb === "trigger") {
+    return [`Triggered: task "${view.id}" created (${answer.status}, ${view.status}). `, taskLink(view.id)];
+  }
+  if (view.changed === false) return [`Nothing changed (${answer.status}): ${name} was already ${verb}d.`];
+  if (verb === "pause") {
+    return [`Paused (${answer.status}): ${name} fires nothing until it is resumed; then its firings missed inside ` +
+      `its catch-up window (${view.catchupWindowSeconds} s) fire once each, and older ones are counted as missed.`];
+  }
+  const next = (view.nextFirings || [])[0];
+  return [`Resumed (${answer.status}): ${name} fires again` + (next ? `; next at ${when(next)} UTC.` : ".")];
+}
+
+function scheduleQuestion(verb, view) {
+  const name = `schedule "${view.id}"`;
+  const catchUp = `its catch-up window (${view.catchupWindowSeconds} s)`;
+  if (verb === "pause") {
+    return [`Pause ${name}?`, `It fires nothing until it is resumed; tasks it already published run as usual. On ` +
+      `resume, firings missed inside ${catchUp} fire once each, oldest first; older ones are counted as missed.`,
+    `Pause ${view.id}`, "Keep it running"];
+  }
+  if (verb === "resume") {
+    return [`Resume ${name}?`, `It fires again at its times; firings missed while it was paused inside ${catchUp} ` +
+      "fire once each, oldest first.", `Resume ${view.id}`, "Keep it paused"];
+  }
+  return [`Trigger ${name} now?`, `One firing now, outside its times: a task of type "${view.type}" with the ` +
+    `schedule's payload, id "${view.id}@<now, UTC>.manual". Its own firings are unchanged.`,
+  `Trigger ${view.id}`, "Do not trigger"];
+}
+
+async function changeSchedule(verb, view) {
+  await guarded(async () => {
+    if (!(await confirmed(...scheduleQuestion(verb, view)))) {
+      say(`Nothing was done: schedule "${view.id}" is as it was.`, "");
+      return;
+    }
+    const answer = await api("POST", `/schedules/${encodeURIComponent(view.id)}/${verb}`);
+    const doing = { pause: "pausing", resume: "resuming", trigger: "triggering" }[verb];
+    if (answer.ok) say(scheduleAnswer(verb, view.id, answer), "ok");
+    else say(describe(`${doing} schedule "${view.id}"`, answer), "refused");
+    await refresh();
+  });
+}
+
 // --- Routing and the refresh loop ---------------------------------------------------------------
 
 function route() {
@@ -459,6 +700,7 @@ function route() {
     $("task").hidden = true;
     setProblem("task", null);
     if (kind === "list" && LISTS.includes(argument)) showList(argument);
+    if (kind === "schedules") { $("schedules-section").scrollIntoView(); $("schedules-title").focus(); }
   }
   refresh();
 }
@@ -468,7 +710,7 @@ async function refresh() {
   const round = ++state.round; // only the latest refresh schedules the next one
   if (document.hidden) return; // a hidden tab costs the API nothing; visibilitychange resumes
   await guarded(async () => {
-    const work = [refreshStats(), refreshTypes(), refreshTask()];
+    const work = [refreshStats(), refreshTypes(), refreshSchedules(), refreshTask()];
     if (state.page === 0) work.push(refreshList());
     await Promise.all(work);
     setProblem("page", null);
@@ -502,6 +744,14 @@ function start() {
   });
   $("newest").addEventListener("click", () => { state.page = 0; guarded(refreshList); });
   $("retry-all").addEventListener("click", retryAllFailed);
+  $("schedules-next").addEventListener("click", () => {
+    if (!schedules.nextCursor) return;
+    schedules.cursors[schedules.page + 1] = schedules.nextCursor;
+    schedules.page += 1;
+    guarded(refreshSchedules);
+  });
+  $("schedules-first").addEventListener("click", () => { schedules.page = 0; guarded(refreshSchedules); });
+
   $("task-retry").addEventListener("click", () => state.taskId !== null && act("retry", state.taskId));
   $("task-cancel").addEventListener("click", () => state.taskId !== null && act("cancel", state.taskId));
   window.addEventListener("hashchange", route);

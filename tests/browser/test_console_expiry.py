@@ -10,12 +10,13 @@ from taskctl.client import ApiClient
 from taskctl.console import ConsoleServer
 from tests.browser.conftest import Expect, Watched, console_thread
 from tests.cli.fake_api import FakeApi, serving
+from tests.cli.fake_schedules import FakeScheduleApi
 
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeApi]:
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    with serving(FakeApi()) as api:
+    with serving(FakeScheduleApi()) as api:  # the page reads the schedules too
         yield api
 
 

@@ -11,13 +11,14 @@ from taskctl.client import ApiClient
 from taskctl.console import ConsoleServer
 from tests.browser.conftest import Expect, Watched, console_process, console_thread
 from tests.cli.fake_api import FakeApi, serving
+from tests.cli.fake_schedules import FakeScheduleApi
 from tests.cli.hostile import HOSTILE_IDS, TERMINAL_ESCAPES
 from tests.e2e.stack import free_port
 
 
 @pytest.fixture
 def fake(no_aws: None) -> Iterator[FakeApi]:
-    with serving(FakeApi()) as api:
+    with serving(FakeScheduleApi()) as api:  # the page reads the schedules too
         yield api
 
 
