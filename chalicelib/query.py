@@ -19,7 +19,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic_core import PydanticCustomError
 
 from chalicelib.errors import FieldProblem, ValidationFailed, field_name
-from chalicelib.index import LISTED_STATUSES
+from chalicelib.index import LISTED_STATUSES, SHARDS
+from chalicelib.listing import FILTERED_READ_BUDGET
 from chalicelib.models import Status, TaskTypeName
 from chalicelib.tags import MAX_TAGS, TAG_RULE, Tags
 from chalicelib.wait import MAX_WAIT_SECONDS
@@ -85,8 +86,9 @@ class TaskListQuery(QueryModel):
     tag: Tags = Field(
         default_factory=list,
         description=f"Only tasks carrying this tag ({TAG_RULE}); given again (up to {MAX_TAGS} times), only"
-        " tasks carrying every tag given. A page then reads at most a budget of index entries and may"
-        " hold fewer than `limit` tasks with a `nextCursor` to go on.",
+        f" tasks carrying every tag given. A filtered page reads at most {FILTERED_READ_BUDGET} index entries"
+        f" per shard ({FILTERED_READ_BUDGET * SHARDS:,} in all) and may hold fewer than `limit` tasks, or none,"
+        " with a `nextCursor` to go on.",
     )
 
 
