@@ -181,6 +181,7 @@ def parse_task_message(body: str, priority: Priority = Priority.DEFAULT) -> Task
         priority=priority,
         key=raw.get("key"),
         callback=(raw.get("callback") or {}).get("url"),
+        tags=tuple(raw.get("tags", ())),
     )
 
 

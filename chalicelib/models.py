@@ -23,6 +23,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from chalicelib.expiry import EXPIRED_KIND, MAX_EXPIRY_SECONDS
 from chalicelib.priority import Priority
+from chalicelib.tags import MAX_TAGS, TAG_RULE, Tags
 
 MAX_TASK_ID_LENGTH = 256
 # An id is a key: the table's partition key (DynamoDB: at most 2,048 bytes) and the tail of
@@ -324,6 +325,11 @@ class TaskIn(BaseModel):
         " CANCELLED. Only with `uniqueKey`, instead of `uniqueFor`.",
         json_schema_extra=_no_default,
     )
+    tags: Tags = Field(
+        default_factory=list,
+        description=f"Up to {MAX_TAGS} labels, each {TAG_RULE}, each once: shown in the task's view and"
+        " summaries, and what `GET /tasks?tag=` finds it by.",
+    )
 
     @model_validator(mode="after")
     def _unique_fields_go_together(self) -> TaskIn:
@@ -362,6 +368,7 @@ class Task(BaseModel):
     priority: Priority = Priority.DEFAULT
     key: str | None = None  # the explicit flow key, if the publish gave one
     callback: str | None = None  # the callback URL, if the publish gave one
+    tags: tuple[str, ...] = ()
 
     def message_body(self) -> str:
         """The task as it travels on the queue: the same document `POST /publish` takes.
@@ -374,6 +381,8 @@ class Task(BaseModel):
             body["key"] = self.key
         if self.callback is not None:
             body["callback"] = {"url": self.callback}
+        if self.tags:  # a consumer that stores the task from its message keeps them
+            body["tags"] = list(self.tags)
         text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
         return text.replace("\ufffe", "\\ufffe").replace("\uffff", "\\uffff")
 
@@ -459,6 +468,7 @@ class TaskView(BaseModel):
     type: str
     priority: Priority = Field(description="The task's class, as published: high, default or low.")
     key: str | None = Field(default=None, description="The flow key given at publish, if any.")
+    tags: list[str] = Field(default_factory=list, description="The tags given at publish, in their order; [] for none.")
     status: Status
     attempts: int = Field(ge=0, description="Attempts started so far.")
     maxAttempts: int = Field(ge=1)
@@ -529,6 +539,8 @@ class TaskSummary(BaseModel):
     createdAt: str
     updatedAt: str
     lastError: str | None
+    priority: Priority = Field(description="The task's class, as published.")
+    tags: list[str] = Field(description="The tags given at publish; [] for none.")
 
 
 class TaskPage(BaseModel):

@@ -81,6 +81,7 @@ class TaskRecord:
     priority: Priority = Priority.DEFAULT
     key: str | None = None  # the flow key given at publish
     callback: str | None = None  # the completion callback's URL given at publish (chalicelib/callbacks/)
+    tags: tuple[str, ...] = ()
 
     @property
     def task(self) -> Task:
@@ -91,6 +92,7 @@ class TaskRecord:
             priority=self.priority,
             key=self.key,
             callback=self.callback,
+            tags=self.tags,
         )
 
     @property
@@ -147,6 +149,7 @@ class TaskRecord:
             type=self.type,
             priority=self.priority,
             key=self.key,
+            tags=list(self.tags),
             status=self.status,
             attempts=self.attempts,
             maxAttempts=self.max_attempts,
@@ -237,6 +240,7 @@ def record_from_item(item: dict[str, Any]) -> TaskRecord:
         priority=priority_of_item(item),
         key=item.get("key"),
         callback=(item.get(CALLBACK_ATTRIBUTE) or {}).get("url"),
+        tags=tuple(item.get("tags", ())),
     )
 
 

@@ -28,6 +28,7 @@ from chalicelib.registry import Registry
 from chalicelib.schedules.store import ScheduleStore
 from chalicelib.settings import Settings, load_settings
 from chalicelib.store import TaskStore
+from chalicelib.wait import WaitClock
 
 
 def aws_config(settings: Settings) -> Config:
@@ -72,6 +73,8 @@ class Runtime:
     schedule_clock: ScheduleClock = field(default_factory=ScheduleClock)
     # The key that signs completion callbacks (chalicelib/callbacks/signing.py): only consumers read it.
     callback_keys: SigningKeys = field(default_factory=lambda: SigningKeys(None, None, lambda: None))
+    # The long-poll's clock and sleep (chalicelib/wait.py); tests move a fake one.
+    wait_clock: WaitClock = field(default_factory=WaitClock)
 
     def queue_for(self, priority: Priority) -> Queue:
         """The queue of a priority class: every message of a task of that class goes there."""

@@ -6,6 +6,8 @@ Each answer must be below 500 and, when it is a 4xx, carry the documented error 
 from __future__ import annotations
 
 import json
+import re
+import time
 import uuid
 from typing import Any
 from urllib.parse import quote
@@ -198,3 +200,32 @@ def test_a_task_path_that_names_no_task_is_refused_in_the_error_shape(
 def test_a_get_with_a_foreign_content_type_is_answered_as_documented(api_url: str, path: str) -> None:
     response = _send(api_url, "GET", path, headers={"Content-Type": "text/plain"})
     assert response.status_code in {200, 404}, response.text
+
+
+def test_a_long_poll_on_a_task_nobody_runs_answers_where_it_stands_after_its_wait(api_url: str) -> None:
+    task = _task()
+    assert _publish(api_url, json.dumps(task).encode()).status_code == 201
+
+    started = time.monotonic()
+    view = _send(api_url, "GET", f"/tasks/{task['id']}?waitSeconds=1").json()
+    took = time.monotonic() - started
+
+    assert view["status"] == "PENDING"
+    assert 1.0 <= took < TIMEOUT_SECONDS, took  # the wait, not a read's moment nor the request's timeout
+
+
+@pytest.mark.parametrize(
+    "tag",
+    ["a", "x" * 64, "env=prod", "a:b.c_d-e", "x" * 65, "", " ", "a,b", "é", "a\nb", "\x00", "\u202eevil", "🚀", "+5"],
+)
+def test_each_tag_at_publish_and_in_a_filter_is_accepted_by_its_pattern_or_refused_naming_it(
+    api_url: str, tag: str
+) -> None:
+    valid = re.fullmatch(r"[A-Za-z0-9_.:=-]{1,64}", tag) is not None  # the documented pattern, whole
+    response = _publish(api_url, json.dumps({**_task(), "tags": [tag]}).encode())
+    listed = _send(api_url, "GET", f"/tasks?status=FAILED&tag={quote(tag, safe='')}")
+    if valid:
+        assert (response.status_code, listed.status_code) == (201, 200), (response.text, listed.text)
+    else:
+        assert _error(response, 400, "validation_error")["details"][0]["field"] == "tags[0]"
+        assert _error(listed, 400, "validation_error")["details"][0]["field"] == "tag[0]"
