@@ -89,6 +89,17 @@ def call(options: Options, what: str, action: Callable[[], T]) -> T:
         fail(f"{what}: {exc.status} {render.shown(str(exc))}", refusal_code(exc))
 
 
+def json_object(text: str, hint: str = "--payload") -> dict[str, Any]:
+    """The JSON object an option gives; anything else is a usage error naming the option."""
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint=hint) from exc
+    if not isinstance(document, dict):
+        raise click.BadParameter("must be a JSON object", param_hint=hint)
+    return document
+
+
 pass_options = click.make_pass_decorator(Options)
 
 
@@ -117,8 +128,8 @@ def cli(
     timeout: float,
     json_output: bool,
 ) -> None:
-    """Operate taskproc: publish, show, list, count, retry and cancel tasks; pause and resume task types; serve the
-    console.
+    """Operate taskproc: publish, show, list, count, retry and cancel tasks; pause and resume task types; manage
+    schedules; serve the console.
 
     Exit codes: 0 done; 1 the API refused a request (4xx) for at least one id, or a confirmation was declined; 2 usage;
     3 the API cannot be reached or answered 5xx; 4 no AWS credentials, or 401/403.
@@ -158,12 +169,7 @@ def publish(
     options: Options, task_id: str, task_type: str | None, payload: str, delay: int | None, tags: tuple[str, ...]
 ) -> None:
     """Publish the task TASK_ID (POST /publish)."""
-    try:
-        document = json.loads(payload)
-    except ValueError as exc:
-        raise click.BadParameter(f"not JSON: {exc}", param_hint="--payload") from exc
-    if not isinstance(document, dict):
-        raise click.BadParameter("must be a JSON object", param_hint="--payload")
+    document = json_object(payload)
     ref = call(
         options,
         f"publish {render.shown(task_id)}",
@@ -429,6 +435,12 @@ def console(options: Options, port: int) -> None:
         serve(options.client, port)
     except OSError as exc:
         fail(f"cannot serve the console on 127.0.0.1:{port}: {exc.strerror or exc}", EXIT_USAGE)
+
+
+# The schedules' commands live in their own module, which builds on the helpers above.
+from taskctl.schedules import schedules  # noqa: E402
+
+cli.add_command(schedules)
 
 
 def main() -> None:

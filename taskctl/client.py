@@ -2,12 +2,10 @@
 
 All HTTP goes through `taskproc_client` (signing, the API key, retries, the error family);
 this module only gives the console and the CLI the names they use: `ApiClient` (the client,
-with the base URL the console shows) and the path helpers.
+with taskctl's defaults and the base URL the console shows) and the errors the console catches.
 """
 
 from __future__ import annotations
-
-from urllib.parse import quote
 
 from taskproc_client import Client, NoCredentials, NoRegion, TaskprocError, Unreachable
 from taskproc_client.signing import is_loopback, is_operator_route, region_of
@@ -32,8 +30,6 @@ __all__ = [
     "is_loopback",
     "is_operator_route",
     "region_of",
-    "task_path",
-    "type_path",
 ]
 
 
@@ -56,13 +52,3 @@ class ApiClient(Client):
     @property
     def base_url(self) -> str:
         return self.url
-
-
-def task_path(task_id: str, *rest: str) -> str:
-    """`/tasks/{id}[/...]` with the id percent-encoded as one path segment."""
-    return "/".join(["/tasks", quote(task_id, safe=""), *rest])
-
-
-def type_path(type_name: str, *rest: str) -> str:
-    """`/types/{type}[/...]` with the name percent-encoded as one path segment."""
-    return "/".join(["/types", quote(type_name, safe=""), *rest])
