@@ -21,7 +21,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import quote
@@ -137,7 +137,7 @@ class TaskRef:
     id: str
     status: Status | None
     duplicate: bool
-    client: Client
+    client: Client = field(repr=False, compare=False)
     existing_id: str | None = None  # the task holding the unique key, when the publish was held back
 
     def get(self) -> TaskView:
