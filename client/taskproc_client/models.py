@@ -102,6 +102,7 @@ class TaskSummary(View):
     id: str
     type: str | None = None
     status: Status
+    priority: str | None = None
     tags: list[str] = Field(default_factory=list)
     attempts: int = 0
     max_attempts: int | None = None
