@@ -167,6 +167,7 @@ def task_detail(view: dict[str, Any]) -> RenderableType:
     rows: list[tuple[str, Text]] = [
         ("id", plain(view.get("id"))),
         ("type", plain(view.get("type") or "-")),
+        ("tags", plain(" ".join(view.get("tags") or []) or "-")),
         ("status", _status(view.get("status"))),
         ("attempts", plain(f"{view.get('attempts')} of {view.get('maxAttempts')}")),
         ("created", plain(_time(view.get("createdAt")))),
