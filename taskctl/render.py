@@ -353,7 +353,10 @@ def _cadence(schedule: dict[str, Any]) -> str:
 
 
 def _last_firing(schedule: dict[str, Any]) -> str:
+    """A full view's last firing (time, task, status), or a summary's (its time)."""
     last = schedule.get("lastFiring")
+    if isinstance(last, str):
+        return f"{_time(last)} UTC"
     if not isinstance(last, dict):
         return "never"
     return f"{_time(last.get('at'))} UTC: {shown(last.get('taskId') or '-')} {shown(last.get('status') or '-')}"
@@ -363,13 +366,21 @@ def _paused(schedule: dict[str, Any]) -> Text:
     return Text("paused", style="bold yellow") if schedule.get("paused") else Text("no", style="green")
 
 
+def _counts(schedule: dict[str, Any]) -> Text:
+    counts = schedule.get("counts") or {}
+    names = {"fired": "fired", "skipped": "skipped", "missed": "missed", "refused": "refused", "caughtUp": "caught up"}
+    return plain(", ".join(f"{counts.get(key, 0)} {name}" for key, name in names.items()))
+
+
 def schedules_table(schedules: list[dict[str, Any]]) -> Table:
-    """Every schedule with its next firing in its own timezone and in UTC, and its last firing."""
+    """Every schedule (as `GET /schedules` lists them) with its next firing in its own timezone and in
+    UTC, and its last firing."""
     table = Table(title="schedules", title_justify="left")
-    for column in ("id", "type", "when", "timezone", "next firing", "next (UTC)", "paused", "last firing"):
+    columns = ("id", "type", "when", "timezone", "next firing", "next (UTC)", "paused", "last firing", "firings")
+    for column in columns:
         table.add_column(column, overflow="fold")
     for schedule in schedules:
-        upcoming = (schedule.get("nextFirings") or [None])[0]
+        upcoming = schedule.get("nextFiring")
         zone = schedule.get("timezone") or "UTC"
         table.add_row(
             plain(schedule.get("id")),
@@ -380,6 +391,7 @@ def schedules_table(schedules: list[dict[str, Any]]) -> Table:
             plain(_time(upcoming)),
             _paused(schedule),
             Text(_last_firing(schedule)),
+            _counts(schedule),
         )
     return table
 
@@ -390,6 +402,8 @@ def schedule_detail(schedule: dict[str, Any]) -> RenderableType:
     facts.add_column(style="bold")
     facts.add_column(overflow="fold")
     catchup = schedule.get("catchupWindowSeconds")
+    refused = schedule.get("lastError") if isinstance(schedule.get("lastError"), dict) else None
+    skip = schedule.get("lastSkip") if isinstance(schedule.get("lastSkip"), dict) else None
     rows: list[tuple[str, Text]] = [
         ("id", plain(schedule.get("id"))),
         ("type", plain(schedule.get("type") or "-")),
@@ -398,7 +412,11 @@ def schedule_detail(schedule: dict[str, Any]) -> RenderableType:
         ("overlap", plain(schedule.get("overlap") or "-")),
         ("catch-up window", plain("-" if catchup is None else f"{catchup} s")),
         ("paused", _paused(schedule)),
+        ("declared by", plain(schedule.get("source") or "-")),
         ("last firing", Text(_last_firing(schedule))),
+        ("firings", _counts(schedule)),
+        ("last skip", plain(f"{_time(skip.get('at'))} UTC, waiting on {skip.get('waitingOn')}" if skip else "-")),
+        ("last refusal", plain(f"{_time(refused.get('at'))} UTC: {refused.get('message')}" if refused else "-")),
         ("payload", Text(json_text(schedule.get("payload")))),
     ]
     for name, value in rows:

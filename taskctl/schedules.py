@@ -24,7 +24,7 @@ def schedules() -> None:
 @json_flag
 @pass_options
 def list_schedules(options: Options) -> None:
-    """Every schedule, with its next firing in its timezone and in UTC, and its last firing."""
+    """Every schedule (all pages), with its next firing in its timezone and in UTC, and its last firing."""
     found = call(options, "schedules list", options.client.schedules)
     if options.json:
         emit_json({"schedules": [schedule.raw for schedule in found]})

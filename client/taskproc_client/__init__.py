@@ -27,10 +27,13 @@ from taskproc_client.errors import (
     WaitTimeout,
 )
 from taskproc_client.models import (
+    Backfill,
     BulkRetry,
     HistoryEntry,
     PublishAnswer,
     Schedule,
+    SchedulePage,
+    ScheduleSummary,
     Stats,
     Status,
     TaskPage,
@@ -44,6 +47,7 @@ from taskproc_client.transport import Response
 __all__ = [
     "BATCH_SIZE",
     "NO_RETRIES",
+    "Backfill",
     "BatchResult",
     "BulkRetry",
     "Client",
@@ -57,6 +61,8 @@ __all__ = [
     "Response",
     "RetryPolicy",
     "Schedule",
+    "SchedulePage",
+    "ScheduleSummary",
     "Stats",
     "Status",
     "TaskCancelled",

@@ -36,9 +36,12 @@ from taskproc_client.errors import (
     error_from_entry,
 )
 from taskproc_client.models import (
+    Backfill,
     BulkRetry,
     PublishAnswer,
     Schedule,
+    SchedulePage,
+    ScheduleSummary,
     Stats,
     Status,
     TaskPage,
@@ -423,11 +426,21 @@ class Client:
         body = _schedule_body(id, type, payload, cron, rate, timezone, overlap, catchup_window_seconds, paused)
         return Schedule.of(self.transport.call("POST", "/schedules", body, idempotent=False))
 
-    def schedules(self) -> builtins.list[Schedule]:
-        """Every schedule (`GET /schedules`)."""
-        answer = self.transport.call("GET", "/schedules")
-        entries = answer.get("schedules", []) if isinstance(answer, dict) else answer
-        return [Schedule.of(entry) for entry in entries]
+    def schedule_page(self, *, limit: int = 50, cursor: str | None = None) -> SchedulePage:
+        """One page of schedules (`GET /schedules`), in the table's order; `next_cursor` for the next."""
+        query = {"limit": str(limit)} | ({"cursor": cursor} if cursor else {})
+        return SchedulePage.of(self.transport.call("GET", "/schedules", query=query))
+
+    def schedules(self, *, page_size: int = 100) -> builtins.list[ScheduleSummary]:
+        """Every schedule, all pages of `GET /schedules` followed."""
+        found: builtins.list[ScheduleSummary] = []
+        cursor: str | None = None
+        while True:
+            page = self.schedule_page(limit=page_size, cursor=cursor)
+            found.extend(page.schedules)
+            if not page.next_cursor:
+                return found
+            cursor = page.next_cursor
 
     def schedule(self, id: str) -> Schedule:
         """One schedule with its next five firings and its last one (`GET /schedules/{id}`). Raises NotFound."""
@@ -446,12 +459,14 @@ class Client:
         catchup_window_seconds: int | None = None,
         paused: bool | None = None,
     ) -> Schedule:
-        """Replace a schedule's definition (`PUT /schedules/{id}`). Raises NotFound, ValidationFailed."""
+        """Replace a schedule's definition (`PUT /schedules/{id}`); a changed timing fires from now on.
+        Raises NotFound, ValidationFailed, Conflict (a schedule the code declares)."""
         body = _schedule_body(id, type, payload, cron, rate, timezone, overlap, catchup_window_seconds, paused)
         return Schedule.of(self.transport.call("PUT", f"/schedules/{_segment(id)}", body))
 
     def delete_schedule(self, id: str) -> None:
-        """Delete a schedule (`DELETE /schedules/{id}`); tasks it fired stay. Raises NotFound."""
+        """Delete a schedule (`DELETE /schedules/{id}`); tasks it fired stay. Raises NotFound, Conflict
+        (a schedule the code declares)."""
         self.transport.call("DELETE", f"/schedules/{_segment(id)}", idempotent=False)
 
     def pause_schedule(self, id: str) -> Schedule:
@@ -466,12 +481,12 @@ class Client:
         """Fire a schedule once now (`POST /schedules/{id}/trigger`): the view of the task it published."""
         return TaskView.of(self.transport.call("POST", f"/schedules/{_segment(id)}/trigger", idempotent=False))
 
-    def backfill_schedule(self, id: str, start: datetime | str, end: datetime | str) -> dict[str, Any]:
-        """Fire a schedule's firings between `start` and `end` (`POST /schedules/{id}/backfill`); the
-        API's answer. Firings have deterministic ids, so a repeat creates nothing twice."""
+    def backfill_schedule(self, id: str, start: datetime | str, end: datetime | str) -> Backfill:
+        """Fire a schedule's firings from `start` to `end`, both included, at most 100 (`POST
+        /schedules/{id}/backfill`). Firings have deterministic ids, so a repeat creates nothing twice
+        (`duplicate` True)."""
         body = {"from": _rfc3339(start), "to": _rfc3339(end)}
-        answer = self.transport.call("POST", f"/schedules/{_segment(id)}/backfill", body, idempotent=True)
-        return answer if isinstance(answer, dict) else {"results": answer}
+        return Backfill.of(self.transport.call("POST", f"/schedules/{_segment(id)}/backfill", body, idempotent=True))
 
 
 def _schedule_body(

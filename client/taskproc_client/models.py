@@ -190,11 +190,41 @@ class TaskType(View):
 class LastFiring(View):
     at: datetime | None = None
     task_id: str | None = None
-    status: str | None = None
+    status: Status | None = None  # the task's status now; None when the task table has no such task
+
+
+class FiringCounts(View):
+    """What came of a schedule's firings so far."""
+
+    fired: int = 0
+    skipped: int = 0  # the previous firing's task had not ended (overlap `skip`)
+    missed: int = 0  # older than the catch-up window when the ticker saw them
+    refused: int = 0  # the payload no longer fit the type
+    caught_up: int = 0  # fired more than a tick late, inside the catch-up window
+
+
+class FiringSkip(View):
+    at: datetime | None = None
+    waiting_on: str | None = None
+
+
+class FiringError(View):
+    """The last refused firing, and why (`details`: `{"field", "message"}` per broken rule)."""
+
+    at: datetime | None = None
+    message: str = ""
+    details: list[dict[str, str]] = Field(default_factory=list)
+
+
+class ScheduleChange(View):
+    kind: str
+    at: datetime | None = None
+    by: str | None = None
 
 
 class Schedule(View):
-    """A schedule: its definition, `next_firings` (UTC, ascending) and `last_firing`."""
+    """A schedule (`GET /schedules/{id}` and the answers of its changes): its definition,
+    `next_firings` (UTC, ascending; empty while paused), its last firing and what came of the others."""
 
     id: str
     type: str | None = None
@@ -205,5 +235,46 @@ class Schedule(View):
     overlap: str | None = None
     catchup_window_seconds: int | None = None
     paused: bool = False
+    source: str | None = None  # "api", or "code" for one a task type declares
     next_firings: list[datetime] = Field(default_factory=list)
     last_firing: LastFiring | None = None
+    buffered: datetime | None = None
+    last_skip: FiringSkip | None = None
+    last_error: FiringError | None = None
+    counts: FiringCounts = Field(default_factory=FiringCounts)
+    history: list[ScheduleChange] = Field(default_factory=list)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class ScheduleSummary(View):
+    """A schedule in `GET /schedules`: its timing, its next firing and the time of its last one."""
+
+    id: str
+    type: str | None = None
+    cron: str | None = None
+    rate: str | None = None
+    timezone: str | None = None
+    paused: bool = False
+    source: str | None = None
+    next_firing: datetime | None = None
+    last_firing: datetime | None = None
+    counts: FiringCounts = Field(default_factory=FiringCounts)
+
+
+class SchedulePage(View):
+    schedules: list[ScheduleSummary]
+    next_cursor: str | None = None
+
+
+class BackfillFiring(View):
+    at: datetime | None = None
+    task_id: str
+    duplicate: bool = False  # the firing's task existed already
+
+
+class Backfill(View):
+    """The answer to `POST /schedules/{id}/backfill`: each firing in the range and its task."""
+
+    schedule_id: str
+    published: list[BackfillFiring] = Field(default_factory=list)

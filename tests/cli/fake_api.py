@@ -213,7 +213,7 @@ class FakeApi:
         if (method, path) == ("POST", "/publish/batch"):
             return self._batch(body)
         if path == "/schedules" or path.startswith("/schedules/"):
-            return self._schedule_route(method, path, body)
+            return self._schedule_route(method, path, query, body)
         if (method, path) == ("GET", "/stats"):
             return 200, self._stats()
         if (method, path) == ("GET", "/tasks"):
@@ -398,16 +398,30 @@ class FakeApi:
             "overlap": "skip",
             "catchupWindowSeconds": 300,
             "paused": False,
+            "source": "api",
             "nextFirings": [f"2026-11-25T{hour:02d}:00:00Z" for hour in range(13, 18)],
             "lastFiring": None,
+            "buffered": None,
+            "lastSkip": None,
+            "lastError": None,
+            "counts": {"fired": 0, "skipped": 0, "missed": 0, "refused": 0, "caughtUp": 0},
+            "history": [{"kind": "created", "at": "2026-11-25T12:00:00Z", "by": "anonymous"}],
+            "createdAt": "2026-11-25T12:00:00Z",
+            "updatedAt": "2026-11-25T12:00:00Z",
         } | fields
         self.schedules[schedule_id] = schedule
         return schedule
 
-    def _schedule_route(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+    def _schedule_page(self, query: dict[str, str]) -> dict[str, Any]:
+        start, limit = int(query.get("cursor", "fake-0")[5:]), int(query.get("limit", "50"))
+        chosen = [_summary(self.schedules[k]) for k in sorted(self.schedules)]
+        more = start + limit < len(chosen)
+        return {"schedules": chosen[start : start + limit], "nextCursor": f"fake-{start + limit}" if more else None}
+
+    def _schedule_route(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
         if path == "/schedules":
             if method == "GET":
-                return 200, {"schedules": [self.schedules[k] for k in sorted(self.schedules)]}
+                return 200, self._schedule_page(query)
             if method == "POST":
                 return self._create_schedule(body)
         match = re.fullmatch(r"/schedules/([^/]+)(?:/(pause|resume|trigger|backfill))?", path)
@@ -427,7 +441,7 @@ class FakeApi:
             return 200, schedule
         if verb is None and method == "DELETE":
             del self.schedules[schedule_id]
-            return 204, None
+            return 200, {"id": schedule_id, "deleted": True}
         if method == "POST" and verb in ("pause", "resume"):
             schedule["paused"] = verb == "pause"
             return 200, schedule
@@ -440,7 +454,8 @@ class FakeApi:
         if method == "POST" and verb == "backfill":
             if not isinstance(body, dict) or not {"from", "to"} <= body.keys():
                 return 400, _error("validation_error", "bad body", [{"field": "from", "message": "Field required"}])
-            return 200, {"fired": [f"{schedule_id}@{body['from']}"], "skipped": []}
+            published = [{"at": body["from"], "taskId": f"{schedule_id}@{body['from']}", "duplicate": False}]
+            return 200, {"scheduleId": schedule_id, "published": published}
         return 404, _error("not_found", f"no route {method} {path}")
 
     def _create_schedule(self, body: Any) -> tuple[int, Any]:
@@ -450,6 +465,16 @@ class FakeApi:
         if body["id"] in self.schedules:
             return 409, _error("conflict", f"a schedule with id {body['id']!r} exists")
         return 201, self.add_schedule(body["id"], **{k: v for k, v in body.items() if k != "id"})
+
+
+def _summary(schedule: dict[str, Any]) -> dict[str, Any]:
+    """A schedule as GET /schedules lists it."""
+    names = ("id", "type", "cron", "rate", "timezone", "paused", "source", "counts")
+    last = schedule["lastFiring"]
+    return {name: schedule[name] for name in names} | {
+        "nextFiring": (schedule["nextFirings"] or [None])[0],
+        "lastFiring": last["at"] if last else None,
+    }
 
 
 def _publish_problem(body: Any, types: dict[str, Any]) -> dict[str, Any] | None:

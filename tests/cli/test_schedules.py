@@ -39,7 +39,7 @@ def test_list_shows_the_next_firing_in_the_schedules_zone_and_in_utc(fake: FakeA
     assert "cron 0 9 * * MON-FRI" in berlin
     [rate] = [line for line in result.stdout.splitlines() if "every-15" in line]
     assert "every 15 minutes" in rate and "paused" in rate
-    assert fake.seen[-1].path == "/schedules"
+    assert fake.seen[-1].path == "/schedules?limit=100"
 
 
 def test_show_lists_the_next_five_firings_and_the_last_one(fake: FakeApi) -> None:
@@ -52,6 +52,7 @@ def test_show_lists_the_next_five_firings_and_the_last_one(fake: FakeApi) -> Non
     assert result.exit_code == EXIT_OK, result.output
     assert sum("UTC" in line and ":00:00" in line for line in result.stdout.splitlines()) >= 5
     assert "hourly@2026-11-25T12:00:00Z FAILED" in result.stdout
+    assert "0 fired, 0 skipped, 0 missed, 0 refused, 0 caught up" in result.stdout
 
 
 def test_show_of_an_unknown_schedule_exits_1_in_one_line(fake: FakeApi) -> None:

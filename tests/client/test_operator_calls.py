@@ -124,11 +124,15 @@ def test_schedules_are_listed_shown_updated_paused_resumed_and_deleted(client: C
     fake.add_schedule("hourly")
     fake.add_schedule("a b/c")
 
-    assert [s.id for s in client.schedules()] == ["a b/c", "hourly"]
+    listed = client.schedules()
+    assert [s.id for s in listed] == ["a b/c", "hourly"]
+    assert listed[0].next_firing == datetime(2026, 11, 25, 13, tzinfo=UTC) and listed[0].last_firing is None
+    assert fake.seen[-1].path == "/schedules?limit=100"
     shown = client.schedule("a b/c")
     assert fake.seen[-1].path == "/schedules/a%20b%2Fc"
     assert shown.next_firings[0] == datetime(2026, 11, 25, 13, tzinfo=UTC) and len(shown.next_firings) == 5
-    assert shown.last_firing is None
+    assert shown.last_firing is None and shown.counts.fired == 0 and shown.source == "api"
+    assert [change.kind for change in shown.history] == ["created"]
 
     updated = client.update_schedule("hourly", "checksum", {"text": "y"}, rate="5 minutes")
     assert (fake.seen[-1].method, updated.rate, updated.payload) == ("PUT", "5 minutes", {"text": "y"})
@@ -153,4 +157,19 @@ def test_trigger_returns_the_view_of_the_task_it_fired_and_backfill_the_apis_ans
     assert fired.id.startswith("hourly@") and fired.id.endswith(".manual") and fired.type == "checksum"
     assert client.schedule("hourly").last_firing is not None
     assert fake.seen[-2].body == {"from": "2026-11-24T00:00:00+00:00", "to": "2026-11-25T00:00:00+00:00"}
-    assert backfilled == {"fired": ["hourly@2026-11-24T00:00:00+00:00"], "skipped": []}
+    assert backfilled.schedule_id == "hourly"
+    assert [(f.task_id, f.duplicate) for f in backfilled.published] == [("hourly@2026-11-24T00:00:00+00:00", False)]
+
+
+def test_schedules_follows_the_cursor_through_every_page(client: Client, fake: FakeApi) -> None:
+    for n in range(5):
+        fake.add_schedule(f"s-{n}")
+
+    listed = client.schedules(page_size=2)
+
+    assert [s.id for s in listed] == [f"s-{n}" for n in range(5)]
+    assert [seen.path for seen in fake.seen] == [
+        "/schedules?limit=2",
+        "/schedules?limit=2&cursor=fake-2",
+        "/schedules?limit=2&cursor=fake-4",
+    ]
