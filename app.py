@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from chalice import Chalice, IAMAuthorizer, Response
 from chalice.app import ConvertToMiddleware, SQSEvent
@@ -16,6 +16,7 @@ from chalicelib.models import MAX_BATCH_BYTES
 from chalicelib.openapi import openapi_document
 from chalicelib.priority import Priority
 from chalicelib.runtime import get_runtime
+from chalicelib.schedules import routes as schedules
 from chalicelib.settings import wiring
 
 app = Chalice(app_name="taskproc")
@@ -161,6 +162,71 @@ def pause_type(type: str) -> Response:
 @json_errors
 def resume_type(type: str) -> Response:
     return json_response(task_types.change("resume", _type_name(type), _principal(), get_runtime()))
+
+
+# Schedules (chalicelib/schedules/): operator routes; their time is the schedule clock's.
+@app.route("/schedules", methods=["POST"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
+@json_errors
+def create_schedule() -> Response:
+    rt = get_runtime()
+    created = schedules.create(_body(), _principal(), rt, rt.schedule_clock.now())
+    return json_response(created, 201, {"Location": f"{_path_prefix()}/schedules/{quote(created.id, safe='')}"})
+
+
+@app.route("/schedules", methods=["GET"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
+@json_errors
+def list_schedules() -> Response:
+    rt = get_runtime()
+    return json_response(schedules.list_page(_query(), rt, rt.schedule_clock.now()))
+
+
+@app.route("/schedules/{schedule_id}", methods=["GET"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
+@json_errors
+def get_schedule(schedule_id: str) -> Response:
+    rt = get_runtime()
+    return json_response(schedules.get(_task_id(schedule_id), rt, rt.schedule_clock.now()))
+
+
+@app.route("/schedules/{schedule_id}", methods=["PUT"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
+@json_errors
+def replace_schedule(schedule_id: str) -> Response:
+    rt = get_runtime()
+    return json_response(schedules.replace(_task_id(schedule_id), _body(), _principal(), rt, rt.schedule_clock.now()))
+
+
+@app.route("/schedules/{schedule_id}", methods=["DELETE"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
+@json_errors
+def delete_schedule(schedule_id: str) -> Response:
+    return json_response(schedules.delete(_task_id(schedule_id), _principal(), get_runtime()))
+
+
+@app.route("/schedules/{schedule_id}/pause", methods=["POST"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
+@json_errors
+def pause_schedule(schedule_id: str) -> Response:
+    rt = get_runtime()
+    return json_response(schedules.pause(_task_id(schedule_id), True, _principal(), rt, rt.schedule_clock.now()))
+
+
+@app.route("/schedules/{schedule_id}/resume", methods=["POST"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
+@json_errors
+def resume_schedule(schedule_id: str) -> Response:
+    rt = get_runtime()
+    return json_response(schedules.pause(_task_id(schedule_id), False, _principal(), rt, rt.schedule_clock.now()))
+
+
+@app.route("/schedules/{schedule_id}/trigger", methods=["POST"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
+@json_errors
+def trigger_schedule(schedule_id: str) -> Response:
+    rt = get_runtime()
+    task = schedules.trigger(_task_id(schedule_id), _principal(), rt, rt.schedule_clock.now())
+    return json_response(task, 201, {"Location": api.task_location(task.id, _path_prefix())})
+
+
+@app.route("/schedules/{schedule_id}/backfill", methods=["POST"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
+@json_errors
+def backfill_schedule(schedule_id: str) -> Response:
+    rt = get_runtime()
+    return json_response(schedules.backfill(_task_id(schedule_id), _body(), _principal(), rt, rt.schedule_clock.now()))
 
 
 @app.route("/health", methods=["GET"], content_types=ANY_CONTENT_TYPE)

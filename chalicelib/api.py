@@ -169,6 +169,11 @@ def publish(body: dict[str, Any], rt: Runtime) -> PublishAccepted:
     return _accept(task, rt, validated.delaySeconds, validated.expiresInSeconds, Uniqueness.of(validated))
 
 
+def publish_task(task: Task, rt: Runtime) -> PublishAccepted:
+    """Store and queue a task built in the code (a schedule's firing), by the publish path's rules."""
+    return _accept(task, rt)
+
+
 def create_from_payload(
     body: dict[str, Any], rt: Runtime, key: str | None = None, priority_name: str | None = None
 ) -> TaskCreated:

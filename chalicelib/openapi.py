@@ -39,6 +39,15 @@ from chalicelib.models import (
 )
 from chalicelib.query import QueryModel, TaskListQuery
 from chalicelib.registry import Registry
+from chalicelib.schedules.definition import MAX_SCHEDULE_ID_LENGTH, SCHEDULE_ID_RULE, ScheduleDefinition
+from chalicelib.schedules.views import (
+    BackfillAnswer,
+    BackfillIn,
+    ScheduleDeleted,
+    ScheduleListQuery,
+    SchedulePage,
+    ScheduleView,
+)
 
 REF = "#/components/schemas/{model}"
 
@@ -226,6 +235,12 @@ def openapi_document() -> dict[str, Any]:
             (Health, "serialization"),
             (PublishBatchIn, "validation"),
             (PublishBatchAnswer, "serialization"),
+            (ScheduleDefinition, "validation"),
+            (ScheduleView, "serialization"),
+            (SchedulePage, "serialization"),
+            (BackfillIn, "validation"),
+            (BackfillAnswer, "serialization"),
+            (ScheduleDeleted, "serialization"),
         ],
         ref_template=REF,
     )
@@ -393,6 +408,7 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            **_schedule_paths(),
             "/health": {
                 "get": {
                     "operationId": "health",
@@ -419,4 +435,108 @@ def openapi_document() -> dict[str, Any]:
             },
         },
         "components": {"schemas": definitions},
+    }
+
+
+SCHEDULE_ID = {
+    "name": "schedule_id",
+    "in": "path",
+    "required": True,
+    "description": f"The schedule id, percent-encoded ({SCHEDULE_ID_RULE}).",
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_SCHEDULE_ID_LENGTH, "pattern": TASK_ID_PATTERN},
+}
+NO_SCHEDULE = _json(ErrorResponse, "No schedule has this id.")
+SCHEDULE_CONFLICT = _json(
+    ErrorResponse,
+    "The schedule is declared in the code (change it there), it changed while the request ran (try again), or"
+    " its payload no longer fits its type (`details` names each `payload.<field>`).",
+)
+SCHEDULE_LOCATION = {"Location": {"description": "Where the schedule can be read.", "schema": {"type": "string"}}}
+SCHEDULES_DOC = " The contract, DST rules, catch-up and overlap: docs/schedules.md. " + OPERATOR
+
+
+def _schedule_action(operation_id: str, summary: str, answer: dict[str, Any], body: Any = None) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "operationId": operation_id,
+        "summary": summary + SCHEDULES_DOC,
+        "parameters": [SCHEDULE_ID],
+        "responses": {**answer, "404": NO_SCHEDULE, "409": SCHEDULE_CONFLICT, **_errors(400, 413, 415, 500, 503)},
+    }
+    if body is not None:
+        operation["requestBody"] = body
+    return {"post": operation}
+
+
+def _schedule_paths() -> dict[str, Any]:
+    view = _json(ScheduleView, "The schedule: its definition, next five firings, last firing, counts and history.")
+    return {
+        "/schedules": {
+            "post": {
+                "operationId": "createSchedule",
+                "summary": "Create a schedule; its payload is checked against its type's model now." + SCHEDULES_DOC,
+                "requestBody": _body(ScheduleDefinition, "The schedule's definition."),
+                "responses": {
+                    "201": _json(ScheduleView, "Created.", SCHEDULE_LOCATION),
+                    "409": _json(ErrorResponse, "A schedule with this id exists."),
+                    **_errors(400, 413, 415, 500, 503),
+                },
+            },
+            "get": {
+                "operationId": "listSchedules",
+                "summary": "One page of schedules (a bounded Scan of the schedules table)." + SCHEDULES_DOC,
+                "parameters": _query_parameters(ScheduleListQuery),
+                "responses": {"200": _json(SchedulePage, "A page of schedules."), **_errors(400, 500, 503)},
+            },
+        },
+        "/schedules/{schedule_id}": {
+            "get": {
+                "operationId": "getSchedule",
+                "summary": "One schedule." + SCHEDULES_DOC,
+                "parameters": [SCHEDULE_ID],
+                "responses": {"200": view, "404": NO_SCHEDULE, **_errors(500, 503)},
+            },
+            "put": {
+                "operationId": "replaceSchedule",
+                "summary": "Replace an API-made schedule's definition; a new timing fires from now on." + SCHEDULES_DOC,
+                "parameters": [SCHEDULE_ID],
+                "requestBody": _body(ScheduleDefinition, "The definition; `id`, if given, must be the path's."),
+                "responses": {
+                    "200": view,
+                    "404": NO_SCHEDULE,
+                    "409": SCHEDULE_CONFLICT,
+                    **_errors(400, 413, 415, 500, 503),
+                },
+            },
+            "delete": {
+                "operationId": "deleteSchedule",
+                "summary": "Delete an API-made schedule; its firings' tasks stay." + SCHEDULES_DOC,
+                "parameters": [SCHEDULE_ID],
+                "responses": {
+                    "200": _json(ScheduleDeleted, "Deleted."),
+                    "404": NO_SCHEDULE,
+                    "409": SCHEDULE_CONFLICT,
+                    **_errors(500, 503),
+                },
+            },
+        },
+        "/schedules/{schedule_id}/pause": _schedule_action(
+            "pauseSchedule", "Pause a schedule: it fires nothing until resumed.", {"200": view}
+        ),
+        "/schedules/{schedule_id}/resume": _schedule_action(
+            "resumeSchedule",
+            "Resume a schedule: the firings it missed inside its catch-up window fire at the next tick.",
+            {"200": view},
+        ),
+        "/schedules/{schedule_id}/trigger": _schedule_action(
+            "triggerSchedule",
+            "Fire once now, whatever the timing and overlap: task `<id>@<now UTC>.manual`.",
+            {"201": _json(TaskView, "The firing's task.", LOCATION)},
+        ),
+        "/schedules/{schedule_id}/backfill": _schedule_action(
+            "backfillSchedule",
+            "Publish the firings from `from` to `to` (both included; at most 100), each under its own"
+            " deterministic id, so a firing published before is a duplicate.",
+            {"200": _json(BackfillAnswer, "What was published, oldest first.")},
+            _body(BackfillIn, "The range."),
+        ),
     }

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -30,6 +30,7 @@ from pydantic import BaseModel
 
 from chalicelib.flow.keys import path_problem
 from chalicelib.flow.rate import DEFAULT_BURST, parse_rate
+from chalicelib.schedules.definition import ScheduleDefinition, declared_definition
 
 # A handler's timeout plus this margin must fit in the lease, so that the attempt
 # records its outcome while the lease still holds.
@@ -188,6 +189,8 @@ class TaskType:
     rate_limit: str | None = None
     key_rate_limit: str | None = None
     rate_burst: int | None = None
+    # Schedules kept in the code (chalicelib/schedules/declared.py reconciles them with the table).
+    schedules: tuple[ScheduleDefinition, ...] = ()
 
     @property
     def burst(self) -> int:
@@ -328,6 +331,11 @@ class Registry:
         problem = flow_option_problem(task_type)
         if problem is not None:
             raise RegistrationError(f"task type {name!r}: {problem}")
+        declared = {s.id for other in self._types.values() for s in other.schedules}
+        for schedule in task_type.schedules:
+            if schedule.id in declared:
+                raise RegistrationError(f"task type {name!r}: schedule id {schedule.id!r} is declared twice")
+            declared.add(schedule.id)
         self._types[name] = task_type
 
     def get(self, name: str) -> TaskType | None:
@@ -363,6 +371,7 @@ def task_type(
     rate_limit: str | None = None,
     key_rate_limit: str | None = None,
     rate_burst: int | None = None,
+    schedules: Sequence[Mapping[str, Any]] = (),
     registry: Registry = REGISTRY,
 ) -> Callable[[Handler], Handler]:
     """Register the decorated function as the handler of task type `name`.
@@ -371,10 +380,19 @@ def task_type(
     `key_concurrency=N` at once per flow key, the key being the publish's `key` or the payload's
     value at `concurrency_key` (a dotted path, e.g. "customer.id"); `rate_limit="100/minute"`
     and `key_rate_limit=` starts per window, with `rate_burst` more allowed (default 0).
+    `schedules=[{"id": "nightly", "cron": "0 2 * * *", "payload": {...}}]`: schedules of the type kept
+    in the code, each the fields of `POST /schedules` but `type` (docs/schedules.md).
 
     Raises:
         RegistrationError: at import, when the registration breaks a rule.
     """
+
+    declared = []
+    for index, entry in enumerate(schedules):
+        try:
+            declared.append(declared_definition(name, payload, entry))
+        except ValueError as exc:
+            raise RegistrationError(f"task type {name!r}: schedules[{index}]: {exc}") from exc
 
     def register(handler: Handler) -> Handler:
         registry.register(
@@ -392,6 +410,7 @@ def task_type(
                 rate_limit=rate_limit,
                 key_rate_limit=key_rate_limit,
                 rate_burst=rate_burst,
+                schedules=tuple(declared),
             )
         )
         return handler

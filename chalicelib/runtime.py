@@ -23,6 +23,7 @@ from chalicelib.operator_store import OperatorStore
 from chalicelib.priority import Priority
 from chalicelib.queue import Queue, QueueAges
 from chalicelib.registry import Registry
+from chalicelib.schedules.store import ScheduleStore
 from chalicelib.settings import Settings, load_settings
 from chalicelib.store import TaskStore
 
@@ -80,6 +81,11 @@ class Runtime:
     def gate(self) -> Gate:
         """The flow policies asked before every attempt (chalicelib/flow/gate.py), built on first use."""
         return Gate.build(self.flow, self.pauses, self.settings.LEASE_SECONDS, self.rng)
+
+    @cached_property
+    def schedules(self) -> ScheduleStore:
+        """The schedules table's schedules (chalicelib/schedules/store.py), built on first use."""
+        return ScheduleStore(self.dynamodb, self.settings.SCHEDULES_TABLE)
 
 
 def build_runtime(

@@ -171,11 +171,11 @@ class Walk:
 
     def http(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         with self.running("api_handler"):
-            if method == "GET":
-                response = self.client.http.get(path)
+            if method in ("GET", "DELETE"):
+                response = self.client.http.request(method, path)
             else:
                 payload = json.dumps(body) if body is not None else b""
-                response = self.client.http.post(path, body=payload, headers=JSON)
+                response = self.client.http.request(method, path, body=payload, headers=JSON)
         return response.status_code, json.loads(response.body)
 
     def publish(self, task_id: str, payload: dict[str, Any], priority: str = "default") -> None:
@@ -405,6 +405,27 @@ def _run_scenarios(w: Walk) -> None:
     w.drain("process_tasks")
     for function in CLASS_CONSUMERS.values():
         w.drain(function)
+
+    # Schedules: create (and a taken id), list page by page, read, replace, pause, resume, trigger,
+    # backfill, delete.
+    hourly = {"type": "simulate", "payload": SUCCEEDS, "rate": "1 hour"}
+    for n in range(2):
+        assert w.http("POST", "/schedules", {"id": f"walk-{n}", **hourly})[0] == 201
+    assert w.http("POST", "/schedules", {"id": "walk-0", **hourly})[0] == 409
+    status, page = w.http("GET", "/schedules?limit=1")
+    assert status == 200 and page["nextCursor"], page
+    assert w.http("GET", f"/schedules?limit=1&cursor={page['nextCursor']}")[0] == 200
+    assert w.http("GET", "/schedules/walk-0")[0] == 200
+    assert w.http("PUT", "/schedules/walk-0", {**hourly, "rate": "2 hours"})[0] == 200
+    assert w.http("POST", "/schedules/walk-0/pause")[0] == 200
+    assert w.http("POST", "/schedules/walk-0/resume")[0] == 200
+    assert w.http("POST", "/schedules/walk-0/trigger")[0] == 201
+    w.clock.advance(4 * 3600)
+    backfill = {"from": "2000-01-01T00:00:00Z", "to": "2000-01-01T03:00:00Z"}
+    assert w.http("POST", "/schedules/walk-1/backfill", backfill)[0] == 200
+    assert w.http("GET", "/schedules/walk-0")[1]["lastFiring"]["status"] == "PENDING"
+    assert w.http("DELETE", "/schedules/walk-1")[0] == 200
+    w.drain("process_tasks")
 
     # Flow control, in every class's consumer: a capped type (its slot taken and given back), a
     # rate-limited type whose second start is deferred (its message renewed on the class's queue),

@@ -156,6 +156,12 @@ def test_the_api_answers_every_request_as_documented(case: Any, api_url: str) ->
     if case.operation.path == "/publish" and _larger_than_a_task_may_be(case.body):
         # Valid or not, a body over the task size is answered 413 before it is read.
         excluded += [positive_data_acceptance, negative_data_rejection]
+    if case.operation.path.startswith("/schedules"):
+        # A schedule's cron line, zone, payload (its type's model), id in the path and backfill range
+        # have rules JSON Schema does not hold (cronsim, zoneinfo, the registry, the stored schedules);
+        # their 400s and 404s are tested in tests/integration/test_schedules.py and
+        # tests/fuzz/test_schedule_fuzz.py. Every other check holds.
+        excluded.append(positive_data_acceptance)
     if (case.query or {}).get("cursor") is not None:
         # A cursor is any string to the schema, but only one the API signed is valid: the
         # rest are refused with 400 on purpose (tests/integration/test_operations.py).
