@@ -14,6 +14,8 @@ from taskproc_client import Client, NoCredentials, models
 from taskproc_client.signing import is_operator_route
 
 from chalicelib import models as server
+from chalicelib.schedules import record as schedule_record
+from chalicelib.schedules import views as schedule_views
 from tests.cli.conftest import TEST_CREDENTIALS
 from tests.cli.fake_api import FakeApi
 from tests.e2e.stack import ROOT
@@ -130,6 +132,16 @@ def test_the_package_imports_nothing_of_the_server_nor_botocore_until_it_signs(t
         (models.TaskType, server.TypeChange),
         (models.HistoryEntry, server.AttemptView),
         (models.HistoryEntry, server.ActionView),
+        (models.Schedule, schedule_views.ScheduleView),
+        (models.ScheduleSummary, schedule_views.ScheduleSummary),
+        (models.SchedulePage, schedule_views.SchedulePage),
+        (models.LastFiring, schedule_views.LastFiring),
+        (models.Backfill, schedule_views.BackfillAnswer),
+        (models.BackfillFiring, schedule_views.BackfillFiring),
+        (models.FiringCounts, schedule_record.Counts),
+        (models.FiringError, schedule_record.FiringError),
+        (models.FiringSkip, schedule_record.Skip),
+        (models.ScheduleChange, schedule_record.Audit),
     ],
     ids=lambda model: model.__name__,
 )
