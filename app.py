@@ -15,6 +15,7 @@ from chalicelib.http import json_errors, json_response
 from chalicelib.models import MAX_BATCH_BYTES
 from chalicelib.openapi import openapi_document
 from chalicelib.priority import Priority
+from chalicelib.query import TaskReadQuery, parse_query
 from chalicelib.runtime import get_runtime
 from chalicelib.schedules import routes as schedules
 from chalicelib.settings import wiring
@@ -95,7 +96,8 @@ def publish_batch() -> Response:
 @json_errors
 def create_task() -> Response:
     query = app.current_request.query_params or {}  # the body is all payload: the task's options are here
-    created = api.create_from_payload(_body(), get_runtime(), query.get("key"), query.get("priority"))
+    tags = _query().get(api.TAG_PARAMETER, [])
+    created = api.create_from_payload(_body(), get_runtime(), query.get("key"), query.get("priority"), tags)
     return json_response(created, 201, {"Location": api.task_location(created.id, _path_prefix())})
 
 
@@ -104,7 +106,8 @@ def create_task() -> Response:
 )
 @json_errors
 def get_task(task_id: str) -> Response:
-    return json_response(api.get_task(_task_id(task_id), get_runtime()))
+    query = parse_query(TaskReadQuery, _query())  # waitSeconds: a long-poll
+    return json_response(api.get_task(_task_id(task_id), get_runtime(), query.waitSeconds))
 
 
 @app.route("/tasks", methods=["GET"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)

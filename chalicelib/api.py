@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -25,6 +25,7 @@ from chalicelib.errors import (
     TaskprocError,
     UnsupportedMediaType,
     ValidationFailed,
+    field_name,
 )
 from chalicelib.expiry import message_attributes, start_by_ms
 from chalicelib.flow.unique import KeyClaim, KeyHeld, UniqueKeys, Uniqueness
@@ -49,12 +50,17 @@ from chalicelib.priority import PRIORITY_RULE, Priority
 from chalicelib.record import TaskRecord, ms_from_iso, record_from_item
 from chalicelib.registry import RegistrationError, Registry
 from chalicelib.runtime import Runtime
+from chalicelib.tags import Tags
+from chalicelib.wait import wait_for
 
 logger = logging.getLogger(__name__)
 
 # `POST /tasks` takes its body as the payload, all but this key: the task's class.
 PRIORITY_FIELD = "priority"
 _priority: TypeAdapter[str] = TypeAdapter(PriorityName, config={"strict": True})
+# ... and its tags, one `?tag=` each, as `GET /tasks` filters by them.
+TAG_PARAMETER = "tag"
+_tags: TypeAdapter[list[str]] = TypeAdapter(Tags)
 
 
 def _reject_constant(name: str) -> Any:
@@ -112,7 +118,7 @@ def parse_optional_json_object(raw_body: bytes | None, content_type: str | None)
 
 def field_problems(exc: ValidationError, prefix: tuple[str, ...] = ()) -> list[FieldProblem]:
     return [
-        FieldProblem(".".join(str(part) for part in (*prefix, *error["loc"])) or "body", error["msg"])
+        FieldProblem(field_name((*prefix, *error["loc"])) or "body", error["msg"])
         for error in exc.errors(include_url=False)
     ]
 
@@ -157,7 +163,12 @@ def validated_task(body: dict[str, Any], registry: Registry) -> tuple[Task, Task
     # The payload exactly as sent (the model keeps it as given); the numbers as the model read them (5.0 is 5).
     return (
         Task(
-            id=body["id"], type=name, payload=body["payload"], priority=Priority(validated.priority), key=validated.key
+            id=body["id"],
+            type=name,
+            payload=body["payload"],
+            priority=Priority(validated.priority),
+            key=validated.key,
+            tags=tuple(validated.tags),
         ),
         validated,
     )
@@ -175,15 +186,19 @@ def publish_task(task: Task, rt: Runtime) -> PublishAccepted:
 
 
 def create_from_payload(
-    body: dict[str, Any], rt: Runtime, key: str | None = None, priority_name: str | None = None
+    body: dict[str, Any],
+    rt: Runtime,
+    key: str | None = None,
+    priority_name: str | None = None,
+    tags: Sequence[str] = (),
 ) -> TaskCreated:
     """Store and queue a simulated task whose payload is the whole body, as the seed has it, under a
-    new id, with the flow key `key` and the class `priority_name` (the route's query parameters:
-    the body is all payload) if given.
+    new id, with the flow key `key`, the class `priority_name` and the `tags` (the route's query
+    parameters, `tag` given once per tag: the body is all payload) if given.
 
     Raises:
         ValidationFailed: the payload does not fit `simulate`, `priority` is not a class, or the key
-            breaks its rule.
+            or a tag breaks its rule (a tag's detail names `tag[<i>]`).
     """
     simulate = rt.registry.get(DEFAULT_TYPE)
     assert simulate is not None, "the simulate type is built in"
@@ -200,7 +215,12 @@ def create_from_payload(
         simulate.parse(payload)
     except ValidationError as exc:
         raise ValidationFailed("the task payload is not valid", field_problems(exc)) from exc
-    accepted = _accept(Task(id=str(uuid.uuid4()), type=DEFAULT_TYPE, payload=payload, priority=priority, key=key), rt)
+    try:
+        checked_tags = tuple(_tags.validate_python(list(tags)))
+    except ValidationError as exc:
+        raise ValidationFailed("the task is not valid", field_problems(exc, prefix=(TAG_PARAMETER,))) from exc
+    task = Task(id=str(uuid.uuid4()), type=DEFAULT_TYPE, payload=payload, priority=priority, key=key, tags=checked_tags)
+    accepted = _accept(task, rt)
     return TaskCreated(taskId=accepted.id, id=accepted.id, status=accepted.status)
 
 
@@ -350,9 +370,21 @@ def read_task(task_id: str, rt: Runtime) -> tuple[TaskRecord, dict[str, Any]]:
     return record_from_item(item), item
 
 
-def get_task(task_id: str, rt: Runtime) -> TaskView:
-    """The task as a client sees it: operators' actions say `by: "operator"`, not the IAM principal."""
+def get_task(task_id: str, rt: Runtime, wait_seconds: int = 0) -> TaskView:
+    """The task as a client sees it: operators' actions say `by: "operator"`, not the IAM principal.
+
+    With `wait_seconds`, as soon as the task is terminal, or after that long where it stands then
+    (chalicelib/wait.py: one read now, then reads on a schedule).
+
+    Raises:
+        TaskNotFound: no task has this id.
+        ServiceUnavailable: the table did not answer, now or during the wait.
+    """
     record, _ = read_task(task_id, rt)
+    if wait_seconds:
+        record = wait_for(
+            lambda: read_task(task_id, rt)[0], lambda read: read.is_terminal, record, wait_seconds, rt.wait_clock
+        )
     return record.view(rt.store.now_ms(), principals=False)
 
 

@@ -174,7 +174,12 @@ def parse_task_message(body: str, priority: Priority = Priority.DEFAULT) -> Task
         field = ".".join(str(part) for part in first["loc"]) or "body"
         raise ValueError(f"not a valid task: {field}: {first['msg']}") from exc
     return Task(
-        id=raw["id"], type=raw.get("type", DEFAULT_TYPE), payload=raw["payload"], priority=priority, key=raw.get("key")
+        id=raw["id"],
+        type=raw.get("type", DEFAULT_TYPE),
+        payload=raw["payload"],
+        priority=priority,
+        key=raw.get("key"),
+        tags=tuple(raw.get("tags", ())),
     )
 
 

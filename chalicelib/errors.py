@@ -15,6 +15,11 @@ class FieldProblem:
     message: str
 
 
+def field_name(loc: tuple[str | int, ...]) -> str:
+    """A field's path as errors name it: `payload.simulation.failureChance`, `tags[3]` (pydantic's `loc`)."""
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+
+
 class TaskprocError(Exception):
     """Base of every error this package raises on purpose."""
 

@@ -15,15 +15,21 @@ from typing import Any
 
 from chalicelib.models import Status
 
-INDEX_NAME = "by-status"
+# A projection cannot change in place (the prod table is retained, and CloudFormation cannot
+# update an index), so a new projection is a new index under a new name, with the same keys:
+# DynamoDB fills it from the items that carry them. `by-status-v2` added `priority` and `tags`
+# to what `by-status` projects; the migration is in docs/deploying.md.
+INDEX_NAME = "by-status-v2"
+# Still in the template, and written with every listed item, but never read: an update may create
+# or delete one index, so the release that created INDEX_NAME could not also delete this one.
+RETIRED_INDEX_NAME = "by-status"
 SHARDS = 8
 LISTED_STATUSES = (Status.FAILED, Status.RETRYING, Status.CANCELLED)
 SHARD_ATTRIBUTE = "statusShard"
 SORT_ATTRIBUTE = "statusSort"
-# What the index projects besides its keys and the table's: a task's summary.
-# Changing it changes the index, which CloudFormation cannot do in place on a retained table: a
-# field added to summaries since (priority) is read from the task itself, not listed.
-PROJECTED = ("status", "type", "attempts", "maxAttempts", "createdAt", "updatedAt", "lastError")
+# What the index projects besides its keys and the table's: a task's summary, and what a
+# listing filters on (`type`, `tags`).
+PROJECTED = ("status", "type", "attempts", "maxAttempts", "createdAt", "updatedAt", "lastError", "priority", "tags")
 
 
 def shard_of(task_id: str) -> int:

@@ -4,6 +4,14 @@ A page queries every shard of the status for its newest entries after the cursor
 (in parallel), merges them by sort key and keeps the first `limit`. The sort key
 is unique, so "after the cursor" is exact: a task that did not change between
 two pages is served once, never repeated or skipped.
+
+A filter (a type, tags) is a FilterExpression: DynamoDB reads, and bills, every entry
+the key condition reaches, matching or not. So a filtered page reads at most
+FILTERED_READ_BUDGET entries per shard; a shard that spends it stops at the last
+entry it read, and the page serves only what lies above the highest such stop, where
+every shard has been read. Its cursor is that stop: a filter that matches few tasks
+answers a short (even empty) page and a cursor to go on, at a bounded cost, instead of
+reading the whole status in one request.
 """
 
 from __future__ import annotations
@@ -18,11 +26,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chalicelib.errors import StoreError
 from chalicelib.index import INDEX_NAME, SHARD_ATTRIBUTE, SHARDS, SORT_ATTRIBUTE, shard_key
 from chalicelib.models import Status, TaskSummary
+from chalicelib.record import priority_of_item
 from chalicelib.table import deserialize, serialize
 
 # Counting reads every index entry it counts; past this many per status it stops and
 # says "at least", so one `GET /stats` costs a bounded number of read units.
 COUNT_CAP = 1_000
+# The most index entries a filtered page reads in one shard: 8 x 125 = 1,000 a page, about
+# 400 KB of summaries (50 read units) when entries are of a few hundred bytes.
+FILTERED_READ_BUDGET = 125
 
 
 @dataclass(frozen=True)
@@ -31,19 +43,31 @@ class Filters:
 
     task_type: str | None = None
     updated_since: str | None = None
+    tags: tuple[str, ...] = ()  # every one of them
+
+    @property
+    def narrows(self) -> bool:
+        """Whether a FilterExpression drops entries the key condition reads, so that reads can outrun matches."""
+        return self.task_type is not None or bool(self.tags)
 
     def scope(self) -> str:
-        return f"type={self.task_type or ''}|since={self.updated_since or ''}"
+        # Without tags, the scope of the listings that had none, so that their cursors stay valid.
+        tags = f"|tags={','.join(sorted(self.tags))}" if self.tags else ""
+        return f"type={self.task_type or ''}|since={self.updated_since or ''}{tags}"
 
 
 @dataclass(frozen=True)
 class Page:
     entries: list[dict[str, Any]]
     more: bool
+    resume_after: str | None  # the position the next page starts below: the last entry served, or a budget's stop
 
-    @property
-    def last_position(self) -> str | None:
-        return self.entries[-1][SORT_ATTRIBUTE] if self.entries else None
+
+@dataclass(frozen=True)
+class _ShardRead:
+    entries: list[dict[str, Any]]
+    more: bool
+    stopped_at: str | None = None  # the last sort key read, when the read budget ran out before the shard did
 
 
 def summary(entry: dict[str, Any]) -> TaskSummary:
@@ -56,25 +80,35 @@ def summary(entry: dict[str, Any]) -> TaskSummary:
         createdAt=entry["createdAt"],
         updatedAt=entry["updatedAt"],
         lastError=entry.get("lastError"),
+        priority=priority_of_item(entry),
+        tags=list(entry.get("tags", [])),
     )
 
 
 class TaskIndex:
-    """Queries the sparse `by-status` index of the task table."""
+    """Queries the sparse listing index (INDEX_NAME) of the task table."""
 
     def __init__(self, client: Any, table_name: str) -> None:
         self._client = client
         self._table = table_name
 
     def page(self, status: Status, limit: int, after: str | None = None, filters: Filters = Filters()) -> Page:
-        """The `limit` most recently updated entries of `status` older than position `after`."""
+        """The `limit` most recently updated entries of `status` older than position `after`; fewer when a
+        filtered read spent its budget (`more` then says so, and `resume_after` is where it stopped)."""
         with ThreadPoolExecutor(max_workers=SHARDS) as pool:
-            per_shard = list(
-                pool.map(lambda shard: self._shard_page(status, shard, limit, after, filters), range(SHARDS))
-            )
-        merged = sorted((e for entries, _ in per_shard for e in entries), key=lambda e: e[SORT_ATTRIBUTE], reverse=True)
-        more = len(merged) > limit or any(has_more for _, has_more in per_shard)
-        return Page(merged[:limit], more)
+            reads = list(pool.map(lambda shard: self._shard_page(status, shard, limit, after, filters), range(SHARDS)))
+        # Below the highest stop, a shard that stopped has entries not yet read: serve only above it.
+        floor = max((read.stopped_at for read in reads if read.stopped_at is not None), default=None)
+        merged = sorted(
+            (e for read in reads for e in read.entries if floor is None or e[SORT_ATTRIBUTE] >= floor),
+            key=lambda e: e[SORT_ATTRIBUTE],
+            reverse=True,
+        )
+        if len(merged) > limit:
+            return Page(merged[:limit], True, merged[limit - 1][SORT_ATTRIBUTE])
+        more = floor is not None or any(read.more for read in reads)
+        last = merged[-1][SORT_ATTRIBUTE] if merged else None
+        return Page(merged, more, floor if floor is not None else last)
 
     def count(self, status: Status, cap: int = COUNT_CAP) -> tuple[int, bool]:
         """How many tasks are in `status`, and whether that is exact (False: at least that many)."""
@@ -84,18 +118,27 @@ class TaskIndex:
         exact = all(done for _, done in per_shard) and total <= cap
         return min(total, cap), exact
 
-    def _shard_page(
-        self, status: Status, shard: int, limit: int, after: str | None, filters: Filters
-    ) -> tuple[list[dict[str, Any]], bool]:
+    def _shard_page(self, status: Status, shard: int, limit: int, after: str | None, filters: Filters) -> _ShardRead:
         entries: list[dict[str, Any]] = []
         start: dict[str, Any] | None = None
+        read = 0
         while True:
-            response = self._query(status, shard, after, filters, limit=limit, start=start)
+            # A first request as large as the page; then, under a filter, what is left of the budget.
+            size = limit + 1
+            if filters.narrows:
+                size = min(size, FILTERED_READ_BUDGET) if read == 0 else FILTERED_READ_BUDGET - read
+            response = self._query(status, shard, after, filters, limit=size, start=start)
+            items = response.get("Items", [])
+            read += int(response.get("ScannedCount", len(items)))
             # BETWEEN (used with a since filter) includes the cursor's own entry: drop it.
-            entries += [e for e in map(deserialize, response.get("Items", [])) if e[SORT_ATTRIBUTE] != after]
+            entries += [e for e in map(deserialize, items) if e[SORT_ATTRIBUTE] != after]
             start = response.get("LastEvaluatedKey")
             if start is None or len(entries) > limit:
-                return entries, start is not None
+                return _ShardRead(entries, start is not None)
+            if filters.narrows and read >= FILTERED_READ_BUDGET:
+                stop = deserialize(start)
+                assert stop is not None
+                return _ShardRead(entries, True, stop[SORT_ATTRIBUTE])
 
     def _shard_count(self, status: Status, shard: int, cap: int) -> tuple[int, bool]:
         counted, start = 0, None
@@ -138,14 +181,21 @@ class TaskIndex:
             "KeyConditionExpression": condition,
             "ScanIndexForward": False,
         }
+        kept: list[str] = []
         if filters.task_type is not None:
-            kwargs["FilterExpression"] = "#type = :type"
+            kept.append("#type = :type")
             names["#type"] = "type"
             values[":type"] = filters.task_type
+        for n, tag in enumerate(filters.tags):
+            kept.append(f"contains(#tags, :tag{n})")
+            names["#tags"] = "tags"
+            values[f":tag{n}"] = tag
+        if kept:
+            kwargs["FilterExpression"] = " AND ".join(kept)
         kwargs["ExpressionAttributeNames"] = names
         kwargs["ExpressionAttributeValues"] = serialize(values)
         if limit is not None:
-            kwargs["Limit"] = limit + 1
+            kwargs["Limit"] = limit
         if select is not None:
             kwargs["Select"] = select
         if start is not None:

@@ -23,6 +23,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from chalicelib.expiry import EXPIRED_KIND, MAX_EXPIRY_SECONDS
 from chalicelib.priority import Priority
+from chalicelib.tags import MAX_TAGS, TAG_RULE, Tags
 
 MAX_TASK_ID_LENGTH = 256
 # An id is a key: the table's partition key (DynamoDB: at most 2,048 bytes) and the tail of
@@ -296,6 +297,11 @@ class TaskIn(BaseModel):
         " CANCELLED. Only with `uniqueKey`, instead of `uniqueFor`.",
         json_schema_extra=_no_default,
     )
+    tags: Tags = Field(
+        default_factory=list,
+        description=f"Up to {MAX_TAGS} labels, each {TAG_RULE}, each once: shown in the task's view and"
+        " summaries, and what `GET /tasks?tag=` finds it by.",
+    )
 
     @model_validator(mode="after")
     def _unique_fields_go_together(self) -> TaskIn:
@@ -333,6 +339,7 @@ class Task(BaseModel):
     # Not in the message body: the queue a message sits in is its class (chalicelib/priority.py).
     priority: Priority = Priority.DEFAULT
     key: str | None = None  # the explicit flow key, if the publish gave one
+    tags: tuple[str, ...] = ()
 
     def message_body(self) -> str:
         """The task as it travels on the queue: the same document `POST /publish` takes.
@@ -343,6 +350,8 @@ class Task(BaseModel):
         body: dict[str, Any] = {"id": self.id, "type": self.type, "payload": self.payload}
         if self.key is not None:
             body["key"] = self.key
+        if self.tags:  # a consumer that stores the task from its message keeps them
+            body["tags"] = list(self.tags)
         text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
         return text.replace("\ufffe", "\\ufffe").replace("\uffff", "\\uffff")
 
@@ -428,6 +437,7 @@ class TaskView(BaseModel):
     type: str
     priority: Priority = Field(description="The task's class, as published: high, default or low.")
     key: str | None = Field(default=None, description="The flow key given at publish, if any.")
+    tags: list[str] = Field(default_factory=list, description="The tags given at publish, in their order; [] for none.")
     status: Status
     attempts: int = Field(ge=0, description="Attempts started so far.")
     maxAttempts: int = Field(ge=1)
@@ -492,6 +502,8 @@ class TaskSummary(BaseModel):
     createdAt: str
     updatedAt: str
     lastError: str | None
+    priority: Priority = Field(description="The task's class, as published.")
+    tags: list[str] = Field(description="The tags given at publish; [] for none.")
 
 
 class TaskPage(BaseModel):

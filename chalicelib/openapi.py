@@ -37,7 +37,7 @@ from chalicelib.models import (
     TypeDetail,
     TypeList,
 )
-from chalicelib.query import QueryModel, TaskListQuery
+from chalicelib.query import QueryModel, TaskListQuery, TaskReadQuery
 from chalicelib.registry import Registry
 from chalicelib.schedules.definition import MAX_SCHEDULE_ID_LENGTH, SCHEDULE_ID_RULE, ScheduleDefinition
 from chalicelib.schedules.views import (
@@ -48,6 +48,8 @@ from chalicelib.schedules.views import (
     SchedulePage,
     ScheduleView,
 )
+from chalicelib.tags import MAX_TAG_LENGTH, MAX_TAGS, TAG_PATTERN, TAG_RULE
+from chalicelib.wait import DEFAULT_SCHEDULE, MAX_WAIT_SECONDS
 
 REF = "#/components/schemas/{model}"
 
@@ -175,6 +177,30 @@ PRIORITY = {
 }
 
 
+TAGS = {
+    "name": "tag",
+    "in": "query",
+    "required": False,
+    "description": f"A tag for the task ({TAG_RULE}), given once per tag, up to {MAX_TAGS}, each once.",
+    "style": "form",
+    "explode": True,
+    "schema": {
+        "type": "array",
+        "maxItems": MAX_TAGS,
+        "uniqueItems": True,
+        "items": {"type": "string", "minLength": 1, "maxLength": MAX_TAG_LENGTH, "pattern": TAG_PATTERN},
+    },
+}
+LONG_POLL_DESCRIPTION = (
+    f"With `waitSeconds` (1 to {MAX_WAIT_SECONDS}) the answer waits for the task to end: it comes as soon as the"
+    " task is COMPLETED, FAILED or CANCELLED (at once if it already is), or after `waitSeconds` with where the"
+    f" task stands then. The wait reads the task every {DEFAULT_SCHEDULE.first_pause:g} s, then ever less often"
+    f" down to every {DEFAULT_SCHEDULE.max_pause:g} s, so an end is seen within about"
+    f" {DEFAULT_SCHEDULE.max_pause:g} s; a full wait makes at most {DEFAULT_SCHEDULE.max_reads(MAX_WAIT_SECONDS)}"
+    " strongly consistent reads."
+)
+
+
 def _query_parameters(model: type[QueryModel]) -> list[dict[str, Any]]:
     """The route's query parameters, from the model that parses them."""
     schema = model.model_json_schema()
@@ -183,15 +209,16 @@ def _query_parameters(model: type[QueryModel]) -> list[dict[str, Any]]:
     for name, field_schema in schema["properties"].items():
         # An optional parameter is left out, never sent as null: its schema is the non-null branch.
         (value_schema,) = [s for s in field_schema.get("anyOf", [field_schema]) if s.get("type") != "null"]
-        parameters.append(
-            {
-                "name": name,
-                "in": "query",
-                "required": name in required,
-                "description": field_schema.get("description", ""),
-                "schema": {key: value for key, value in value_schema.items() if key not in ("title", "description")},
-            }
-        )
+        parameter = {
+            "name": name,
+            "in": "query",
+            "required": name in required,
+            "description": field_schema.get("description", ""),
+            "schema": {key: value for key, value in value_schema.items() if key not in ("title", "description")},
+        }
+        if value_schema.get("type") == "array":
+            parameter.update(style="form", explode=True)  # `tag=a&tag=b`: the parameter given once per value
+        parameters.append(parameter)
     return parameters
 
 
@@ -294,7 +321,7 @@ def openapi_document() -> dict[str, Any]:
                     "operationId": "createTask",
                     "summary": "Create a task whose payload is the whole body, under a server-generated id.",
                     "requestBody": _body(SimulatePayload, "The task's payload; it runs as a `simulate` task."),
-                    "parameters": [FLOW_KEY, PRIORITY],
+                    "parameters": [FLOW_KEY, PRIORITY, TAGS],
                     "responses": {
                         "201": _json(TaskCreated, "Accepted.", LOCATION),
                         **_errors(400, 413, 415, 500, 503),
@@ -310,8 +337,9 @@ def openapi_document() -> dict[str, Any]:
             "/tasks/{task_id}": {
                 "get": {
                     "operationId": "getTask",
-                    "summary": "Where a task stands.",
-                    "parameters": [TASK_ID],
+                    "summary": "Where a task stands; with `waitSeconds`, once it has ended (a long-poll).",
+                    "description": LONG_POLL_DESCRIPTION,
+                    "parameters": [TASK_ID, *_query_parameters(TaskReadQuery)],
                     "responses": {"200": _json(TaskView, "The task."), **_errors(400, 404, 500, 503)},
                 }
             },

@@ -31,7 +31,7 @@ from chalicelib.errors import (
     ValidationFailed,
 )
 from chalicelib.expiry import message_attributes, start_by_ms
-from chalicelib.index import LISTED_STATUSES
+from chalicelib.index import INDEX_NAME, LISTED_STATUSES
 from chalicelib.listing import COUNT_CAP, Filters, TaskIndex, summary
 from chalicelib.logs import log_event
 from chalicelib.metrics import NAMESPACE, Metric, current_stage
@@ -86,16 +86,18 @@ def _cursor_scope(rt: Runtime, status: Status, filters: Filters) -> str:
 
 
 def list_tasks(params: Mapping[str, Sequence[str]], rt: Runtime) -> TaskPage:
-    """`GET /tasks?status=&limit=&cursor=&type=`: one page of tasks in a status, most recently updated first.
+    """`GET /tasks?status=&limit=&cursor=&type=&tag=`: one page of tasks in a status, most recently updated first.
 
-    `params` holds each query parameter with every value it was given.
+    `params` holds each query parameter with every value it was given. Under a filter (a type, tags)
+    a page may hold fewer than `limit` tasks, none even, and still a cursor: its read budget was spent
+    (chalicelib/listing.py).
 
     Raises:
         ValidationFailed: an unknown or repeated parameter, a status that is not listed, a bad limit or cursor.
         ServiceUnavailable: the table did not answer.
     """
     query = parse_query(TaskListQuery, params)
-    status, limit, filters = query.status, query.limit, Filters(task_type=query.type)
+    status, limit, filters = query.status, query.limit, Filters(task_type=query.type, tags=tuple(query.tag))
     key = rt.cursor_keys.key()
     scope = _cursor_scope(rt, status, filters)
     after = decode_cursor(key, scope, query.cursor) if query.cursor else None
@@ -103,7 +105,7 @@ def list_tasks(params: Mapping[str, Sequence[str]], rt: Runtime) -> TaskPage:
         page = _index(rt).page(status, limit, after, filters)
     except StoreError as exc:
         raise ServiceUnavailable("the task table did not answer; try again") from exc
-    position = page.last_position
+    position = page.resume_after
     next_cursor = encode_cursor(key, scope, position) if page.more and position else None
     return TaskPage(tasks=[summary(entry) for entry in page.entries], nextCursor=next_cursor)
 
@@ -133,7 +135,7 @@ def stats(rt: Runtime) -> Stats:
     ages = figures.ages
     sources = {
         f"counts.{status.value}": FigureSource(
-            source=f"DynamoDB index by-status, counted up to {COUNT_CAP}"
+            source=f"DynamoDB index {INDEX_NAME}, counted up to {COUNT_CAP}"
             + ("" if exact else f"; at least {count}: more than the cap"),
             exact=exact,
         )
@@ -315,7 +317,7 @@ def bulk_retry(body: dict[str, Any], by: str, rt: Runtime) -> BulkRetryResult:
         while len(matched) < request.limit and time.monotonic() < deadline:
             page = index.page(status, min(MAX_PAGE, request.limit - len(matched)), after, filters)
             matched += [entry["id"] for entry in page.entries]
-            after = page.last_position
+            after = page.resume_after
             if not page.more or after is None:
                 break
     except StoreError as exc:

@@ -4,22 +4,25 @@ A query parameter is text whatever it means, so a model field of a number type
 would let pydantic's lax mode read `5.0`, ` 5` or `+5` as 5; the types here take
 exactly the spelling the documentation gives (ASCII digits for a number) and
 pydantic does the conversion and the range. A parameter named twice is refused
-rather than one of its values picked, and an unknown one is refused by name: a
-misspelt `limt=5` answered with a default page would look like a served request.
+rather than one of its values picked, unless the model declares it a list (`tag`,
+each value one more tag); an unknown one is refused by name: a misspelt `limt=5`
+answered with a default page would look like a served request.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, get_origin
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from chalicelib.errors import FieldProblem, ValidationFailed
+from chalicelib.errors import FieldProblem, ValidationFailed, field_name
 from chalicelib.index import LISTED_STATUSES
 from chalicelib.models import Status, TaskTypeName
+from chalicelib.tags import MAX_TAGS, TAG_RULE, Tags
+from chalicelib.wait import MAX_WAIT_SECONDS
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 100
@@ -79,6 +82,25 @@ class TaskListQuery(QueryModel):
         default=None, description="The previous page's nextCursor, unchanged; empty for the first page."
     )
     type: TaskTypeName | None = Field(default=None, description="Only tasks of this type.")
+    tag: Tags = Field(
+        default_factory=list,
+        description=f"Only tasks carrying this tag ({TAG_RULE}); given again (up to {MAX_TAGS} times), only"
+        " tasks carrying every tag given. A page then reads at most a budget of index entries and may"
+        " hold fewer than `limit` tasks with a `nextCursor` to go on.",
+    )
+
+
+class TaskReadQuery(QueryModel):
+    """The query of `GET /tasks/{id}`."""
+
+    waitSeconds: QueryNumber = Field(
+        default=0,
+        ge=0,
+        le=MAX_WAIT_SECONDS,
+        description=f"Seconds, 0 to {MAX_WAIT_SECONDS}, to wait for the task to end: the answer comes as soon as"
+        " it is COMPLETED, FAILED or CANCELLED (at once if it already is), or after this long with where it"
+        " stands then. 0 (the default) answers at once.",
+    )
 
 
 Query = TypeVar("Query", bound=QueryModel)
@@ -90,9 +112,16 @@ def parse_query(model: type[Query], params: Mapping[str, Sequence[str]]) -> Quer
     Raises:
         ValidationFailed: a parameter is unknown, repeated or breaks its rule; one detail per parameter.
     """
-    problems = [FieldProblem(name, "must be given at most once") for name, values in params.items() if len(values) > 1]
+    lists = {name for name, field in model.model_fields.items() if get_origin(field.annotation) is list}
+    problems = [
+        FieldProblem(name, "must be given at most once")
+        for name, values in params.items()
+        if len(values) > 1 and name not in lists
+    ]
     try:
-        parsed = model.model_validate({name: values[-1] for name, values in params.items() if values})
+        parsed = model.model_validate(
+            {name: values if name in lists else values[-1] for name, values in params.items() if values}
+        )
     except ValidationError as exc:
         problems += [_problem(error, model) for error in exc.errors(include_url=False)]
     else:
@@ -103,7 +132,7 @@ def parse_query(model: type[Query], params: Mapping[str, Sequence[str]]) -> Quer
 
 
 def _problem(error: Any, model: type[QueryModel]) -> FieldProblem:
-    name = ".".join(str(part) for part in error["loc"]) or "query"
+    name = field_name(error["loc"]) or "query"
     if error["type"] == "extra_forbidden":
         known = ", ".join(model.model_fields)
         return FieldProblem(name, f"is not a parameter of this route (it takes {known})")

@@ -76,10 +76,13 @@ class TaskRecord:
     unique: dict[str, Any] | None = None  # the UNIQUE_ATTRIBUTE map, numbers as ints
     priority: Priority = Priority.DEFAULT
     key: str | None = None  # the flow key given at publish
+    tags: tuple[str, ...] = ()
 
     @property
     def task(self) -> Task:
-        return Task(id=self.id, type=self.type, payload=self.payload, priority=self.priority, key=self.key)
+        return Task(
+            id=self.id, type=self.type, payload=self.payload, priority=self.priority, key=self.key, tags=self.tags
+        )
 
     @property
     def is_terminal(self) -> bool:
@@ -135,6 +138,7 @@ class TaskRecord:
             type=self.type,
             priority=self.priority,
             key=self.key,
+            tags=list(self.tags),
             status=self.status,
             attempts=self.attempts,
             maxAttempts=self.max_attempts,
@@ -222,6 +226,7 @@ def record_from_item(item: dict[str, Any]) -> TaskRecord:
         unique=_unique(item.get(UNIQUE_ATTRIBUTE)),
         priority=priority_of_item(item),
         key=item.get("key"),
+        tags=tuple(item.get("tags", ())),
     )
 
 

@@ -26,6 +26,7 @@ from chalicelib.registry import Registry
 from chalicelib.schedules.store import ScheduleStore
 from chalicelib.settings import Settings, load_settings
 from chalicelib.store import TaskStore
+from chalicelib.wait import WaitClock
 
 
 def aws_config(settings: Settings) -> Config:
@@ -68,6 +69,8 @@ class Runtime:
     dynamodb: Any = None
     # The schedules' time (chalicelib/clock.py): the wall clock except on a scaled offline stack.
     schedule_clock: ScheduleClock = field(default_factory=ScheduleClock)
+    # The long-poll's clock and sleep (chalicelib/wait.py); tests move a fake one.
+    wait_clock: WaitClock = field(default_factory=WaitClock)
 
     def queue_for(self, priority: Priority) -> Queue:
         """The queue of a priority class: every message of a task of that class goes there."""

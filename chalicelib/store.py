@@ -231,6 +231,9 @@ class TaskStore(TaskTable):
         if task.key is not None:  # a task stored from its message keeps its publish's flow key
             update = update.replace(" ADD ", ", #key = if_not_exists(#key, :key) ADD ", 1)
             values[":key"] = task.key
+        if task.tags:  # and its tags
+            update = update.replace(" ADD ", ", #tags = if_not_exists(#tags, :tags) ADD ", 1)
+            values[":tags"] = list(task.tags)
         try:
             condition = ACQUIRABLE if may_create else STORED_AND_ACQUIRABLE
             response = self._update(task.id, update, condition, values, return_values="ALL_OLD")
@@ -424,6 +427,8 @@ class TaskStore(TaskTable):
             item["startBy"] = start_by_ms
         if task.key is not None:
             item["key"] = task.key
+        if task.tags:
+            item["tags"] = list(task.tags)
         return item
 
     def _store_new(self, item: dict[str, Any]) -> bool:

@@ -276,6 +276,10 @@ def _run_scenarios(w: Walk) -> None:
     status, answer = w.http("POST", "/publish/batch", batch)
     assert status == 200 and len(answer["results"]) == 3
     assert w.http("POST", "/tasks", SUCCEEDS)[0] == 201
+    # Tags at publish, in a batch entry and on the payload-only form.
+    assert w.http("POST", "/publish", {"id": "tagged", "payload": DOOMED, "tags": ["walk"]})[0] == 201
+    assert w.http("POST", "/publish/batch", {"tasks": [{"id": "bt", "payload": SUCCEEDS, "tags": ["walk"]}]})[0] == 200
+    assert w.http("POST", "/tasks?tag=walk", SUCCEEDS)[0] == 201
     with inject_errors(w.runtimes["api_handler"].tasks_queue._client, "SendMessage", status=500, code="InternalError"):
         assert w.http("POST", "/publish", {"id": "refused", "payload": SUCCEEDS})[0] == 503
     assert w.http("GET", "/health")[0] == 200
@@ -386,6 +390,9 @@ def _run_scenarios(w: Walk) -> None:
 
     # The operator's side: read, list page by page, stats, retry, cancel, bulk retry.
     assert w.http("GET", "/tasks/ok")[1]["status"] == "COMPLETED"
+    assert w.http("GET", "/tasks/ok?waitSeconds=20")[1]["status"] == "COMPLETED"  # a long-poll's reads
+    status, page = w.http("GET", "/tasks?status=FAILED&tag=walk")
+    assert status == 200 and [task["id"] for task in page["tasks"]] == ["tagged"], page
     status, page = w.http("GET", "/tasks?status=FAILED&limit=1")
     assert status == 200 and page["nextCursor"], page
     assert w.http("GET", f"/tasks?status=FAILED&limit=1&cursor={page['nextCursor']}")[0] == 200

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.index import INDEX_NAME
 from infra import stack
 from tests.deploy.conftest import PACKAGED_STAGES, ROOT, VENV, Packaged
 
@@ -252,10 +253,10 @@ def _granted(package: Packaged) -> dict[str, set[str]]:
 def test_listing_may_query_the_index_but_never_query_or_scan_the_table(package: Packaged) -> None:
     table = f"arn:aws:dynamodb:*:*:table/taskproc-{package.stage}-tasks"
     granted = _granted(package)
-    assert "dynamodb:Query" in granted[f"{table}/index/by-status"]
+    assert "dynamodb:Query" in granted[f"{table}/index/{INDEX_NAME}"]
     for resource, actions in granted.items():
         assert "dynamodb:Scan" not in actions, resource
-        if resource != f"{table}/index/by-status":
+        if resource != f"{table}/index/{INDEX_NAME}":
             assert "dynamodb:Query" not in actions, resource
 
 

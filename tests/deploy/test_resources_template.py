@@ -22,7 +22,7 @@ CLASS_QUEUES = {"HighPriorityTasksQueue": "tasks-high", "LowPriorityTasksQueue":
 TASK_QUEUES = ("TasksQueue", *CLASS_QUEUES)
 # The listing index of the API contract: sparse, write-sharded, projecting what a summary shows.
 LISTING_INDEX = {
-    "IndexName": "by-status",
+    "IndexName": "by-status-v2",
     "KeySchema": [
         {"AttributeName": "statusShard", "KeyType": "HASH"},
         {"AttributeName": "statusSort", "KeyType": "RANGE"},
@@ -37,7 +37,19 @@ LISTING_INDEX = {
             "createdAt",
             "updatedAt",
             "lastError",
+            "priority",
+            "tags",
         ],
+    },
+}
+# The index it replaces, exactly as deployed stacks have it: an update may create or delete one
+# index, so this release creates the new one and leaves this one as it is.
+RETIRED_INDEX = {
+    "IndexName": "by-status",
+    "KeySchema": LISTING_INDEX["KeySchema"],
+    "Projection": {
+        "ProjectionType": "INCLUDE",
+        "NonKeyAttributes": ["type", "status", "attempts", "maxAttempts", "createdAt", "updatedAt", "lastError"],
     },
 }
 OPERATOR_ROUTES = (
@@ -119,14 +131,25 @@ def test_the_table_is_on_demand_recoverable_expiring_and_encrypted() -> None:
 
 def test_the_listing_index_is_the_contracts_on_demand_and_keyed_by_strings() -> None:
     properties = RESOURCES["TasksTable"]["Properties"]
-    (index,) = properties["GlobalSecondaryIndexes"]
-    assert (index["IndexName"], index["KeySchema"]) == (LISTING_INDEX["IndexName"], LISTING_INDEX["KeySchema"])
-    assert index["Projection"]["ProjectionType"] == "INCLUDE"
-    projected = index["Projection"]["NonKeyAttributes"]
-    assert sorted(projected) == sorted(set(projected)) == sorted(LISTING_INDEX["Projection"]["NonKeyAttributes"])
-    assert "ProvisionedThroughput" not in index, "on demand, like its table"
+    indexes = {index["IndexName"]: index for index in properties["GlobalSecondaryIndexes"]}
+    assert set(indexes) == {LISTING_INDEX["IndexName"], RETIRED_INDEX["IndexName"]}
+    for expected in (LISTING_INDEX, RETIRED_INDEX):
+        index = indexes[expected["IndexName"]]
+        assert index["KeySchema"] == expected["KeySchema"]
+        assert index["Projection"]["ProjectionType"] == "INCLUDE"
+        projected = index["Projection"]["NonKeyAttributes"]
+        assert sorted(projected) == sorted(set(projected)) == sorted(expected["Projection"]["NonKeyAttributes"])
+        assert "ProvisionedThroughput" not in index, "on demand, like its table"
     types = {a["AttributeName"]: a["AttributeType"] for a in properties["AttributeDefinitions"]}
     assert types == {"id": "S", "statusShard": "S", "statusSort": "S"}
+
+
+def test_the_code_reads_the_new_index_and_filters_only_on_what_it_projects() -> None:
+    from chalicelib.index import INDEX_NAME, PROJECTED, RETIRED_INDEX_NAME
+
+    assert (LISTING_INDEX["IndexName"], RETIRED_INDEX["IndexName"]) == (INDEX_NAME, RETIRED_INDEX_NAME)
+    assert sorted(PROJECTED) == sorted(LISTING_INDEX["Projection"]["NonKeyAttributes"])
+    assert {"type", "tags"} <= set(PROJECTED)  # what a listing's FilterExpression reads
 
 
 def test_the_offline_template_holds_only_data_resources_and_monitoring_only_aws_ones() -> None:
@@ -178,8 +201,9 @@ def test_moto_creates_the_stack_from_the_template(cloudformation: Any) -> None:
     assert outputs["DeadLetterQueueName"] == "taskproc-check-dead-letters"
     assert outputs["TasksTableName"] == "taskproc-check-tasks"
     table = boto3.client("dynamodb").describe_table(TableName="taskproc-check-tasks")["Table"]
-    (index,) = table["GlobalSecondaryIndexes"]
-    assert (index["IndexName"], index["KeySchema"]) == (LISTING_INDEX["IndexName"], LISTING_INDEX["KeySchema"])
+    indexes = {index["IndexName"]: index for index in table["GlobalSecondaryIndexes"]}
+    assert indexes[LISTING_INDEX["IndexName"]]["KeySchema"] == LISTING_INDEX["KeySchema"]
+    assert set(indexes) == {LISTING_INDEX["IndexName"], RETIRED_INDEX["IndexName"]}
 
 
 def _parameters(cloudformation: Any, name: str = "taskproc-dev-data") -> dict[str, str]:

@@ -87,7 +87,7 @@ def test_an_unknown_parameter_is_a_400_naming_it_and_the_ones_the_route_takes(cl
     detail = refusal(client, "status=FAILED&limt=5")
     assert detail == {
         "field": "limt",
-        "message": "is not a parameter of this route (it takes status, limit, cursor, type)",
+        "message": "is not a parameter of this route (it takes status, limit, cursor, type, tag)",
     }
 
 

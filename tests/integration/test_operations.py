@@ -88,8 +88,11 @@ def test_pages_cover_every_failed_task_once_newest_first_across_shards(h: Harnes
         "createdAt",
         "updatedAt",
         "lastError",
+        "priority",
+        "tags",
     }
     assert (first["type"], first["status"], first["attempts"]) == ("simulate", "FAILED", 1)
+    assert (first["priority"], first["tags"]) == ("default", [])
     assert first["lastError"].startswith("permanent failure")
 
 

@@ -215,14 +215,14 @@ def test_a_heartbeat_hides_the_message_in_its_class_s_queue(h: Harness, changed:
     assert changed[record["receiptHandle"]] == url(h, Priority.HIGH)
 
 
-def test_summaries_leave_the_class_out_so_the_listing_index_stays_as_deployed(h: Harness) -> None:
+def test_summaries_show_the_class_the_listing_index_projects(h: Harness) -> None:
     post(h, "/publish", {"id": "sh", "payload": DOOMED, "priority": "high"})
     run(h, Priority.HIGH)
 
     response = h.client.http.get("/tasks?status=FAILED")
 
     (summary,) = json.loads(response.body)["tasks"]
-    assert summary["id"] == "sh" and "priority" not in summary
+    assert (summary["id"], summary["priority"]) == ("sh", "high")
     assert h.task("sh")["priority"] == "high"
 
 

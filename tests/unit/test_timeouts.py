@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib.consumer import ADOPTION_REPAIR_MS
 from chalicelib.operations import BULK_RETRY_BUDGET_SECONDS
 from chalicelib.settings import Settings, aws_call_seconds
+from chalicelib.wait import MAX_WAIT_SECONDS
 
 CONFIG = json.loads((Path(__file__).resolve().parents[2] / ".chalice" / "config.json").read_text())
 DEPLOYED_STAGES = [stage for stage in CONFIG["stages"] if stage != "local"]
@@ -27,6 +29,8 @@ LONGEST_ROUTE_CHAIN = 4
 RETRY_CHAIN = 3
 # Left for Lambda's own work around the calls: the import, parsing, answering.
 MARGIN_SECONDS = 2.0
+# API Gateway's REST integration timeout: a function still running then is answered 504 for it.
+API_GATEWAY_TIMEOUT_SECONDS = 29
 
 
 def stage_settings(stage: str) -> Settings:
@@ -51,6 +55,24 @@ def test_the_longest_chain_of_calls_of_any_route_fits_in_the_api_timeout(stage: 
 def test_a_bulk_retry_that_starts_a_retry_at_its_budget_still_answers_in_time(stage: str) -> None:
     call = aws_call_seconds(stage_settings(stage))
     assert BULK_RETRY_BUDGET_SECONDS + RETRY_CHAIN * call + MARGIN_SECONDS <= api_timeout(stage), (stage, call)
+
+
+@pytest.mark.parametrize("stage", DEPLOYED_STAGES)
+def test_a_full_long_poll_whose_last_read_starts_at_its_deadline_still_answers_in_time(stage: str) -> None:
+    call = aws_call_seconds(stage_settings(stage))
+    assert MAX_WAIT_SECONDS + call + MARGIN_SECONDS <= api_timeout(stage), (stage, call)
+
+
+@pytest.mark.parametrize("stage", DEPLOYED_STAGES)
+def test_the_api_function_ends_before_api_gateway_gives_up_on_it(stage: str) -> None:
+    assert api_timeout(stage) < API_GATEWAY_TIMEOUT_SECONDS
+
+
+@pytest.mark.parametrize("stage", DEPLOYED_STAGES)
+def test_a_publish_whose_put_could_still_land_is_never_taken_for_dead(stage: str) -> None:
+    # The consumer repairs a task stored more than ADOPTION_REPAIR_MS after its message: by then
+    # the API function that sent it has ended, so its put can no longer land.
+    assert api_timeout(stage) < ADOPTION_REPAIR_MS / 1000
 
 
 def test_one_call_takes_at_most_its_attempts_timeouts_and_backoffs() -> None:
