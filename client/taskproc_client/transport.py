@@ -19,7 +19,7 @@ from taskproc_client.errors import TaskprocError, Unreachable, error_from_answer
 from taskproc_client.retries import RetryPolicy
 from taskproc_client.signing import Signer, is_operator_route
 
-logger = logging.getLogger("taskproc_client")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
