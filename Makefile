@@ -16,10 +16,12 @@ help:
 	@echo "make loadtest | bench | chaos   load, benchmark and chaos tools"
 	@echo "make capacity  docs/capacity.md's tables from the bench's figures"
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt client/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	# The Python client (client/, never in the Lambda zip), editable: taskctl and the tests import it.
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ./client
 	touch $@
 
 lint: $(VENV)/.installed

@@ -16,19 +16,22 @@ import sys
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from functools import partial
+from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
+from taskproc_client import NoCredentials, NoRegion, Status, TaskprocError, TaskView, Unreachable
 
 from taskctl import render
-from taskctl.client import DEFAULT_URL, ApiClient, ApiResponse, ApiUnreachable, ClientError, task_path, type_path
+from taskctl.client import DEFAULT_URL, ApiClient
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_ACCESS = 0, 1, 2, 3, 4
 LISTED_STATUSES = ("FAILED", "RETRYING", "CANCELLED")
 BULK_LIMIT = 1000  # the most POST /retries takes in one call
 # Which failure wins when several ids fail differently: the one a script most needs to see.
 _SEVERITY = {EXIT_OK: 0, EXIT_REFUSED: 1, EXIT_ACCESS: 2, EXIT_UNAVAILABLE: 3}
+T = TypeVar("T")
 
 stdout = Console(soft_wrap=False)
 stderr = Console(stderr=True)
@@ -62,25 +65,39 @@ def emit_json(value: Any) -> None:
     click.echo(render.json_text(value, indent=2))
 
 
-def call(
-    options: Options, method: str, path: str, body: Any = None, query: dict[str, str] | None = None
-) -> ApiResponse:
-    """One API call; the client's own failures end the command with their exit code."""
+def refusal_code(exc: TaskprocError) -> int:
+    """The exit code of a failed call: no answer, no credentials, or the API's status."""
+    if isinstance(exc, Unreachable):
+        return EXIT_UNAVAILABLE
+    if isinstance(exc, NoCredentials | NoRegion) or not exc.status:
+        return EXIT_ACCESS
+    return exit_code_for(exc.status)
+
+
+def call(options: Options, what: str, action: Callable[[], T]) -> T:
+    """One call of the client; a failure is said in one line (the API's JSON answer first with --json)
+    and ends the command with its exit code."""
     try:
-        return options.client.request(method, path, body, query)
-    except ApiUnreachable as exc:
+        return action()
+    except Unreachable as exc:
         fail(str(exc), EXIT_UNAVAILABLE)
-    except ClientError as exc:
+    except (NoCredentials, NoRegion) as exc:
         fail(str(exc), EXIT_ACCESS)
+    except TaskprocError as exc:
+        if options.json and exc.body is not None:
+            emit_json(exc.body)
+        fail(f"{what}: {exc.status} {render.shown(str(exc))}", refusal_code(exc))
 
 
-def answer_or_fail(options: Options, what: str, response: ApiResponse) -> Any:
-    """The body of a 2xx answer; anything else is said in one line and ends the command."""
-    if response.ok:
-        return response.body
-    if options.json and response.body is not None:
-        emit_json(response.body)
-    fail(f"{what}: {response.status} {render.shown(response.error_message())}", exit_code_for(response.status))
+def json_object(text: str, hint: str = "--payload") -> dict[str, Any]:
+    """The JSON object an option gives; anything else is a usage error naming the option."""
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint=hint) from exc
+    if not isinstance(document, dict):
+        raise click.BadParameter("must be a JSON object", param_hint=hint)
+    return document
 
 
 pass_options = click.make_pass_decorator(Options)
@@ -111,8 +128,8 @@ def cli(
     timeout: float,
     json_output: bool,
 ) -> None:
-    """Operate taskproc: publish, show, list, count, retry and cancel tasks; pause and resume task types; serve the
-    console.
+    """Operate taskproc: publish, show, list, count, retry and cancel tasks; pause and resume task types; manage
+    schedules; serve the console.
 
     Exit codes: 0 done; 1 the API refused a request (4xx) for at least one id, or a confirmation was declined; 2 usage;
     3 the API cannot be reached or answered 5xx; 4 no AWS credentials, or 401/403.
@@ -145,29 +162,26 @@ def json_flag(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--type", "task_type", help='The task type (the API\'s default is "simulate").')
 @click.option("--payload", default="{}", show_default=True, help="The payload, a JSON object.")
 @click.option("--delay", type=click.IntRange(0, 900), help="Seconds before the first attempt, 0 to 900.")
+@click.option("--tag", "tags", multiple=True, help="A tag to find the task by (repeat for more, at most 10).")
 @json_flag
 @pass_options
-def publish(options: Options, task_id: str, task_type: str | None, payload: str, delay: int | None) -> None:
+def publish(
+    options: Options, task_id: str, task_type: str | None, payload: str, delay: int | None, tags: tuple[str, ...]
+) -> None:
     """Publish the task TASK_ID (POST /publish)."""
-    try:
-        document = json.loads(payload)
-    except ValueError as exc:
-        raise click.BadParameter(f"not JSON: {exc}", param_hint="--payload") from exc
-    if not isinstance(document, dict):
-        raise click.BadParameter("must be a JSON object", param_hint="--payload")
-    body: dict[str, Any] = {"id": task_id, "payload": document}
-    if task_type is not None:
-        body["type"] = task_type
-    if delay is not None:
-        body["delaySeconds"] = delay
-    answer = answer_or_fail(options, f"publish {render.shown(task_id)}", call(options, "POST", "/publish", body))
+    document = json_object(payload)
+    ref = call(
+        options,
+        f"publish {render.shown(task_id)}",
+        lambda: options.client.publish(task_type or "simulate", document, id=task_id, delay=delay, tags=tags),
+    )
     if options.json:
-        emit_json(answer)
-    elif answer.get("duplicate"):
-        shown_id, now = render.shown(answer["id"]), render.shown(answer["status"])
-        click.echo(f"{shown_id}: already published ({now}); not queued again")
+        answer: dict[str, Any] = {"id": ref.id, "status": ref.status, "duplicate": ref.duplicate}
+        emit_json(answer | ({"existingId": ref.existing_id} if ref.existing_id else {}))
+    elif ref.duplicate:
+        click.echo(f"{render.shown(ref.id)}: already published ({render.shown(ref.status)}); not queued again")
     else:
-        click.echo(f"{render.shown(answer['id'])}: published, {render.shown(answer['status'])}")
+        click.echo(f"{render.shown(ref.id)}: published, {render.shown(ref.status)}")
 
 
 @cli.command()
@@ -176,11 +190,11 @@ def publish(options: Options, task_id: str, task_type: str | None, payload: str,
 @pass_options
 def show(options: Options, task_id: str) -> None:
     """Show one task: its state, payload, result and history."""
-    view = answer_or_fail(options, f"show {render.shown(task_id)}", call(options, "GET", task_path(task_id)))
+    view = call(options, f"show {render.shown(task_id)}", lambda: options.client.get(task_id))
     if options.json:
-        emit_json(view)
+        emit_json(view.raw)
     else:
-        stdout.print(render.task_detail(view))
+        stdout.print(render.task_detail(view.raw))
 
 
 @cli.command(name="list")
@@ -194,19 +208,32 @@ def show(options: Options, task_id: str) -> None:
 @click.option("--limit", type=click.IntRange(1, 100), default=50, show_default=True, help="Tasks per page.")
 @click.option("--cursor", help="Start at this page (a nextCursor of an earlier answer).")
 @click.option("--all", "all_pages", is_flag=True, help="Follow nextCursor through every page.")
+@click.option("--tag", help="Only tasks published with this tag.")
+@click.option("--type", "task_type", help="Only tasks of this type.")
 @json_flag
 @pass_options
-def list_tasks(options: Options, status: str, limit: int, cursor: str | None, all_pages: bool) -> None:
+def list_tasks(
+    options: Options,
+    status: Any,
+    limit: int,
+    cursor: str | None,
+    all_pages: bool,
+    tag: str | None,
+    task_type: str | None,
+) -> None:
     """List the FAILED, RETRYING or CANCELLED tasks, most recently updated first."""
     status = status.upper()
     tasks: list[dict[str, Any]] = []
     spinner = stderr.status(f"listing {status} tasks") if all_pages and stderr.is_terminal else nullcontext()
     with spinner:
         while True:
-            query = {"status": status, "limit": str(limit)} | ({"cursor": cursor} if cursor else {})
-            page = answer_or_fail(options, f"list {status}", call(options, "GET", "/tasks", query=query))
-            tasks.extend(page.get("tasks") or [])
-            cursor = page.get("nextCursor")
+            page = call(
+                options,
+                f"list {status}",
+                partial(options.client.list, status, type=task_type, tag=tag, limit=limit, cursor=cursor),
+            )
+            tasks.extend(summary.raw for summary in page.tasks)
+            cursor = page.next_cursor
             if not (all_pages and cursor):
                 break
     if options.json:
@@ -222,7 +249,7 @@ def list_tasks(options: Options, status: str, limit: int, cursor: str | None, al
 @pass_options
 def stats(options: Options) -> None:
     """Counts per status and the queues' depths (GET /stats)."""
-    answer = answer_or_fail(options, "stats", call(options, "GET", "/stats"))
+    answer = call(options, "stats", options.client.stats).raw
     if options.json:
         emit_json(answer)
     else:
@@ -239,19 +266,33 @@ def _each(options: Options, verb: str, task_ids: Iterable[str]) -> None:
         from rich.progress import track
 
         steps = track(ids, description=f"{verb} {len(ids)} tasks", console=stderr, transient=True)
+    act = options.client.retry if verb == "retry" else options.client.cancel
     for task_id in steps:
-        response = call(options, "POST", task_path(task_id, verb))
-        results.append({"id": task_id, "httpStatus": response.status, "answer": response.body})
-        if response.ok:
-            if not options.json:
-                click.echo(render.action_line(verb, task_id, response.status, response.body or {}))
+        try:
+            view = act(task_id)
+        except TaskprocError as exc:
+            if isinstance(exc, Unreachable | NoCredentials | NoRegion):
+                fail(str(exc), refusal_code(exc))
+            results.append({"id": task_id, "httpStatus": exc.status, "answer": exc.body})
+            error(f"{verb} {render.shown(task_id)}: {exc.status} {render.shown(str(exc))}")
+            code = refusal_code(exc)
+            worst = code if _SEVERITY[code] > _SEVERITY[worst] else worst
             continue
-        error(f"{verb} {render.shown(task_id)}: {response.status} {render.shown(response.error_message())}")
-        code = exit_code_for(response.status)
-        worst = code if _SEVERITY[code] > _SEVERITY[worst] else worst
+        status = _answered_status(verb, view)
+        results.append({"id": task_id, "httpStatus": status, "answer": view.raw})
+        if not options.json:
+            click.echo(render.action_line(verb, task_id, status, view.raw))
     if options.json:
         emit_json({"results": results})
     sys.exit(worst)
+
+
+def _answered_status(verb: str, view: TaskView) -> int:
+    """The status the API answered an accepted action with: 202 for a retry (queued) and a cancel that
+    waits for the running attempt, 200 for a cancel done at once (the contract of docs/api.md)."""
+    if verb == "cancel" and view.status is not Status.PROCESSING:
+        return 200
+    return 202
 
 
 @cli.command()
@@ -289,12 +330,13 @@ def retry(
             raise click.UsageError(f"{', '.join(given)} only go with --all-failed")
         _each(options, "retry", task_ids)
         return
-    body: dict[str, Any] = {"status": "FAILED", "limit": limit or BULK_LIMIT, "dryRun": dry_run}
-    if task_type:
-        body["type"] = task_type
-    if updated_since:
-        body["updatedSince"] = updated_since
-    answer = answer_or_fail(options, "retry --all-failed", call(options, "POST", "/retries", body))
+    answer = call(
+        options,
+        "retry --all-failed",
+        lambda: options.client.retry_all_failed(
+            type=task_type or None, updated_since=updated_since or None, limit=limit or BULK_LIMIT, dry_run=dry_run
+        ),
+    ).raw
     if options.json:
         emit_json(answer)
     else:
@@ -317,13 +359,13 @@ def cancel(options: Options, task_ids: tuple[str, ...]) -> None:
 def list_types(options: Options, type_name: str | None) -> None:
     """Every task type: paused or not, running/cap, options (GET /types); TYPE_NAME: one, with its pause history."""
     if type_name is None:
-        answer = answer_or_fail(options, "types", call(options, "GET", "/types"))
+        entries = [entry.raw for entry in call(options, "types", options.client.types)]
         if options.json:
-            emit_json(answer)
+            emit_json({"types": entries})
         else:
-            stdout.print(render.types_table(answer.get("types") or []))
+            stdout.print(render.types_table(entries))
         return
-    entry = answer_or_fail(options, f"types {render.shown(type_name)}", call(options, "GET", type_path(type_name)))
+    entry = call(options, f"types {render.shown(type_name)}", lambda: options.client.task_type(type_name)).raw
     if options.json:
         emit_json(entry)
     else:
@@ -341,13 +383,14 @@ TYPE_QUESTIONS = {
 def _change_type(options: Options, verb: str, type_name: str, yes: bool) -> None:
     """POST /types/{type}/{verb}, after the type was read (an unknown one fails before the question) and confirmed."""
     what = f"{verb} {render.shown(type_name)}"
-    entry = answer_or_fail(options, what, call(options, "GET", type_path(type_name)))
+    entry = call(options, what, lambda: options.client.task_type(type_name)).raw
     if not yes:
         state = "paused" if entry.get("paused") else "running"
         question = TYPE_QUESTIONS[verb].format(name=render.shown(type_name))
         if not click.confirm(f"{render.shown(type_name)} is {state}. {question}", default=False, err=True):
             fail(f"{what}: not confirmed; nothing was changed (--yes skips the question)", EXIT_REFUSED)
-    answer = answer_or_fail(options, what, call(options, "POST", type_path(type_name, verb)))
+    change = options.client.pause_type if verb == "pause" else options.client.resume_type
+    answer = call(options, what, lambda: change(type_name)).raw
     if options.json:
         emit_json(answer)
     else:
@@ -392,6 +435,12 @@ def console(options: Options, port: int) -> None:
         serve(options.client, port)
     except OSError as exc:
         fail(f"cannot serve the console on 127.0.0.1:{port}: {exc.strerror or exc}", EXIT_USAGE)
+
+
+# The schedules' commands live in their own module, which builds on the helpers above.
+from taskctl.schedules import schedules  # noqa: E402
+
+cli.add_command(schedules)
 
 
 def main() -> None:

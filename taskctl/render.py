@@ -15,6 +15,7 @@ import json
 import unicodedata
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -166,6 +167,7 @@ def task_detail(view: dict[str, Any]) -> RenderableType:
     rows: list[tuple[str, Text]] = [
         ("id", plain(view.get("id"))),
         ("type", plain(view.get("type") or "-")),
+        ("tags", plain(" ".join(view.get("tags") or []) or "-")),
         ("status", _status(view.get("status"))),
         ("attempts", plain(f"{view.get('attempts')} of {view.get('maxAttempts')}")),
         ("created", plain(_time(view.get("createdAt")))),
@@ -328,3 +330,111 @@ def type_change_line(verb: str, answer: dict[str, Any]) -> str:
     if not answer.get("changed"):
         return f"{name}: was not paused; nothing changed"
     return f"{name}: resumed; consumers see it within 5 s, and its held-back tasks start again"
+
+
+def _zoned(value: Any, zone: str | None) -> str:
+    """A UTC time of the API's in the schedule's timezone (`2026-11-25 10:00 CET`), or a dash."""
+    moment = parse_time(value) if isinstance(value, str) else None
+    if moment is None or not zone:
+        return "-"
+    try:
+        local = moment.astimezone(ZoneInfo(zone))
+    except (ZoneInfoNotFoundError, ValueError):
+        return "-"
+    return f"{local:%Y-%m-%d %H:%M:%S} {local.tzname()}"
+
+
+def _cadence(schedule: dict[str, Any]) -> str:
+    if schedule.get("cron"):
+        return f"cron {shown(schedule['cron'])}"
+    if schedule.get("rate"):
+        return f"every {shown(schedule['rate'])}"
+    return "-"
+
+
+def _last_firing(schedule: dict[str, Any]) -> str:
+    """A full view's last firing (time, task, status), or a summary's (its time)."""
+    last = schedule.get("lastFiring")
+    if isinstance(last, str):
+        return f"{_time(last)} UTC"
+    if not isinstance(last, dict):
+        return "never"
+    return f"{_time(last.get('at'))} UTC: {shown(last.get('taskId') or '-')} {shown(last.get('status') or '-')}"
+
+
+def _paused(schedule: dict[str, Any]) -> Text:
+    return Text("paused", style="bold yellow") if schedule.get("paused") else Text("no", style="green")
+
+
+def _counts(schedule: dict[str, Any]) -> Text:
+    counts = schedule.get("counts") or {}
+    names = {"fired": "fired", "skipped": "skipped", "missed": "missed", "refused": "refused", "caughtUp": "caught up"}
+    return plain(", ".join(f"{counts.get(key, 0)} {name}" for key, name in names.items()))
+
+
+def schedules_table(schedules: list[dict[str, Any]]) -> Table:
+    """Every schedule (as `GET /schedules` lists them) with its next firing in its own timezone and in
+    UTC, and its last firing."""
+    table = Table(title="schedules", title_justify="left")
+    columns = ("id", "type", "when", "timezone", "next firing", "next (UTC)", "paused", "last firing", "firings")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for schedule in schedules:
+        upcoming = schedule.get("nextFiring")
+        zone = schedule.get("timezone") or "UTC"
+        table.add_row(
+            plain(schedule.get("id")),
+            plain(schedule.get("type") or "-"),
+            Text(_cadence(schedule)),
+            plain(zone),
+            Text(_zoned(upcoming, zone)),
+            plain(_time(upcoming)),
+            _paused(schedule),
+            Text(_last_firing(schedule)),
+            _counts(schedule),
+        )
+    return table
+
+
+def schedule_detail(schedule: dict[str, Any]) -> RenderableType:
+    zone = schedule.get("timezone") or "UTC"
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column(overflow="fold")
+    catchup = schedule.get("catchupWindowSeconds")
+    refused = schedule.get("lastError") if isinstance(schedule.get("lastError"), dict) else None
+    skip = schedule.get("lastSkip") if isinstance(schedule.get("lastSkip"), dict) else None
+    rows: list[tuple[str, Text]] = [
+        ("id", plain(schedule.get("id"))),
+        ("type", plain(schedule.get("type") or "-")),
+        ("when", Text(_cadence(schedule))),
+        ("timezone", plain(zone)),
+        ("overlap", plain(schedule.get("overlap") or "-")),
+        ("catch-up window", plain("-" if catchup is None else f"{catchup} s")),
+        ("paused", _paused(schedule)),
+        ("declared by", plain(schedule.get("source") or "-")),
+        ("last firing", Text(_last_firing(schedule))),
+        ("firings", _counts(schedule)),
+        ("last skip", plain(f"{_time(skip.get('at'))} UTC, waiting on {skip.get('waitingOn')}" if skip else "-")),
+        ("last refusal", plain(f"{_time(refused.get('at'))} UTC: {refused.get('message')}" if refused else "-")),
+        ("payload", Text(json_text(schedule.get("payload")))),
+    ]
+    for name, value in rows:
+        facts.add_row(name, value)
+    firings = Table(title="next firings", title_justify="left")
+    firings.add_column("in its timezone")
+    firings.add_column("UTC")
+    for moment in schedule.get("nextFirings") or []:
+        firings.add_row(Text(_zoned(moment, zone)), plain(_time(moment)))
+    return Group(facts, firings)
+
+
+def schedule_change_line(verb: str, schedule: dict[str, Any]) -> str:
+    """One line of plain text for a pause or resume of a schedule."""
+    name = shown(schedule.get("id"))
+    if verb == "pause":
+        return f"{name}: paused; it fires nothing until it is resumed"
+    upcoming = (schedule.get("nextFirings") or [None])[0]
+    zone = schedule.get("timezone") or "UTC"
+    after = f"; next firing {_time(upcoming)} UTC ({_zoned(upcoming, zone)})" if upcoming else ""
+    return f"{name}: resumed{after}"

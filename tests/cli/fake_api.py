@@ -1,4 +1,9 @@
-"""A fake taskproc API over real HTTP on loopback: the contract's operator routes, in memory.
+"""A fake taskproc API over real HTTP on loopback: the contract's routes, in memory.
+
+Publish (one, or batches), the long poll of `GET /tasks/{id}?waitSeconds=`, tags, the
+operator routes and the schedules' routes, by their contracts (docs/api.md and issues 20
+and 21). `fail_next` answers the next requests with the given statuses, once each, for the
+retries' tests; `fail_with` answers every request with one.
 
 It can also play a deployed stage's gatekeeper: with `credentials`, the operator routes
 answer 403 unless the request carries a SigV4 signature that botocore, recomputing it
@@ -12,6 +17,7 @@ import itertools
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,8 +29,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-
-from taskctl.client import is_operator_route
+from taskproc_client.signing import is_operator_route
 
 LISTED = ("FAILED", "RETRYING", "CANCELLED")
 STATUSES = ("PENDING", "PROCESSING", *LISTED, "COMPLETED")
@@ -80,12 +85,24 @@ class FakeApi:
     region: str = "us-east-1"
     api_key: str | None = None
     fail_with: int | None = None
+    fail_next: list[int] = field(default_factory=list)
+    schedules: dict[str, dict[str, Any]] = field(default_factory=dict)
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
     types: dict[str, dict[str, Any]] = field(default_factory=_default_types)
     type_history: list[dict[str, Any]] = field(default_factory=list)
     seen: list[Seen] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
+
+    def __post_init__(self) -> None:
+        self.changed = threading.Condition(self.lock)  # a long poll waits on it for a task to end
+
+    def finish(self, task_id: str, status: str, result: Any = None, last_error: str | None = None) -> None:
+        """End a task, as a consumer would, and wake the long polls waiting on it."""
+        with self.changed:
+            task = self.tasks[task_id]
+            task.update(status=status, result=result, lastError=last_error, finishedAt=_now(), updatedAt=_now())
+            self.changed.notify_all()
 
     def add(self, task_id: str, status: str, last_error: str | None = None, attempts: int = 3) -> dict[str, Any]:
         """A task as if it had run `attempts` attempts and reached `status`."""
@@ -135,6 +152,9 @@ class FakeApi:
             refusal = self._gate(method, raw_path, headers, raw_body)
             if refusal:
                 return refusal
+            if self.fail_next:
+                status = self.fail_next.pop(0)
+                return status, _error("fake_failure", f"the fake answers {status} once")
             if self.fail_with:
                 return self.fail_with, _error("fake_failure", f"the fake answers {self.fail_with}")
             return self._route(method, path, query, body)
@@ -190,6 +210,10 @@ class FakeApi:
     def _route(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
         if (method, path) == ("POST", "/publish"):
             return self._publish(body)
+        if (method, path) == ("POST", "/publish/batch"):
+            return self._batch(body)
+        if path == "/schedules" or path.startswith("/schedules/"):
+            return self._schedule_route(method, path, query, body)
         if (method, path) == ("GET", "/stats"):
             return 200, self._stats()
         if (method, path) == ("GET", "/tasks"):
@@ -207,7 +231,7 @@ class FakeApi:
             if task is None:
                 return 404, _error("not_found", f"no task with id {unquote(match[1])!r}")
             if method == "GET" and match[2] is None:
-                return 200, task
+                return self._get(task, query)
             if method == "POST" and match[2] == "retry":
                 return self._retry(task)
             if method == "POST" and match[2] == "cancel":
@@ -236,14 +260,44 @@ class FakeApi:
         return 200, {**entry, "changed": changed, "message": f"{name} {verb}d" if changed else "nothing changed"}
 
     def _publish(self, body: Any) -> tuple[int, Any]:
-        if not isinstance(body, dict) or not isinstance(body.get("id"), str) or not body["id"]:
-            return 400, _error("invalid_request", "invalid body", [{"field": "id", "message": "Field required"}])
+        problem = _publish_problem(body, self.types)
+        if problem:
+            return 400, {"error": problem}
         if body["id"] in self.tasks:
             return 201, {"id": body["id"], "status": self.tasks[body["id"]]["status"], "duplicate": True}
         task = self.add(body["id"], "PENDING", attempts=0)
         task["payload"] = body.get("payload", {})
         task["type"] = body.get("type", "simulate")
+        task["tags"] = body.get("tags", [])
         return 201, {"id": body["id"], "status": "PENDING", "duplicate": False}
+
+    def _batch(self, body: Any) -> tuple[int, Any]:
+        entries = body.get("tasks") if isinstance(body, dict) else None
+        if not isinstance(entries, list) or not 1 <= len(entries) <= 100:
+            return 400, _error("validation_error", "not a batch", [{"field": "tasks", "message": "1 to 100 tasks"}])
+        results = []
+        for entry in entries:
+            status, answer = self._publish(entry)
+            if status == 201:
+                results.append(answer)
+            else:
+                given = entry.get("id") if isinstance(entry, dict) else None
+                results.append({"id": given if isinstance(given, str) else None, "error": answer["error"]})
+        return 200, {"results": results}
+
+    def _get(self, task: dict[str, Any], query: dict[str, str]) -> tuple[int, Any]:
+        """The view; with `waitSeconds`, held until the task ends or that many seconds pass."""
+        raw = query.get("waitSeconds")
+        if raw is None:
+            return 200, task
+        if not re.fullmatch(r"[0-9]{1,2}", raw) or int(raw) > 20:
+            return 400, _error(
+                "validation_error", "bad query", [{"field": "waitSeconds", "message": "a whole number, 0 to 20"}]
+            )
+        deadline = time.monotonic() + int(raw)
+        while task["status"] not in ("COMPLETED", "FAILED", "CANCELLED") and time.monotonic() < deadline:
+            self.changed.wait(deadline - time.monotonic())
+        return 200, task
 
     def _stats(self) -> dict[str, Any]:
         counts = {status: sum(t["status"] == status for t in self.tasks.values()) for status in LISTED}
@@ -262,6 +316,10 @@ class FakeApi:
             return 400, _error("invalid_request", "bad status", [{"field": "status", "message": f"one of {allowed}"}])
         limit = int(query.get("limit", "50"))
         chosen = sorted((t for t in self.tasks.values() if t["status"] == status), key=lambda t: t["updatedAt"])
+        if "tag" in query:
+            chosen = [t for t in chosen if query["tag"] in t.get("tags", [])]
+        if "type" in query:
+            chosen = [t for t in chosen if t["type"] == query["type"]]
         chosen.reverse()
         start = 0
         if "cursor" in query:
@@ -275,6 +333,7 @@ class FakeApi:
                 k: t[k]
                 for k in ("id", "type", "status", "attempts", "maxAttempts", "createdAt", "updatedAt", "lastError")
             }
+            | {"tags": t.get("tags", [])}
             for t in page
         ]
         return 200, {"tasks": summaries, "nextCursor": f"fake-{start + limit}" if more else None}
@@ -325,6 +384,131 @@ class FakeApi:
             "skipped": [],
         }
 
+    # -- schedules (issue 20's contract) -----------------------------------------------------------
+
+    def add_schedule(self, schedule_id: str, **fields: Any) -> dict[str, Any]:
+        """A schedule as if created: an hourly checksum unless `fields` say otherwise."""
+        schedule = {
+            "id": schedule_id,
+            "type": "checksum",
+            "payload": {"text": "hourly"},
+            "cron": "0 * * * *",
+            "rate": None,
+            "timezone": "UTC",
+            "overlap": "skip",
+            "catchupWindowSeconds": 300,
+            "paused": False,
+            "source": "api",
+            "nextFirings": [f"2026-11-25T{hour:02d}:00:00Z" for hour in range(13, 18)],
+            "lastFiring": None,
+            "buffered": None,
+            "lastSkip": None,
+            "lastError": None,
+            "counts": {"fired": 0, "skipped": 0, "missed": 0, "refused": 0, "caughtUp": 0},
+            "history": [{"kind": "created", "at": "2026-11-25T12:00:00Z", "by": "anonymous"}],
+            "createdAt": "2026-11-25T12:00:00Z",
+            "updatedAt": "2026-11-25T12:00:00Z",
+        } | fields
+        self.schedules[schedule_id] = schedule
+        return schedule
+
+    def _schedule_page(self, query: dict[str, str]) -> dict[str, Any]:
+        start, limit = int(query.get("cursor", "fake-0")[5:]), int(query.get("limit", "50"))
+        chosen = [_summary(self.schedules[k]) for k in sorted(self.schedules)]
+        more = start + limit < len(chosen)
+        return {"schedules": chosen[start : start + limit], "nextCursor": f"fake-{start + limit}" if more else None}
+
+    def _schedule_route(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        if path == "/schedules":
+            if method == "GET":
+                return 200, self._schedule_page(query)
+            if method == "POST":
+                return self._create_schedule(body)
+        match = re.fullmatch(r"/schedules/([^/]+)(?:/(pause|resume|trigger|backfill))?", path)
+        if match is None:
+            return 404, _error("not_found", f"no route {method} {path}")
+        schedule_id, verb = unquote(match[1]), match[2]
+        schedule = self.schedules.get(schedule_id)
+        if schedule is None:
+            return 404, _error("not_found", f"no schedule with id {schedule_id!r}")
+        if verb is None and method == "GET":
+            return 200, schedule
+        if verb is None and method == "PUT":
+            problem = _schedule_problem(body, self.types)
+            if problem:
+                return 400, {"error": problem}
+            schedule.update({k: v for k, v in body.items() if k != "id"})
+            return 200, schedule
+        if verb is None and method == "DELETE":
+            del self.schedules[schedule_id]
+            return 200, {"id": schedule_id, "deleted": True}
+        if method == "POST" and verb in ("pause", "resume"):
+            schedule["paused"] = verb == "pause"
+            return 200, schedule
+        if method == "POST" and verb == "trigger":
+            at = _now()[:19] + "Z"
+            task = self.add(f"{schedule_id}@{at}.manual", "PENDING", attempts=0)
+            task.update(type=schedule["type"], payload=schedule["payload"])
+            schedule["lastFiring"] = {"at": at, "taskId": task["id"], "status": "PENDING"}
+            return 201, task
+        if method == "POST" and verb == "backfill":
+            if not isinstance(body, dict) or not {"from", "to"} <= body.keys():
+                return 400, _error("validation_error", "bad body", [{"field": "from", "message": "Field required"}])
+            published = [{"at": body["from"], "taskId": f"{schedule_id}@{body['from']}", "duplicate": False}]
+            return 200, {"scheduleId": schedule_id, "published": published}
+        return 404, _error("not_found", f"no route {method} {path}")
+
+    def _create_schedule(self, body: Any) -> tuple[int, Any]:
+        problem = _schedule_problem(body, self.types)
+        if problem:
+            return 400, {"error": problem}
+        if body["id"] in self.schedules:
+            return 409, _error("conflict", f"a schedule with id {body['id']!r} exists")
+        return 201, self.add_schedule(body["id"], **{k: v for k, v in body.items() if k != "id"})
+
+
+def _summary(schedule: dict[str, Any]) -> dict[str, Any]:
+    """A schedule as GET /schedules lists it."""
+    names = ("id", "type", "cron", "rate", "timezone", "paused", "source", "counts")
+    last = schedule["lastFiring"]
+    return {name: schedule[name] for name in names} | {
+        "nextFiring": (schedule["nextFirings"] or [None])[0],
+        "lastFiring": last["at"] if last else None,
+    }
+
+
+def _publish_problem(body: Any, types: dict[str, Any]) -> dict[str, Any] | None:
+    """What POST /publish refuses in `body` (in the error shape's `error`), or None."""
+    if not isinstance(body, dict):
+        return _error("validation_error", "the body must be a JSON object", [{"field": "body", "message": "object"}])[
+            "error"
+        ]
+    problems = []
+    if not isinstance(body.get("id"), str) or not body["id"]:
+        problems.append({"field": "id", "message": "Field required"})
+    if body.get("type", "simulate") not in types:
+        problems.append({"field": "type", "message": f"must be one of {', '.join(sorted(types))}"})
+    if not isinstance(body.get("payload"), dict):
+        problems.append({"field": "payload", "message": "Field required"})
+    tags = body.get("tags", [])
+    tag_rule = re.compile(r"[A-Za-z0-9_.:=-]{1,64}")
+    if not isinstance(tags, list) or len(tags) > 10 or not all(tag_rule.fullmatch(str(t)) for t in tags):
+        problems.append({"field": "tags", "message": "up to 10 tags of 1 to 64 characters [A-Za-z0-9_.:=-]"})
+    return _error("validation_error", "the task is not valid", problems)["error"] if problems else None
+
+
+def _schedule_problem(body: Any, types: dict[str, Any]) -> dict[str, Any] | None:
+    if not isinstance(body, dict):
+        return _error("validation_error", "not an object", [{"field": "body", "message": "object"}])["error"]
+    problems = []
+    if not isinstance(body.get("id"), str) or not body["id"]:
+        problems.append({"field": "id", "message": "Field required"})
+    if body.get("type") not in types:
+        problems.append({"field": "type", "message": f"must be one of {', '.join(sorted(types))}"})
+    if ("cron" in body) == ("rate" in body):
+        problems.append({"field": "cron", "message": "give exactly one of cron or rate"})
+    return _error("validation_error", "the schedule is not valid", problems)["error"] if problems else None
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
@@ -339,11 +523,17 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._serve("POST")
 
+    def do_PUT(self) -> None:
+        self._serve("PUT")
+
+    def do_DELETE(self) -> None:
+        self._serve("DELETE")
+
     def _serve(self, method: str) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         headers = {name.lower(): value for name, value in self.headers.items()}
         status, body = self.server.fake.answer(method, self.path, headers, raw)
-        data = json.dumps(body).encode()
+        data = b"" if body is None else json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))

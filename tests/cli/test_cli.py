@@ -34,6 +34,16 @@ def test_publish_sends_the_contract_body_and_says_what_happened(fake: FakeApi) -
     assert fake.seen[-1].body == {"id": "t-1", "payload": {"data": "abc"}, "type": "checksum", "delaySeconds": 5}
 
 
+def test_publish_sends_its_tags_and_show_prints_them(fake: FakeApi) -> None:
+    published = run(fake.url, "publish", "t-1", "--tag", "team:billing", "--tag", "run=7")
+    shown = run(fake.url, "show", "t-1")
+
+    assert published.exit_code == EXIT_OK, published.output
+    assert fake.seen[0].body["tags"] == ["team:billing", "run=7"]
+    [line] = [line for line in shown.stdout.splitlines() if line.startswith("tags")]
+    assert line.split(None, 1)[1].strip() == "team:billing run=7"
+
+
 def test_publish_of_a_known_id_says_it_was_not_queued_again(fake: FakeApi) -> None:
     fake.add("t-1", "COMPLETED")
 

@@ -68,7 +68,7 @@ def test_the_stub_refuses_a_signature_for_another_region(
 
 def test_the_stub_refuses_a_signature_whose_body_was_changed_on_the_way(guarded_fake: FakeApi) -> None:
     client = ApiClient(guarded_fake.url, sign=True, session=_session())
-    headers = client._signed_headers(
+    headers = client.signer.headers(
         "POST",
         guarded_fake.url + "/retries",
         b'{"status": "FAILED", "dryRun": true}',
