@@ -25,6 +25,7 @@ from chalicelib.queue import Queue, QueueAges
 from chalicelib.registry import Registry
 from chalicelib.settings import Settings, load_settings
 from chalicelib.store import TaskStore
+from chalicelib.timers import TimerStore
 
 
 def aws_config(settings: Settings) -> Config:
@@ -80,6 +81,11 @@ class Runtime:
     def gate(self) -> Gate:
         """The flow policies asked before every attempt (chalicelib/flow/gate.py), built on first use."""
         return Gate.build(self.flow, self.pauses, self.settings.LEASE_SECONDS, self.rng)
+
+    @cached_property
+    def timers(self) -> TimerStore:
+        """The timers of tasks that run at a time (chalicelib/timers.py), in the schedules table."""
+        return TimerStore(self.dynamodb, self.settings.SCHEDULES_TABLE)
 
 
 def build_runtime(
