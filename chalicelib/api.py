@@ -187,7 +187,7 @@ def publish(body: dict[str, Any], rt: Runtime) -> PublishAccepted:
     """Store and queue a client's task. A known id answers as a duplicate and is not queued again."""
     task, validated = validated_task(body, rt.registry)
     now_ms = rt.store.now_ms()
-    start = Start.of(now_ms, validated.delaySeconds, run_at_ms(validated, now_ms))
+    start = Start.of(now_ms, validated.delaySeconds, run_at_ms(validated, now_ms), rt.settings.RUN_AT_TIMER_SECONDS)
     return _accept(task, rt, start, validated.expiresInSeconds, Uniqueness.of(validated))
 
 

@@ -123,7 +123,8 @@ def publish_batch(body: dict[str, Any], rt: Runtime) -> PublishBatchAnswer:
         try:
             task, validated = _validated(entry, rt)
             message = api.checked_message(task)
-            start = Start.of(now_ms, validated.delaySeconds, api.run_at_ms(validated, now_ms))
+            run_at = api.run_at_ms(validated, now_ms)
+            start = Start.of(now_ms, validated.delaySeconds, run_at, rt.settings.RUN_AT_TIMER_SECONDS)
         except (ValidationFailed, PayloadTooLarge) as error:
             results[index] = _refused(_usable_id(entry), error)
             continue

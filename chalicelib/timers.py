@@ -68,15 +68,18 @@ class Start:
     by_timer: bool = False
 
     @classmethod
-    def of(cls, now_ms: int, delay_seconds: int = 0, run_at_ms: int | None = None) -> Start:
-        """The start of a task published at `now_ms` with `delaySeconds` or `runAt` (epoch ms).
+    def of(
+        cls, now_ms: int, delay_seconds: int = 0, run_at_ms: int | None = None, timer_after: int = MAX_DELAY_SECONDS
+    ) -> Start:
+        """The start of a task published at `now_ms` with `delaySeconds` or `runAt` (epoch ms); a
+        `runAt` more than `timer_after` seconds ahead (at most SQS's 900) gets a timer.
 
         The time is fixed before the message is sent, so the message is never visible before it.
         """
         if run_at_ms is None:
             return cls(delay_seconds, now_ms + delay_seconds * 1000 if delay_seconds else None)
         wait_seconds = math.ceil(max(0, run_at_ms - now_ms) / 1000)
-        if wait_seconds <= MAX_DELAY_SECONDS:
+        if wait_seconds <= min(timer_after, MAX_DELAY_SECONDS):
             return cls(wait_seconds, run_at_ms)
         return cls(0, run_at_ms, by_timer=True)
 
