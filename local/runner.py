@@ -66,6 +66,9 @@ def child_environment(config: LocalConfig) -> dict[str, str]:
     env["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{config.aws_port}"
     env["PYTHONUNBUFFERED"] = "1"
     env["STAGE"] = config.stage
+    if env.get("SCHEDULE_TIME_SCALE") and not env.get("SCHEDULE_CLOCK_ORIGIN"):
+        # One origin for every piece, so the API and the worker read the same scaled schedule time.
+        env["SCHEDULE_CLOCK_ORIGIN"] = repr(time.time())
     return env
 
 
