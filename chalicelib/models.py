@@ -231,8 +231,12 @@ WholeNumber = Annotated[int, BeforeValidator(_whole_number), Field(strict=True)]
 _RFC_3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?(?P<offset>[Zz]|[+-]\d{2}:\d{2})?$")
 
 
-def _moment(value: Any) -> datetime:
-    """An RFC 3339 date-time with its offset; a time without one (naive) is refused, as is a number."""
+def parse_moment(value: Any) -> datetime:
+    """An RFC 3339 date-time with its offset; a time without one (naive) is refused, as is a number.
+
+    Raises:
+        ValueError: the value is not such a time; the message says why and gives RUN_AT_RULE.
+    """
     if not isinstance(value, str) or (shape := _RFC_3339.match(value)) is None:
         raise ValueError(RUN_AT_RULE)
     if shape.group("offset") is None:
@@ -249,7 +253,7 @@ def _moment_schema(schema: dict[str, Any]) -> None:
     schema.update(type="string", format="date-time")
 
 
-Moment = Annotated[datetime, PlainValidator(_moment)]
+Moment = Annotated[datetime, PlainValidator(parse_moment)]
 
 
 # A payload is any JSON object; its task type's model checks the rest.
@@ -495,7 +499,9 @@ class TaskView(BaseModel):
     updatedAt: str
     finishedAt: str | None = Field(description="When the task reached COMPLETED, FAILED or CANCELLED.")
     nextAttemptAt: str | None = Field(description="When a RETRYING task's next attempt is due.")
-    notBefore: str | None = Field(description="When a delayed task's first attempt may start.")
+    notBefore: str | None = Field(
+        description="When its first attempt may start, from `delaySeconds` or `runAt`; no attempt starts before."
+    )
     startBy: str | None = Field(
         description="When the task expires unless its first attempt has started (from `expiresInSeconds`)."
     )

@@ -518,3 +518,15 @@ def test_two_tickers_in_the_same_minute_send_twice_and_the_task_still_runs_once(
     drain(h)
     assert_ran_once(h.task("contested"))
     assert timer_item(h, "contested") is None
+
+
+def test_the_openapi_document_describes_run_at_as_a_date_time_that_excludes_delay_seconds(h: Harness) -> None:
+    from openapi_spec_validator import validate
+
+    document = json.loads(h.client.http.get("/openapi.json").body)
+    validate(document)
+    for variant in ("PublishSimulate", "PublishChecksum"):
+        schema = document["components"]["schemas"][variant]
+        assert schema["properties"]["runAt"]["format"] == "date-time"
+        assert "365 days" in schema["properties"]["runAt"]["description"]
+        assert schema["dependentSchemas"]["runAt"] == {"not": {"required": ["delaySeconds"]}}
