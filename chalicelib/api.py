@@ -258,16 +258,14 @@ def _accept(
         except StoreError as exc:
             raise ServiceUnavailable(UNCLAIMED) from exc
     timer = timer_of(task, message, start, start_by)
+    message_id: str | None = None
+    earlier: Timer | None = None  # the timer a dead publish of this id left, if any
     try:
-        if timer is not None:
-            message_id, earlier = None, rt.timers.put_new(timer)
+        if timer is None:
+            queue = rt.queue_for(task.priority)
+            message_id = queue.send(message, message_attributes(start_by), delay_seconds=start.delay_seconds)
         else:
-            message_id, earlier = (
-                rt.queue_for(task.priority).send(
-                    message, message_attributes(start_by), delay_seconds=start.delay_seconds
-                ),
-                None,
-            )
+            earlier = rt.timers.put_new(timer)
     except (QueueError, StoreError) as exc:
         if claim is not None:
             keys.release(claim)

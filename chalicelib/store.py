@@ -10,6 +10,8 @@ A task item walks this timeline (times are epoch milliseconds):
                   attempt n as expired and starts attempt n+1 (if any is left)
     expiry        startBy <= now with attempts 0: the acquire is refused, and the
                   consumer ends the task CANCELLED without running it (expiry.py)
+    not due       notBefore > now (delaySeconds, runAt): the acquire is refused, and the
+                  consumer renews the message until then (consumer.py)
 
 Every write is one conditional request; a refused acquire learns why from the
 same call (ReturnValuesOnConditionCheckFailure), never from a second read.
