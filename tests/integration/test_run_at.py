@@ -341,6 +341,25 @@ def test_many_timers_due_at_once_are_all_sent_in_one_tick(h: Harness) -> None:
     assert {h.task(f"burst-{n:02d}")["status"] for n in range(40)} == {"COMPLETED"}
 
 
+def test_a_tick_reads_a_bounded_number_of_pages_per_shard_and_leaves_the_rest_for_the_next(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chalicelib import timers
+
+    monkeypatch.setattr(timers, "PAGE_SIZE", 2)
+    monkeypatch.setattr(timers, "MAX_PAGES", 2)
+    body = {"tasks": [{"id": f"paged-{n:02d}", "payload": SUCCEEDS, "runAt": at(h, DAY)} for n in range(60)]}
+    assert post(h, "/publish/batch", body).status_code == 200
+    h.clock.advance(DAY)
+
+    first = tick(h)["timersDispatched"]
+    rest = [tick(h)["timersDispatched"] for _ in range(10)]
+
+    assert first <= DUE_SHARDS * 2 * 2
+    assert first + sum(rest) == 60
+    assert not [item for item in scan_schedules(h) if item["id"]["S"].startswith(TIMER_PREFIX)]
+
+
 def test_a_failing_tick_job_is_counted_and_the_others_still_run(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[Any] = []
 
