@@ -160,13 +160,6 @@ class TimerStore:
         """Write `timer` over the task's timer, whatever it held."""
         TaskTable._call(self._client.put_item, TableName=self.name, Item=serialize(timer.item()))
 
-    def get(self, task_id: str) -> Timer | None:
-        response = TaskTable._call(
-            self._client.get_item, TableName=self.name, Key=self._key(task_id), ConsistentRead=True
-        )
-        item = deserialize(response.get("Item"))
-        return Timer.from_item(item) if item else None
-
     def delete(self, timer: Timer) -> None:
         """Delete the timer if it is still this one (a later publish's timer of the same id stays); a
         timer already gone is no error, so a repeated delete is harmless."""
