@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote, unquote
 
-from chalice import Chalice, IAMAuthorizer, Response
-from chalice.app import ConvertToMiddleware, SQSEvent
+from chalice import Chalice, IAMAuthorizer, Rate, Response
+from chalice.app import CloudWatchEvent, ConvertToMiddleware, SQSEvent
 
-from chalicelib import api, batch, logs, metrics, operations, task_types
+from chalicelib import api, batch, logs, metrics, operations, task_types, ticker
 from chalicelib.consumer import DeadLetterConsumer, TaskConsumer, consume
 from chalicelib.deadline import Invocation, margin_seconds
 from chalicelib.http import json_errors, json_response
@@ -299,3 +299,9 @@ def handle_dead_letters(event: SQSEvent) -> dict[str, Any] | None:
         runtime.dead_letters,
         runtime.settings.REPORT_BATCH_ITEM_FAILURES,
     )
+
+
+# Time: each minute, the messages of tasks whose `runAt` comes due, then every other tick job.
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def tick(event: CloudWatchEvent) -> dict[str, int]:
+    return ticker.tick(get_runtime())

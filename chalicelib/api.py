@@ -36,7 +36,9 @@ from chalicelib.metrics import Metric
 from chalicelib.models import (
     CALLBACK_TASK_SUFFIX,
     DEFAULT_TYPE,
+    MAX_RUN_AT_DAYS,
     MAX_TASK_BYTES,
+    RUN_AT_RULE,
     TASK_ID_RULE,
     CallbackIn,
     Health,
@@ -52,10 +54,11 @@ from chalicelib.models import (
     task_id_problem,
 )
 from chalicelib.priority import PRIORITY_RULE, Priority
-from chalicelib.record import TaskRecord, ms_from_iso, record_from_item
+from chalicelib.record import TaskRecord, iso_from_ms, ms_from_iso, record_from_item
 from chalicelib.registry import RegistrationError, Registry
 from chalicelib.runtime import Runtime
 from chalicelib.tags import Tags
+from chalicelib.timers import Start, Timer
 from chalicelib.wait import wait_for
 
 logger = logging.getLogger(__name__)
@@ -142,7 +145,7 @@ def task_location(task_id: str, path_prefix: str = "") -> str:
 
 def validated_task(body: dict[str, Any], registry: Registry) -> tuple[Task, TaskIn]:
     """The task a publish body describes, checked against its type, and the body as the model read it
-    (its `delaySeconds` and `expiresInSeconds`).
+    (its `delaySeconds`, `runAt` and `expiresInSeconds`).
 
     Raises:
         ValidationFailed: the body breaks a rule, names an unknown type, or its payload
@@ -203,16 +206,35 @@ def check_callback(task: Task, rt: Runtime) -> None:
         raise ValidationFailed("the callback is not valid", [FieldProblem("callback.url", refused.rule)]) from None
 
 
+def run_at_ms(validated: TaskIn, now_ms: int) -> int | None:
+    """The body's `runAt` as epoch ms, or None without one.
+
+    Raises:
+        ValidationFailed: it is more than MAX_RUN_AT_DAYS ahead of `now_ms`.
+    """
+    if validated.runAt is None:
+        return None
+    try:
+        moment = round(validated.runAt.timestamp() * 1000)
+    except (OverflowError, OSError, ValueError):  # a year DynamoDB and epoch ms cannot hold
+        moment = None
+    if moment is None or moment - now_ms > MAX_RUN_AT_DAYS * 86_400_000:
+        raise ValidationFailed("the task is not valid", [FieldProblem("runAt", RUN_AT_RULE)])
+    return max(0, moment)
+
+
 def publish(body: dict[str, Any], rt: Runtime) -> PublishAccepted:
     """Store and queue a client's task. A known id answers as a duplicate and is not queued again."""
     task, validated = validated_task(body, rt.registry)
     check_callback(task, rt)
-    return _accept(task, rt, validated.delaySeconds, validated.expiresInSeconds, Uniqueness.of(validated))
+    now_ms = rt.store.now_ms()
+    start = Start.of(now_ms, validated.delaySeconds, run_at_ms(validated, now_ms), rt.settings.RUN_AT_TIMER_SECONDS)
+    return _accept(task, rt, start, validated.expiresInSeconds, Uniqueness.of(validated))
 
 
 def publish_task(task: Task, rt: Runtime) -> PublishAccepted:
     """Store and queue a task built in the code (a schedule's firing), by the publish path's rules."""
-    return _accept(task, rt)
+    return _accept(task, rt, Start())
 
 
 def create_from_payload(
@@ -265,7 +287,7 @@ def create_from_payload(
         tags=checked_tags,
     )
     check_callback(task, rt)
-    accepted = _accept(task, rt)
+    accepted = _accept(task, rt, Start())
     return TaskCreated(taskId=accepted.id, id=accepted.id, status=accepted.status)
 
 
@@ -277,11 +299,11 @@ def max_attempts_of(task: Task, rt: Runtime) -> int:
 def _accept(
     task: Task,
     rt: Runtime,
-    delay_seconds: int = 0,
+    start: Start,
     expires_in_seconds: int | None = None,
     wanted: Uniqueness | None = None,
 ) -> PublishAccepted:
-    """Claim the task's unique key if it has one, queue its message, then store its item.
+    """Claim the task's unique key if it has one, queue its message (or write its timer), then store its item.
 
     The message goes first so that no process death or lost answer can leave an item
     without a message: a message whose item never arrives is stored by the consumer
@@ -290,6 +312,8 @@ def _accept(
     runs twice. See docs/architecture.md, "Nothing is stranded". An expiry is fixed now and
     travels in the message too, so that a consumer that stores the task keeps it. A key another
     task holds answers a duplicate naming it, with nothing sent (chalicelib/flow/unique.py).
+    A task due further ahead than SQS can delay a message has a timer instead, which plays the
+    message's part (chalicelib/timers.py).
     """
     message = checked_message(task)
     start_by = start_by_ms(rt.store.now_ms(), expires_in_seconds)
@@ -302,24 +326,53 @@ def _accept(
             return held_back(task, held.claim)
         except StoreError as exc:
             raise ServiceUnavailable(UNCLAIMED) from exc
+    timer = timer_of(task, message, start, start_by)
+    message_id: str | None = None
+    earlier: Timer | None = None  # the timer a dead publish of this id left, if any
     try:
-        message_id = rt.queue_for(task.priority).send(
-            message, message_attributes(start_by), delay_seconds=delay_seconds
-        )
-    except QueueError as exc:
+        if timer is None:
+            queue = rt.queue_for(task.priority)
+            message_id = queue.send(message, message_attributes(start_by), delay_seconds=start.delay_seconds)
+        else:
+            earlier = rt.timers.put_new(timer)
+    except (QueueError, StoreError) as exc:
         if claim is not None:
             keys.release(claim)
-        raise ServiceUnavailable(UNQUEUED) from exc
+        raise ServiceUnavailable(UNTIMED if timer is not None else UNQUEUED) from exc
     unique = claim.attribute if claim is not None else None
     try:
-        record, created = rt.store.create(task, max_attempts_of(task, rt), delay_seconds, message_id, start_by, unique)
+        record, created = rt.store.create(
+            task, max_attempts_of(task, rt), 0, message_id, start_by, unique, start.not_before_ms
+        )
+        if timer is not None:
+            settle_timer(rt, timer, earlier, created)
     except StoreError as exc:
         raise ServiceUnavailable(unstored(task.id)) from exc
     if claim is not None:
         keys.settle(claim, record, created)
     if not created:
         return duplicate(task, record, rt.store.now_ms())
-    return accepted(task, record.status, message_id, delay_seconds)
+    return accepted(task, record.status, message_id, start)
+
+
+def timer_of(task: Task, message: str, start: Start, start_by: int | None) -> Timer | None:
+    """The timer that holds the task's message until it is due, when SQS cannot delay it that long."""
+    if not start.by_timer or start.not_before_ms is None:
+        return None
+    return Timer(task.id, start.not_before_ms, message, task.priority, message_attributes(start_by))
+
+
+def settle_timer(rt: Runtime, timer: Timer, earlier: Timer | None, created: bool) -> None:
+    """Make the timer of a task this publish stored carry this publish's message.
+
+    `earlier` is the timer the task id already had when this one was written (None: this one was).
+    It belongs to a publish that died before its put (a live task's timer is only ever found by a
+    duplicate, whose put is refused): the task is this publish's now, and so is the timer. A
+    duplicate's own timer stays, as a duplicate's message does: the ticker deletes it unsent when
+    the task has a message or has ended, and otherwise it runs the task (chalicelib/ticker.py).
+    """
+    if created and earlier is not None and earlier != timer:
+        rt.timers.replace(timer)
 
 
 # A PENDING task with no attempt this long after it was due has lost its message (only an
@@ -333,6 +386,7 @@ def _overdue(record: TaskRecord, now_ms: int) -> bool:
 
 
 UNQUEUED = "the task queue did not answer; the task was not accepted, try again"
+UNTIMED = "the schedules table did not answer while the task's timer was written; the task was not accepted, try again"
 UNCLAIMED = "the flow table did not answer while the unique key was claimed; the task was not accepted, try again"
 
 
@@ -344,14 +398,16 @@ def unstored(task_id: str) -> str:
     )
 
 
-def accepted(task: Task, status: Status, message_id: str, delay_seconds: int) -> PublishAccepted:
-    """The answer for a task stored and queued, logged and counted."""
+def accepted(task: Task, status: Status, message_id: str | None, start: Start) -> PublishAccepted:
+    """The answer for a task stored and queued (or, when `message_id` is None, stored with its timer), logged
+    and counted."""
     log_event(
         "accepted",
         taskId=task.id,
         type=task.type,
         messageId=message_id,
-        delaySeconds=delay_seconds or None,
+        delaySeconds=start.delay_seconds or None,
+        runAt=iso_from_ms(start.not_before_ms) if start.by_timer and start.not_before_ms is not None else None,
         priority=None if task.priority is Priority.DEFAULT else task.priority.value,
     )
     metrics.count(Metric.ACCEPTED, task.type)

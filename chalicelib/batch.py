@@ -11,6 +11,9 @@ message was not sent is refused and not stored, and a task whose message was sen
 whose put failed (or whose process died before it) is stored by the consumer that
 receives its message.
 
+An entry whose `runAt` is further ahead than SQS can delay a message has its timer written
+instead of a message sent (chalicelib/timers.py), one PutItem each, side by side, before the puts.
+
 An entry with a `uniqueKey` claims it before the sends, with one conditional write of its own
 (chalicelib/flow/unique.py): one UpdateItem more per such entry, as through `POST /publish`.
 Entries of different keys claim side by side; entries sharing a key claim it one after another
@@ -53,6 +56,7 @@ from chalicelib.priority import Priority
 from chalicelib.queue import Outgoing, Queue
 from chalicelib.record import TaskRecord
 from chalicelib.runtime import Runtime
+from chalicelib.timers import Start, Timer
 
 logger = logging.getLogger(__name__)
 
@@ -71,19 +75,26 @@ class _Claim:
 
     index: int
     task: Task
-    delay_seconds: int
+    start: Start
     message: str
     start_by_ms: int | None = None
     wanted: Uniqueness | None = None
 
+    @property
+    def timer(self) -> Timer | None:
+        """The timer that holds its message, for an entry due further ahead than SQS can delay one."""
+        return api.timer_of(self.task, self.message, self.start, self.start_by_ms)
+
 
 @dataclass(frozen=True)
 class _Sent:
-    """A claim whose message is on the queue, with the unique key it holds, if any."""
+    """A claim whose message is on the queue (or whose timer is written: no message id yet, and the
+    timer the id already had, if any), with the unique key it holds, if any."""
 
     claim: _Claim
-    message_id: str
+    message_id: str | None
     key: KeyClaim | None = None
+    earlier_timer: Timer | None = None
 
 
 def publish_batch(body: dict[str, Any], rt: Runtime) -> PublishBatchAnswer:
@@ -112,6 +123,8 @@ def publish_batch(body: dict[str, Any], rt: Runtime) -> PublishBatchAnswer:
         try:
             task, validated = _validated(entry, rt)
             message = api.checked_message(task)
+            run_at = api.run_at_ms(validated, now_ms)
+            start = Start.of(now_ms, validated.delaySeconds, run_at, rt.settings.RUN_AT_TIMER_SECONDS)
         except (ValidationFailed, PayloadTooLarge) as error:
             results[index] = _refused(_usable_id(entry), error)
             continue
@@ -120,7 +133,7 @@ def publish_batch(body: dict[str, Any], rt: Runtime) -> PublishBatchAnswer:
         else:
             start_by = start_by_ms(now_ms, validated.expiresInSeconds)
             wanted = Uniqueness.of(validated)
-            claims[task.id] = _Claim(index, task, validated.delaySeconds, message, start_by, wanted)
+            claims[task.id] = _Claim(index, task, start, message, start_by, wanted)
     if claims:
         with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(claims))) as pool:
             keyed = _claim_keys(list(claims.values()), rt, pool, results)
@@ -194,28 +207,52 @@ def _queue(
 ) -> list[_Sent]:
     """Send the claims' messages, each to its class's queue; a claim whose message was not sent is
     refused, not stored, and releases the unique key it claimed. The answers keep the claims' order."""
-    claims = [claim for claim, _ in keyed]
+    claims = [claim for claim, _ in keyed if claim.timer is None]
     message_ids: dict[int, str | None] = {}
     for priority in Priority:
         of_class = [claim for claim in claims if claim.task.priority is priority]
         if of_class:
             sent_ids = _send(of_class, rt.queue_for(priority), pool)
             message_ids.update(zip((c.index for c in of_class), sent_ids, strict=True))
+    timed = [claim for claim, _ in keyed if claim.timer is not None]
+    timers = dict(zip((claim.index for claim in timed), pool.map(lambda c: _write_timer(c, rt), timed), strict=True))
     sent: list[_Sent] = []
     keys = UniqueKeys(rt.flow, rt.store)
     for claim, key in keyed:
-        message_id = message_ids[claim.index]
-        if message_id is None:
-            if key is not None:
-                keys.release(key)
-            results[claim.index] = _refused(claim.task.id, ServiceUnavailable(api.UNQUEUED))
-        else:
+        if claim.index in timers:
+            written, earlier = timers[claim.index]
+            if written:
+                sent.append(_Sent(claim, None, key, earlier))
+                continue
+            unsent = api.UNTIMED
+        elif (message_id := message_ids[claim.index]) is not None:
             sent.append(_Sent(claim, message_id, key))
+            continue
+        else:
+            unsent = api.UNQUEUED
+        if key is not None:
+            keys.release(key)
+        results[claim.index] = _refused(claim.task.id, ServiceUnavailable(unsent))
     return sent
 
 
+def _write_timer(claim: _Claim, rt: Runtime) -> tuple[bool, Timer | None]:
+    """Write a claim's timer in place of its message: (written, the timer its id already had)."""
+    assert claim.timer is not None
+    try:
+        return True, rt.timers.put_new(claim.timer)
+    except StoreError as exc:
+        logger.warning("timer of task %r not written: %s", claim.task.id, exc)
+    except Exception:
+        # Kept, not raised from pool.map, which would leave the other entries without answers.
+        logger.exception("timer of task %r not written", claim.task.id)
+    return False, None
+
+
 def _send(claims: list[_Claim], queue: Queue, pool: Executor) -> list[str | None]:
-    outgoing = [Outgoing(claim.message, claim.delay_seconds, message_attributes(claim.start_by_ms)) for claim in claims]
+    outgoing = [
+        Outgoing(claim.message, claim.start.delay_seconds, message_attributes(claim.start_by_ms)) for claim in claims
+    ]
     try:
         return queue.send_batch(outgoing, pool)
     except Exception:
@@ -230,14 +267,18 @@ def _store(sent: list[_Sent], rt: Runtime, pool: Executor, results: list[Result 
     def put(item: _Sent) -> tuple[TaskRecord, bool] | None:
         claim = item.claim
         try:
-            return rt.store.create(
+            outcome = rt.store.create(
                 claim.task,
                 api.max_attempts_of(claim.task, rt),
-                claim.delay_seconds,
+                0,
                 item.message_id,
                 claim.start_by_ms,
                 item.key.attribute if item.key is not None else None,
+                claim.start.not_before_ms,
             )
+            if claim.timer is not None:
+                api.settle_timer(rt, claim.timer, item.earlier_timer, outcome[1])
+            return outcome
         except StoreError as exc:
             logger.warning("put of task %r failed: %s", claim.task.id, exc)
         except Exception:
@@ -255,7 +296,7 @@ def _store(sent: list[_Sent], rt: Runtime, pool: Executor, results: list[Result 
         if outcome is None:
             results[claim.index] = _refused(claim.task.id, ServiceUnavailable(api.unstored(claim.task.id)))
         elif outcome[1]:
-            results[claim.index] = api.accepted(claim.task, outcome[0].status, item.message_id, claim.delay_seconds)
+            results[claim.index] = api.accepted(claim.task, outcome[0].status, item.message_id, claim.start)
         else:
             results[claim.index] = api.duplicate(claim.task, outcome[0], now_ms)
 

@@ -336,20 +336,31 @@ class TaskConsumer:
         if self._slot(record.message_id).claimed:
             return Outcome.ERROR, None  # the batch was settled meanwhile: this message comes back as it is
         delay = self._rt.gate.delay_seconds(deferred, record.deferrals)
-        fields = {"taskId": task.id, "messageId": record.message_id, "deferredBy": deferred.by}
-        attributes = {
-            **record.attributes,
-            TASK_MESSAGE_ATTRIBUTE: record.identity,
-            DEFERRALS_ATTRIBUTE: str(record.deferrals + 1),
-        }
         metrics.count(Metric.FLOW_DEFERRED, task.type)
+        return self._renewed(
+            record, "flow_deferred", delay, record.deferrals + 1, taskId=task.id, deferredBy=deferred.by
+        )
+
+    def _renewed(self, record: SqsRecord, event: str, delay: int, deferrals: int, **fields: Any) -> Verdict:
+        """Finish `record` and send a fresh copy of it (its body and attributes, the task's message id,
+        `deferrals`) hidden for `delay` seconds; if that send fails, hide `record` itself instead."""
+        fields = {**fields, "messageId": record.message_id}
+        attributes = {**record.attributes, TASK_MESSAGE_ATTRIBUTE: record.identity}
+        if deferrals:
+            attributes[DEFERRALS_ATTRIBUTE] = str(deferrals)
         try:
             renewed = self._queue_of(record).send(record.body, attributes, delay_seconds=delay)
         except QueueError:
-            log_event("flow_deferred", logging.WARNING, **fields, delaySeconds=delay, renewed=False)
+            log_event(event, logging.WARNING, **fields, delaySeconds=delay, renewed=False)
             return Outcome.DEFERRED, delay
-        log_event("flow_deferred", **fields, delaySeconds=delay, deferrals=record.deferrals + 1, newMessageId=renewed)
+        log_event(event, **fields, delaySeconds=delay, deferrals=deferrals or None, newMessageId=renewed)
         return Outcome.RENEWED, None
+
+    def _not_due(self, record: SqsRecord, task: TaskRecord, wait_ms: int) -> Verdict:
+        """Hold back a message that arrived before its task's `notBefore`, spending no attempt and no
+        receive: renewed like a flow deferral, due when the task is (at most SQS's 900 s at a time)."""
+        delay = min(MAX_SEND_DELAY_SECONDS, max(1, math.ceil(wait_ms / 1000)))
+        return self._renewed(record, "not_due", delay, record.deferrals, taskId=task.id, notBefore=task.not_before)
 
     def _adopted(self, record: SqsRecord, task: Task) -> None:
         """The acquire stored the task: its publish sent the message but had not put the item.
@@ -525,6 +536,8 @@ class TaskConsumer:
             metrics.count(Metric.TASKS_EXPIRED, task.type)
             metrics.count(Metric.TASKS_CANCELLED, task.type)
             return self._followed(task.task, (Outcome.EXPIRED, None), expired)
+        if refused.reason is Refusal.NOT_DUE:
+            return self._not_due(record, task, refused.wait_ms)
         if refused.reason is Refusal.CANCEL_REQUESTED:
             try:
                 self._rt.store.finish_cancel(task)

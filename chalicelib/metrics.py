@@ -65,6 +65,8 @@ class Metric(StrEnum):
     RETRIES_AWAITED = "RetriesAwaited"
     # Deliveries that flow control held back (a pause, a cap, a rate): renewed, no attempt spent.
     FLOW_DEFERRED = "FlowDeferred"
+    # Messages of tasks that run at a time, sent by the ticker when their timers came due.
+    TIMERS_DISPATCHED = "TimersDispatched"
 
 
 DURATIONS = frozenset({Metric.ATTEMPT_DURATION, Metric.END_TO_END_LATENCY})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -15,6 +16,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainValidator,
     StringConstraints,
     ValidationError,
     model_validator,
@@ -50,6 +52,13 @@ MAX_PAYLOAD_DEPTH = 128
 MAX_TYPE_NAME_LENGTH = 64
 # SQS delays a message by 15 minutes at most; longer delays need a scheduler.
 MAX_DELAY_SECONDS = 900
+# `runAt` at publish: at most this far ahead (further than MAX_DELAY_SECONDS, a timer holds
+# the task's message until it is due: chalicelib/timers.py).
+MAX_RUN_AT_DAYS = 365
+RUN_AT_RULE = (
+    "must be an RFC 3339 date-time with an offset (Z or +hh:mm), e.g. 2026-11-25T09:00:00+01:00,"
+    f" at most {MAX_RUN_AT_DAYS} days ahead"
+)
 # The message attribute of an operator's retry: the task version its restart writes. A
 # consumer that receives it before the restart has landed holds the message back.
 RETRY_VERSION_ATTRIBUTE = "retryOfVersion"
@@ -219,6 +228,34 @@ def _date_time_text(value: Any) -> Any:
 
 WholeNumber = Annotated[int, BeforeValidator(_whole_number), Field(strict=True)]
 
+# RFC 3339's date-time: a date, `T` (or a space, which RFC 3339 allows), a time, and an offset.
+_RFC_3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?(?P<offset>[Zz]|[+-]\d{2}:\d{2})?$")
+
+
+def parse_moment(value: Any) -> datetime:
+    """An RFC 3339 date-time with its offset; a time without one (naive) is refused, as is a number.
+
+    Raises:
+        ValueError: the value is not such a time; the message says why and gives RUN_AT_RULE.
+    """
+    if not isinstance(value, str) or (shape := _RFC_3339.match(value)) is None:
+        raise ValueError(RUN_AT_RULE)
+    if shape.group("offset") is None:
+        raise ValueError(f"has no offset: a time without one is refused; {RUN_AT_RULE}")
+    try:
+        return datetime.fromisoformat(value.replace(" ", "T").replace("t", "T").replace("z", "Z"))
+    except ValueError as exc:
+        raise ValueError(f"is not a date-time ({exc}); {RUN_AT_RULE}") from exc
+
+
+def _moment_schema(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+    schema.pop("anyOf", None)
+    schema.update(type="string", format="date-time")
+
+
+Moment = Annotated[datetime, PlainValidator(parse_moment)]
+
 
 # A payload is any JSON object; its task type's model checks the rest.
 JsonObject = Annotated[dict[str, Any], AfterValidator(_not_too_deep)]
@@ -284,6 +321,15 @@ class TaskIn(BaseModel):
     delaySeconds: WholeNumber = Field(
         default=0, ge=0, le=MAX_DELAY_SECONDS, description="Seconds before the first attempt may start."
     )
+    # Left out, None (not nullable: a default is not validated, as for expiresInSeconds).
+    runAt: Moment = Field(
+        default=None,
+        description="When the first attempt may start: RFC 3339 with an offset (`Z` or `+hh:mm`; a time"
+        f" without one is refused), at most {MAX_RUN_AT_DAYS} days ahead; a time past or now runs at once."
+        " Instead of `delaySeconds` (giving both is refused). The task is stored at once, PENDING with"
+        " `notBefore`, and can be read and cancelled until it starts (docs/architecture.md, Time).",
+        json_schema_extra=_moment_schema,
+    )
     expiresInSeconds: WholeNumber = _expires_in_seconds("the first attempt")
     key: FlowKey = Field(
         default=None,
@@ -330,6 +376,22 @@ class TaskIn(BaseModel):
         description=f"Up to {MAX_TAGS} labels, each {TAG_RULE}, each once: shown in the task's view and"
         " summaries, and what `GET /tasks?tag=` finds it by.",
     )
+
+    @model_validator(mode="after")
+    def _one_start_time(self) -> TaskIn:
+        """`runAt` and `delaySeconds` say the same thing two ways: giving both is refused, naming both."""
+        if self.runAt is not None and "delaySeconds" in self.model_fields_set:
+            message = "runAt and delaySeconds exclude each other: give one"
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("one_start_time", message), loc=(name,), input=getattr(self, name)
+                    )
+                    for name in ("runAt", "delaySeconds")
+                ],
+            )
+        return self
 
     @model_validator(mode="after")
     def _unique_fields_go_together(self) -> TaskIn:
@@ -478,7 +540,9 @@ class TaskView(BaseModel):
     updatedAt: str
     finishedAt: str | None = Field(description="When the task reached COMPLETED, FAILED or CANCELLED.")
     nextAttemptAt: str | None = Field(description="When a RETRYING task's next attempt is due.")
-    notBefore: str | None = Field(description="When a delayed task's first attempt may start.")
+    notBefore: str | None = Field(
+        description="When its first attempt may start, from `delaySeconds` or `runAt`; no attempt starts before."
+    )
     startBy: str | None = Field(
         description="When the task expires unless its first attempt has started (from `expiresInSeconds`)."
     )

@@ -74,6 +74,11 @@ UNIQUE_FIELDS_GO_TOGETHER: dict[str, Any] = {
 }
 
 
+# TaskIn's check that `runAt` and `delaySeconds` exclude each other (models.py), in JSON Schema. How
+# far ahead a `runAt` may be (MAX_RUN_AT_DAYS) depends on the time of the request: the field says it.
+ONE_START_TIME: dict[str, Any] = {"runAt": {"not": {"required": ["delaySeconds"]}}}
+
+
 def _task_type_schemas(registry: Registry, schemas: dict[str, Any]) -> dict[str, Any]:
     """One publish body per registered type (its `type` a constant, its payload the type's model), and their union.
 
@@ -104,6 +109,7 @@ def _task_type_schemas(registry: Registry, schemas: dict[str, Any]) -> dict[str,
             "required": required,
             "additionalProperties": False,
             **UNIQUE_FIELDS_GO_TOGETHER,
+            "dependentSchemas": {**UNIQUE_FIELDS_GO_TOGETHER["dependentSchemas"], **ONE_START_TIME},
         }
         variants.append(_ref(variant))
     added["TaskIn"] = {"title": "TaskIn", "description": task_in.get("description", ""), "oneOf": variants}

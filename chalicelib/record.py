@@ -106,6 +106,11 @@ class TaskRecord:
     def live_lease(self, now_ms: int) -> Lease | None:
         return self.lease if self.lease and self.lease.is_live(now_ms) else None
 
+    @property
+    def not_before_ms(self) -> int | None:
+        """When its first attempt may start (epoch ms), if it was published with a delay or a `runAt`."""
+        return ms_from_iso(self.not_before) if self.not_before else None
+
     def expired_before_start(self, now_ms: int) -> bool:
         """Whether its first attempt never started and its expiry has passed (the acquire's condition, read back)."""
         return self.attempts == 0 and self.start_by_ms is not None and self.start_by_ms <= now_ms

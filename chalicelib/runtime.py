@@ -28,6 +28,7 @@ from chalicelib.registry import Registry
 from chalicelib.schedules.store import ScheduleStore
 from chalicelib.settings import Settings, load_settings
 from chalicelib.store import TaskStore
+from chalicelib.timers import TimerStore
 from chalicelib.wait import WaitClock
 
 
@@ -99,6 +100,11 @@ class Runtime:
     def schedules(self) -> ScheduleStore:
         """The schedules table's schedules (chalicelib/schedules/store.py), built on first use."""
         return ScheduleStore(self.dynamodb, self.settings.SCHEDULES_TABLE)
+
+    @cached_property
+    def timers(self) -> TimerStore:
+        """The timers of tasks that run at a time (chalicelib/timers.py), in the schedules table."""
+        return TimerStore(self.dynamodb, self.settings.SCHEDULES_TABLE)
 
 
 def build_runtime(

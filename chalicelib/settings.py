@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     # stack only, from an origin every process of that stack shares.
     SCHEDULE_TIME_SCALE: float = Field(default=1.0, ge=1, le=3600)
     SCHEDULE_CLOCK_ORIGIN: float | None = Field(default=None, ge=0)
+    # A `runAt` further ahead than this gets a timer (chalicelib/timers.py) rather than SQS's delay,
+    # whose ceiling it is by default; the offline end-to-end tests lower it to see timers in seconds.
+    RUN_AT_TIMER_SECONDS: int = Field(default=900, ge=0, le=900)
     # Set by Lambda itself in every function's environment: present means a deployed stage.
     AWS_LAMBDA_FUNCTION_NAME: str | None = None
 

@@ -10,6 +10,8 @@ A task item walks this timeline (times are epoch milliseconds):
                   attempt n as expired and starts attempt n+1 (if any is left)
     expiry        startBy <= now with attempts 0: the acquire is refused, and the
                   consumer ends the task CANCELLED without running it (expiry.py)
+    not due       notBefore > now (delaySeconds, runAt): the acquire is refused, and the
+                  consumer renews the message until then (consumer.py)
 
 Every write is one conditional request; a refused acquire learns why from the
 same call (ReturnValuesOnConditionCheckFailure), never from a second read.
@@ -51,10 +53,14 @@ HISTORY_LENGTH_UNCHANGED = "size(#history) = :historyLength"
 NO_CANCEL_REQUESTED = "attribute_not_exists(#cancelRequested)"
 # A run that has started keeps its retries whatever its expiry; one that has not starts only before it.
 STARTED_OR_NOT_EXPIRED = "(#attempts > :zero OR attribute_not_exists(#startBy) OR #startBy > :now)"
+# No attempt starts before the task's time (`delaySeconds`, `runAt`): a message that arrives early
+# (another host's clock, a stray copy) is held back. `notBefore` is ISO 8601 in one fixed form
+# (record.iso_from_ms: milliseconds, `Z`), whose text order is time order.
+NOT_BEFORE_PASSED = "(attribute_not_exists(#notBefore) OR #notBefore <= :nowIso)"
 
 STORED_AND_ACQUIRABLE = (
     f"{NOT_TERMINAL} AND {NO_LEASE} AND {ATTEMPTS_LEFT} AND {BACKOFF_OVER} AND {NO_CANCEL_REQUESTED}"
-    f" AND {STARTED_OR_NOT_EXPIRED}"
+    f" AND {STARTED_OR_NOT_EXPIRED} AND {NOT_BEFORE_PASSED}"
 )
 ACQUIRABLE = f"{TASK_IS_NEW} OR ({STORED_AND_ACQUIRABLE})"
 
@@ -75,6 +81,7 @@ class Refusal(StrEnum):
     CANCEL_REQUESTED = "cancel_requested"  # an operator cancelled it while its holder, now gone, ran it
     EXPIRED = "expired"  # its holder died; the dead attempt is recorded before another starts
     EXPIRED_BEFORE_START = "expired_before_start"  # its startBy passed before its first attempt started
+    NOT_DUE = "not_due"  # its notBefore (delaySeconds, runAt) is still ahead
 
 
 class _NotStored(Exception):
@@ -129,16 +136,19 @@ class TaskStore(TaskTable):
         message_id: str | None = None,
         start_by_ms: int | None = None,
         unique: dict[str, Any] | None = None,
+        not_before_ms: int | None = None,
     ) -> tuple[TaskRecord, bool]:
-        """Store a new PENDING task whose message `message_id` was already sent; an existing id keeps its first payload.
+        """Store a new PENDING task whose message `message_id` was already sent (None: a timer holds it,
+        chalicelib/timers.py); an existing id keeps its first payload.
 
         `start_by_ms`, when given, is the task's expiry (chalicelib/expiry.py); `unique`, the claim of
-        the unique key it holds (chalicelib/flow/unique.py), kept for its view.
+        the unique key it holds (chalicelib/flow/unique.py), kept for its view; `not_before_ms`, when
+        its first attempt may start (else `delay_seconds` from now).
 
         Returns the record and whether it is this publish's task: True when the item is new, and
         also when the consumer received `message_id` first and created the item from it.
         """
-        item = self._pending_item(task, max_attempts, delay_seconds, message_id, start_by_ms)
+        item = self._pending_item(task, max_attempts, delay_seconds, message_id, start_by_ms, not_before_ms)
         if unique is not None:
             item[UNIQUE_ATTRIBUTE] = unique
         old = self._put_new(item)
@@ -225,6 +235,7 @@ class TaskStore(TaskTable):
             **self._status_values(),
             ":nowWithSkew": now + CLOCK_SKEW_MS,
             ":now": now,
+            ":nowIso": started_at,
             ":zero": 0,
             ":owner": owner,
             ":leaseExpiresAt": now + int(lease_seconds * 1000),
@@ -396,6 +407,23 @@ class TaskStore(TaskTable):
         """
         return self._store_new(self._pending_item(task, max_attempts, message_id=message_id))
 
+    def note_dispatched(self, task_id: str, message_id: str) -> bool:
+        """Make `message_id` the message of a task whose timer just sent it (chalicelib/ticker.py).
+
+        Only a stored task that has no message yet takes it: a task whose publish died before its
+        put is stored by the consumer from this message, and one whose message was recorded (or
+        which an attempt already took) keeps its own. False when nothing was written. The version is
+        left as it is: an operator's cancel read before this write still lands.
+        """
+        update = "SET #lastMessageId = :messageId"
+        condition = f"{TASK_EXISTS} AND attribute_not_exists(#lastMessageId)"
+        try:
+            self._update(task_id, update, condition, {":messageId": message_id})
+        except ConditionFailed as refused:
+            # botocore's retry of a write whose answer was lost meets the write itself.
+            return (refused.old or {}).get("lastMessageId") == message_id
+        return True
+
     def record_unknown_failure(
         self,
         task_id: str,
@@ -442,10 +470,13 @@ class TaskStore(TaskTable):
         delay_seconds: int = 0,
         message_id: str | None = None,
         start_by_ms: int | None = None,
+        not_before_ms: int | None = None,
     ) -> dict[str, Any]:
         item = self._new_item(task.id, task.payload, Status.PENDING, max_attempts, task.type)
         item["priority"] = task.priority.value
-        if delay_seconds:
+        if not_before_ms is not None:
+            item["notBefore"] = iso_from_ms(not_before_ms)
+        elif delay_seconds:
             item["notBefore"] = iso_from_ms(self.now_ms() + delay_seconds * 1000)
         if message_id is not None:
             item["lastMessageId"] = item["firstMessageId"] = message_id
@@ -577,6 +608,8 @@ class TaskStore(TaskTable):
             return AcquireRefused(Refusal.TERMINAL, record)
         if record.expired_before_start(now):
             return AcquireRefused(Refusal.EXPIRED_BEFORE_START, record)
+        if record.not_before is not None and record.not_before > iso_from_ms(now):  # the condition's own test
+            return AcquireRefused(Refusal.NOT_DUE, record, wait_ms=max(1, (record.not_before_ms or now) - now))
         lease = record.live_lease(now)
         if lease is not None:
             return AcquireRefused(Refusal.LEASED, record, wait_ms=lease.expires_at_ms - now)

@@ -56,6 +56,8 @@ CONSUMERS = {
 # has the timeout CONSUMER_TIMEOUT_SECONDS states.
 TASK_CONSUMERS = ("process_tasks", "process_high_priority_tasks", "process_low_priority_tasks")
 API_HANDLER = "APIHandler"
+# Scheduled function -> its logical id in the packaged template (the ticker: chalicelib/ticker.py).
+SCHEDULED = {"tick": "Tick"}
 # Function logical id -> the log group Chalice generates for it (log_retention_in_days).
 LOG_GROUPS = {
     API_HANDLER: "ApiHandlerLogGroup",
@@ -63,6 +65,7 @@ LOG_GROUPS = {
     "ProcessHighPriorityTasks": "ProcessHighPriorityTasksLogGroup",
     "ProcessLowPriorityTasks": "ProcessLowPriorityTasksLogGroup",
     "HandleDeadLetters": "HandleDeadLettersLogGroup",
+    "Tick": "TickLogGroup",
 }
 # The API sends to every class's queue.
 TASK_QUEUES = ["TasksQueue", "HighPriorityTasksQueue", "LowPriorityTasksQueue"]
@@ -129,6 +132,8 @@ class StageConfig:
         """Function logical id -> the name `chalice deploy` gives it, which alarms and the dashboard use."""
         names = {API_HANDLER: f"taskproc-{self.name}"}
         for function, (logical_id, _) in CONSUMERS.items():
+            names[logical_id] = f"taskproc-{self.name}-{function}"
+        for function, logical_id in SCHEDULED.items():
             names[logical_id] = f"taskproc-{self.name}-{function}"
         return names
 
@@ -313,6 +318,12 @@ def merge_template(stage: StageConfig, template: dict[str, Any] | None = None) -
             properties = {"FunctionResponseTypes": ["ReportBatchItemFailures"]}
             consumer["Properties"]["Events"] = {event: {"Properties": properties}}
         resources[logical_id] = consumer
+    for logical_id in SCHEDULED.values():
+        resources[logical_id] = {
+            **resources.get(logical_id, {}),
+            "DependsOn": [*TASK_QUEUES, "TasksTable", "SchedulesTable"],
+            "Properties": {"FunctionName": functions[logical_id]},
+        }
     resources[API_HANDLER] = {
         **resources.get(API_HANDLER, {}),
         "DependsOn": [*TASK_QUEUES, "TasksTable"],

@@ -71,6 +71,9 @@ def child_environment(config: LocalConfig) -> dict[str, str]:
     env["STAGE"] = config.stage
     if not env.get("CALLBACK_SIGNING_SECRET"):
         env["CALLBACK_SIGNING_SECRET"] = made_callback_secret(callback_secret_file(config))
+    if env.get("SCHEDULE_TIME_SCALE") and not env.get("SCHEDULE_CLOCK_ORIGIN"):
+        # One origin for every piece, so the API and the worker read the same scaled schedule time.
+        env["SCHEDULE_CLOCK_ORIGIN"] = repr(time.time())
     return env
 
 

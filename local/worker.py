@@ -1,4 +1,5 @@
-"""The consumers: every `@app.on_sqs_message` handler of app.py, each behind its own local event source mapping."""
+"""The consumers: every `@app.on_sqs_message` handler of app.py, each behind its own local event source mapping;
+and every `@app.schedule` handler, run on its rate (local/scheduled.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from chalice.local import Clock, LambdaContext
 from local.aws import client
 from local.config import LocalConfig, apply_environment
 from local.poller import EventSourceMapping, Handler, SqsPoller
+from local.scheduled import ScheduleRunner, scheduled_functions
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +74,7 @@ class Worker:
         self._config = config
         self._stop = stop
         self.pollers: list[SqsPoller] = []
+        self.schedules: list[ScheduleRunner] = []
 
     def start(self) -> bool:
         """Import the app, find its queues and start polling; False when stopped before the queues existed.
@@ -81,15 +84,24 @@ class Worker:
         """
         apply_environment(self._config)
         app_module = importlib.import_module("app")
+        from chalicelib.runtime import get_runtime
         from chalicelib.settings import load_settings
 
-        load_settings()  # fail now, with the setting's name, rather than inside the first batch
+        settings = load_settings()  # fail now, with the setting's name, rather than inside the first batch
         sqs = client("sqs", self._config, POLLER_CLIENT)
         for mapping, handler in event_source_mappings(app_module, self._config):
             poller = SqsPoller(sqs, mapping, handler, invocation_contexts(mapping), self._config.region, self._stop)
             if not poller.resolve_queue():
                 return False
             self.pollers.append(poller)
+        clock = get_runtime().schedule_clock
+        if settings.SCHEDULE_TIME_SCALE != 1 and settings.SCHEDULE_CLOCK_ORIGIN is None:
+            logger.warning("SCHEDULE_TIME_SCALE without SCHEDULE_CLOCK_ORIGIN (`make run` sets both): wall time")
+        prefix = f"{self._config.app_name}-{self._config.stage}"
+        for function in scheduled_functions(
+            app_module, prefix, clock.wall_seconds_for, self._config.lambda_timeout, self._config.region
+        ):
+            self.schedules.append(ScheduleRunner(function, self._stop))
         for poller in self.pollers:
             poller.start()
             mapping = poller.mapping
@@ -102,8 +114,11 @@ class Worker:
                 mapping.concurrency,
                 "on" if mapping.report_batch_item_failures else "off",
             )
+        for runner in self.schedules:
+            runner.start()
+            logger.info("%s every %.3g s", runner.function.function_name, runner.function.period_seconds)
         return True
 
     def drain(self, timeout: float = DRAIN_SECONDS) -> bool:
         """Wait for in-flight batches after `stop` is set; True when every one finished."""
-        return all(poller.join(timeout) for poller in self.pollers)
+        return all([*(poller.join(timeout) for poller in self.pollers), *(r.join(timeout) for r in self.schedules)])

@@ -21,6 +21,7 @@ FUNCTIONS = {
     f"taskproc-{STAGE}-process_high_priority_tasks": "process_high_priority_tasks",
     f"taskproc-{STAGE}-process_low_priority_tasks": "process_low_priority_tasks",
     f"taskproc-{STAGE}-handle_dead_letters": "handle_dead_letters",
+    f"taskproc-{STAGE}-tick": "tick",
 }
 # Each task consumer's queue and the stage variable giving its maximum concurrency.
 TASK_CONSUMERS = {
@@ -129,7 +130,7 @@ def test_make_deploy_then_make_remove_creates_and_deletes_the_whole_stage(
     mappings = {
         m["FunctionArn"].rsplit(":", 1)[-1]: m for m in lambda_.list_event_source_mappings()["EventSourceMappings"]
     }
-    assert set(mappings) == set(FUNCTIONS) - {f"taskproc-{STAGE}"}
+    assert set(mappings) == set(FUNCTIONS) - {f"taskproc-{STAGE}", f"taskproc-{STAGE}-tick"}
     dead_letters = mappings[f"taskproc-{STAGE}-handle_dead_letters"]
     assert dead_letters["EventSourceArn"].endswith(f":taskproc-{STAGE}-dead-letters")
     assert dead_letters["BatchSize"] == 10 and not dead_letters.get("FunctionResponseTypes")

@@ -3,7 +3,9 @@
 The handlers run under moto through representative scenarios (publish, batch,
 unique keys, read, list, stats, retry, cancel, bulk retry, task types, pause and resume, health; a
 consumer's success, failure, backoff, takeover and poison message, in every priority class's
-consumer; dead letters, redriven into each class's queue), while botocore's
+consumer; dead letters, redriven into each class's queue; tasks that run at a time, their timers
+dispatched by the ticker into each class's queue or dropped after a cancel, and a message that
+arrives before its time held back), while botocore's
 `before-parameter-build` event records every AWS request with the function that
 made it. Every recorded (action, resource) must be allowed by that function's
 `.chalice/policy-<stage>-<function>.json`, and every grant in it must have been
@@ -38,6 +40,7 @@ FUNCTIONS = (
     "process_high_priority_tasks",
     "process_low_priority_tasks",
     "handle_dead_letters",
+    "tick",
 )
 REGION, ACCOUNT = "us-east-1", "123456789012"
 # botocore's service name -> IAM's action prefix.
@@ -262,6 +265,7 @@ def walk(request: pytest.FixtureRequest) -> Iterator[Walk]:
                 walk = Walk(stage, client, runtimes, recorders, clock, plain.client("sqs"), secrets)
                 _run_scenarios(walk)
                 _run_callback_scenarios(walk)
+                _run_time_scenarios(walk)
                 yield walk
         finally:
             set_runtime(None)
@@ -365,7 +369,8 @@ def _run_scenarios(w: Walk) -> None:
     w.send("dead-letters", {"id": "never-stored", "payload": SUCCEEDS})
     w.drain("handle_dead_letters")
     w.publish("early", FAILS)
-    (record,) = w.deliver("process_tasks").records
+    # The delayed task's message (SQS's delay runs on the real clock) may come along in this batch.
+    (record,) = [r for r in w.deliver("process_tasks").records if json.loads(r["body"])["id"] == "early"]
     w.send("dead-letters", record["body"])
     (redriven,) = lambda_records(w.sqs, w.url("dead-letters"))
     with w.running("handle_dead_letters"):
@@ -512,6 +517,56 @@ def _run_callback_scenarios(w: Walk) -> None:
         server.shutdown()
         server.server_close()
     assert len({json.loads(body)["id"] for body in received}) == 5, received
+
+
+def _run_time_scenarios(w: Walk) -> None:
+    """Tasks that run at a time: timers written by a publish and a batch (and a repeat of a publish
+    whose put never happened), dispatched by the ticker into each class's queue, one deleted unsent
+    after a cancel, one already recorded; and a consumer holding back a message that came early."""
+    from tests.integration.test_never_stranded import ProcessKilled, killed_after
+
+    day = 86_400
+
+    def run_at(seconds: float) -> str:
+        from chalicelib.record import iso_from_ms
+
+        return iso_from_ms(int((w.clock.now + seconds) * 1000))
+
+    for priority in ("high", "default", "low"):
+        body = {"id": f"timed-{priority}", "payload": SUCCEEDS, "runAt": run_at(day), "priority": priority}
+        assert w.http("POST", "/publish", body)[0] == 201
+    batch = {"tasks": [{"id": "timed-batch", "payload": SUCCEEDS, "runAt": run_at(day)}]}
+    assert w.http("POST", "/publish/batch", batch)[0] == 200
+    orphan = {"id": "timed-orphan", "payload": SUCCEEDS, "runAt": run_at(day)}
+    with (
+        w.running("api_handler"),
+        killed_after(w.runtimes["api_handler"].dynamodb, "PutItem"),
+        suppress(ProcessKilled),
+    ):
+        w.client.http.post("/publish", body=json.dumps(orphan), headers=JSON)
+    assert w.http("POST", "/publish", orphan)[0] == 201
+    assert w.http("POST", "/publish", {"id": "timed-cancelled", "payload": SUCCEEDS, "runAt": run_at(day)})[0] == 201
+    assert w.http("POST", "/tasks/timed-cancelled/cancel")[0] == 200
+    # Due in a minute: sent with the rest of the wait, which the consumer, a minute early, holds back.
+    w.clock.advance(day - 60)
+    event = w.client.events.generate_cw_event(
+        source="aws.events", detail_type="Scheduled Event", detail={}, resources=[]
+    )
+    strip = lambda params, **_: params.pop("DelaySeconds", None)  # noqa: E731 - arrives early
+    for runtime in w.runtimes.values():
+        runtime.tasks_queue._client.meta.events.register("before-parameter-build.sqs.SendMessage", strip)
+    try:
+        with w.running("tick"):
+            counts = w.client.lambda_.invoke("tick", event).payload
+        assert counts["timersDispatched"] == 5 and counts["timersSkipped"] == 1, counts
+        w.deliver("process_tasks")
+    finally:
+        for runtime in w.runtimes.values():
+            runtime.tasks_queue._client.meta.events.unregister("before-parameter-build.sqs.SendMessage", strip)
+    w.clock.advance(60)
+    for function in ("process_tasks", *CLASS_CONSUMERS.values()):
+        w.drain(function)
+    assert w.http("GET", "/tasks/timed-high")[1]["status"] == "COMPLETED"
 
 
 def _allowed(pairs: set[tuple[str, str]], action: str, resource: str) -> bool:

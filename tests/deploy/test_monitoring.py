@@ -167,14 +167,14 @@ def _stage_resources(package: Packaged) -> dict[str, set[str]]:
     template = package.template["Resources"]
     return {
         "QueueName": {_resolve(template[queue]["Properties"]["QueueName"], names) for queue in QUEUES},
-        "FunctionName": {template[function]["Properties"]["FunctionName"] for function in CONSUMERS},
+        "FunctionName": {template[function]["Properties"]["FunctionName"] for function in [*CONSUMERS, "Tick"]},
     }
 
 
 def test_every_alarm_reads_a_metric_that_is_published(package: Packaged) -> None:
     names, resources = _names(package), _stage_resources(package)
     alarms = _alarms(package)
-    assert len(alarms) == 14  # 8, and each other class's queue age, errors and throttles
+    assert len(alarms) == 16  # 8, each other class's queue age, errors and throttles, and the ticker's two
     problems = []
     for logical_id, alarm in alarms.items():
         metrics = _alarm_metrics(alarm, names)
@@ -247,6 +247,9 @@ def test_the_alarms_watch_the_dead_letters_the_queue_age_the_failed_share_the_re
     for function in CONSUMERS.values():
         for metric in ("Errors", "Throttles"):
             required.add(("AWS/Lambda", metric, (("FunctionName", f"taskproc-{stage}-{function}"),)))
+    # The ticker: failing, or not running at all.
+    for metric in ("Errors", "Invocations"):
+        required.add(("AWS/Lambda", metric, (("FunctionName", f"taskproc-{stage}-tick"),)))
     assert watched == required
 
 

@@ -33,6 +33,7 @@ FUNCTIONS = {
     "ProcessHighPriorityTasks": "process_high_priority_tasks",
     "ProcessLowPriorityTasks": "process_low_priority_tasks",
     "HandleDeadLetters": "handle_dead_letters",
+    "Tick": "tick",
 }
 # Actions IAM accepts only on "*": they have no resource-level permissions.
 UNSCOPABLE_ACTIONS = {"cloudwatch:GetMetricData", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
@@ -250,13 +251,15 @@ def _granted(package: Packaged) -> dict[str, set[str]]:
     return granted
 
 
-def test_listing_may_query_the_index_but_never_query_or_scan_the_table(package: Packaged) -> None:
+def test_listing_and_the_ticker_may_query_their_indexes_but_never_query_or_scan_a_table(package: Packaged) -> None:
     table = f"arn:aws:dynamodb:*:*:table/taskproc-{package.stage}-tasks"
+    due = f"arn:aws:dynamodb:*:*:table/taskproc-{package.stage}-schedules/index/by-due"
     granted = _granted(package)
     assert "dynamodb:Query" in granted[f"{table}/index/{INDEX_NAME}"]
+    assert "dynamodb:Query" in granted[due]
     for resource, actions in granted.items():
         assert "dynamodb:Scan" not in actions, resource
-        if resource != f"{table}/index/{INDEX_NAME}":
+        if resource not in (f"{table}/index/{INDEX_NAME}", due):
             assert "dynamodb:Query" not in actions, resource
 
 

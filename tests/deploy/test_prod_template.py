@@ -21,6 +21,7 @@ FUNCTIONS = {
     "ProcessHighPriorityTasks": "process_high_priority_tasks",
     "ProcessLowPriorityTasks": "process_low_priority_tasks",
     "HandleDeadLetters": "handle_dead_letters",
+    "Tick": "tick",
 }
 LOG_GROUPS = {
     "APIHandler": "ApiHandlerLogGroup",
@@ -28,6 +29,7 @@ LOG_GROUPS = {
     "ProcessHighPriorityTasks": "ProcessHighPriorityTasksLogGroup",
     "ProcessLowPriorityTasks": "ProcessLowPriorityTasksLogGroup",
     "HandleDeadLetters": "HandleDeadLettersLogGroup",
+    "Tick": "TickLogGroup",
 }
 QUEUES = ["TasksQueue", "HighPriorityTasksQueue", "LowPriorityTasksQueue", "DeadLetterQueue"]
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"

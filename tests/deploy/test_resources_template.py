@@ -315,6 +315,8 @@ def test_the_merge_template_only_adds_to_chalice_resources_it_does_not_replace_t
         "ProcessHighPriorityTasksLogGroup",
         "ProcessLowPriorityTasksLogGroup",
         "HandleDeadLettersLogGroup",
+        "Tick",
+        "TickLogGroup",
     }
     for logical_id in chalice_owned:
         assert "Type" not in merged["Resources"][logical_id], "Chalice defines it; the merge adds to it"

@@ -9,14 +9,18 @@ import json
 import re
 import time
 import uuid
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from chalicelib.models import MAX_PAYLOAD_DEPTH, MAX_TASK_BYTES
-from tests.fuzz.conftest import STATUSES
+from chalicelib.models import MAX_PAYLOAD_DEPTH, MAX_RUN_AT_DAYS, MAX_TASK_BYTES, parse_moment
+from chalicelib.record import ms_from_iso
+from tests.fuzz.conftest import FUZZ_EXAMPLES, STATUSES
 
 TIMEOUT_SECONDS = 10
 JSON = {"Content-Type": "application/json"}
@@ -229,3 +233,59 @@ def test_each_tag_at_publish_and_in_a_filter_is_accepted_by_its_pattern_or_refus
     else:
         assert _error(response, 400, "validation_error")["details"][0]["field"] == "tags[0]"
         assert _error(listed, 400, "validation_error")["details"][0]["field"] == "tag[0]"
+
+
+# --- runAt -------------------------------------------------------------------------------------
+
+_OFFSETS = st.sampled_from([UTC, *(timezone(timedelta(minutes=m)) for m in (-720, -90, 60, 330, 840))])
+# Mostly within a year and a little either side of now, where the rule's edge is; now and then any year.
+_MOMENTS = st.one_of(
+    st.integers(min_value=-30 * 86_400, max_value=400 * 86_400).map(
+        lambda ahead: datetime.fromtimestamp(int(time.time()) + ahead, UTC).replace(tzinfo=None)
+    ),
+    st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30)),
+)
+# What a client may send as `runAt`: times with and without an offset, in other spellings, numbers, anything.
+RUN_ATS = st.one_of(
+    _MOMENTS.flatmap(lambda moment: _OFFSETS.map(lambda zone: moment.replace(tzinfo=zone).isoformat())),
+    _MOMENTS.map(lambda moment: moment.isoformat()),
+    _MOMENTS.map(lambda moment: moment.strftime("%Y-%m-%d %H:%M:%SZ")),
+    st.text(st.characters(codec="utf-8"), max_size=40),
+    st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.none(),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+def _reachable(run_at: Any) -> bool:
+    """Whether the API must take `run_at`: a time with an offset at most MAX_RUN_AT_DAYS ahead."""
+    try:
+        moment = parse_moment(run_at).timestamp()
+    except (ValueError, OverflowError, OSError):
+        return False
+    return moment - time.time() <= MAX_RUN_AT_DAYS * 86_400 - 60
+
+
+@given(run_at=RUN_ATS)
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None, derandomize=True)
+def test_any_run_at_is_taken_when_it_is_a_time_with_an_offset_within_a_year_and_else_refused_naming_it(
+    api_url: str, run_at: Any
+) -> None:
+    task_id = f"at-{uuid.uuid4().hex}"
+    response = _publish(api_url, json.dumps({**_task(task_id), "runAt": run_at}).encode())
+
+    if _reachable(run_at):
+        assert response.status_code == 201, response.text
+        shown = requests.get(f"{api_url}/tasks/{task_id}", timeout=TIMEOUT_SECONDS).json()["notBefore"]
+        assert abs(ms_from_iso(shown) - parse_moment(run_at).timestamp() * 1000) < 1
+    else:
+        error = _error(response, 400, "validation_error")
+        assert [detail["field"] for detail in error["details"]] == ["runAt"], error
+
+
+@pytest.mark.parametrize("delay", [0, 5, 900])
+def test_run_at_with_delay_seconds_is_refused_naming_both_whatever_the_delay(api_url: str, delay: Any) -> None:
+    body = {**_task(), "runAt": "2026-12-04T09:00:00Z", "delaySeconds": delay}
+    error = _error(_publish(api_url, json.dumps(body).encode()), 400, "validation_error")
+    assert {"runAt", "delaySeconds"} <= {detail["field"] for detail in error["details"]}, error

@@ -113,6 +113,26 @@ def _with_a_callback(body: Any, query: Any) -> bool:
     return any("callback" in task for task in tasks) or "callbackUrl" in (query or {})
 
 
+def _run_at_out_of_reach(body: Any) -> bool:
+    """A `runAt` the schema's `date-time` admits that the API refuses: further ahead than MAX_RUN_AT_DAYS
+    (a rule of the request's time), a leap second, a year epoch milliseconds cannot hold."""
+    import time
+
+    from chalicelib.models import MAX_RUN_AT_DAYS, parse_moment
+
+    for task in _tasks_of(body):
+        run_at = task.get("runAt") if isinstance(task, dict) else None
+        if run_at is None:
+            continue
+        try:
+            moment = parse_moment(run_at).timestamp()
+        except (ValueError, OverflowError, OSError):
+            return True
+        if moment - time.time() > MAX_RUN_AT_DAYS * 86_400 - 60:
+            return True
+    return False
+
+
 def _larger_than_a_task_may_be(body: Any) -> bool:
     from chalicelib.models import MAX_TASK_BYTES
 
@@ -161,6 +181,9 @@ def test_the_api_answers_every_request_as_documented(case: Any, api_url: str) ->
     if _key_over_its_byte_limit(case.body, case.query):
         # Likewise a flow key's rule is 128 bytes of UTF-8. Its 400 is tested in
         # tests/integration/test_flow_control.py.
+        excluded.append(positive_data_acceptance)
+    if _run_at_out_of_reach(case.body):
+        # Its 400 is tested in tests/integration/test_run_at.py.
         excluded.append(positive_data_acceptance)
     if case.operation.path == "/publish" and _larger_than_a_task_may_be(case.body):
         # Valid or not, a body over the task size is answered 413 before it is read.
