@@ -438,3 +438,32 @@ def test_a_code_declared_schedule_refuses_put_and_delete_but_may_be_paused(h: Ha
     assert post(h, "/schedules/nightly/pause")[0] == 200
     assert reconcile(h.rt, at(h))["unchanged"] == 1
     assert show(h, "nightly")["paused"] is True
+
+
+def test_a_firing_the_queue_refuses_is_not_lost_the_next_tick_publishes_it_under_the_same_id(h: Harness) -> None:
+    from tests.integration.faults import inject_errors
+
+    create(h, id="hourly")
+    h.clock.advance(3600)
+    with inject_errors(h.rt.tasks_queue._client, "SendMessage", status=500, code="InternalError"):
+        assert fire_due(h.rt, at(h))["fired"] == 0
+    assert task_ids(h, "hourly@") == []
+
+    h.clock.advance(60)
+    counts = fire_due(h.rt, at(h))
+
+    assert (counts["fired"], counts["caughtUp"]) == (1, 0)
+    assert task_ids(h, "hourly@") == ["hourly@2026-10-19T01:00:00Z"]
+
+
+def test_a_long_catch_up_fires_at_most_sixty_a_tick_and_goes_on_at_the_next(h: Harness) -> None:
+    from chalicelib.schedules.engine import MAX_FIRINGS_PER_TICK
+
+    create(h, id="minutely", rate="1 minute", catchupWindowSeconds=7200)
+    h.clock.advance(90 * 60)
+
+    first = fire_due(h.rt, at(h))
+    second = fire_due(h.rt, at(h))
+
+    assert (first["fired"], second["fired"]) == (MAX_FIRINGS_PER_TICK, 90 - MAX_FIRINGS_PER_TICK)
+    assert len(task_ids(h, "minutely@")) == 90 and first["missed"] == 0
