@@ -131,7 +131,7 @@ def tick(rt: Runtime, schedule: Schedule, now: datetime) -> Mapping[str, int]:
             previous.fired(fired)
             fired_now += 1
         cursor = at
-    if not counts and cursor == schedule.cursor and buffered == schedule.state.buffered:
+    if buffered is not None and buffered == schedule.state.buffered and not counts and cursor == schedule.cursor:
         return {}  # `buffer_one` still waiting: nothing to write, and it stays due
     state["buffered"] = buffered
     state["cursor"] = utc_text(cursor)
@@ -277,6 +277,7 @@ def backfill(
             "a backfill covers past firings", [FieldProblem("to", f"must not be after now ({utc_text(now)})")]
         )
     published: list[dict[str, Any]] = []
+    created: set[str] = set()  # by any pass: a pass repeated over a ticker's write finds them duplicates
 
     def fire(schedule: Schedule) -> Schedule:
         definition = schedule.definition
@@ -293,9 +294,10 @@ def backfill(
         published.clear()
         for at in firings:
             task_id = firing_task_id(schedule.id, at)
-            published.append({"at": utc_text(at), "taskId": task_id, "duplicate": not publish(rt, definition, task_id)})
-        fresh = sum(not entry["duplicate"] for entry in published)
-        counts = _added(schedule.state.counts, {"fired": fresh})
+            if publish(rt, definition, task_id):
+                created.add(task_id)
+            published.append({"at": utc_text(at), "taskId": task_id, "duplicate": task_id not in created})
+        counts = _added(schedule.state.counts, {"fired": len(created)})
         return schedule.audited("backfilled", now, by).changed(counts=counts)
 
     _change_refusing(rt, schedule_id, fire, now)

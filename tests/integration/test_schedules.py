@@ -467,3 +467,35 @@ def test_a_long_catch_up_fires_at_most_sixty_a_tick_and_goes_on_at_the_next(h: H
 
     assert (first["fired"], second["fired"]) == (MAX_FIRINGS_PER_TICK, 90 - MAX_FIRINGS_PER_TICK)
     assert len(task_ids(h, "minutely@")) == 90 and first["missed"] == 0
+
+
+def test_an_unreadable_schedule_item_or_a_failing_schedule_does_not_stop_the_tick_for_the_others(h: Harness) -> None:
+    from chalicelib.schedules.store import due_at, due_shard
+    from tests.integration.faults import inject_errors
+
+    create(h, id="hourly")
+    create(h, id="exclusive", overlap="skip")
+    h.rt.dynamodb.put_item(
+        TableName=h.rt.settings.SCHEDULES_TABLE,
+        Item={
+            "id": {"S": "schedule#broken"},
+            "version": {"N": "1"},
+            "definition": {"S": "{not json"},
+            "dueShard": {"S": due_shard("hourly")},  # beside a healthy one, in the same page
+            "dueAt": {"S": due_at(MONDAY)},
+        },
+    )
+    h.clock.advance(3600)
+    assert fire_due(h.rt, at(h))["fired"] == 2
+    h.clock.advance(3600)
+
+    # The skip schedule's read of its previous task fails: it alone stays due, the others fire.
+    with inject_errors(h.rt.store._client, "GetItem", status=400, code="ValidationException"):
+        counts = fire_due(h.rt, at(h))
+
+    assert counts["fired"] == 1
+    assert task_ids(h, "hourly@")[-1] == "hourly@2026-10-19T02:00:00Z"
+    assert task_ids(h, "exclusive@") == ["exclusive@2026-10-19T01:00:00Z"]
+    drain(h)
+    assert fire_due(h.rt, at(h))["fired"] == 1
+    assert task_ids(h, "exclusive@")[-1] == "exclusive@2026-10-19T02:00:00Z"
