@@ -499,3 +499,42 @@ def test_an_unreadable_schedule_item_or_a_failing_schedule_does_not_stop_the_tic
     drain(h)
     assert fire_due(h.rt, at(h))["fired"] == 1
     assert task_ids(h, "exclusive@")[-1] == "exclusive@2026-10-19T02:00:00Z"
+
+
+def test_the_schedule_answers_are_the_documented_schemas(h: Harness) -> None:
+    import jsonschema
+
+    from chalicelib.openapi import openapi_document
+
+    document = json.loads(json.dumps(openapi_document()))
+
+    def conforms(answer: Any, model: str) -> None:
+        jsonschema.validate(answer, {"$ref": f"#/components/schemas/{model}", "components": document["components"]})
+
+    conforms(create(h, id="hourly", overlap="skip"), "ScheduleView")
+    run_ticker(h, MONDAY + timedelta(hours=2), every=1800)
+    conforms(show(h, "hourly"), "ScheduleView")
+    conforms(json.loads(h.client.http.get("/schedules?limit=1").body), "SchedulePage")
+    conforms(post(h, "/schedules/hourly/trigger")[1], "TaskView")
+    conforms(
+        post(h, "/schedules/hourly/backfill", {"from": "2026-10-18T00:00:00Z", "to": "2026-10-18T02:00:00Z"})[1],
+        "BackfillAnswer",
+    )
+    conforms(json.loads(h.client.http.delete("/schedules/hourly").body), "ScheduleDeleted")
+
+
+def test_a_tick_publishes_at_most_its_budget_and_the_next_tick_takes_the_rest(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chalicelib.schedules import engine
+
+    monkeypatch.setattr(engine, "MAX_PUBLISHES_PER_TICK", 3)
+    for n in range(2):
+        create(h, id=f"quarterly-{n}", rate="15 minutes")
+    h.clock.advance(30 * 60)  # two firings each are due
+
+    first = fire_due(h.rt, at(h))
+    second = fire_due(h.rt, at(h))
+
+    assert (first["fired"], second["fired"]) == (3, 1)
+    assert len(task_ids(h, "quarterly-")) == 4
