@@ -96,13 +96,22 @@ def test_a_berlin_cron_fires_at_nine_local_through_the_week_of_the_autumn_change
     assert fired == [f"2026-10-{day}T07:00:00Z" for day in range(19, 25)] + ["2026-10-25T08:00:00Z"]
 
 
-def test_a_fixed_time_in_the_spring_gap_fires_once_after_it_and_not_again(h: Harness) -> None:
-    h.clock.now = datetime(2026, 3, 28, 12, tzinfo=UTC).timestamp()
+def test_a_week_of_a_fixed_time_across_the_spring_gap_fires_once_a_day_and_once_after_the_gap(h: Harness) -> None:
+    h.clock.now = datetime(2026, 3, 26, 12, tzinfo=UTC).timestamp()
     create(h, id="night", rate=None, cron="30 2 * * *", timezone="Europe/Berlin")
 
-    run_ticker(h, datetime(2026, 3, 30, 12, tzinfo=UTC), every=900)
+    run_ticker(h, datetime(2026, 4, 2, 12, tzinfo=UTC), every=3600)
 
-    assert task_ids(h, "night@") == ["night@2026-03-29T01:00:00Z", "night@2026-03-30T00:30:00Z"]
+    fired = [task_id.split("@")[1] for task_id in task_ids(h, "night@")]
+    assert fired == [
+        "2026-03-27T01:30:00Z",  # 02:30 CET
+        "2026-03-28T01:30:00Z",
+        "2026-03-29T01:00:00Z",  # no 02:30 that night: 03:00 CEST, the first minute after the gap
+        "2026-03-30T00:30:00Z",  # 02:30 CEST
+        "2026-03-31T00:30:00Z",
+        "2026-04-01T00:30:00Z",
+        "2026-04-02T00:30:00Z",
+    ]
 
 
 def test_a_fixed_time_in_the_fall_back_repeat_fires_once(h: Harness) -> None:
