@@ -17,6 +17,7 @@ import logging
 from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Literal
 
 from chalicelib.logs import log_event
 from chalicelib.runtime import Runtime
@@ -28,7 +29,7 @@ from chalicelib.schedules.store import ScheduleExists, StaleSchedule
 
 logger = logging.getLogger(__name__)
 
-CODE = "code"  # who a declared schedule's history says made or changed it
+CODE: Literal["code"] = "code"  # its source, and who its history says made or changed it
 
 
 def declared_schedules(rt: Runtime) -> dict[str, ScheduleDefinition]:

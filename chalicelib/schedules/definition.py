@@ -112,10 +112,12 @@ def rate_seconds(text: str) -> int:
 
 
 def _raising(problem_of: Any) -> Any:
+    """An after-validator raising the problem `problem_of` finds, in its own words (no "Value error, ")."""
+
     def validate(value: str) -> str:
         problem = problem_of(value)
         if problem is not None:
-            raise ValueError(problem)
+            raise PydanticCustomError("schedule_rule", "{problem}", {"problem": problem})
         return value
 
     return AfterValidator(validate)

@@ -28,7 +28,7 @@ from typing import Any
 from chalicelib import api
 from chalicelib.errors import Conflict, FieldProblem, TaskNotFound, TaskprocError, ValidationFailed
 from chalicelib.logs import log_event
-from chalicelib.models import Task, TaskView
+from chalicelib.models import Status, Task, TaskView
 from chalicelib.record import record_from_item
 from chalicelib.runtime import Runtime
 from chalicelib.schedules.definition import (
@@ -51,6 +51,8 @@ DUE_PAGE = 25
 DUE_PAGES = 4
 # A catch-up of a minutely schedule with a window of a day would be 1,440 publishes in one tick.
 MAX_FIRINGS_PER_TICK = 60
+# A publish is a message and a write, 10 to 30 ms: 500 of them fit well inside a one-minute tick.
+MAX_PUBLISHES_PER_TICK = 500
 # Missed firings are counted one by one up to this many a tick; past it the cursor jumps.
 MAX_MISSED_COUNTED = 10_000
 # A firing published more than a tick after its time is a catch-up.
@@ -65,15 +67,22 @@ WRITE_ATTEMPTS = 5
 
 
 def fire_due(rt: Runtime, now: datetime) -> Mapping[str, int]:
-    """Fire every schedule due at `now` (one tick); the counts of fired, skipped, caughtUp, missed, refused."""
+    """Fire every schedule due at `now` (one tick); the counts of fired, skipped, caughtUp, missed, refused.
+
+    At most MAX_PUBLISHES_PER_TICK firings are published, so that a tick ends well inside the
+    ticker's minute whatever the backlog; the schedules not reached stay due for the next tick.
+    """
     counts: Counter[str] = Counter(dict.fromkeys(COUNTS, 0))
     for shard in range(SHARDS):
         start = None
         for _ in range(DUE_PAGES):
             due, start = rt.schedules.due(shard, now, DUE_PAGE, start)
             for schedule in due:
+                budget = MAX_PUBLISHES_PER_TICK - counts["fired"]
+                if budget <= 0:
+                    return dict(counts)
                 try:
-                    counts.update(tick(rt, schedule, now))
+                    counts.update(tick(rt, schedule, now, min(budget, MAX_FIRINGS_PER_TICK)))
                 except Exception:  # one schedule's failure is logged; it stays due, the others fire
                     logger.exception("schedule %r could not be ticked", schedule.id)
             if start is None:
@@ -81,7 +90,7 @@ def fire_due(rt: Runtime, now: datetime) -> Mapping[str, int]:
     return dict(counts)
 
 
-def tick(rt: Runtime, schedule: Schedule, now: datetime) -> Mapping[str, int]:
+def tick(rt: Runtime, schedule: Schedule, now: datetime, budget: int = MAX_FIRINGS_PER_TICK) -> Mapping[str, int]:
     """Fire one schedule's due firings and advance its cursor; what was counted (empty if another
     writer won the cursor's write)."""
     definition = schedule.definition
@@ -113,7 +122,7 @@ def tick(rt: Runtime, schedule: Schedule, now: datetime) -> Mapping[str, int]:
             previous.fired(fired)
     fired_now = 0
     for at in definition.firings_after(cursor):
-        if at > now or fired_now == MAX_FIRINGS_PER_TICK:
+        if at > now or fired_now >= budget:
             break
         if definition.overlap != Overlap.ALLOW and not previous.ended():
             if definition.overlap == Overlap.BUFFER_ONE and buffered is None:
@@ -131,7 +140,7 @@ def tick(rt: Runtime, schedule: Schedule, now: datetime) -> Mapping[str, int]:
             previous.fired(fired)
             fired_now += 1
         cursor = at
-    if not counts and cursor == schedule.cursor and buffered == schedule.state.buffered:
+    if buffered is not None and buffered == schedule.state.buffered and not counts and cursor == schedule.cursor:
         return {}  # `buffer_one` still waiting: nothing to write, and it stays due
     state["buffered"] = buffered
     state["cursor"] = utc_text(cursor)
@@ -277,10 +286,11 @@ def backfill(
             "a backfill covers past firings", [FieldProblem("to", f"must not be after now ({utc_text(now)})")]
         )
     published: list[dict[str, Any]] = []
+    created: set[str] = set()  # by any pass: a pass repeated over a ticker's write finds them duplicates
 
     def fire(schedule: Schedule) -> Schedule:
         definition = schedule.definition
-        firings = []
+        firings: list[datetime] = []
         for at in definition.firings_after(start - timedelta(seconds=1)):
             if at > end:
                 break
@@ -293,9 +303,10 @@ def backfill(
         published.clear()
         for at in firings:
             task_id = firing_task_id(schedule.id, at)
-            published.append({"at": utc_text(at), "taskId": task_id, "duplicate": not publish(rt, definition, task_id)})
-        fresh = sum(not entry["duplicate"] for entry in published)
-        counts = _added(schedule.state.counts, {"fired": fresh})
+            if publish(rt, definition, task_id):
+                created.add(task_id)
+            published.append({"at": utc_text(at), "taskId": task_id, "duplicate": task_id not in created})
+        counts = _added(schedule.state.counts, {"fired": len(created)})
         return schedule.audited("backfilled", now, by).changed(counts=counts)
 
     _change_refusing(rt, schedule_id, fire, now)
@@ -345,10 +356,10 @@ def change_schedule(store: ScheduleStore, schedule_id: str, change: Any, now: da
     raise AssertionError("unreachable")
 
 
-def task_status(rt: Runtime, task_id: str) -> str | None:
+def task_status(rt: Runtime, task_id: str) -> Status | None:
     """The status of a firing's task, or None when the table has no such task (yet, or any more)."""
     try:
         record, _ = api.read_task(task_id, rt)
     except TaskNotFound:
         return None
-    return record.status.value
+    return record.status

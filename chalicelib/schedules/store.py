@@ -111,13 +111,15 @@ class ScheduleStore:
     def due(self, shard: int, now: datetime, limit: int, start: dict[str, Any] | None) -> tuple[list[Schedule], Any]:
         """One page of the schedules of `shard` due at or before `now`, and where the next page starts.
 
-        The index also holds timers (`timer#...`), which the filter drops after the read.
+        The index also holds timers (`timer#...`), which the filter drops after the read. It is
+        eventually consistent: an entry a moment stale makes a tick whose write the version refuses.
         """
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
             "IndexName": DUE_INDEX,
             "KeyConditionExpression": "dueShard = :shard AND dueAt <= :now",
-            "FilterExpression": "begins_with(id, :prefix)",
+            "FilterExpression": "begins_with(#id, :prefix)",
+            "ExpressionAttributeNames": {"#id": "id"},
             "ExpressionAttributeValues": {
                 ":shard": {"S": str(shard)},
                 ":now": {"S": due_at(now)},
@@ -128,14 +130,15 @@ class ScheduleStore:
         if start is not None:
             kwargs["ExclusiveStartKey"] = start
         answer = self._call(self._client.query, **kwargs)
-        return [_schedule(item) for item in answer.get("Items", [])], answer.get("LastEvaluatedKey")
+        return [s for s in map(_readable, answer.get("Items", [])) if s is not None], answer.get("LastEvaluatedKey")
 
     def page(self, limit: int, start: str | None) -> tuple[list[Schedule], str | None]:
         """One page of every schedule (a Scan: an operator's listing, never the ticker's path) and the id
         the next page starts after. A page may hold fewer than `limit`: timers are read and dropped."""
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
-            "FilterExpression": "begins_with(id, :prefix)",
+            "FilterExpression": "begins_with(#id, :prefix)",
+            "ExpressionAttributeNames": {"#id": "id"},
             "ExpressionAttributeValues": {":prefix": {"S": PREFIX}},
             "Limit": limit,
         }
@@ -220,6 +223,16 @@ class _ConditionFailed(Exception):
 
 def _key(item_id: str) -> dict[str, Any]:
     return {"id": {"S": item_id}}
+
+
+def _readable(item: dict[str, Any]) -> Schedule | None:
+    """The schedule an item holds, or None (logged) when it cannot be read: one bad item must not stop
+    a tick for the others."""
+    try:
+        return _schedule(item)
+    except (KeyError, ValueError):  # pydantic's ValidationError is a ValueError
+        logger.exception("schedule item %r cannot be read", item.get("id", {}).get("S"))
+        return None
 
 
 def _schedule(item: dict[str, Any]) -> Schedule:

@@ -62,6 +62,15 @@ OPERATOR_ROUTES = (
     "GET/types/*",
     "POST/types/*/pause",
     "POST/types/*/resume",
+    "GET/schedules",
+    "POST/schedules",
+    "GET/schedules/*",
+    "PUT/schedules/*",
+    "DELETE/schedules/*",
+    "POST/schedules/*/pause",
+    "POST/schedules/*/resume",
+    "POST/schedules/*/trigger",
+    "POST/schedules/*/backfill",
 )
 
 # moto's CloudFormation skips alarms and e-mail subscriptions with a warning; the packaged

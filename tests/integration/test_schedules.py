@@ -96,13 +96,22 @@ def test_a_berlin_cron_fires_at_nine_local_through_the_week_of_the_autumn_change
     assert fired == [f"2026-10-{day}T07:00:00Z" for day in range(19, 25)] + ["2026-10-25T08:00:00Z"]
 
 
-def test_a_fixed_time_in_the_spring_gap_fires_once_after_it_and_not_again(h: Harness) -> None:
-    h.clock.now = datetime(2026, 3, 28, 12, tzinfo=UTC).timestamp()
+def test_a_week_of_a_fixed_time_across_the_spring_gap_fires_once_a_day_and_once_after_the_gap(h: Harness) -> None:
+    h.clock.now = datetime(2026, 3, 26, 12, tzinfo=UTC).timestamp()
     create(h, id="night", rate=None, cron="30 2 * * *", timezone="Europe/Berlin")
 
-    run_ticker(h, datetime(2026, 3, 30, 12, tzinfo=UTC), every=900)
+    run_ticker(h, datetime(2026, 4, 2, 12, tzinfo=UTC), every=3600)
 
-    assert task_ids(h, "night@") == ["night@2026-03-29T01:00:00Z", "night@2026-03-30T00:30:00Z"]
+    fired = [task_id.split("@")[1] for task_id in task_ids(h, "night@")]
+    assert fired == [
+        "2026-03-27T01:30:00Z",  # 02:30 CET
+        "2026-03-28T01:30:00Z",
+        "2026-03-29T01:00:00Z",  # no 02:30 that night: 03:00 CEST, the first minute after the gap
+        "2026-03-30T00:30:00Z",  # 02:30 CEST
+        "2026-03-31T00:30:00Z",
+        "2026-04-01T00:30:00Z",
+        "2026-04-02T00:30:00Z",
+    ]
 
 
 def test_a_fixed_time_in_the_fall_back_repeat_fires_once(h: Harness) -> None:
@@ -438,3 +447,103 @@ def test_a_code_declared_schedule_refuses_put_and_delete_but_may_be_paused(h: Ha
     assert post(h, "/schedules/nightly/pause")[0] == 200
     assert reconcile(h.rt, at(h))["unchanged"] == 1
     assert show(h, "nightly")["paused"] is True
+
+
+def test_a_firing_the_queue_refuses_is_not_lost_the_next_tick_publishes_it_under_the_same_id(h: Harness) -> None:
+    from tests.integration.faults import inject_errors
+
+    create(h, id="hourly")
+    h.clock.advance(3600)
+    with inject_errors(h.rt.tasks_queue._client, "SendMessage", status=500, code="InternalError"):
+        assert fire_due(h.rt, at(h))["fired"] == 0
+    assert task_ids(h, "hourly@") == []
+
+    h.clock.advance(60)
+    counts = fire_due(h.rt, at(h))
+
+    assert (counts["fired"], counts["caughtUp"]) == (1, 0)
+    assert task_ids(h, "hourly@") == ["hourly@2026-10-19T01:00:00Z"]
+
+
+def test_a_long_catch_up_fires_at_most_sixty_a_tick_and_goes_on_at_the_next(h: Harness) -> None:
+    from chalicelib.schedules.engine import MAX_FIRINGS_PER_TICK
+
+    create(h, id="minutely", rate="1 minute", catchupWindowSeconds=7200)
+    h.clock.advance(90 * 60)
+
+    first = fire_due(h.rt, at(h))
+    second = fire_due(h.rt, at(h))
+
+    assert (first["fired"], second["fired"]) == (MAX_FIRINGS_PER_TICK, 90 - MAX_FIRINGS_PER_TICK)
+    assert len(task_ids(h, "minutely@")) == 90 and first["missed"] == 0
+
+
+def test_an_unreadable_schedule_item_or_a_failing_schedule_does_not_stop_the_tick_for_the_others(h: Harness) -> None:
+    from chalicelib.schedules.store import due_at, due_shard
+    from tests.integration.faults import inject_errors
+
+    create(h, id="hourly")
+    create(h, id="exclusive", overlap="skip")
+    h.rt.dynamodb.put_item(
+        TableName=h.rt.settings.SCHEDULES_TABLE,
+        Item={
+            "id": {"S": "schedule#broken"},
+            "version": {"N": "1"},
+            "definition": {"S": "{not json"},
+            "dueShard": {"S": due_shard("hourly")},  # beside a healthy one, in the same page
+            "dueAt": {"S": due_at(MONDAY)},
+        },
+    )
+    h.clock.advance(3600)
+    assert fire_due(h.rt, at(h))["fired"] == 2
+    h.clock.advance(3600)
+
+    # The skip schedule's read of its previous task fails: it alone stays due, the others fire.
+    with inject_errors(h.rt.store._client, "GetItem", status=400, code="ValidationException"):
+        counts = fire_due(h.rt, at(h))
+
+    assert counts["fired"] == 1
+    assert task_ids(h, "hourly@")[-1] == "hourly@2026-10-19T02:00:00Z"
+    assert task_ids(h, "exclusive@") == ["exclusive@2026-10-19T01:00:00Z"]
+    drain(h)
+    assert fire_due(h.rt, at(h))["fired"] == 1
+    assert task_ids(h, "exclusive@")[-1] == "exclusive@2026-10-19T02:00:00Z"
+
+
+def test_the_schedule_answers_are_the_documented_schemas(h: Harness) -> None:
+    import jsonschema
+
+    from chalicelib.openapi import openapi_document
+
+    document = json.loads(json.dumps(openapi_document()))
+
+    def conforms(answer: Any, model: str) -> None:
+        jsonschema.validate(answer, {"$ref": f"#/components/schemas/{model}", "components": document["components"]})
+
+    conforms(create(h, id="hourly", overlap="skip"), "ScheduleView")
+    run_ticker(h, MONDAY + timedelta(hours=2), every=1800)
+    conforms(show(h, "hourly"), "ScheduleView")
+    conforms(json.loads(h.client.http.get("/schedules?limit=1").body), "SchedulePage")
+    conforms(post(h, "/schedules/hourly/trigger")[1], "TaskView")
+    conforms(
+        post(h, "/schedules/hourly/backfill", {"from": "2026-10-18T00:00:00Z", "to": "2026-10-18T02:00:00Z"})[1],
+        "BackfillAnswer",
+    )
+    conforms(json.loads(h.client.http.delete("/schedules/hourly").body), "ScheduleDeleted")
+
+
+def test_a_tick_publishes_at_most_its_budget_and_the_next_tick_takes_the_rest(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chalicelib.schedules import engine
+
+    monkeypatch.setattr(engine, "MAX_PUBLISHES_PER_TICK", 3)
+    for n in range(2):
+        create(h, id=f"quarterly-{n}", rate="15 minutes")
+    h.clock.advance(30 * 60)  # two firings each are due
+
+    first = fire_due(h.rt, at(h))
+    second = fire_due(h.rt, at(h))
+
+    assert (first["fired"], second["fired"]) == (3, 1)
+    assert len(task_ids(h, "quarterly-")) == 4
