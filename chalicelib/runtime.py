@@ -72,6 +72,8 @@ class Runtime:
     dynamodb: Any = None
     # The schedules' time (chalicelib/clock.py): the wall clock except on a scaled offline stack.
     schedule_clock: ScheduleClock = field(default_factory=ScheduleClock)
+    # Whether this container's ticker has written the code's schedules to the table (chalicelib/ticker.py).
+    declared_schedules_reconciled: bool = False
     # The key that signs completion callbacks (chalicelib/callbacks/signing.py): only consumers read it.
     callback_keys: SigningKeys = field(default_factory=lambda: SigningKeys(None, None, lambda: None))
     # The long-poll's clock and sleep (chalicelib/wait.py); tests move a fake one.

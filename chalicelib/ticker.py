@@ -4,8 +4,9 @@ One scheduled function (app.py's `tick`, `Rate(1, unit=Rate.MINUTES)`) does all 
 work: it reads each shard of the schedules table's sparse index `by-due` for timers due before
 the next ticks (one Query per shard, never a Scan, bounded pages), sends each one's message to
 its class's queue with the rest of its wait as SQS's DelaySeconds, so the task starts on time
-rather than up to a tick late, and then runs every job in TICK_JOBS (the schedules' firings join
-it). Why a ticker rather than EventBridge Scheduler, and what it costs: docs/architecture.md, "Time".
+rather than up to a tick late, and then runs every job in TICK_JOBS: the code's schedules written
+once per container, then the schedules' due firings (chalicelib/schedules/). Why a ticker rather
+than EventBridge Scheduler, and what it costs: docs/architecture.md, "Time".
 
 A timer walks three steps, each safe to repeat after a death between any two:
 
@@ -34,6 +35,8 @@ from chalicelib.logs import log_event
 from chalicelib.metrics import Metric
 from chalicelib.record import iso_from_ms
 from chalicelib.runtime import Runtime
+from chalicelib.schedules.declared import reconcile
+from chalicelib.schedules.engine import fire_due
 from chalicelib.timers import DUE_SHARDS, Timer
 
 logger = logging.getLogger(__name__)
@@ -41,8 +44,21 @@ logger = logging.getLogger(__name__)
 # A job of the tick: given the runtime and the schedules' time (chalicelib/clock.py), it does its
 # work and returns counts for the tick's log line.
 TickJob = Callable[[Runtime, datetime], Mapping[str, int]]
+
+
+def reconcile_declared(rt: Runtime, now: datetime) -> Mapping[str, int]:
+    """The code's schedules (`@task_type(..., schedules=[...])`) written to the table once per container,
+    so a deploy's new code brings its cron lines with it; one that fails is tried again next tick."""
+    if rt.declared_schedules_reconciled:
+        return {}
+    counts = reconcile(rt, now)
+    rt.declared_schedules_reconciled = True
+    return counts
+
+
 # Run after the timers, in order, every tick; one that raises is logged and the others still run.
-TICK_JOBS: list[TickJob] = []
+# The declared schedules first, so a schedule a deploy just added fires on the tick that wrote it.
+TICK_JOBS: list[TickJob] = [reconcile_declared, fire_due]
 
 TICK_SECONDS = 60
 # A timer is sent up to this many ticks before it is due, with the rest as its message's delay:

@@ -547,6 +547,9 @@ def _run_time_scenarios(w: Walk) -> None:
     assert w.http("POST", "/publish", orphan)[0] == 201
     assert w.http("POST", "/publish", {"id": "timed-cancelled", "payload": SUCCEEDS, "runAt": run_at(day)})[0] == 201
     assert w.http("POST", "/tasks/timed-cancelled/cancel")[0] == 200
+    # A schedule due at the tick, whose firing the ticker publishes (`skip` reads its last firing's task).
+    minutely = {"type": "simulate", "payload": SUCCEEDS, "rate": "1 minute", "overlap": "skip"}
+    assert w.http("POST", "/schedules", {"id": "walk-minutely", **minutely, "catchupWindowSeconds": 60})[0] == 201
     # Due in a minute: sent with the rest of the wait, which the consumer, a minute early, holds back.
     w.clock.advance(day - 60)
     event = w.client.events.generate_cw_event(
@@ -619,4 +622,5 @@ def test_only_the_api_reads_the_cursor_secret_only_the_task_consumers_the_callba
         "process_high_priority_tasks": {f"taskproc-{walk.stage}-callback"},
         "process_low_priority_tasks": {f"taskproc-{walk.stage}-callback"},
         "handle_dead_letters": set(),
+        "tick": set(),
     }
