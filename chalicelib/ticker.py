@@ -37,6 +37,7 @@ from chalicelib.record import iso_from_ms
 from chalicelib.runtime import Runtime
 from chalicelib.schedules.declared import reconcile
 from chalicelib.schedules.engine import fire_due
+from chalicelib.terminal import after_terminal
 from chalicelib.timers import DUE_SHARDS, Timer
 
 logger = logging.getLogger(__name__)
@@ -131,6 +132,10 @@ def dispatch(rt: Runtime, timer: Timer) -> str:
     """
     task = rt.store.get(timer.task_id)
     if task is not None and (task.is_terminal or task.last_message_id):
+        if task.is_terminal:
+            # Cancelled before its time, it has no message to come back: the timer is what repairs a
+            # follow-up (its callback) whose publish died with the cancel, so it goes only after this.
+            after_terminal(rt, task.task, task)
         rt.timers.delete(timer)
         outcome = SKIPPED if task.is_terminal else SETTLED
         log_event("timer_deleted", taskId=timer.task_id, status=task.status.value, outcome=outcome)

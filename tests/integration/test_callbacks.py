@@ -23,8 +23,10 @@ from urllib.parse import quote
 import pytest
 from chalice.test import Client
 
+from chalicelib import ticker
 from chalicelib.errors import StoreError
 from chalicelib.models import Status
+from chalicelib.record import iso_from_ms
 from tests.conftest import FakeClock
 from tests.integration.faults import inject_errors
 from tests.integration.harness import FAILS, SUCCEEDS, Harness, fail_until_last
@@ -218,6 +220,25 @@ def test_an_operator_s_cancel_whose_publish_dies_is_called_back_when_the_task_s_
     drain(h)
     (request,) = receiver.accepted()
     assert request["document"]["status"] == "CANCELLED"
+
+
+def test_a_task_cancelled_before_its_run_at_whose_callback_publish_died_is_called_back_by_its_timer(
+    h: Harness, receiver: Receiver, clock: FakeClock
+) -> None:
+    three_days = 3 * 86_400
+    run_at = iso_from_ms(int((clock.now + three_days) * 1000))
+    publish(h, "called-off-early", receiver.url, runAt=run_at)
+    with inject_errors(h.sqs, "SendMessage", status=500, code="InternalError"):
+        assert post(h, "/tasks/called-off-early/cancel", {}).status_code == 200
+    assert callback_task(h, "called-off-early") is None  # no message of the task is on its way
+    clock.advance(three_days)
+
+    counts = ticker.tick(h.rt, jobs=[])
+
+    assert counts["timersSkipped"] == 1 and callback_task(h, "called-off-early") is not None
+    drain(h)
+    (request,) = receiver.accepted()
+    assert request["document"]["status"] == "CANCELLED" and request["document"]["id"] == "called-off-early"
 
 
 def test_an_expired_task_calls_back_cancelled_with_the_expiry_as_its_error(
