@@ -94,6 +94,8 @@ class TaskView(View):
     cancel_requested: bool = False
     progress: Any = None
     history: list[HistoryEntry] = Field(default_factory=list)
+    callback: dict[str, str] | None = None  # {"url"}: where the task's outcome is POSTed
+    callback_task: str | None = None  # the id of the `callback` task that delivers it
 
 
 class TaskSummary(View):
@@ -145,6 +147,8 @@ class Stats(View):
     counts: dict[str, int]
     queues: dict[str, QueueDepth] = Field(default_factory=dict)
     repairs: dict[str, int | None] = Field(default_factory=dict)
+    # The schedules' counters summed: fired, skipped, caughtUp, missed, refused.
+    schedules: dict[str, int] = Field(default_factory=dict)
     sources: dict[str, FigureSource] = Field(default_factory=dict)
 
 
