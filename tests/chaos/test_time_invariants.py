@@ -16,6 +16,7 @@ from tools.chaos.time_invariants import (
     instants,
     missed_ticks,
     rate_interval,
+    seen_before,
 )
 
 # Schedule time runs 60 times faster than the wall clock from this wall instant.
@@ -140,15 +141,21 @@ def test_a_run_at_task_started_early_or_run_after_an_early_cancel_is_caught() ->
     assert findings.ran_after_early_cancel == ["ran"]
 
 
-def test_a_cursor_short_of_the_pause_by_more_than_the_allowance_is_behind() -> None:
-    paused_at = CREATED + 1_000
+def test_a_cursor_short_of_what_the_last_ticks_saw_by_more_than_the_allowance_is_behind() -> None:
+    seen_by = CREATED + 1_000
     findings = Findings()
 
-    # Due: ...300, ...600, ...900 (and ...1200 after the pause); the pause lands at ...1130.
-    check_caught_up(schedule(1_800_000_900), paused_at, 60, findings)
-    check_caught_up(ScheduleSeen("late", RATE, "allow", 3_600, CREATED, 1_800_000_600), paused_at, 60, findings)
+    # Due: ...300, ...600, ...900 (and ...1200 after); the last tick before the pause started after ...1130.
+    check_caught_up(schedule(1_800_000_900), seen_by, 60, findings)
+    check_caught_up(ScheduleSeen("late", RATE, "allow", 3_600, CREATED, 1_800_000_600), seen_by, 60, findings)
 
     assert findings.cursor_behind == ["late"]
+
+
+def test_the_ticks_seen_before_a_pause_are_each_tickers_last_but_one() -> None:
+    # The first ticker's last tick before the pause (at 10) started after 8; the second's after 9.
+    assert seen_before([[5.0, 8.0, 9.5, 12.0], [7.0, 9.0, 9.9], [9.8]], 10.0) == 9.0
+    assert seen_before([[9.8], []], 10.0) is None
 
 
 def test_missed_ticks_count_the_periods_no_ticker_ran_in() -> None:

@@ -198,11 +198,20 @@ def check_run_at(items: Mapping[str, Mapping[str, Any]], planned: Iterable[RunAt
             findings.ran_after_early_cancel.append(task.task_id)
 
 
-def check_caught_up(schedule: ScheduleSeen, paused_at: float, allowance: float, findings: Findings) -> None:
-    """After the pause (schedule clock), the cursor holds every firing due at least `allowance` before it."""
-    due = instants(schedule.rate_seconds, schedule.created, paused_at - allowance)
+def check_caught_up(schedule: ScheduleSeen, seen_by: float, allowance: float, findings: Findings) -> None:
+    """After the pause, the cursor holds every firing due at least `allowance` before `seen_by` (schedule clock):
+    a time every ticker's later tick, ended before the pause, had started after."""
+    due = instants(schedule.rate_seconds, schedule.created, seen_by - allowance)
     if due and schedule.cursor < due[-1]:
         findings.cursor_behind.append(schedule.schedule_id)
+
+
+def seen_before(ticks_by_ticker: Iterable[Sequence[float]], pause_sent: float) -> float | None:
+    """The latest instant (wall s) some ticker had started a tick after, ended before `pause_sent`: each
+    ticker's ticks run one after another and log when they end, so the last one it logged before the pause
+    started after the one before it. None when no ticker logged two ticks before the pause."""
+    seen = [ends[-2] for ticks in ticks_by_ticker if len(ends := sorted(t for t in ticks if t < pause_sent)) >= 2]
+    return max(seen, default=None)
 
 
 def missed_ticks(ticks: Iterable[float], period: float) -> int:
