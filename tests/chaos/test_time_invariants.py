@@ -63,6 +63,7 @@ def test_a_schedule_with_one_task_per_due_firing_passes() -> None:
 
     assert findings.broken() == {}
     assert (figures.checked, figures.missed, figures.skipped) == (len(due), 0, 0)
+    assert [round(late, 3) for late in figures.lateness] == [0.3] * len(due)  # each task made 0.3 s after its time
 
 
 def test_a_due_firing_without_its_task_is_unfired_and_one_off_the_grid_is_caught() -> None:

@@ -165,9 +165,11 @@ class ChaosReport:
 
     def time_line(self) -> str:
         t = self.time
+        late = sorted(t.lateness)
+        lateness = f"{late[0]:.2f} to {late[-1]:.2f} s late, median {late[len(late) // 2]:.2f}" if late else "none"
         return (
             f"time: {t.schedules} schedules, {t.firings} firings checked ({t.skipped} skipped while the previous "
-            f"ran, {t.missed} missed), {t.run_at_tasks} runAt tasks ({t.timers} through timers, "
+            f"ran, {t.missed} missed; {lateness}), {t.run_at_tasks} runAt tasks ({t.timers} through timers, "
             f"{t.cancelled_early} cancelled before their time), {t.ticks} ticks, {t.missed_ticks} missed"
         )
 

@@ -83,6 +83,7 @@ class FiringFigures:
     checked: int  # firing instants that had to have exactly one task
     missed: int  # instants no tick saw inside their catch-up window (allowed to have none)
     skipped: int  # instants of `skip` schedules explained by the previous firing still running
+    lateness: tuple[float, ...] = ()  # wall seconds from each firing's instant to its task's creation
 
 
 def rate_interval(text: str) -> int:
@@ -162,6 +163,7 @@ def check_firings(
     allowed = set(due) | set(instants(schedule.rate_seconds, schedule.cursor, paused_by))
     findings.fired_off_grid += sorted(task_id for instant, task_id in fired.items() if instant not in allowed)
     checked = missed = skipped = 0
+    lateness: list[float] = []
     previous: str | None = None
     for instant in sorted(set(due) | (set(fired) & allowed)):
         task_id = fired.get(instant)
@@ -177,12 +179,13 @@ def check_firings(
                 findings.unfired.append(f"{schedule.schedule_id}@{datetime.fromtimestamp(instant, UTC):{UTC_TEXT}}")
             continue
         checked += 1
-        if schedule.overlap == "skip" and previous is not None:
-            created = _ms(str(items[task_id]["createdAt"])) / 1000
-            if previous_end is None or previous_end > created + CLOCK_SLACK_SECONDS:
-                findings.skip_overlapped.append(task_id)
+        created = _ms(str(items[task_id]["createdAt"])) / 1000
+        lateness.append(created - clock.wall_of(instant))
+        still_running = previous_end is None or previous_end > created + CLOCK_SLACK_SECONDS
+        if schedule.overlap == "skip" and previous is not None and still_running:
+            findings.skip_overlapped.append(task_id)
         previous = task_id
-    return FiringFigures(checked, missed, skipped)
+    return FiringFigures(checked, missed, skipped, tuple(lateness))
 
 
 def check_run_at(items: Mapping[str, Mapping[str, Any]], planned: Iterable[RunAtSeen], findings: Findings) -> None:

@@ -77,6 +77,7 @@ class TimeFigures:
     firings: int = 0  # firing instants checked to have exactly one task
     skipped: int = 0  # firings of the `skip` schedule left out while its previous task ran
     missed: int = 0  # firings no tick saw inside their catch-up window
+    lateness: list[float] = field(default_factory=list)  # wall s from each firing's instant to its task
     run_at_tasks: int = 0
     timers: int = 0  # runAt tasks whose message a ticker sent from a timer (the workers' logs)
     cancelled_early: int = 0
@@ -227,6 +228,7 @@ class TimeDriver:
             figures.firings += fired.checked
             figures.skipped += fired.skipped
             figures.missed += fired.missed
+            figures.lateness += fired.lateness
             if ticked_by is not None:
                 # Of two tickers racing, the one whose write lands may have read the time a tick earlier.
                 check_caught_up(schedule, self.clock.schedule_of(ticked_by), TICK_SCHEDULE_SECONDS, findings)
