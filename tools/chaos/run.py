@@ -264,8 +264,6 @@ class ChaosRun:
         time_options = TimeOptions(
             schedules=options.schedules,
             run_at_tasks=options.run_at_tasks,
-            scale=options.time_scale,
-            timer_seconds=options.run_at_timer_seconds,
             pause_after_seconds=options.schedules_seconds,
         )
         self.timed = TimeDriver(

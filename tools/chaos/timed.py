@@ -66,8 +66,6 @@ class TimeOptions:
     schedules: int = len(SCHEDULES)  # how many of SCHEDULES to create (0: none)
     run_at_tasks: int = 10
     cancels: int = 2  # of the runAt tasks, cancelled before their time
-    scale: float = 30.0  # SCHEDULE_TIME_SCALE of the stage
-    timer_seconds: int = 2  # RUN_AT_TIMER_SECONDS of the stage: a runAt further ahead gets a timer
     pause_after_seconds: float = 30.0  # the schedules run at least this long (wall s) before their pause
 
 
@@ -124,8 +122,8 @@ class TimeDriver:
     _local: threading.local = field(default_factory=threading.local)
 
     def _post(self, path: str, body: dict[str, Any] | None, *ok: int) -> requests.Response | None:
-        """POST until the API answers one of `ok` (a killed API is replaced within the patience); None if it
-        never did."""
+        """POST until the API answers one of `ok`, trying again after no answer (a killed API is replaced within
+        the patience) or a 5xx; None for any other answer, or none in time."""
         deadline = time.monotonic() + ACTION_PATIENCE_SECONDS
         session = getattr(self._local, "session", None) or requests.Session()
         self._local.session = session
@@ -137,6 +135,9 @@ class TimeDriver:
                 continue
             if response.status_code in ok:
                 return response
+            if response.status_code < 500:
+                self.say(f"POST {path} answered {response.status_code}: {response.text[:200]}")
+                return None
             time.sleep(RECONNECT_PAUSE_SECONDS)
         return None
 
