@@ -102,8 +102,8 @@ def test_schedules_fired_each_due_firing_once_and_no_run_at_task_started_early(r
     assert all(found == [] for found in time_invariants), report.time_line()
     assert f.cursor_behind == [], report.time_line()
     assert report.time.schedules == OPTIONS.schedules
-    # 30 s of 2-, 3- and 5-minute schedules at 30 scaled seconds a second: about 15 firings, some skipped.
-    assert report.time.firings >= 10, report.time_line()
+    # 30 s at 30 scaled seconds a second: the two `allow` schedules alone owe 5 and 3 firings.
+    assert report.time.firings >= 6, report.time_line()
     assert report.time.skipped > 0, report.time_line()  # the `skip` schedule's task outlasts its period
 
 
