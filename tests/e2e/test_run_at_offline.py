@@ -157,5 +157,7 @@ def test_a_schedule_of_5_scaled_minutes_fires_n_tasks_in_n_times_5_seconds_withi
     span = created[-1] - created[0]
     n = len(instants)
     print(f"schedule firings offline: {n} in {span:.2f} s, lateness s: {[round(late, 3) for late in lateness]}")
+    # N firings 5 s apart fill a window of N x 5 s: the first and the last are (N - 1) x 5 s apart, within a tick.
     assert abs(span - (n - 1) * RATE_SECONDS / SCALE) <= TICK_SECONDS, (span, lateness)
-    assert all(0 <= late <= TICK_SECONDS + 0.5 for late in lateness), lateness
+    # Never before its instant; after it by the tick grid's phase (under a tick) and the tick's own reads.
+    assert all(0 <= late <= 2 * TICK_SECONDS for late in lateness), lateness
