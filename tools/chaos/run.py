@@ -5,11 +5,14 @@ operator's retries and cancels, then check the invariants.
 
 The API is SIGKILLed (and started again) at the points its write paths are weakest: the
 put after a publish's or a batch's send, an operator retry's write after its send, and
-anywhere. A share of the tasks is published in batches.
+anywhere. A share of the tasks is published in batches. On a schedule clock running faster
+(`--time-scale`), schedules fire and `runAt` tasks wait through timers and SQS's delay while
+the workers, whose tickers fire them, die (tools/chaos/timed.py).
 
 Prints one line of figures, e.g.
-`tasks 300, duplicates 96, kills 3, api kills 3, faults 240, lost 0, double-run 0, overlaps 0, stuck 0, stranded 0`,
-then the operator's figures and the other invariants, and exits 1 if any of them broke
+`tasks 300, duplicates 96, kills 3, api kills 3, faults 240, lost 0, double-run 0, overlaps 0, stuck 0, stranded 0,
+firings checked 22, runAt tasks 10, timers used 6, missed ticks 26`,
+then the operator's and the time figures and the other invariants, and exits 1 if any of them broke
 (2 if the stack did not start).
 """
 
