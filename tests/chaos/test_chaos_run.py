@@ -1,7 +1,8 @@
 """A bounded chaos round on the offline stack: duplicates, worker and API kills, batch publishes, AWS faults,
 poison, a mix of task types
 (permanent failures, a handler that overruns its deadline, checksums, flow-controlled types, a pause,
-unique keys) and an operator's retries and cancels, and nothing breaks."""
+unique keys), an operator's retries and cancels, schedules firing and `runAt` tasks through timers and SQS's
+delay while the workers' tickers die, and nothing breaks."""
 
 from __future__ import annotations
 
@@ -29,7 +30,9 @@ OPTIONS = ChaosOptions(
     poison_per_kind=1,
     deadline=120.0,
     operator_actions=40,
-    operator_seconds=40.0,
+    # The schedules' tasks (a `steps` one of 5 s every 4 s) take worker slots, so tasks reach FAILED later:
+    # the operator needs longer to meet them than the 40 s it had before.
+    operator_seconds=60.0,
     verbose=False,
 )
 
@@ -40,6 +43,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> ChaosReport:
     result = run_chaos(ChaosOptions(**{**vars(OPTIONS), "log_dir": log_dir}))
     print(result.line())
     print(result.operator_line())
+    print(result.time_line())
     print(result.details())
     return result
 
@@ -90,3 +94,24 @@ def test_flow_control_held_tasks_back_and_a_pause_came_and_went(report: ChaosRep
     assert report.flow_deferred > 0, report.details()  # caps, rates and the pause made tasks wait
     assert report.pauses == 1
     assert report.unique_held > 0  # unique keys held some publishes back
+
+
+def test_schedules_fired_each_due_firing_once_and_no_run_at_task_started_early(report: ChaosReport) -> None:
+    f = report.findings
+    time_invariants = (f.unfired, f.fired_off_grid, f.skip_overlapped, f.started_early, f.ran_after_early_cancel)
+    assert all(found == [] for found in time_invariants), report.time_line()
+    assert f.cursor_behind == [], report.time_line()
+    assert report.time.schedules == OPTIONS.schedules
+    # 30 s at 30 scaled seconds a second: the two `allow` schedules alone owe 5 and 3 firings.
+    assert report.time.firings >= 6, report.time_line()
+    assert report.time.skipped > 0, report.time_line()  # the `skip` schedule's task outlasts its period
+
+
+def test_run_at_tasks_went_through_timers_and_the_delay_path_and_some_were_cancelled_first(
+    report: ChaosReport,
+) -> None:
+    t = report.time
+    assert t.run_at_tasks == OPTIONS.run_at_tasks
+    assert t.timers > 0, report.time_line()
+    assert t.timers < t.run_at_tasks - t.cancelled_early, "some went through SQS's delay"
+    assert t.cancelled_early > 0, report.time_line()

@@ -101,6 +101,13 @@ class Findings:
     flow_dead_lettered: list[str] = field(default_factory=list)
     unique_twice: list[str] = field(default_factory=list)  # a unique key admitted two tasks at once
     unique_leaked: list[str] = field(default_factory=list)  # a publish held back by a key, stored anyway
+    # Time (tools/chaos/time_invariants.py), from the schedule items, the tasks and the ticks' log lines:
+    unfired: list[str] = field(default_factory=list)  # a firing due inside its catch-up window without its task
+    fired_off_grid: list[str] = field(default_factory=list)  # a firing's task for an instant that was not due
+    skip_overlapped: list[str] = field(default_factory=list)  # `skip` fired while the previous task still ran
+    started_early: list[str] = field(default_factory=list)  # a `runAt` task's attempt started before its time
+    ran_after_early_cancel: list[str] = field(default_factory=list)  # cancelled before its time, and it ran
+    cursor_behind: list[str] = field(default_factory=list)  # a schedule's cursor short of its pause, after settling
 
     def broken(self) -> dict[str, list[str]]:
         """The invariants that broke, by name, with their offending ids."""

@@ -60,6 +60,7 @@ class PlannedTask:
     expires_in_seconds: int = 0  # 0: no expiry
     unique_key: str | None = None
     unique_for: int | None = None  # seconds; else held until terminal, when unique_key is set
+    run_at: str | None = None  # RFC 3339: the task must not start before it (tools/chaos/timed.py)
 
     @property
     def flow(self) -> bool:
@@ -118,6 +119,8 @@ class PlannedTask:
         body: dict[str, Any] = {"id": self.task_id, "type": self.task_type, "payload": self.copy_payload(copy)}
         if self.delay_seconds:
             body["delaySeconds"] = self.delay_seconds
+        if self.run_at is not None:
+            body["runAt"] = self.run_at
         if self.expires_in_seconds:
             body["expiresInSeconds"] = self.expires_in_seconds
         if self.unique_key is not None:

@@ -5,11 +5,14 @@ operator's retries and cancels, then check the invariants.
 
 The API is SIGKILLed (and started again) at the points its write paths are weakest: the
 put after a publish's or a batch's send, an operator retry's write after its send, and
-anywhere. A share of the tasks is published in batches.
+anywhere. A share of the tasks is published in batches. On a schedule clock running faster
+(`--time-scale`), schedules fire and `runAt` tasks wait through timers and SQS's delay while
+the workers, whose tickers fire them, die (tools/chaos/timed.py).
 
 Prints one line of figures, e.g.
-`tasks 300, duplicates 96, kills 3, api kills 3, faults 240, lost 0, double-run 0, overlaps 0, stuck 0, stranded 0`,
-then the operator's figures and the other invariants, and exits 1 if any of them broke
+`tasks 300, duplicates 96, kills 3, api kills 3, faults 240, lost 0, double-run 0, overlaps 0, stuck 0, stranded 0,
+firings checked 22, runAt tasks 10, timers used 6, missed ticks 26`,
+then the operator's and the time figures and the other invariants, and exits 1 if any of them broke
 (2 if the stack did not start).
 """
 
@@ -50,7 +53,9 @@ from tools.chaos.invariants import (
 )
 from tools.chaos.operator_actions import ChaosOperator, OperatorOptions
 from tools.chaos.plan import OVERRUN_MS, PlannedTask, Poison, make_plan
-from tools.chaos.stack import TASKS_QUEUE, TASKS_TABLE, ApiKill, ChaosStack
+from tools.chaos.stack import SCHEDULES_TABLE, TASKS_QUEUE, TASKS_TABLE, ApiKill, ChaosStack
+from tools.chaos.time_invariants import ScaledClock
+from tools.chaos.timed import TimeDriver, TimeFigures, TimeOptions
 from tools.processes import DUMMY_CREDENTIALS, Piece, PieceError
 
 HTTP_TIMEOUT_SECONDS = 10
@@ -97,6 +102,15 @@ class ChaosOptions:
     lease_seconds: float = OVERRUN_LEASE_SECONDS
     operator_actions: int = 40
     operator_seconds: float = 60.0
+    # Time (tools/chaos/timed.py): schedules and runAt tasks on a stage whose schedule clock runs
+    # `time_scale` times faster, and whose runAt tasks more than `run_at_timer_seconds` ahead wait as timers.
+    schedules: int = 3
+    run_at_tasks: int = 10
+    # A tick every 2 s: faster, and the two tickers' requests through the driver's fault proxies
+    # slow the operator's own.
+    time_scale: float = 30.0
+    run_at_timer_seconds: int = 2
+    schedules_seconds: float = 30.0
     log_dir: Path | None = None
     verbose: bool = True
 
@@ -135,6 +149,7 @@ class ChaosReport:
     flow_runs: int = 0  # runs the flow-controlled handlers logged
     flow_deferred: int = 0  # deferrals of flow-controlled tasks the consumers logged
     pauses: int = 0  # pauses of the capped type that took effect and were lifted
+    time: TimeFigures = field(default_factory=TimeFigures)
     findings: Findings = field(default_factory=Findings)
 
     @property
@@ -146,7 +161,19 @@ class ChaosReport:
         return (
             f"tasks {self.tasks}, duplicates {self.duplicates}, kills {self.kills}, api kills {self.api_kills}, "
             f"faults {self.faults}, lost {len(f.lost)}, double-run {len(f.double_run)}, overlaps {len(f.overlaps)}, "
-            f"stuck {len(f.stuck)}, stranded {len(f.stranded)}"
+            f"stuck {len(f.stuck)}, stranded {len(f.stranded)}, firings checked {self.time.firings}, "
+            f"runAt tasks {self.time.run_at_tasks}, timers used {self.time.timers}, "
+            f"missed ticks {self.time.missed_ticks}"
+        )
+
+    def time_line(self) -> str:
+        t = self.time
+        late = sorted(t.lateness)
+        lateness = f"{late[0]:.2f} to {late[-1]:.2f} s late, median {late[len(late) // 2]:.2f}" if late else "none"
+        return (
+            f"time: {t.schedules} schedules, {t.firings} firings checked ({t.skipped} skipped while the previous "
+            f"ran, {t.missed} missed; {lateness}), {t.run_at_tasks} runAt tasks ({t.timers} through timers, "
+            f"{t.cancelled_early} cancelled before their time), {t.ticks} ticks, {t.missed_ticks} missed"
         )
 
     def operator_line(self) -> str:
@@ -180,14 +207,22 @@ class ChaosReport:
 
 
 class _ChaosStage(ChaosStack):
-    """The chaos stack with its lease set, so that one simulation overruns its handler's deadline."""
+    """The chaos stack with its lease set, so that one simulation overruns its handler's deadline, and its
+    schedule clock scaled, so that schedules fire every few seconds."""
 
-    def __init__(self, *args: Any, lease_seconds: float, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, lease_seconds: float, clock: ScaledClock, run_at_timer_seconds: int, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
-        self._lease_seconds = lease_seconds
+        self._timing = {
+            "LEASE_SECONDS": f"{lease_seconds:g}",
+            "SCHEDULE_TIME_SCALE": f"{clock.scale:g}",
+            "SCHEDULE_CLOCK_ORIGIN": repr(clock.origin),
+            "RUN_AT_TIMER_SECONDS": str(run_at_timer_seconds),
+        }
 
     def env(self, **overrides: str) -> Mapping[str, str]:
-        return super().env(**{"LEASE_SECONDS": f"{self._lease_seconds:g}", **overrides})
+        return super().env(**{**self._timing, **overrides})
 
 
 class ChaosRun:
@@ -197,8 +232,11 @@ class ChaosRun:
         self.options = options
         self.say = say
         self.rng = random.Random(options.seed)
+        run_id = uuid.uuid4().hex[:8]
+        # Schedule time runs `time_scale` times faster than the wall clock from now, in every piece.
+        clock = ScaledClock(time.time(), options.time_scale)
         self.plan = make_plan(
-            uuid.uuid4().hex[:8],
+            run_id,
             options.tasks,
             options.duplicate_share,
             options.requeue_share,
@@ -213,6 +251,8 @@ class ChaosRun:
             options.seed,
             options.lost_answer_share,
             lease_seconds=options.lease_seconds,
+            clock=clock,
+            run_at_timer_seconds=options.run_at_timer_seconds,
         )
         self.report = ChaosReport(poison_sent=len(self.plan.poison))
         operator_options = OperatorOptions(actions=options.operator_actions, seconds=options.operator_seconds)
@@ -223,6 +263,20 @@ class ChaosRun:
             [task for task in self.plan.tasks if not task.flow],
             operator_options,
             random.Random(options.seed + 1),
+        )
+        time_options = TimeOptions(
+            schedules=options.schedules,
+            run_at_tasks=options.run_at_tasks,
+            pause_after_seconds=options.schedules_seconds,
+        )
+        self.timed = TimeDriver(
+            self.stack.api_url,
+            run_id,
+            clock,
+            time_options,
+            self.publish,
+            self.operator.cancel,
+            say,
         )
         self.pauser = PauseDriver(
             self.stack.api_url, PAUSED_TYPE, after_seconds=PAUSE_AFTER_SECONDS, for_seconds=PAUSE_SECONDS
@@ -449,6 +503,19 @@ class ChaosRun:
                 items[item["id"]] = item
         return items
 
+    def scan_schedules(self) -> dict[str, dict[str, Any]]:
+        """Every schedule item by schedule id, its `definition` and `state` parsed; read consistently."""
+        deserializer = TypeDeserializer()
+        schedules: dict[str, dict[str, Any]] = {}
+        pages = self._aws("dynamodb").get_paginator("scan").paginate(TableName=SCHEDULES_TABLE, ConsistentRead=True)
+        for page in pages:
+            for raw in page["Items"]:
+                item = {name: deserializer.deserialize(value) for name, value in raw.items()}
+                if str(item["id"]).startswith("schedule#"):
+                    item["definition"], item["state"] = json.loads(item["definition"]), json.loads(item["state"])
+                    schedules[item["definition"]["id"]] = item
+        return schedules
+
     def logged_poison_bodies(self) -> set[str]:
         """The raw bodies the dead-letter handler logged as poison, from every worker's log."""
         bodies: set[str] = set()
@@ -511,7 +578,8 @@ class ChaosRun:
         )
 
     def check(self, accepted: list[PlannedTask], items: dict[str, dict[str, Any]]) -> None:
-        findings = check_tasks(items, [self._expected(task) for task in accepted], self.options.max_attempts)
+        expected = [self._expected(task) for task in [*accepted, *self.timed.run_at]] + self.timed.expected(items)
+        findings = check_tasks(items, expected, self.options.max_attempts)
         findings.duplicate_accepted = sorted(i for i, firsts in self._first_accepted.items() if len(firsts) != 1)
         findings.poison_unrecorded = [p.body for p in self.unrecorded_poison(items)]
         findings.stranded = stranded_items(items)
@@ -527,6 +595,7 @@ class ChaosRun:
         flow_runs = check_flow(items, self.stack.worker_logs(), self.pauser.spans, self._held, findings)
         self.report.flow_runs, self.report.pauses = len(flow_runs), len(self.pauser.spans)
         self.report.flow_deferred = self._logged_count('"message":"flow_deferred"')
+        self.report.time = self.timed.check(items, self.scan_schedules(), self.stack.worker_logs(), findings)
         self.report.findings = findings
         statuses = Counter(items.get(t.task_id, {}).get("status") for t in accepted)
         self.report.completed, self.report.failed = statuses["COMPLETED"], statuses["FAILED"]
@@ -591,8 +660,10 @@ class ChaosRun:
             killer.start()
             api_killer.start()
             self.start_pauser()
+            self.timed.start()
             accepted = self.send_plan()
-            items = self.wait_until_settled(accepted)
+            self.timed.pause(self._done)
+            items = self.wait_until_settled([*accepted, *self.timed.run_at])
             self._done.set()
             killer.join(MID_BATCH_WAIT_SECONDS + 60)
             api_killer.join(2 * API_KILL_WAIT_SECONDS + 60)
@@ -686,6 +757,23 @@ def parse_options(argv: list[str] | None = None) -> ChaosOptions:
         default=defaults.operator_seconds,
         help="stop sending operator requests after this many seconds",
     )
+    parser.add_argument("--schedules", type=int, default=defaults.schedules, help="rate schedules to create (0 to 3)")
+    parser.add_argument("--run-at-tasks", type=int, default=defaults.run_at_tasks, help="tasks to publish with runAt")
+    parser.add_argument(
+        "--time-scale", type=float, default=defaults.time_scale, help="SCHEDULE_TIME_SCALE of the stack"
+    )
+    parser.add_argument(
+        "--run-at-timer-seconds",
+        type=int,
+        default=defaults.run_at_timer_seconds,
+        help="RUN_AT_TIMER_SECONDS of the stack: a runAt further ahead waits as a timer",
+    )
+    parser.add_argument(
+        "--schedules-seconds",
+        type=float,
+        default=defaults.schedules_seconds,
+        help="wall seconds the schedules fire before they are paused",
+    )
     parser.add_argument("--log-dir", type=Path, default=None, help="keep the pieces' logs here")
     parser.add_argument("--quiet", action="store_true", help="print only the figures")
     args = parser.parse_args(argv)
@@ -714,6 +802,11 @@ def parse_options(argv: list[str] | None = None) -> ChaosOptions:
         lease_seconds=args.lease_seconds,
         operator_actions=args.operator_actions,
         operator_seconds=args.operator_seconds,
+        schedules=args.schedules,
+        run_at_tasks=args.run_at_tasks,
+        time_scale=args.time_scale,
+        run_at_timer_seconds=args.run_at_timer_seconds,
+        schedules_seconds=args.schedules_seconds,
         log_dir=args.log_dir,
         verbose=not args.quiet,
     )
@@ -728,6 +821,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(report.line())
     print(report.operator_line())
+    print(report.time_line())
     print(report.details())
     for name, ids in report.findings.broken().items():
         print(f"BROKEN {name}: {len(ids)}, e.g. {ids[:5]}")

@@ -20,6 +20,7 @@ from tools.processes import LOOPBACK, Piece, free_port, piece_environment, start
 STAGE = "local"
 TASKS_TABLE = f"taskproc-{STAGE}-tasks"
 TASKS_QUEUE = f"taskproc-{STAGE}-tasks"
+SCHEDULES_TABLE = f"taskproc-{STAGE}-schedules"
 
 
 def timing_environment(max_attempts: int) -> dict[str, str]:
