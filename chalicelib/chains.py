@@ -50,7 +50,7 @@ from chalicelib.callbacks.follow_up import CALLBACK_TYPE
 from chalicelib.errors import FieldProblem, field_name
 from chalicelib.logs import log_event
 from chalicelib.models import (
-    CHAIN_STEP_INFIX,
+    MAX_CHAIN_STEPS,
     MAX_TASK_BYTES,
     PREVIOUS_FIELD,
     TASK_ID_RULE,
@@ -72,6 +72,9 @@ logger = logging.getLogger(__name__)
 
 CHAIN_FIELD = "chain"  # a step's place in its chain, in its message (never in a client's body)
 ENDS_CHAIN = frozenset({Status.FAILED, Status.CANCELLED})
+# With a chain, an id leaves room for the longest chain's last step, `/then/10`, however many steps
+# it has: a rule of one length, which the OpenAPI document can state.
+CHAIN_ID_ROOM = len(chain_step_id("", MAX_CHAIN_STEPS))
 # Types taskproc publishes itself, never as a client's step.
 RESERVED_TYPES = frozenset({CALLBACK_TYPE})
 
@@ -89,12 +92,12 @@ def keeps_previous(model: type[BaseModel] | None) -> bool:
 
 def check_steps(task_id: str, steps: list[ChainStepIn], registry: Registry) -> list[FieldProblem]:
     """What is wrong with a publish's `then`: each problem names `then[<i>].type`, `then[<i>].payload.<field>`
-    or `id` (too long to name its last step). The payloads are checked against their types' models, all but
-    the `previous` taskproc adds later."""
+    or `id` (too long to name a tenth step: CHAIN_ID_ROOM). The payloads are checked against their types'
+    models, all but the `previous` taskproc adds later."""
     problems: list[FieldProblem] = []
-    last = chain_step_id(task_id, len(steps))
-    if steps and task_id_problem(last) is not None:
-        rule = f"with a chain, must leave room for {CHAIN_STEP_INFIX}{len(steps)}: {last!r} must be {TASK_ID_RULE}"
+    longest = chain_step_id(task_id, MAX_CHAIN_STEPS)
+    if task_id_problem(longest) is not None:
+        rule = f"with a chain, must leave room for {longest[len(task_id) :]!r}: {longest!r} must be {TASK_ID_RULE}"
         problems.append(FieldProblem("id", rule))
     for index, step in enumerate(steps):
         where = f"then[{index}]"
@@ -228,3 +231,44 @@ def chain_view(rt: Runtime, record: TaskRecord) -> list[ChainStepView] | None:
             state = "not_run" if before in ENDS_CHAIN else "waiting"
         views.append(ChainStepView(id=step_id, type=step.type, state=state))
     return views
+
+
+def openapi_schemas(registry: Registry, definitions: dict[str, Any], ref: str) -> dict[str, Any]:
+    """The OpenAPI schemas of a step, one per type a client may name (its `type` a constant, its payload
+    the type's model less the `previous` taskproc adds), and their union as `ChainStepIn`."""
+    added: dict[str, Any] = {}
+    variants = []
+    for name in (name for name in registry.names() if name not in RESERVED_TYPES):
+        task_type = registry.get(name)
+        assert task_type is not None
+        model = task_type.payload
+        payload: dict[str, Any] = {"$ref": ref.format(model=model.__name__)} if model else {"type": "object"}
+        if keeps_previous(model):
+            declared = definitions.get(model.__name__, {}) if model else {}
+            if PREVIOUS_FIELD in declared.get("properties", {}):
+                payload = json.loads(json.dumps(declared))  # a copy, without what taskproc adds
+                del payload["properties"][PREVIOUS_FIELD]
+                payload["required"] = [field for field in payload.get("required", []) if field != PREVIOUS_FIELD]
+                payload["title"] = f"{model.__name__}Step" if model else "Step"
+            payload = {"allOf": [payload, {"not": {"required": [PREVIOUS_FIELD]}}]}
+        variant = f"ChainStep{''.join(part.capitalize() for part in name.replace('-', '_').split('_'))}"
+        added[variant] = {
+            "type": "object",
+            "title": variant,
+            "properties": {
+                "type": {"const": name, "description": "The registered task type that runs the step."},
+                "payload": {
+                    **payload,
+                    "description": definitions["ChainStepIn"]["properties"]["payload"]["description"],
+                },
+            },
+            "required": ["type"],
+            "additionalProperties": False,
+        }
+        variants.append({"$ref": ref.format(model=variant)})
+    added["ChainStepIn"] = {
+        "title": "ChainStepIn",
+        "description": definitions["ChainStepIn"]["description"],
+        "oneOf": variants,
+    }
+    return added

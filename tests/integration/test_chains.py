@@ -290,7 +290,7 @@ def test_a_step_too_large_with_previous_is_stored_failed_visibly_and_ends_the_ch
         ({"then": []}, "then", "at least 1"),
         ({"then": [{"type": "simulate"}] * 11}, "then", "at most 10"),
         ({"then": {"type": "simulate"}}, "then", "valid list"),
-        ({"id": "x" * 250, "then": [{"type": "simulate"}]}, "id", "/then/1"),
+        ({"id": "x" * 249, "then": [{"type": "simulate"}]}, "id", "/then/10"),
         ({"chain": {"root": "a", "step": 1}}, "chain", "Extra inputs"),
     ],
     ids=[
