@@ -262,7 +262,8 @@ def openapi_schemas(registry: Registry, definitions: dict[str, Any], ref: str) -
                     "description": definitions["ChainStepIn"]["properties"]["payload"]["description"],
                 },
             },
-            "required": ["type"],
+            # A type whose model refuses an empty payload needs one.
+            "required": ["type", "payload"] if check_steps("x", [ChainStepIn(type=name)], registry) else ["type"],
             "additionalProperties": False,
         }
         variants.append({"$ref": ref.format(model=variant)})

@@ -349,3 +349,37 @@ def test_a_chain_s_task_published_from_its_message_alone_keeps_its_chain(h: Harn
     drain(h)
     assert states(h, "adopted") == [("adopted/then/1", "published")]
     assert view(h, "adopted/then/1")["status"] == "COMPLETED"
+
+
+def calls_of(h: Harness) -> Counter[str]:
+    """Every DynamoDB and SQS call the functions make from now on, by operation name, and each read of
+    the task table by the id it reads."""
+    made: Counter[str] = Counter()
+    tasks_table = h.rt.settings.TASKS_TABLE
+
+    def count(params: dict[str, Any], model: Any, **_: Any) -> None:
+        made[model.name] += 1
+        if model.name == "GetItem" and params.get("TableName") == tasks_table:
+            made[f"GetItem {params['Key']['id']['S']}"] += 1
+
+    for client in (h.rt.store.client, h.rt.tasks_queue._client):
+        client.meta.events.register("before-parameter-build", count)
+    return made
+
+
+def test_a_step_costs_its_publisher_two_reads_one_send_and_one_write_and_a_task_without_a_chain_nothing(
+    h: Harness,
+) -> None:
+    publish(h, "plain", [{"type": "merge", "payload": {"label": "a"}}])
+    h.client.http.post("/publish", body=json.dumps({"id": "bare", "payload": SUCCEEDS}), headers=JSON)
+    records = lambda_records(h.sqs, h.rt.tasks_queue.url)
+    assert len(records) == 2
+    made = calls_of(h)
+    h.client.lambda_.invoke("process_tasks", {"Records": records})  # both complete; only "plain" has a step
+    task_table_reads = {call: n for call, n in made.items() if call.startswith("GetItem ")}
+    # The hook reads the completed task's terminal item (chalicelib/terminal.py, shared by its follow-ups),
+    # then the step's existence check; the task without a chain is read by nobody.
+    assert task_table_reads == {"GetItem plain": 1, "GetItem plain/then/1": 1}, made
+    assert made["SendMessage"] == 1, made  # the step's message
+    # Each task an acquire and a completion, and the step's conditional write: all UpdateItem.
+    assert made["UpdateItem"] == 2 + 2 + 1, made
