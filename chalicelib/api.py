@@ -14,7 +14,7 @@ from pydantic import TypeAdapter, ValidationError
 from chalicelib import metrics
 from chalicelib.callbacks.follow_up import CALLBACK_TYPE
 from chalicelib.callbacks.url import CallbackRefused
-from chalicelib.chains import chain_view, check_steps
+from chalicelib.chains import chain_view, check_chain
 from chalicelib.cursor import CursorSecretUnavailable
 from chalicelib.errors import (
     FieldProblem,
@@ -169,7 +169,7 @@ def validated_task(body: dict[str, Any], registry: Registry) -> tuple[Task, Task
         raise ValidationFailed(
             f"the payload does not fit task type {name!r}", field_problems(exc, prefix=("payload",))
         ) from exc
-    if validated.then and (problems := check_steps(body["id"], validated.then, registry)):
+    if problems := check_chain(body["id"], validated.then or [], registry):
         raise ValidationFailed("the chain is not valid", problems)
     # The payload exactly as sent (the model keeps it as given); the numbers as the model read them (5.0 is 5).
     callback = validated.callback.url if validated.callback is not None else None

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
@@ -50,6 +51,7 @@ from chalicelib.callbacks.follow_up import CALLBACK_TYPE
 from chalicelib.errors import FieldProblem, field_name
 from chalicelib.logs import log_event
 from chalicelib.models import (
+    CHAIN_STEP_INFIX,
     MAX_CHAIN_STEPS,
     MAX_TASK_BYTES,
     PREVIOUS_FIELD,
@@ -75,6 +77,10 @@ ENDS_CHAIN = frozenset({Status.FAILED, Status.CANCELLED})
 # With a chain, an id leaves room for the longest chain's last step, `/then/10`, however many steps
 # it has: a rule of one length, which the OpenAPI document can state.
 CHAIN_ID_ROOM = len(chain_step_id("", MAX_CHAIN_STEPS))
+# The ids taskproc gives a chain's steps, which a client's task may not take: a chain would find its
+# step published, and stop there.
+STEP_ID_PATTERN = f"{re.escape(CHAIN_STEP_INFIX)}([1-9]|{MAX_CHAIN_STEPS})$"
+STEP_ID = re.compile(STEP_ID_PATTERN.removesuffix("$") + "\\Z")
 # Types taskproc publishes itself, never as a client's step.
 RESERVED_TYPES = frozenset({CALLBACK_TYPE})
 
@@ -90,13 +96,16 @@ def keeps_previous(model: type[BaseModel] | None) -> bool:
     return declared or model.model_config.get("extra") == "allow"
 
 
-def check_steps(task_id: str, steps: list[ChainStepIn], registry: Registry) -> list[FieldProblem]:
-    """What is wrong with a publish's `then`: each problem names `then[<i>].type`, `then[<i>].payload.<field>`
-    or `id` (too long to name a tenth step: CHAIN_ID_ROOM). The payloads are checked against their types'
-    models, all but the `previous` taskproc adds later."""
+def check_chain(task_id: str, steps: list[ChainStepIn], registry: Registry) -> list[FieldProblem]:
+    """What is wrong with a publish's id and `then`: each problem names `then[<i>].type`,
+    `then[<i>].payload.<field>` or `id` (a step's own, or too long to name a tenth step: CHAIN_ID_ROOM).
+    The payloads are checked against their types' models, all but the `previous` taskproc adds later."""
+    if STEP_ID.search(task_id):
+        rule = f"must not end in {CHAIN_STEP_INFIX}<1 to {MAX_CHAIN_STEPS}>: taskproc names a chain's steps so"
+        return [FieldProblem("id", rule)]
     problems: list[FieldProblem] = []
     longest = chain_step_id(task_id, MAX_CHAIN_STEPS)
-    if task_id_problem(longest) is not None:
+    if steps and task_id_problem(longest) is not None:
         rule = f"with a chain, must leave room for {longest[len(task_id) :]!r}: {longest!r} must be {TASK_ID_RULE}"
         problems.append(FieldProblem("id", rule))
     for index, step in enumerate(steps):
@@ -263,7 +272,7 @@ def openapi_schemas(registry: Registry, definitions: dict[str, Any], ref: str) -
                 },
             },
             # A type whose model refuses an empty payload needs one.
-            "required": ["type", "payload"] if check_steps("x", [ChainStepIn(type=name)], registry) else ["type"],
+            "required": ["type", "payload"] if check_chain("x", [ChainStepIn(type=name)], registry) else ["type"],
             "additionalProperties": False,
         }
         variants.append({"$ref": ref.format(model=variant)})

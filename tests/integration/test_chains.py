@@ -292,6 +292,7 @@ def test_a_step_too_large_with_previous_is_stored_failed_visibly_and_ends_the_ch
         ({"then": {"type": "simulate"}}, "then", "valid list"),
         ({"id": "x" * 249, "then": [{"type": "simulate"}]}, "id", "/then/10"),
         ({"chain": {"root": "a", "step": 1}}, "chain", "Extra inputs"),
+        ({"id": "mine/then/3"}, "id", "must not end in /then/"),
     ],
     ids=[
         "unknown-type",
@@ -306,6 +307,7 @@ def test_a_step_too_large_with_previous_is_stored_failed_visibly_and_ends_the_ch
         "not-a-list",
         "id-too-long",
         "chain-is-taskproc-s",
+        "a-step-s-id",
     ],
 )
 def test_a_publish_whose_chain_breaks_a_rule_is_a_400_naming_the_field_and_the_rule(
