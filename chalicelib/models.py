@@ -631,7 +631,8 @@ class TaskView(BaseModel):
     then: list[ChainStepView] | None = Field(
         default=None,
         description="With a chain: its steps after this task, in order, each with its task's id and whether it"
-        " was published (docs/workflows.md, Chains); null without one.",
+        " was published (docs/workflows.md, Chains); null without one. Read by `GET /tasks/{id}`; the answers"
+        " of an operator's retry and cancel leave it null.",
     )
 
 
