@@ -258,7 +258,6 @@ def openapi_schemas(registry: Registry, definitions: dict[str, Any], ref: str) -
                 payload = json.loads(json.dumps(declared))  # a copy, without what taskproc adds
                 del payload["properties"][PREVIOUS_FIELD]
                 payload["required"] = [field for field in payload.get("required", []) if field != PREVIOUS_FIELD]
-                payload["title"] = f"{model.__name__}Step" if model else "Step"
             payload = {"allOf": [payload, {"not": {"required": [PREVIOUS_FIELD]}}]}
         variant = f"ChainStep{''.join(part.capitalize() for part in name.replace('-', '_').split('_'))}"
         added[variant] = {
