@@ -14,6 +14,7 @@ from pydantic import TypeAdapter, ValidationError
 from chalicelib import metrics
 from chalicelib.callbacks.follow_up import CALLBACK_TYPE
 from chalicelib.callbacks.url import CallbackRefused
+from chalicelib.chains import chain_view, check_chain
 from chalicelib.cursor import CursorSecretUnavailable
 from chalicelib.errors import (
     FieldProblem,
@@ -168,6 +169,8 @@ def validated_task(body: dict[str, Any], registry: Registry) -> tuple[Task, Task
         raise ValidationFailed(
             f"the payload does not fit task type {name!r}", field_problems(exc, prefix=("payload",))
         ) from exc
+    if problems := check_chain(body["id"], validated.then or [], registry):
+        raise ValidationFailed("the chain is not valid", problems)
     # The payload exactly as sent (the model keeps it as given); the numbers as the model read them (5.0 is 5).
     callback = validated.callback.url if validated.callback is not None else None
     return (
@@ -179,6 +182,7 @@ def validated_task(body: dict[str, Any], registry: Registry) -> tuple[Task, Task
             key=validated.key,
             callback=callback,
             tags=tuple(validated.tags),
+            then=tuple(validated.then or ()),
         ),
         validated,
     )
@@ -486,7 +490,13 @@ def get_task(task_id: str, rt: Runtime, wait_seconds: int = 0) -> TaskView:
         record = wait_for(
             lambda: read_task(task_id, rt)[0], lambda read: read.is_terminal, record, wait_seconds, rt.wait_clock
         )
-    return record.view(rt.store.now_ms(), principals=False)
+    view = record.view(rt.store.now_ms(), principals=False)
+    if not record.then:
+        return view
+    try:
+        return view.model_copy(update={"then": chain_view(rt, record)})
+    except StoreError as exc:
+        raise ServiceUnavailable("the task table did not answer; try again") from exc
 
 
 # What `/health` tells anyone who asks, per failure: a fixed phrase, never the error's text.

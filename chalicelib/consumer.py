@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from chalicelib import metrics
 from chalicelib.attempt import AttemptOutcome, abandoned, run_attempt, unknown_type
 from chalicelib.backoff import backoff_seconds
+from chalicelib.chains import CHAIN_FIELD, steps_of_message
 from chalicelib.deadline import UNBOUNDED, Invocation
 from chalicelib.errors import LeaseLost, QueueError, StaleRecord, StoreError
 from chalicelib.expiry import START_BY_ATTRIBUTE
@@ -168,12 +169,15 @@ def parse_task_message(body: str, priority: Priority = Priority.DEFAULT) -> Task
         raw = json.loads(body)
     except (ValueError, RecursionError) as exc:
         raise ValueError(f"body is not JSON: {exc}") from exc
+    # A chain step's place (`chain`) is taskproc's own: TaskIn, the client's body, has no such field.
+    position = raw.pop(CHAIN_FIELD, None) if isinstance(raw, dict) else None
     try:
         TaskIn.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "body"
         raise ValueError(f"not a valid task: {field}: {first['msg']}") from exc
+    then, chain = steps_of_message({**raw, CHAIN_FIELD: position})
     return Task(
         id=raw["id"],
         type=raw.get("type", DEFAULT_TYPE),
@@ -182,6 +186,8 @@ def parse_task_message(body: str, priority: Priority = Priority.DEFAULT) -> Task
         key=raw.get("key"),
         callback=(raw.get("callback") or {}).get("url"),
         tags=tuple(raw.get("tags", ())),
+        then=then,
+        chain=chain,
     )
 
 

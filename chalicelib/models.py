@@ -310,6 +310,51 @@ def callback_task_id(task_id: str) -> str:
     return task_id + CALLBACK_TASK_SUFFIX
 
 
+# Chains (chalicelib/chains.py): steps published one after another, each when the one before it
+# COMPLETES, as the tasks `<id>/then/<n>` (n from 1), each given the result before it as `previous`.
+MAX_CHAIN_STEPS = 10
+CHAIN_STEP_INFIX = "/then/"
+PREVIOUS_FIELD = "previous"
+
+
+class ChainStepIn(BaseModel):
+    """One step of `then`: a task of `type` published with `payload` once the task before it completes."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    type: TaskTypeName = Field(description="The registered task type that runs the step.")
+    payload: JsonObject = Field(
+        default_factory=dict,
+        description="The step's data, checked against its type's payload model at publish; taskproc adds"
+        f" `{PREVIOUS_FIELD}` (the result before it) where the model keeps it (docs/workflows.md, Chains).",
+    )
+
+
+class ChainPosition(BaseModel):
+    """Where a step task stands in its chain: the task that was published with the chain, and its step number."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    root: TaskId
+    step: WholeNumber = Field(ge=1, le=MAX_CHAIN_STEPS)
+
+
+def chain_step_id(root: str, step: int) -> str:
+    """The id of step `step` (from 1) of the chain published with task `root`: fixed, so a repeat never makes two."""
+    return f"{root}{CHAIN_STEP_INFIX}{step}"
+
+
+class ChainStepView(BaseModel):
+    """A step of the task's chain in its view."""
+
+    id: str = Field(description="The step's task id, `<id of the task published with the chain>/then/<n>`.")
+    type: str
+    state: Literal["waiting", "published", "not_run"] = Field(
+        description="`published`: its task exists (read it for its status); `not_run`: the chain ended before it"
+        " (a task before it FAILED or was CANCELLED; a retry that completes it goes on); `waiting`: not yet."
+    )
+
+
 class TaskIn(BaseModel):
     """The body of `POST /publish`, and of every message on the task queue."""
 
@@ -341,6 +386,16 @@ class TaskIn(BaseModel):
         default=None,
         description="Where to POST the task's outcome, signed, once it is COMPLETED, FAILED or CANCELLED"
         " (docs/workflows.md); delivered by the task `<id>/callback`. Leave it out for none.",
+        json_schema_extra=_no_default,
+    )
+    then: list[ChainStepIn] = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_CHAIN_STEPS,
+        description=f"1 to {MAX_CHAIN_STEPS} steps run one after another once this task COMPLETES: step n is"
+        " published as the task `<id>/then/<n>` when the one before it completes, its payload given"
+        f" `{PREVIOUS_FIELD}`: that task's result. A FAILED or CANCELLED task ends the chain. The steps count"
+        " toward the task's size (docs/workflows.md, Chains). Leave it out for none.",
         json_schema_extra=_no_default,
     )
     priority: PriorityName = Field(
@@ -431,6 +486,8 @@ class Task(BaseModel):
     key: str | None = None  # the explicit flow key, if the publish gave one
     callback: str | None = None  # the callback URL, if the publish gave one
     tags: tuple[str, ...] = ()
+    then: tuple[ChainStepIn, ...] = ()  # the chain's steps still to come after this task
+    chain: ChainPosition | None = None  # set on a chain's step task: its chain and step number
 
     def message_body(self) -> str:
         """The task as it travels on the queue: the same document `POST /publish` takes.
@@ -445,6 +502,10 @@ class Task(BaseModel):
             body["callback"] = {"url": self.callback}
         if self.tags:  # a consumer that stores the task from its message keeps them
             body["tags"] = list(self.tags)
+        if self.then:  # and its chain
+            body["then"] = [step.model_dump() for step in self.then]
+        if self.chain is not None:
+            body["chain"] = self.chain.model_dump()
         text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
         return text.replace("\ufffe", "\\ufffe").replace("\uffff", "\\uffff")
 
@@ -566,6 +627,12 @@ class TaskView(BaseModel):
         default=None,
         description="With a callback: the id of the `callback` task that delivers it (`<id>/callback`), which"
         " exists once this task is terminal; read it like any task to see the delivery's attempts.",
+    )
+    then: list[ChainStepView] | None = Field(
+        default=None,
+        description="With a chain: its steps after this task, in order, each with its task's id and whether it"
+        " was published (docs/workflows.md, Chains); null without one. Read by `GET /tasks/{id}`; the answers"
+        " of an operator's retry and cancel leave it null.",
     )
 
 

@@ -9,6 +9,8 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from chalicelib.callbacks.follow_up import CALLBACK_TYPE
+from chalicelib.chains import CHAIN_ID_ROOM, STEP_ID_PATTERN
+from chalicelib.chains import openapi_schemas as chain_step_schemas
 from chalicelib.handlers import REGISTRY
 from chalicelib.handlers.simulate import SimulatePayload
 from chalicelib.models import (
@@ -79,6 +81,12 @@ UNIQUE_FIELDS_GO_TOGETHER: dict[str, Any] = {
 ONE_START_TIME: dict[str, Any] = {"runAt": {"not": {"required": ["delaySeconds"]}}}
 
 
+# With `then`, an id leaves room for its tenth step's suffix (chalicelib/chains.py, CHAIN_ID_ROOM).
+CHAIN_ID: dict[str, Any] = {"then": {"properties": {"id": {"maxLength": MAX_TASK_ID_LENGTH - CHAIN_ID_ROOM}}}}
+# ... and no client's id is a chain step's.
+NOT_A_STEP_ID: dict[str, Any] = {"required": ["id"], "properties": {"id": {"pattern": STEP_ID_PATTERN}}}
+
+
 def _task_type_schemas(registry: Registry, schemas: dict[str, Any]) -> dict[str, Any]:
     """One publish body per registered type (its `type` a constant, its payload the type's model), and their union.
 
@@ -109,7 +117,8 @@ def _task_type_schemas(registry: Registry, schemas: dict[str, Any]) -> dict[str,
             "required": required,
             "additionalProperties": False,
             **UNIQUE_FIELDS_GO_TOGETHER,
-            "dependentSchemas": {**UNIQUE_FIELDS_GO_TOGETHER["dependentSchemas"], **ONE_START_TIME},
+            "dependentSchemas": {**UNIQUE_FIELDS_GO_TOGETHER["dependentSchemas"], **ONE_START_TIME, **CHAIN_ID},
+            "not": NOT_A_STEP_ID,
         }
         variants.append(_ref(variant))
     added["TaskIn"] = {"title": "TaskIn", "description": task_in.get("description", ""), "oneOf": variants}
@@ -290,6 +299,7 @@ def openapi_document() -> dict[str, Any]:
     )
     definitions = schemas["$defs"]
     definitions.update(_task_type_schemas(REGISTRY, definitions))
+    definitions.update(chain_step_schemas(REGISTRY, definitions, REF))
     # Each entry should be a publish body, but any value is a valid entry of a batch: one that is
     # not a valid task is refused in its own result, and the request still succeeds.
     definitions["PublishBatchIn"]["properties"]["tasks"]["items"] = {

@@ -15,6 +15,8 @@ from chalicelib.models import (
     ActionView,
     AttemptView,
     CallbackIn,
+    ChainPosition,
+    ChainStepIn,
     ExpiredView,
     Outcome,
     Status,
@@ -29,6 +31,10 @@ from chalicelib.priority import Priority
 UNIQUE_ATTRIBUTE = "unique"
 # The task item's `callback` map, {"url"}: the completion callback given at publish.
 CALLBACK_ATTRIBUTE = "callback"
+# A chain (chalicelib/chains.py): `then`, the steps still to come as JSON text (payloads are stored as
+# text, as `payload` is); `chain`, on a step's task, the map {"root", "step"}.
+THEN_ATTRIBUTE = "then"
+CHAIN_ATTRIBUTE = "chain"
 
 # What a client sees in `history[].by`: that an operator acted, never which IAM principal.
 OPERATOR = "operator"
@@ -82,6 +88,8 @@ class TaskRecord:
     key: str | None = None  # the flow key given at publish
     callback: str | None = None  # the completion callback's URL given at publish (chalicelib/callbacks/)
     tags: tuple[str, ...] = ()
+    then: tuple[ChainStepIn, ...] = ()  # the chain's steps after this task
+    chain: ChainPosition | None = None  # a step task's place in its chain
 
     @property
     def task(self) -> Task:
@@ -93,6 +101,8 @@ class TaskRecord:
             key=self.key,
             callback=self.callback,
             tags=self.tags,
+            then=self.then,
+            chain=self.chain,
         )
 
     @property
@@ -246,7 +256,24 @@ def record_from_item(item: dict[str, Any]) -> TaskRecord:
         key=item.get("key"),
         callback=(item.get(CALLBACK_ATTRIBUTE) or {}).get("url"),
         tags=tuple(item.get("tags", ())),
+        then=steps_from_json(item.get(THEN_ATTRIBUTE)),
+        chain=_chain(item.get(CHAIN_ATTRIBUTE)),
     )
+
+
+def steps_to_json(steps: tuple[ChainStepIn, ...]) -> str:
+    """A chain's steps as the item's `then` text."""
+    return json.dumps([step.model_dump() for step in steps], ensure_ascii=False, separators=(",", ":"))
+
+
+def steps_from_json(text: str | None) -> tuple[ChainStepIn, ...]:
+    """The item's `then` text as steps; none when the item has no chain."""
+    return tuple(ChainStepIn.model_validate(step) for step in json.loads(text)) if text else ()
+
+
+def _chain(value: dict[str, Any] | None) -> ChainPosition | None:
+    """The `chain` map with DynamoDB's Decimal made an int again."""
+    return ChainPosition(root=value["root"], step=int(value["step"])) if value else None
 
 
 def _unique(value: dict[str, Any] | None) -> dict[str, Any] | None:

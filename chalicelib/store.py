@@ -32,11 +32,14 @@ from chalicelib.index import index_attributes, index_update
 from chalicelib.models import Outcome, Status, Task
 from chalicelib.record import (
     CALLBACK_ATTRIBUTE,
+    CHAIN_ATTRIBUTE,
+    THEN_ATTRIBUTE,
     UNIQUE_ATTRIBUTE,
     TaskRecord,
     attempt_entry,
     iso_from_ms,
     record_from_item,
+    steps_to_json,
 )
 from chalicelib.table import TASK_IS_NEW, ConditionFailed, TaskTable, capped_error, deserialize
 
@@ -187,8 +190,8 @@ class TaskStore(TaskTable):
         stored_here = False
         for _ in range(TAKEOVER_TRIES):
             try:
-                # A message with an expiry or a callback stores its item whole first (`_pending_item`).
-                may_create = start_by_ms is None and task.callback is None
+                # A message with an expiry, a callback or a chain stores its item whole first (`_pending_item`).
+                may_create = start_by_ms is None and task.callback is None and not task.then and task.chain is None
                 acquired = self._acquire_once(
                     task, owner, message_id, max_attempts, lease_seconds, may_create=may_create
                 )
@@ -407,6 +410,19 @@ class TaskStore(TaskTable):
         """
         return self._store_new(self._pending_item(task, max_attempts, message_id=message_id))
 
+    def create_failed_follow_up(self, task: Task, max_attempts: int, reason: str) -> bool:
+        """Store FAILED, never run and without a message, a task taskproc could not publish (a chain step
+        too large to send), so that its failure is seen where the task would be. False when its id exists."""
+        item = self._pending_item(task, max_attempts)
+        item.update(
+            status=Status.FAILED.value,
+            finishedAt=item["createdAt"],
+            lastError=capped_error(reason),
+            expiresAt=self._expires_at(self.now_ms()),
+            **index_attributes(Status.FAILED, task.id, item["updatedAt"]),
+        )
+        return self._store_new(item)
+
     def note_dispatched(self, task_id: str, message_id: str) -> bool:
         """Make `message_id` the message of a task whose timer just sent it (chalicelib/ticker.py).
 
@@ -488,6 +504,10 @@ class TaskStore(TaskTable):
             item[CALLBACK_ATTRIBUTE] = {"url": task.callback}
         if task.tags:
             item["tags"] = list(task.tags)
+        if task.then:
+            item[THEN_ATTRIBUTE] = steps_to_json(task.then)
+        if task.chain is not None:
+            item[CHAIN_ATTRIBUTE] = task.chain.model_dump()
         return item
 
     def _store_new(self, item: dict[str, Any]) -> bool:

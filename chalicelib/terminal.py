@@ -20,6 +20,7 @@ import logging
 from typing import TYPE_CHECKING, Protocol
 
 from chalicelib.callbacks.follow_up import CallbackFollowUp
+from chalicelib.chains import ChainFollowUp
 from chalicelib.models import Task
 from chalicelib.record import TaskRecord
 
@@ -37,7 +38,7 @@ class FollowUp(Protocol):
     def publish(self, rt: Runtime, record: TaskRecord) -> None: ...
 
 
-FOLLOW_UPS: list[FollowUp] = [CallbackFollowUp()]
+FOLLOW_UPS: list[FollowUp] = [CallbackFollowUp(), ChainFollowUp()]
 
 
 def after_terminal(rt: Runtime, task: Task, record: TaskRecord | None = None) -> None:

@@ -265,6 +265,7 @@ def walk(request: pytest.FixtureRequest) -> Iterator[Walk]:
                 walk = Walk(stage, client, runtimes, recorders, clock, plain.client("sqs"), secrets)
                 _run_scenarios(walk)
                 _run_callback_scenarios(walk)
+                _run_chain_scenarios(walk)
                 _run_time_scenarios(walk)
                 yield walk
         finally:
@@ -517,6 +518,29 @@ def _run_callback_scenarios(w: Walk) -> None:
         server.shutdown()
         server.server_close()
     assert len({json.loads(body)["id"] for body in received}) == 5, received
+
+
+def _run_chain_scenarios(w: Walk) -> None:
+    """Chains: each step published after a consumer's COMPLETED write in every class, one too large to
+    send stored FAILED, one published by the dead-letter handler, and the views that read the steps."""
+    steps = [{"type": "simulate", "payload": SUCCEEDS}, {"type": "simulate", "payload": SUCCEEDS}]
+    for priority, function in (("default", "process_tasks"), *CLASS_CONSUMERS.items()):
+        body = {"id": f"{priority}-chained", "payload": SUCCEEDS, "priority": priority, "then": steps}
+        assert w.http("POST", "/publish", body)[0] == 201
+        w.drain(function)
+        status, view = w.http("GET", f"/tasks/{priority}-chained")
+        assert status == 200 and [step["state"] for step in view["then"]] == ["published", "published"], view
+    # A root whose dead letter comes back with its first step unpublished.
+    body = {"id": "dead-chained", "payload": SUCCEEDS, "then": steps[:1]}
+    assert w.http("POST", "/publish", body)[0] == 201
+    (record,) = w.deliver("process_tasks").records
+    w.runtimes["api_handler"].store.client.delete_item(
+        TableName=f"taskproc-{w.stage}-tasks", Key={"id": {"S": "dead-chained/then/1"}}
+    )
+    w.send("dead-letters", record["body"])
+    w.drain("handle_dead_letters")
+    w.drain("process_tasks")
+    assert w.http("GET", "/tasks/dead-chained%2Fthen%2F1")[1]["status"] == "COMPLETED"
 
 
 def _run_time_scenarios(w: Walk) -> None:

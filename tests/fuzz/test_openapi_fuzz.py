@@ -68,7 +68,9 @@ def _checksum_text_over_its_byte_limit(body: Any) -> bool:
     from chalicelib.handlers.checksum import MAX_TEXT_BYTES
 
     tasks = body.get("tasks") if isinstance(body, dict) and isinstance(body.get("tasks"), list) else [body]
-    for task in tasks:
+    # A chain's steps are checked against their types' models too.
+    steps = [step for task in tasks if isinstance(task, dict) for step in _steps_of(task)]
+    for task in tasks + steps:
         payload = task.get("payload") if isinstance(task, dict) else None
         text = payload.get("text") if isinstance(payload, dict) else None
         if isinstance(text, str) and len(text.encode("utf-8", errors="surrogatepass")) > MAX_TEXT_BYTES:
@@ -80,13 +82,23 @@ def _tasks_of(body: Any) -> list[Any]:
     return body.get("tasks") if isinstance(body, dict) and isinstance(body.get("tasks"), list) else [body]
 
 
+def _steps_of(task: dict[str, Any]) -> list[Any]:
+    return task["then"] if isinstance(task.get("then"), list) else []
+
+
 def _id_over_its_byte_limit(body: Any) -> bool:
+    from chalicelib.chains import CHAIN_ID_ROOM
     from chalicelib.models import MAX_TASK_ID_BYTES
 
-    ids = [task.get("id") for task in _tasks_of(body) if isinstance(task, dict)]
+    # With a chain, the id leaves room for `/then/10` in bytes as well as in characters.
+    ids = [
+        (task.get("id"), MAX_TASK_ID_BYTES - (CHAIN_ID_ROOM if "then" in task else 0))
+        for task in _tasks_of(body)
+        if isinstance(task, dict)
+    ]
     return any(
-        isinstance(task_id, str) and len(task_id.encode("utf-8", errors="surrogatepass")) > MAX_TASK_ID_BYTES
-        for task_id in ids
+        isinstance(task_id, str) and len(task_id.encode("utf-8", errors="surrogatepass")) > limit
+        for task_id, limit in ids
     )
 
 
