@@ -29,6 +29,7 @@ from taskproc_client.errors import (
 from taskproc_client.models import (
     Backfill,
     BulkRetry,
+    ChainStep,
     HistoryEntry,
     PublishAnswer,
     Schedule,
@@ -50,6 +51,7 @@ __all__ = [
     "Backfill",
     "BatchResult",
     "BulkRetry",
+    "ChainStep",
     "Client",
     "Conflict",
     "HistoryEntry",

@@ -69,6 +69,14 @@ class HistoryEntry(View):
     from_status: Status | None = None
 
 
+class ChainStep(View):
+    """A step of a task's chain (`then` at publish): its task's id, its type, and whether it was published."""
+
+    id: str
+    type: str
+    state: str  # "waiting", "published" or "not_run"
+
+
 class TaskView(View):
     """Where a task stands: `GET /tasks/{id}`."""
 
@@ -96,6 +104,7 @@ class TaskView(View):
     history: list[HistoryEntry] = Field(default_factory=list)
     callback: dict[str, str] | None = None  # {"url"}: where the task's outcome is POSTed
     callback_task: str | None = None  # the id of the `callback` task that delivers it
+    then: list[ChainStep] | None = None  # its chain's steps, when it was published with `then`
 
 
 class TaskSummary(View):
