@@ -20,6 +20,7 @@ from chalicelib.models import (
     Status,
     Task,
     TaskView,
+    WorkflowRef,
     callback_task_id,
 )
 from chalicelib.priority import Priority
@@ -29,6 +30,7 @@ from chalicelib.priority import Priority
 UNIQUE_ATTRIBUTE = "unique"
 # The task item's `callback` map, {"url"}: the completion callback given at publish.
 CALLBACK_ATTRIBUTE = "callback"
+WORKFLOW_ATTRIBUTE = "workflow"
 
 # What a client sees in `history[].by`: that an operator acted, never which IAM principal.
 OPERATOR = "operator"
@@ -82,6 +84,7 @@ class TaskRecord:
     key: str | None = None  # the flow key given at publish
     callback: str | None = None  # the completion callback's URL given at publish (chalicelib/callbacks/)
     tags: tuple[str, ...] = ()
+    workflow: WorkflowRef | None = None  # a workflow's child or `then` (chalicelib/workflows/)
 
     @property
     def task(self) -> Task:
@@ -93,6 +96,7 @@ class TaskRecord:
             key=self.key,
             callback=self.callback,
             tags=self.tags,
+            workflow=self.workflow,
         )
 
     @property
@@ -246,7 +250,12 @@ def record_from_item(item: dict[str, Any]) -> TaskRecord:
         key=item.get("key"),
         callback=(item.get(CALLBACK_ATTRIBUTE) or {}).get("url"),
         tags=tuple(item.get("tags", ())),
+        workflow=_workflow(item.get(WORKFLOW_ATTRIBUTE)),
     )
+
+
+def _workflow(value: dict[str, Any] | None) -> WorkflowRef | None:
+    return WorkflowRef(value["id"], int(value["child"])) if value else None
 
 
 def _unique(value: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -33,6 +33,7 @@ from chalicelib.models import Outcome, Status, Task
 from chalicelib.record import (
     CALLBACK_ATTRIBUTE,
     UNIQUE_ATTRIBUTE,
+    WORKFLOW_ATTRIBUTE,
     TaskRecord,
     attempt_entry,
     iso_from_ms,
@@ -488,6 +489,8 @@ class TaskStore(TaskTable):
             item[CALLBACK_ATTRIBUTE] = {"url": task.callback}
         if task.tags:
             item["tags"] = list(task.tags)
+        if task.workflow is not None:
+            item[WORKFLOW_ATTRIBUTE] = task.workflow.document()
         return item
 
     def _store_new(self, item: dict[str, Any]) -> bool:

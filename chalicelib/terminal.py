@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 from chalicelib.callbacks.follow_up import CallbackFollowUp
 from chalicelib.models import Task
 from chalicelib.record import TaskRecord
+from chalicelib.workflows.fan_in import WorkflowFollowUp
 
 if TYPE_CHECKING:  # the runtime imports the handlers, which import this
     from chalicelib.runtime import Runtime
@@ -37,7 +38,7 @@ class FollowUp(Protocol):
     def publish(self, rt: Runtime, record: TaskRecord) -> None: ...
 
 
-FOLLOW_UPS: list[FollowUp] = [CallbackFollowUp()]
+FOLLOW_UPS: list[FollowUp] = [CallbackFollowUp(), WorkflowFollowUp()]
 
 
 def after_terminal(rt: Runtime, task: Task, record: TaskRecord | None = None) -> None:
