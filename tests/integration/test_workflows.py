@@ -147,7 +147,10 @@ def test_retrying_the_failed_child_reopens_the_workflow_and_then_runs_when_it_co
     h.rt.registry.register(TaskType("flaky", flaky))
     body = {
         "id": "wr",
-        "children": [{"id": "wr-a", "type": "simulate", "payload": SUCCEEDS}, {"id": "wr-b", "type": "flaky", "payload": {}}],
+        "children": [
+            {"id": "wr-a", "type": "simulate", "payload": SUCCEEDS},
+            {"id": "wr-b", "type": "flaky", "payload": {}},
+        ],
         "then": {"type": "merge"},
         "onChildFailure": "fail",
     }
@@ -192,9 +195,7 @@ def test_a_child_whose_end_is_seen_twice_is_counted_once_and_then_published_once
     assert h.task("wtwice%2Fthen")["status"] == "COMPLETED"
 
 
-def test_children_ending_at_the_same_moment_are_each_counted_and_then_runs_once(
-    h: Harness, merges: Merges
-) -> None:
+def test_children_ending_at_the_same_moment_are_each_counted_and_then_runs_once(h: Harness, merges: Merges) -> None:
     count = 20
     assert post(h, body_of("wrace", [SUCCEEDS] * count, "continue")).status_code == 201
     url = h.rt.tasks_queue.url
@@ -235,21 +236,30 @@ def test_a_repeated_post_completes_a_half_made_workflow_and_publishes_nothing_tw
 
 def test_a_child_id_taken_by_another_task_is_a_conflict_naming_it(h: Harness) -> None:
     h.publish("taken", SUCCEEDS)
-    body = {"id": "wtaken", "children": [{"payload": SUCCEEDS}, {"id": "taken", "payload": SUCCEEDS}], "then": {"type": "merge"}}
+    body = {
+        "id": "wtaken",
+        "children": [{"payload": SUCCEEDS}, {"id": "taken", "payload": SUCCEEDS}],
+        "then": {"type": "merge"},
+    }
     response = post(h, body)
     assert response.status_code == 409, response.body
     assert [d["field"] for d in json.loads(response.body)["error"]["details"]] == ["children[1].id"]
 
 
 def test_a_workflow_with_a_callback_publishes_it_as_workflow_id_callback_once_it_ends(h: Harness) -> None:
-    assert post(h, body_of("wcb", [SUCCEEDS] * 3, "continue", callback={"url": "http://127.0.0.1:9/hook"})).status_code == 201
+    assert (
+        post(h, body_of("wcb", [SUCCEEDS] * 3, "continue", callback={"url": "http://127.0.0.1:9/hook"})).status_code
+        == 201
+    )
     drain(h, rounds=5) if False else None
     for _ in range(3):
         records = lambda_records(h.sqs, h.rt.tasks_queue.url)
         tasks = [r for r in records if not json.loads(r["body"])["id"].endswith("/callback")]
         if tasks:
             h.client.lambda_.invoke("process_tasks", {"Records": tasks})
-    while records := [r for r in lambda_records(h.sqs, h.rt.tasks_queue.url) if json.loads(r["body"])["type"] != "callback"]:
+    while records := [
+        r for r in lambda_records(h.sqs, h.rt.tasks_queue.url) if json.loads(r["body"])["type"] != "callback"
+    ]:
         h.client.lambda_.invoke("process_tasks", {"Records": records})
     callback = h.rt.store.get("wcb/callback")
     assert callback is not None
@@ -277,11 +287,16 @@ THEN = {"type": "merge"}
         ({"id": "w", "children": [CHILD] * 1001, "then": THEN}, "children"),
         ({"id": "w", "children": [CHILD]}, "then"),
         ({"id": "w", "children": [CHILD], "then": {"type": "nope"}}, "then.type"),
-        ({"id": "w", "children": [CHILD], "then": {"type": "merge", "payload": {"children": []}}}, "then.payload.children"),
+        (
+            {"id": "w", "children": [CHILD], "then": {"type": "merge", "payload": {"children": []}}},
+            "then.payload.children",
+        ),
         ({"id": "w", "children": [CHILD], "then": THEN, "onChildFailure": "maybe"}, "onChildFailure"),
         ({"id": "w", "children": [{"type": "nope", "payload": {}}], "then": THEN}, "children[0].type"),
-        ({"id": "w", "children": [CHILD, {"payload": {"simulation": {"failureChance": 2}}}], "then": THEN},
-         "children[1].payload.simulation.failureChance"),
+        (
+            {"id": "w", "children": [CHILD, {"payload": {"simulation": {"failureChance": 2}}}], "then": THEN},
+            "children[1].payload.simulation.failureChance",
+        ),
         ({"id": "w", "children": [{"id": "x", **CHILD}, {"id": "x", **CHILD}], "then": THEN}, "children[1].id"),
         ({"id": "w", "children": [{"id": "w/then", **CHILD}], "then": THEN}, "children[0].id"),
         ({"id": "w", "children": [{"type": "callback", "payload": {}}], "then": THEN}, "children[0].type"),
