@@ -54,10 +54,15 @@ def default_child_id(workflow_id: str, position: int) -> str:
     return f"{workflow_id}/{position}"
 
 
+def _id_without_default(schema: dict[str, Any]) -> None:
+    """Left out, the id is made (`<workflow id>/<n>`); where it is given, it is a string."""
+    schema["properties"]["id"].pop("default", None)
+
+
 class ChildIn(BaseModel):
     """One child: an ordinary task, run, listed, retried and cancelled like any."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_id_without_default)
 
     id: TaskId = Field(default=None, description="Its task id; left out, `<workflow id>/<n>`, n from 1.")
     type: TaskTypeName = Field(default=DEFAULT_TYPE, description="The registered task type that runs it.")
@@ -108,3 +113,21 @@ class Workflow:
     then_payload: dict[str, Any]
     on_child_failure: str
     callback: str | None
+
+
+class ThenView(BaseModel):
+    id: str = Field(description="`<workflow id>/then`.")
+    status: str = Field(
+        description="The `then` task's status once published; `WAITING` before, `NOT_RUN` when the workflow"
+        " ended without it (FAILED or CANCELLED by `onChildFailure: fail`)."
+    )
+
+
+class WorkflowView(BaseModel):
+    """The answer of `POST /workflows` and `GET /workflows/{id}`."""
+
+    id: str
+    status: str = Field(description="RUNNING, COMPLETED, FAILED or CANCELLED (docs/workflows.md, Workflows).")
+    counts: dict[str, int] = Field(description='How many children are in each task status, e.g. `{"COMPLETED": 3}`.')
+    children: list[str] = Field(description="The children's task ids, in the order given.")
+    then: ThenView

@@ -16,7 +16,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import ValidationError
 
 from chalicelib import api
 from chalicelib.callbacks.follow_up import CALLBACK_TYPE
@@ -30,8 +30,10 @@ from chalicelib.workflows.definition import (
     MAX_CHILD_ID_BYTES,
     MAX_THEN_PAYLOAD_BYTES,
     ThenIn,
+    ThenView,
     Workflow,
     WorkflowIn,
+    WorkflowView,
     default_child_id,
     then_task_id,
 )
@@ -39,25 +41,6 @@ from chalicelib.workflows.fan_in import THEN_NOT_RUN, THEN_WAITING, workflow_sta
 from chalicelib.workflows.store import WorkflowItem, workflow_store
 
 PUBLISHERS = 16
-WorkflowStatus = str
-
-
-class ThenView(BaseModel):
-    id: str = Field(description="`<workflow id>/then`.")
-    status: str = Field(
-        description="The `then` task's status once published; `WAITING` before, `NOT_RUN` when the workflow"
-        " ended without it (FAILED or CANCELLED by `onChildFailure: fail`)."
-    )
-
-
-class WorkflowView(BaseModel):
-    """The answer of `POST /workflows` and `GET /workflows/{id}`."""
-
-    id: str
-    status: str = Field(description="RUNNING, COMPLETED, FAILED or CANCELLED (docs/workflows.md, Workflows).")
-    counts: dict[str, int] = Field(description='How many children are in each task status, e.g. `{"COMPLETED": 3}`.')
-    children: list[str] = Field(description="The children's task ids, in the order given.")
-    then: ThenView
 
 
 def parse(body: dict[str, Any], rt: Runtime) -> Workflow:

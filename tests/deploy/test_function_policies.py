@@ -544,12 +544,17 @@ def _run_workflow_scenarios(w: Walk) -> None:
         "onChildFailure": "continue",
     }
     assert w.http("POST", "/workflows", fans_in)[0] == 201
-    (record,) = w.deliver("process_tasks").records
     w.drain("process_tasks")
     w.runtimes["api_handler"].store.client.delete_item(
         TableName=f"taskproc-{w.stage}-tasks", Key={"id": {"S": "wf-fans-in/then"}}
     )
-    w.send("dead-letters", record["body"])
+    child = {
+        "id": "wf-fans-in/1",
+        "type": "simulate",
+        "payload": SUCCEEDS,
+        "workflow": {"id": "wf-fans-in", "child": 1},
+    }
+    w.send("dead-letters", child)
     w.drain("handle_dead_letters")
     w.drain("process_tasks")
     assert w.http("GET", "/workflows/wf-fans-in")[1]["status"] == "COMPLETED"

@@ -17,7 +17,7 @@ from chalicelib.workflows.service import parse
 from chalicelib.workflows.store import workflow_store
 from tests.conftest import FakeClock
 from tests.integration.harness import SUCCEEDS, Harness
-from tests.integration.lambda_sqs import deliver, lambda_records
+from tests.integration.lambda_sqs import lambda_records
 
 JSON = {"Content-Type": "application/json"}
 DOOMED = {"simulation": {"failureChance": 1, "permanentFailure": True}}
