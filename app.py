@@ -19,6 +19,7 @@ from chalicelib.query import TaskReadQuery, parse_query
 from chalicelib.runtime import get_runtime
 from chalicelib.schedules import routes as schedules
 from chalicelib.settings import wiring
+from chalicelib.workflows import service as workflows
 
 app = Chalice(app_name="taskproc")
 # Every invocation, a route's or a batch's: its log lines carry the Lambda context, and its
@@ -101,6 +102,26 @@ def create_task() -> Response:
         _body(), get_runtime(), query.get("key"), query.get("priority"), query.get("callbackUrl"), tags
     )
     return json_response(created, 201, {"Location": api.task_location(created.id, _path_prefix())})
+
+
+@app.route("/workflows", methods=["POST"], content_types=ANY_CONTENT_TYPE, api_key_required=WIRING.api_key_required)
+@json_errors
+def create_workflow() -> Response:
+    request = app.current_request
+    body = api.parse_json_object(request.raw_body, request.headers.get("content-type"), MAX_BATCH_BYTES)
+    created = workflows.create(body, get_runtime())
+    return json_response(created, 201, {"Location": f"{_path_prefix()}/workflows/{quote(created.id, safe='')}"})
+
+
+@app.route(
+    "/workflows/{workflow_id}",
+    methods=["GET"],
+    content_types=ANY_CONTENT_TYPE,
+    api_key_required=WIRING.api_key_required,
+)
+@json_errors
+def get_workflow(workflow_id: str) -> Response:
+    return json_response(workflows.read(_task_id(workflow_id), get_runtime()))
 
 
 @app.route(

@@ -32,7 +32,15 @@ from chalicelib.flow.gate import Deferred
 from chalicelib.heartbeat import Heartbeat
 from chalicelib.logs import log_event, task_scope
 from chalicelib.metrics import Metric
-from chalicelib.models import DEFAULT_TYPE, POISON_ERROR_PREFIX, RETRY_VERSION_ATTRIBUTE, Status, Task, TaskIn
+from chalicelib.models import (
+    DEFAULT_TYPE,
+    POISON_ERROR_PREFIX,
+    RETRY_VERSION_ATTRIBUTE,
+    Status,
+    Task,
+    TaskIn,
+    WorkflowRef,
+)
 from chalicelib.priority import Priority, queue_name_of_arn
 from chalicelib.queue import Queue, VisibilityChange
 from chalicelib.record import TaskRecord, iso_from_ms, ms_from_iso
@@ -171,9 +179,14 @@ def parse_task_message(body: str, priority: Priority = Priority.DEFAULT) -> Task
         raise ValueError(f"body is not JSON: {exc}") from exc
     # A chain step's place (`chain`) is taskproc's own: TaskIn, the client's body, has no such field.
     position = raw.pop(CHAIN_FIELD, None) if isinstance(raw, dict) else None
+    # A workflow's mark is taskproc's own (chalicelib/workflows/), never a client's: not TaskIn's.
+    workflow = raw.pop("workflow", None) if isinstance(raw, dict) else None
     try:
         TaskIn.model_validate(raw)
-    except ValidationError as exc:
+        ref = None if workflow is None else WorkflowRef(str(workflow["id"]), int(workflow["child"]))
+    except (ValidationError, TypeError, KeyError, ValueError) as exc:
+        if not isinstance(exc, ValidationError):
+            raise ValueError(f"not a valid task: workflow: {exc}") from exc
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "body"
         raise ValueError(f"not a valid task: {field}: {first['msg']}") from exc
@@ -188,6 +201,7 @@ def parse_task_message(body: str, priority: Priority = Priority.DEFAULT) -> Task
         tags=tuple(raw.get("tags", ())),
         then=then,
         chain=chain,
+        workflow=ref,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -473,6 +474,21 @@ class TaskIn(BaseModel):
         return self
 
 
+@dataclass(frozen=True)
+class WorkflowRef:
+    """The workflow a task belongs to (chalicelib/workflows/): its id, and the task's place in it.
+
+    `child` is the child's position, from 1 in the order given; 0 is the workflow's `then` task.
+    Set by taskproc only: it travels in the message and on the item, never in a client's body.
+    """
+
+    id: str
+    child: int
+
+    def document(self) -> dict[str, Any]:
+        return {"id": self.id, "child": self.child}
+
+
 class Task(BaseModel):
     """A validated task: the client's id, its type and its payload exactly as sent."""
 
@@ -488,6 +504,7 @@ class Task(BaseModel):
     tags: tuple[str, ...] = ()
     then: tuple[ChainStepIn, ...] = ()  # the chain's steps still to come after this task
     chain: ChainPosition | None = None  # set on a chain's step task: its chain and step number
+    workflow: WorkflowRef | None = None  # a workflow's child or `then` (chalicelib/workflows/)
 
     def message_body(self) -> str:
         """The task as it travels on the queue: the same document `POST /publish` takes.
@@ -506,6 +523,8 @@ class Task(BaseModel):
             body["then"] = [step.model_dump() for step in self.then]
         if self.chain is not None:
             body["chain"] = self.chain.model_dump()
+        if self.workflow is not None:
+            body["workflow"] = self.workflow.document()
         text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
         return text.replace("\ufffe", "\\ufffe").replace("\uffff", "\\uffff")
 

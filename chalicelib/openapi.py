@@ -54,6 +54,7 @@ from chalicelib.schedules.views import (
 )
 from chalicelib.tags import MAX_TAG_LENGTH, MAX_TAGS, TAG_PATTERN, TAG_RULE
 from chalicelib.wait import DEFAULT_SCHEDULE, MAX_WAIT_SECONDS
+from chalicelib.workflows.definition import MAX_CHILDREN, WorkflowIn, WorkflowView
 
 REF = "#/components/schemas/{model}"
 
@@ -294,6 +295,8 @@ def openapi_document() -> dict[str, Any]:
             (BackfillIn, "validation"),
             (BackfillAnswer, "serialization"),
             (ScheduleDeleted, "serialization"),
+            (WorkflowIn, "validation"),
+            (WorkflowView, "serialization"),
         ],
         ref_template=REF,
     )
@@ -464,6 +467,7 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
             **_schedule_paths(),
+            **_workflow_paths(),
             "/health": {
                 "get": {
                     "operationId": "health",
@@ -594,4 +598,46 @@ def _schedule_paths() -> dict[str, Any]:
             {"200": _json(BackfillAnswer, "What was published, oldest first.")},
             _body(BackfillIn, "The range."),
         ),
+    }
+
+
+WORKFLOW_ID = {
+    "name": "workflow_id",
+    "in": "path",
+    "required": True,
+    "description": "The workflow id, percent-encoded.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_TASK_ID_LENGTH, "pattern": TASK_ID_PATTERN},
+}
+WORKFLOWS_DOC = (
+    "The children run as ordinary tasks; `then` (`<id>/then`) runs once the last has ended, with every child's"
+    " outcome in order; `onChildFailure` says what a FAILED child does (docs/workflows.md, Workflows)."
+)
+
+
+def _workflow_paths() -> dict[str, Any]:
+    """`POST /workflows` and `GET /workflows/{workflow_id}` (chalicelib/workflows/)."""
+    located = {"Location": {"description": "Where the workflow can be read.", "schema": {"type": "string"}}}
+    return {
+        "/workflows": {
+            "post": {
+                "operationId": "createWorkflow",
+                "summary": f"Publish 1 to {MAX_CHILDREN:,} children and the task that follows them all.",
+                "description": WORKFLOWS_DOC
+                + " The same body again is idempotent and publishes the children a failed POST left unpublished.",
+                "requestBody": _body(WorkflowIn, "The workflow."),
+                "responses": {
+                    "201": _json(WorkflowView, "Stored, its children published (also for a repeat).", located),
+                    "409": _json(ErrorResponse, "The id has another definition, or a child's id is another task's."),
+                    **_errors(400, 413, 415, 500, 503),
+                },
+            }
+        },
+        "/workflows/{workflow_id}": {
+            "get": {
+                "operationId": "getWorkflow",
+                "summary": "Where a workflow stands: its status, its children's counts by status, its `then`.",
+                "parameters": [WORKFLOW_ID],
+                "responses": {"200": _json(WorkflowView, "The workflow."), **_errors(404, 500, 503)},
+            }
+        },
     }

@@ -55,6 +55,7 @@ from chalicelib.record import TaskRecord
 from chalicelib.runtime import Runtime
 from chalicelib.schedule_stats import SCAN_PAGES, sum_counters
 from chalicelib.terminal import after_terminal
+from chalicelib.workflows.fan_in import reopen_after_retry
 
 logger = logging.getLogger(__name__)
 
@@ -255,6 +256,7 @@ def retry(task_id: str, by: str, rt: Runtime, expires_in_seconds: int | None = N
             f"the task table did not answer; task {task_id!r} may or may not have been retried: read it before"
             " retrying again"
         ) from exc
+    reopen_after_retry(rt, record)  # a workflow's child leaves its count (chalicelib/workflows/fan_in.py)
     log_event("operator_retry", taskId=task_id, by=by, fromStatus=record.status.value, messageId=message_id)
     metrics.count(Metric.OPERATOR_RETRIES, restarted.type)
     return restarted.view(rt.store.now_ms())

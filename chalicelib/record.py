@@ -22,6 +22,7 @@ from chalicelib.models import (
     Status,
     Task,
     TaskView,
+    WorkflowRef,
     callback_task_id,
 )
 from chalicelib.priority import Priority
@@ -35,6 +36,7 @@ CALLBACK_ATTRIBUTE = "callback"
 # text, as `payload` is); `chain`, on a step's task, the map {"root", "step"}.
 THEN_ATTRIBUTE = "then"
 CHAIN_ATTRIBUTE = "chain"
+WORKFLOW_ATTRIBUTE = "workflow"
 
 # What a client sees in `history[].by`: that an operator acted, never which IAM principal.
 OPERATOR = "operator"
@@ -90,6 +92,7 @@ class TaskRecord:
     tags: tuple[str, ...] = ()
     then: tuple[ChainStepIn, ...] = ()  # the chain's steps after this task
     chain: ChainPosition | None = None  # a step task's place in its chain
+    workflow: WorkflowRef | None = None  # a workflow's child or `then` (chalicelib/workflows/)
 
     @property
     def task(self) -> Task:
@@ -103,6 +106,7 @@ class TaskRecord:
             tags=self.tags,
             then=self.then,
             chain=self.chain,
+            workflow=self.workflow,
         )
 
     @property
@@ -258,6 +262,7 @@ def record_from_item(item: dict[str, Any]) -> TaskRecord:
         tags=tuple(item.get("tags", ())),
         then=steps_from_json(item.get(THEN_ATTRIBUTE)),
         chain=_chain(item.get(CHAIN_ATTRIBUTE)),
+        workflow=_workflow(item.get(WORKFLOW_ATTRIBUTE)),
     )
 
 
@@ -274,6 +279,10 @@ def steps_from_json(text: str | None) -> tuple[ChainStepIn, ...]:
 def _chain(value: dict[str, Any] | None) -> ChainPosition | None:
     """The `chain` map with DynamoDB's Decimal made an int again."""
     return ChainPosition(root=value["root"], step=int(value["step"])) if value else None
+
+
+def _workflow(value: dict[str, Any] | None) -> WorkflowRef | None:
+    return WorkflowRef(value["id"], int(value["child"])) if value else None
 
 
 def _unique(value: dict[str, Any] | None) -> dict[str, Any] | None:

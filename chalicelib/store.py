@@ -35,6 +35,7 @@ from chalicelib.record import (
     CHAIN_ATTRIBUTE,
     THEN_ATTRIBUTE,
     UNIQUE_ATTRIBUTE,
+    WORKFLOW_ATTRIBUTE,
     TaskRecord,
     attempt_entry,
     iso_from_ms,
@@ -508,6 +509,8 @@ class TaskStore(TaskTable):
             item[THEN_ATTRIBUTE] = steps_to_json(task.then)
         if task.chain is not None:
             item[CHAIN_ATTRIBUTE] = task.chain.model_dump()
+        if task.workflow is not None:
+            item[WORKFLOW_ATTRIBUTE] = task.workflow.document()
         return item
 
     def _store_new(self, item: dict[str, Any]) -> bool:

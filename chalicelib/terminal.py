@@ -23,6 +23,7 @@ from chalicelib.callbacks.follow_up import CallbackFollowUp
 from chalicelib.chains import ChainFollowUp
 from chalicelib.models import Task
 from chalicelib.record import TaskRecord
+from chalicelib.workflows.fan_in import WorkflowFollowUp
 
 if TYPE_CHECKING:  # the runtime imports the handlers, which import this
     from chalicelib.runtime import Runtime
@@ -38,7 +39,7 @@ class FollowUp(Protocol):
     def publish(self, rt: Runtime, record: TaskRecord) -> None: ...
 
 
-FOLLOW_UPS: list[FollowUp] = [CallbackFollowUp(), ChainFollowUp()]
+FOLLOW_UPS: list[FollowUp] = [CallbackFollowUp(), ChainFollowUp(), WorkflowFollowUp()]
 
 
 def after_terminal(rt: Runtime, task: Task, record: TaskRecord | None = None) -> None:

@@ -128,6 +128,9 @@ class Recorder:
 
 def _resource_key(service: str, params: dict[str, Any]) -> str:
     if service == "dynamodb":
+        if "RequestItems" in params:  # BatchGetItem: the walk's batches read one table each
+            (table,) = params["RequestItems"]
+            return str(table)
         table = params["TableName"]
         return f"{table}/index/{params['IndexName']}" if params.get("IndexName") else table
     if service == "sqs":
@@ -267,6 +270,7 @@ def walk(request: pytest.FixtureRequest) -> Iterator[Walk]:
                 _run_callback_scenarios(walk)
                 _run_chain_scenarios(walk)
                 _run_time_scenarios(walk)
+                _run_workflow_scenarios(walk)
                 yield walk
         finally:
             set_runtime(None)
@@ -541,6 +545,43 @@ def _run_chain_scenarios(w: Walk) -> None:
     w.drain("handle_dead_letters")
     w.drain("process_tasks")
     assert w.http("GET", "/tasks/dead-chained%2Fthen%2F1")[1]["status"] == "COMPLETED"
+
+
+def _run_workflow_scenarios(w: Walk) -> None:
+    """Workflows: published by the API (and published again), read; a child's failure that fails its
+    workflow and cancels its siblings; a fan-in that publishes `then`, and again from a dead letter
+    that finds the last child ended with `then` missing; a retried child re-opening its workflow."""
+    children = [{"payload": DOOMED}, {"payload": SUCCEEDS}, {"payload": SUCCEEDS}]
+    failing = {"id": "wf-fails", "children": children, "then": {"type": "simulate", "payload": SUCCEEDS}}
+    assert w.http("POST", "/workflows", failing)[0] == 201
+    assert w.http("POST", "/workflows", failing)[0] == 201
+    w.drain("process_tasks")
+    status, view = w.http("GET", "/workflows/wf-fails")
+    assert status == 200 and view["status"] == "FAILED", view
+    assert w.http("POST", "/tasks/wf-fails%2F1/retry")[0] == 202
+    assert w.http("GET", "/workflows/wf-fails")[1]["status"] == "RUNNING"
+    w.drain("process_tasks")
+    fans_in = {
+        "id": "wf-fans-in",
+        "children": [{"payload": SUCCEEDS}],
+        "then": {"type": "simulate", "payload": SUCCEEDS},
+        "onChildFailure": "continue",
+    }
+    assert w.http("POST", "/workflows", fans_in)[0] == 201
+    w.drain("process_tasks")
+    w.runtimes["api_handler"].store.client.delete_item(
+        TableName=f"taskproc-{w.stage}-tasks", Key={"id": {"S": "wf-fans-in/then"}}
+    )
+    child = {
+        "id": "wf-fans-in/1",
+        "type": "simulate",
+        "payload": SUCCEEDS,
+        "workflow": {"id": "wf-fans-in", "child": 1},
+    }
+    w.send("dead-letters", child)
+    w.drain("handle_dead_letters")
+    w.drain("process_tasks")
+    assert w.http("GET", "/workflows/wf-fans-in")[1]["status"] == "COMPLETED"
 
 
 def _run_time_scenarios(w: Walk) -> None:

@@ -49,6 +49,8 @@ ROUTE_AUTHORIZATION = {
     ("/publish/batch", "POST"): API_KEY,
     ("/tasks", "POST"): API_KEY,
     ("/tasks/{task_id}", "GET"): API_KEY,
+    ("/workflows", "POST"): API_KEY,
+    ("/workflows/{workflow_id}", "GET"): API_KEY,
     ("/tasks", "GET"): IAM,
     ("/stats", "GET"): IAM,
     ("/tasks/{task_id}/retry", "POST"): IAM,
