@@ -211,6 +211,11 @@ def test_the_api_answers_every_request_as_documented(case: Any, api_url: str) ->
         # their 400s and 404s are tested in tests/integration/test_schedules.py and
         # tests/fuzz/test_schedule_fuzz.py. Every other check holds.
         excluded.append(positive_data_acceptance)
+    if case.operation.path == "/workflows":
+        # A child's and the `then`'s type must be registered and each payload fit its type's model,
+        # which the document states per type for /publish but not inside a workflow; those 400s are
+        # tested in tests/integration/test_workflows.py. Every other check holds.
+        excluded.append(positive_data_acceptance)
     if (case.query or {}).get("cursor") is not None:
         # A cursor is any string to the schema, but only one the API signed is valid: the
         # rest are refused with 400 on purpose (tests/integration/test_operations.py).
