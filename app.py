@@ -8,17 +8,20 @@ from urllib.parse import quote, unquote
 from chalice import Chalice, IAMAuthorizer, Rate, Response
 from chalice.app import CloudWatchEvent, ConvertToMiddleware, SQSEvent
 
-from chalicelib import api, batch, logs, metrics, operations, task_types, ticker
-from chalicelib.consumer import DeadLetterConsumer, TaskConsumer, consume
-from chalicelib.deadline import Invocation, margin_seconds
+from chalicelib import logs, metrics
+from chalicelib.consume.consumer import DeadLetterConsumer, TaskConsumer, consume
+from chalicelib.consume.deadline import Invocation, margin_seconds
 from chalicelib.http import json_errors, json_response
 from chalicelib.models import MAX_BATCH_BYTES
 from chalicelib.openapi import openapi_document
-from chalicelib.priority import Priority
+from chalicelib.operate import operations, task_types
+from chalicelib.publish import api, batch
 from chalicelib.query import TaskReadQuery, parse_query
 from chalicelib.runtime import get_runtime
 from chalicelib.schedules import routes as schedules
 from chalicelib.settings import wiring
+from chalicelib.tasks.priority import Priority
+from chalicelib.tick import ticker
 from chalicelib.workflows import service as workflows
 
 app = Chalice(app_name="taskproc")
@@ -290,7 +293,7 @@ def process_tasks(event: SQSEvent) -> dict[str, Any] | None:
     return _consume_class(event, Priority.DEFAULT)
 
 
-# Each priority class has its own queue, event source and concurrency (chalicelib/priority.py).
+# Each priority class has its own queue, event source and concurrency (chalicelib/tasks/priority.py).
 @app.on_sqs_message(
     queue=WIRING.high_priority_queue,
     batch_size=10,

@@ -12,7 +12,7 @@ The steps still to come travel with each step's task (its `then`, on its message
 its place in the chain (`chain`: the root's id and its step number), so a step needs nothing of the
 task before it but its own terminal item, and no read of the root however long after it runs.
 
-Publishing a step is a follow-up (chalicelib/terminal.py), ordered as the callback's
+Publishing a step is a follow-up (chalicelib/consume/terminal.py), ordered as the callback's
 (chalicelib/callbacks/follow_up.py, whose docstring has the argument in full):
 
 - It runs after the COMPLETED write, before the task's message is let go. A kill, or an SQS or
@@ -64,8 +64,8 @@ from chalicelib.models import (
     chain_step_id,
     task_id_problem,
 )
-from chalicelib.record import TaskRecord
 from chalicelib.registry import Registry
+from chalicelib.tasks.record import TaskRecord
 
 if TYPE_CHECKING:  # the runtime imports the handlers, which import the follow-ups
     from chalicelib.runtime import Runtime

@@ -24,9 +24,9 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from chalicelib.expiry import EXPIRED_KIND, MAX_EXPIRY_SECONDS
-from chalicelib.priority import Priority
-from chalicelib.tags import MAX_TAGS, TAG_RULE, Tags
+from chalicelib.consume.expiry import EXPIRED_KIND, MAX_EXPIRY_SECONDS
+from chalicelib.publish.tags import MAX_TAGS, TAG_RULE, Tags
+from chalicelib.tasks.priority import Priority
 
 MAX_TASK_ID_LENGTH = 256
 # An id is a key: the table's partition key (DynamoDB: at most 2,048 bytes) and the tail of
@@ -54,7 +54,7 @@ MAX_TYPE_NAME_LENGTH = 64
 # SQS delays a message by 15 minutes at most; longer delays need a scheduler.
 MAX_DELAY_SECONDS = 900
 # `runAt` at publish: at most this far ahead (further than MAX_DELAY_SECONDS, a timer holds
-# the task's message until it is due: chalicelib/timers.py).
+# the task's message until it is due: chalicelib/tick/timers.py).
 MAX_RUN_AT_DAYS = 365
 RUN_AT_RULE = (
     "must be an RFC 3339 date-time with an offset (Z or +hh:mm), e.g. 2026-11-25T09:00:00+01:00,"
@@ -497,7 +497,7 @@ class Task(BaseModel):
     id: str
     payload: dict[str, Any]
     type: str = DEFAULT_TYPE
-    # Not in the message body: the queue a message sits in is its class (chalicelib/priority.py).
+    # Not in the message body: the queue a message sits in is its class (chalicelib/tasks/priority.py).
     priority: Priority = Priority.DEFAULT
     key: str | None = None  # the explicit flow key, if the publish gave one
     callback: str | None = None  # the callback URL, if the publish gave one

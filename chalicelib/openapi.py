@@ -41,6 +41,8 @@ from chalicelib.models import (
     TypeDetail,
     TypeList,
 )
+from chalicelib.publish.tags import MAX_TAG_LENGTH, MAX_TAGS, TAG_PATTERN, TAG_RULE
+from chalicelib.publish.wait import DEFAULT_SCHEDULE, MAX_WAIT_SECONDS
 from chalicelib.query import QueryModel, TaskListQuery, TaskReadQuery
 from chalicelib.registry import Registry
 from chalicelib.schedules.definition import MAX_SCHEDULE_ID_LENGTH, SCHEDULE_ID_RULE, ScheduleDefinition
@@ -52,8 +54,6 @@ from chalicelib.schedules.views import (
     SchedulePage,
     ScheduleView,
 )
-from chalicelib.tags import MAX_TAG_LENGTH, MAX_TAGS, TAG_PATTERN, TAG_RULE
-from chalicelib.wait import DEFAULT_SCHEDULE, MAX_WAIT_SECONDS
 from chalicelib.workflows.definition import MAX_CHILDREN, WorkflowIn, WorkflowView
 
 REF = "#/components/schemas/{model}"
@@ -99,7 +99,7 @@ def _task_type_schemas(registry: Registry, schemas: dict[str, Any]) -> dict[str,
         "TaskType": {"type": "string", "enum": names, "description": "The registered task types."},
     }
     variants = []
-    # The callback type is taskproc's own: publishing it is refused (chalicelib/api.py, check_callback).
+    # The callback type is taskproc's own: publishing it is refused (chalicelib/publish/api.py, check_callback).
     for name in (name for name in names if name != CALLBACK_TYPE):
         task_type = registry.get(name)
         assert task_type is not None

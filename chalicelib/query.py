@@ -19,11 +19,11 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic_core import PydanticCustomError
 
 from chalicelib.errors import FieldProblem, ValidationFailed, field_name
-from chalicelib.index import LISTED_STATUSES, SHARDS
-from chalicelib.listing import FILTERED_READ_BUDGET
 from chalicelib.models import Status, TaskTypeName
-from chalicelib.tags import MAX_TAGS, TAG_RULE, Tags
-from chalicelib.wait import MAX_WAIT_SECONDS
+from chalicelib.operate.listing import FILTERED_READ_BUDGET
+from chalicelib.publish.tags import MAX_TAGS, TAG_RULE, Tags
+from chalicelib.publish.wait import MAX_WAIT_SECONDS
+from chalicelib.tasks.index import LISTED_STATUSES, SHARDS
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 100

@@ -15,7 +15,7 @@ Lambda cannot stop a thread, so a handler must watch its own deadline
 (`context.remaining_seconds()`) and keep its I/O timeouts below it; an attempt
 that returns after its deadline is failed and its result discarded. The deadline
 is the earliest of the type's timeout and the invocation's end less a margin
-(chalicelib/deadline.py); `timeout_limits` says what a type's timeout must fit in.
+(chalicelib/consume/deadline.py); `timeout_limits` says what a type's timeout must fit in.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class AttemptAbandoned(Exception):
 
 
 class Keeper(Protocol):
-    """What keeps a heartbeating attempt alive (chalicelib/heartbeat.py)."""
+    """What keeps a heartbeating attempt alive (chalicelib/consume/heartbeat.py)."""
 
     def beat(self, progress: Any = None) -> None: ...
 
@@ -107,7 +107,7 @@ def timeout_limits(
 
     The lease: the attempt records its outcome while it still holds it (not for a type that
     heartbeats: its heartbeats keep its lease for as long as it runs). The invocation (the
-    consumer function's timeout less the margin of chalicelib/deadline.py, when known):
+    consumer function's timeout less the margin of chalicelib/consume/deadline.py, when known):
     Lambda does not stop the batch before its outcomes are written.
     """
     limits = []
@@ -177,7 +177,7 @@ class TaskType:
     timeout_seconds: float | None = None  # None: the tightest of `timeout_limits`
     backoff: Backoff | None = None
     # A long type: its handler heartbeats at least this often, and its lease is a few heartbeats
-    # long instead of the stage's (chalicelib/heartbeat.py).
+    # long instead of the stage's (chalicelib/consume/heartbeat.py).
     heartbeat_seconds: float | None = None
     # Flow control (chalicelib/flow/): caps on attempts running at once, per type and per flow
     # key (the publish's `key`, else the payload's value at the dotted path `concurrency_key`),

@@ -14,22 +14,22 @@ from botocore.config import Config
 
 from chalicelib.callbacks.signing import SigningKeys
 from chalicelib.callbacks.url import UrlPolicy
-from chalicelib.clock import ScheduleClock
-from chalicelib.cursor import CursorKeys
-from chalicelib.deadline import invocation_seconds
+from chalicelib.consume.deadline import invocation_seconds
 from chalicelib.flow.gate import Gate
 from chalicelib.flow.pause import Pauses
 from chalicelib.flow.table import FlowTable
 from chalicelib.handlers import REGISTRY
-from chalicelib.operator_store import OperatorStore
-from chalicelib.priority import Priority
-from chalicelib.queue import Queue, QueueAges
+from chalicelib.operate.cursor import CursorKeys
+from chalicelib.operate.operator_store import OperatorStore
+from chalicelib.publish.wait import WaitClock
 from chalicelib.registry import Registry
 from chalicelib.schedules.store import ScheduleStore
 from chalicelib.settings import Settings, load_settings
-from chalicelib.store import TaskStore
-from chalicelib.timers import TimerStore
-from chalicelib.wait import WaitClock
+from chalicelib.tasks.priority import Priority
+from chalicelib.tasks.queue import Queue, QueueAges
+from chalicelib.tasks.store import TaskStore
+from chalicelib.tick.clock import ScheduleClock
+from chalicelib.tick.timers import TimerStore
 
 
 def aws_config(settings: Settings) -> Config:
@@ -70,13 +70,13 @@ class Runtime:
     class_queues: dict[Priority, Queue] = field(default_factory=dict)
     # The stage's DynamoDB client, for stores built on first use (the schedules table's).
     dynamodb: Any = None
-    # The schedules' time (chalicelib/clock.py): the wall clock except on a scaled offline stack.
+    # The schedules' time (chalicelib/tick/clock.py): the wall clock except on a scaled offline stack.
     schedule_clock: ScheduleClock = field(default_factory=ScheduleClock)
-    # Whether this container's ticker has written the code's schedules to the table (chalicelib/ticker.py).
+    # Whether this container's ticker has written the code's schedules to the table (chalicelib/tick/ticker.py).
     declared_schedules_reconciled: bool = False
     # The key that signs completion callbacks (chalicelib/callbacks/signing.py): only consumers read it.
     callback_keys: SigningKeys = field(default_factory=lambda: SigningKeys(None, None, lambda: None))
-    # The long-poll's clock and sleep (chalicelib/wait.py); tests move a fake one.
+    # The long-poll's clock and sleep (chalicelib/publish/wait.py); tests move a fake one.
     wait_clock: WaitClock = field(default_factory=WaitClock)
 
     def queue_for(self, priority: Priority) -> Queue:
@@ -105,7 +105,7 @@ class Runtime:
 
     @cached_property
     def timers(self) -> TimerStore:
-        """The timers of tasks that run at a time (chalicelib/timers.py), in the schedules table."""
+        """The timers of tasks that run at a time (chalicelib/tick/timers.py), in the schedules table."""
         return TimerStore(self.dynamodb, self.settings.SCHEDULES_TABLE)
 
 

@@ -28,9 +28,9 @@ class Settings(BaseSettings):
     TASKS_TABLE: str = Field(min_length=3, max_length=255)
     # Flow control's items: concurrency slots, rate buckets, pauses, unique keys (chalicelib/flow/).
     FLOW_TABLE: str = Field(min_length=3, max_length=255)
-    # Schedules and timers of tasks that run at a time (chalicelib/schedules/, chalicelib/ticker.py).
+    # Schedules and timers of tasks that run at a time (chalicelib/schedules/, chalicelib/tick/ticker.py).
     SCHEDULES_TABLE: str = Field(min_length=3, max_length=255)
-    # The default class's queue; the high and low classes have their own (chalicelib/priority.py).
+    # The default class's queue; the high and low classes have their own (chalicelib/tasks/priority.py).
     # Left unset, a class's queue is the task queue's name with `-high` or `-low`, as the template names it.
     TASKS_QUEUE: str = Field(min_length=1, max_length=80)
     HIGH_PRIORITY_QUEUE: str = Field(default="", max_length=80)
@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     # so that a type's timeout is checked against it when the runtime is built (infra/stack.py
     # refuses a stage where the two differ). Unset: only the invocation's remaining time bounds it.
     CONSUMER_TIMEOUT_SECONDS: int | None = Field(default=None, ge=1, le=900)
-    # The Secrets Manager secret (name or ARN) whose value signs list cursors (chalicelib/cursor.py).
+    # The Secrets Manager secret (name or ARN) whose value signs list cursors (chalicelib/operate/cursor.py).
     # Every deployed stage names its stack's secret; only offline and in tests may it be unset.
     CURSOR_SECRET_ID: str | None = Field(default=None, min_length=1, max_length=2048)
     # Completion callbacks (chalicelib/callbacks/): the key that signs them, as the Secrets Manager
@@ -63,11 +63,11 @@ class Settings(BaseSettings):
     CALLBACK_SECRET_ID: str | None = Field(default=None, min_length=1, max_length=2048)
     CALLBACK_SIGNING_SECRET: str | None = Field(default=None, min_length=32, max_length=4096)
     CALLBACK_ALLOWED_HOSTS: str = Field(default="", max_length=4096)
-    # The schedules' clock (chalicelib/clock.py): faster than the wall clock on the offline
+    # The schedules' clock (chalicelib/tick/clock.py): faster than the wall clock on the offline
     # stack only, from an origin every process of that stack shares.
     SCHEDULE_TIME_SCALE: float = Field(default=1.0, ge=1, le=3600)
     SCHEDULE_CLOCK_ORIGIN: float | None = Field(default=None, ge=0)
-    # A `runAt` further ahead than this gets a timer (chalicelib/timers.py) rather than SQS's delay,
+    # A `runAt` further ahead than this gets a timer (chalicelib/tick/timers.py) rather than SQS's delay,
     # whose ceiling it is by default; the offline end-to-end tests lower it to see timers in seconds.
     RUN_AT_TIMER_SECONDS: int = Field(default=900, ge=0, le=900)
     # Set by Lambda itself in every function's environment: present means a deployed stage.
@@ -134,7 +134,7 @@ class Wiring:
     api_key_required: bool
     # Lambda's MaximumBatchingWindowInSeconds for the task consumers: 0 (invoke at once) to 300.
     batching_window_seconds: int = 0
-    # The high and low classes' queues and their consumers' maximum concurrency (chalicelib/priority.py).
+    # The high and low classes' queues and their consumers' maximum concurrency (chalicelib/tasks/priority.py).
     high_priority_queue: str = "taskproc-dev-tasks-high"
     low_priority_queue: str = "taskproc-dev-tasks-low"
     high_max_concurrency: int | None = None

@@ -56,7 +56,7 @@ CONSUMERS = {
 # has the timeout CONSUMER_TIMEOUT_SECONDS states.
 TASK_CONSUMERS = ("process_tasks", "process_high_priority_tasks", "process_low_priority_tasks")
 API_HANDLER = "APIHandler"
-# Scheduled function -> its logical id in the packaged template (the ticker: chalicelib/ticker.py).
+# Scheduled function -> its logical id in the packaged template (the ticker: chalicelib/tick/ticker.py).
 SCHEDULED = {"tick": "Tick"}
 # Function logical id -> the log group Chalice generates for it (log_retention_in_days).
 LOG_GROUPS = {
@@ -195,7 +195,7 @@ def check_task_types(stage: StageConfig) -> None:
         StackError: CONSUMER_TIMEOUT_SECONDS is not the function's timeout, or a type does not fit
             (the message names the type and the rule).
     """
-    from chalicelib.deadline import invocation_seconds
+    from chalicelib.consume.deadline import invocation_seconds
     from chalicelib.handlers import REGISTRY
     from chalicelib.registry import RegistrationError
     from chalicelib.settings import Settings

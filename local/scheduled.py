@@ -4,7 +4,7 @@ Chalice keeps a scheduled function on the app as a `ScheduledEventConfig` in `ap
 its expression a `Rate` (or a `rate(...)` string). Offline each gets a thread that invokes it
 once per period with an EventBridge "Scheduled Event" and a Lambda context, on a fixed grid
 (a slow run does not push the next ones later). The period runs on the schedules' clock
-(chalicelib/clock.py): with SCHEDULE_TIME_SCALE=60 a one-minute rate runs every wall second, so
+(chalicelib/tick/clock.py): with SCHEDULE_TIME_SCALE=60 a one-minute rate runs every wall second, so
 a test sees a minutely schedule fire in seconds. Cron expressions are not run offline.
 """
 

@@ -57,7 +57,7 @@ def invocation_contexts(mapping: EventSourceMapping, time_source: Clock | None =
     """A new Lambda context per invocation, its remaining time counting down from the function's timeout.
 
     The poller makes one as it invokes a batch, so the clock starts then, as Lambda's does
-    (chalicelib/deadline.py reads it for the attempts' deadlines).
+    (chalicelib/consume/deadline.py reads it for the attempts' deadlines).
     """
 
     def context() -> LambdaContext:

@@ -3,7 +3,7 @@
 The order, and why it cannot lose a callback. A callback is published *after* the task's terminal
 write, the way any task is published (its message first, then the conditional write of its item
 `attribute_not_exists(id)`: docs/architecture.md, "Nothing is stranded"), and every path that
-finds the task terminal publishes it again if it is missing (chalicelib/terminal.py):
+finds the task terminal publishes it again if it is missing (chalicelib/consume/terminal.py):
 
 - A consumer's terminal write (complete, a last or permanent failure, a cancel, an expiry, a dead
   attempt's end) is followed by the publish before the task's message is let go. A kill, or an
@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from chalicelib.logs import log_event
 from chalicelib.models import Task, callback_task_id
-from chalicelib.record import TaskRecord
+from chalicelib.tasks.record import TaskRecord
 
 if TYPE_CHECKING:  # the runtime imports the handlers, which import this
     from chalicelib.runtime import Runtime

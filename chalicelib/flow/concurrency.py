@@ -16,7 +16,7 @@ A slot lasts the attempt's lease (the stage's LEASE_SECONDS, which a live attemp
 and outcome write fit in), or for a heartbeating type its timeout plus SLOT_MARGIN_SECONDS.
 So a slot whose consumer died is free at most one slot length after it was taken: the
 dead-slot bound. What a cap cannot promise: a runaway handler that Lambda could not stop
-(chalicelib/deadline.py) runs on past its attempt, and its slot holds only to the bound.
+(chalicelib/consume/deadline.py) runs on past its attempt, and its slot holds only to the bound.
 The item's size grows by about 45 bytes a slot, and every acquire or release writes it all:
 1 WCU up to about 20 slots, N x 45 / 1024 WCU beyond.
 """

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from chalicelib.flow.table import ConditionFailed, FlowTable
-from chalicelib.record import iso_from_ms
+from chalicelib.tasks.record import iso_from_ms
 
 PAUSES_KEY = "pauses"
 # How stale a consumer's view of the pauses may be: the delay before a pause takes effect.

@@ -1,6 +1,6 @@
 """The flow table's plumbing: one item per cap, rate, pause or unique key, one request at a time.
 
-Like the task table (chalicelib/table.py), a refused condition comes back as `ConditionFailed`
+Like the task table (chalicelib/tasks/table.py), a refused condition comes back as `ConditionFailed`
 with the item as the refused write saw it, so a policy learns why (and when to look again)
 without a second read; every other failure is a `StoreError`.
 """
@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from chalicelib.table import ConditionFailed, TaskTable, deserialize, names, serialize
+from chalicelib.tasks.table import ConditionFailed, TaskTable, deserialize, names, serialize
 
 __all__ = ["ConditionFailed", "FlowTable"]
 

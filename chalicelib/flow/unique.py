@@ -44,13 +44,13 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.consumer import ADOPTION_REPAIR_MS
+from chalicelib.consume.consumer import ADOPTION_REPAIR_MS
 from chalicelib.errors import StoreError
 from chalicelib.flow.table import ConditionFailed, FlowTable
 from chalicelib.logs import log_event
 from chalicelib.models import UNIQUE_UNTIL_TERMINAL, TaskIn
-from chalicelib.record import TaskRecord
-from chalicelib.store import TaskStore
+from chalicelib.tasks.record import TaskRecord
+from chalicelib.tasks.store import TaskStore
 
 logger = logging.getLogger(__name__)
 

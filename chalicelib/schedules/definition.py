@@ -285,7 +285,7 @@ def validated_definition(body: dict[str, Any], registry: Registry) -> ScheduleDe
     Raises:
         ValidationFailed: a rule is broken; each detail names the field (`payload.<field>` for the payload).
     """
-    from chalicelib.api import field_problems
+    from chalicelib.publish.api import field_problems
 
     try:
         definition = ScheduleDefinition.model_validate(body)
@@ -300,7 +300,7 @@ def validated_definition(body: dict[str, Any], registry: Registry) -> ScheduleDe
 def payload_problems(definition: ScheduleDefinition, registry: Registry) -> list[FieldProblem]:
     """Why a firing of `definition` could not publish its task now (its type gone, its payload no longer
     fitting the type's model), each problem naming its field; empty when it can."""
-    from chalicelib.api import field_problems
+    from chalicelib.publish.api import field_problems
 
     task_type = registry.get(definition.type)
     if task_type is None:
@@ -319,7 +319,7 @@ def declared_definition(type_name: str, payload_model: type[BaseModel] | None, e
     Raises:
         ValueError: it breaks a rule; the message names the field.
     """
-    from chalicelib.api import field_problems
+    from chalicelib.publish.api import field_problems
 
     if not isinstance(entry, dict):
         raise ValueError("each schedule is a dict of the POST /schedules fields but type")

@@ -1,7 +1,7 @@
 """Firing schedules: each tick's due ones, an operator's trigger and backfill.
 
 A firing publishes a task whose id is `<schedule id>@<fire time UTC>` through the publish path
-(message first, then a conditional put: chalicelib/api.py), so a firing published twice (a tick
+(message first, then a conditional put: chalicelib/publish/api.py), so a firing published twice (a tick
 delivered twice, two tickers, a crash between the publish and the cursor's write) makes one task
 and loses none. Then the schedule's cursor advances in one write under its version; a ticker
 whose write loses the race discards its counts, the winner's stand.
@@ -25,11 +25,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from chalicelib import api
 from chalicelib.errors import Conflict, FieldProblem, TaskNotFound, TaskprocError, ValidationFailed
 from chalicelib.logs import log_event
 from chalicelib.models import Status, Task, TaskView
-from chalicelib.record import record_from_item
+from chalicelib.publish import api
 from chalicelib.runtime import Runtime
 from chalicelib.schedules.definition import (
     Overlap,
@@ -41,6 +40,7 @@ from chalicelib.schedules.definition import (
 )
 from chalicelib.schedules.record import Counts, FieldIssue, FiringError, FiringRef, Schedule, Skip
 from chalicelib.schedules.store import SHARDS, ScheduleStore, StaleSchedule
+from chalicelib.tasks.record import record_from_item
 
 logger = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from chalicelib.api import field_problems
-from chalicelib.cursor import decode_cursor, encode_cursor
 from chalicelib.errors import Conflict, FieldProblem, ValidationFailed
 from chalicelib.logs import log_event
 from chalicelib.models import TaskView
+from chalicelib.operate.cursor import decode_cursor, encode_cursor
+from chalicelib.publish.api import field_problems
 from chalicelib.query import parse_query
 from chalicelib.runtime import Runtime
 from chalicelib.schedules import engine

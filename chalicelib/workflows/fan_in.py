@@ -1,6 +1,6 @@
 """The fan-in: after a child's terminal write, count its end on the workflow and do what follows.
 
-A follow-up of chalicelib/terminal.py, so it runs after every write that ends a child and again
+A follow-up of chalicelib/consume/terminal.py, so it runs after every write that ends a child and again
 wherever a delivery finds one ended; each run must be harmless to repeat, and is:
 
 - the count is store.py's conditional map entry, one per child and version (its docstring is the
@@ -36,7 +36,7 @@ from chalicelib.callbacks.follow_up import CALLBACK_TYPE
 from chalicelib.errors import Conflict, StoreError, TaskNotFound, TaskprocError
 from chalicelib.logs import log_event
 from chalicelib.models import MAX_TASK_BYTES, Status, Task, WorkflowRef, callback_task_id
-from chalicelib.record import TaskRecord
+from chalicelib.tasks.record import TaskRecord
 from chalicelib.workflows.definition import then_task_id
 from chalicelib.workflows.store import WorkflowItem, WorkflowStore, workflow_store
 
@@ -211,7 +211,8 @@ def _cancel_unfinished(rt: Runtime, workflow: WorkflowItem, failed_id: str) -> N
     Raises:
         StoreError: a cancel got no answer; the FAILED child's message comes back to try again.
     """
-    from chalicelib import operations  # operations runs the follow-ups (chalicelib/terminal.py), which run this
+    # A lazy import: operations runs the follow-ups (chalicelib/consume/terminal.py), which run this.
+    from chalicelib.operate import operations
 
     by = f"workflow {workflow.id}"
     targets = [child for child in workflow.unfinished() if child != failed_id]

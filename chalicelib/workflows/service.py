@@ -18,13 +18,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from chalicelib import api
 from chalicelib.callbacks.follow_up import CALLBACK_TYPE
 from chalicelib.errors import Conflict, FieldProblem, ServiceUnavailable, StoreError, TaskNotFound, ValidationFailed
 from chalicelib.logs import log_event
 from chalicelib.models import TASK_ID_RULE, Task, WorkflowRef, callback_task_id, task_id_problem
-from chalicelib.queue import Outgoing
+from chalicelib.publish import api
 from chalicelib.runtime import Runtime
+from chalicelib.tasks.queue import Outgoing
 from chalicelib.workflows.definition import (
     CHILD_IDS_RULE,
     MAX_CHILD_ID_BYTES,

@@ -34,7 +34,7 @@ two sees both. A refused write answers the item as it is (ALL_OLD on the refusal
 follow-up decides on it all the same: a run that died after its write and before `then` was
 published is repeated by the message that comes back, and publishes it. Nothing is missed
 because the follow-up raises when it cannot write, and the consumer then lets the child's
-message come back (chalicelib/terminal.py).
+message come back (chalicelib/consume/terminal.py).
 
 An operator's retry of a child takes its end out of the count (`uncount`): REMOVE ended.<n> IF
 ended.<n>.v = <the version it retried>. If the retried run has already ended again (a higher
@@ -61,8 +61,8 @@ from typing import TYPE_CHECKING, Any
 
 from chalicelib.errors import StoreError
 from chalicelib.models import Status
-from chalicelib.record import iso_from_ms
-from chalicelib.table import ConditionFailed, TaskTable, deserialize
+from chalicelib.tasks.record import iso_from_ms
+from chalicelib.tasks.table import ConditionFailed, TaskTable, deserialize
 from chalicelib.workflows.definition import Workflow
 
 if TYPE_CHECKING:

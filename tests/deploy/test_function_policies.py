@@ -593,7 +593,7 @@ def _run_time_scenarios(w: Walk) -> None:
     day = 86_400
 
     def run_at(seconds: float) -> str:
-        from chalicelib.record import iso_from_ms
+        from chalicelib.tasks.record import iso_from_ms
 
         return iso_from_ms(int((w.clock.now + seconds) * 1000))
 

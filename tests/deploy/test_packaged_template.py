@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.index import INDEX_NAME
+from chalicelib.tasks.index import INDEX_NAME
 from infra import stack
 from tests.deploy.conftest import PACKAGED_STAGES, ROOT, VENV, Packaged
 

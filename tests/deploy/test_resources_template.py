@@ -154,7 +154,7 @@ def test_the_listing_index_is_the_contracts_on_demand_and_keyed_by_strings() -> 
 
 
 def test_the_code_reads_the_new_index_and_filters_only_on_what_it_projects() -> None:
-    from chalicelib.index import INDEX_NAME, PROJECTED, RETIRED_INDEX_NAME
+    from chalicelib.tasks.index import INDEX_NAME, PROJECTED, RETIRED_INDEX_NAME
 
     assert (LISTING_INDEX["IndexName"], RETIRED_INDEX["IndexName"]) == (INDEX_NAME, RETIRED_INDEX_NAME)
     assert sorted(PROJECTED) == sorted(LISTING_INDEX["Projection"]["NonKeyAttributes"])

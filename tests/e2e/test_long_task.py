@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import requests
 
+from chalicelib.consume.heartbeat import VISIBILITY_MARGIN_SECONDS
 from chalicelib.handlers.steps import HEARTBEAT_SECONDS
-from chalicelib.heartbeat import VISIBILITY_MARGIN_SECONDS
 from chalicelib.registry import LEASE_HEARTBEATS
 from local.config import DEFAULT_POLL_WAIT_SECONDS
 from tools.chaos.stack import ChaosStack

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 import boto3
 import pytest
 
-from chalicelib.record import iso_from_ms, ms_from_iso
+from chalicelib.tasks.record import iso_from_ms, ms_from_iso
 from tests.e2e.stack import Api, Stack, free_port, stack_environment, start, wait_until
 from tools.processes import DUMMY_CREDENTIALS
 
@@ -101,7 +101,7 @@ def test_run_at_tasks_start_on_time_through_their_timers_and_not_before(scaled: 
 
 
 def wall_seconds_of(stack: Stack, schedule_seconds: float) -> float:
-    """The wall-clock instant at which the stack's schedule clock reads `schedule_seconds` (chalicelib/clock.py)."""
+    """The wall-clock instant when the stack's schedule clock reads `schedule_seconds` (chalicelib/tick/clock.py)."""
     origin = float(stack.env["SCHEDULE_CLOCK_ORIGIN"])
     return origin + (schedule_seconds - origin) / SCALE
 

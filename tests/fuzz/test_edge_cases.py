@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chalicelib.models import MAX_PAYLOAD_DEPTH, MAX_RUN_AT_DAYS, MAX_TASK_BYTES, parse_moment
-from chalicelib.record import ms_from_iso
+from chalicelib.tasks.record import ms_from_iso
 from tests.fuzz.conftest import FUZZ_EXAMPLES, STATUSES
 
 TIMEOUT_SECONDS = 10

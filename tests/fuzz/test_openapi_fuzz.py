@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from chalicelib.openapi import openapi_document
-from chalicelib.wait import MAX_WAIT_SECONDS
+from chalicelib.publish.wait import MAX_WAIT_SECONDS
 from tests.fuzz.conftest import FUZZ_EXAMPLES, STATUSES
 
 # The document the API serves, built where the API builds it: the schema must exist when

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chalicelib.openapi import openapi_document
-from chalicelib.wait import MAX_WAIT_SECONDS
+from chalicelib.publish.wait import MAX_WAIT_SECONDS
 from tests.fuzz.conftest import FUZZ_EXAMPLES, STATUSES
 
 TIMEOUT_SECONDS = 10

@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 from chalice.test import Client
 
 from chalicelib.models import MAX_BATCH_BYTES, MAX_BATCH_TASKS, MAX_TASK_BYTES
-from chalicelib.queue import SQS_BATCH_BYTES, Outgoing, batch_chunks
+from chalicelib.tasks.queue import SQS_BATCH_BYTES, Outgoing, batch_chunks
 from tests.integration.faults import inject_errors
 
 JSON = {"Content-Type": "application/json"}

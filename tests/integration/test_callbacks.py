@@ -23,10 +23,10 @@ from urllib.parse import quote
 import pytest
 from chalice.test import Client
 
-from chalicelib import ticker
 from chalicelib.errors import StoreError
 from chalicelib.models import Status
-from chalicelib.record import iso_from_ms
+from chalicelib.tasks.record import iso_from_ms
+from chalicelib.tick import ticker
 from tests.conftest import FakeClock
 from tests.integration.faults import inject_errors
 from tests.integration.harness import FAILS, SUCCEEDS, Harness, fail_until_last
@@ -364,7 +364,7 @@ def test_duplicate_terminal_deliveries_publish_one_callback_task_and_one_deliver
 def test_two_publishes_racing_past_the_existence_check_store_one_callback_task_and_deliver_once(
     h: Harness, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from chalicelib.terminal import FOLLOW_UPS
+    from chalicelib.consume.terminal import FOLLOW_UPS
 
     publish(h, "raced", receiver.url)
     h.deliver()

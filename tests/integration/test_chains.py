@@ -1,6 +1,6 @@
 """Chains over moto: `then` at publish, each step published as `<id>/then/<n>` once the task before it completes.
 
-A step is a follow-up (chalicelib/terminal.py): published after the COMPLETED write, again by any
+A step is a follow-up (chalicelib/consume/terminal.py): published after the COMPLETED write, again by any
 delivery that finds the task terminal without it, under a fixed id written only if new. So duplicate
 completions publish each step once, and a kill between the write and the step's publish loses nothing.
 """
@@ -379,7 +379,7 @@ def test_a_step_costs_its_publisher_two_reads_one_send_and_one_write_and_a_task_
     made = calls_of(h)
     h.client.lambda_.invoke("process_tasks", {"Records": records})  # both complete; only "plain" has a step
     task_table_reads = {call: n for call, n in made.items() if call.startswith("GetItem ")}
-    # The hook reads the completed task's terminal item (chalicelib/terminal.py, shared by its follow-ups),
+    # The hook reads the completed task's terminal item (chalicelib/consume/terminal.py, shared by its follow-ups),
     # then the step's existence check; the task without a chain is read by nobody.
     assert task_table_reads == {"GetItem plain": 1, "GetItem plain/then/1": 1}, made
     assert made["SendMessage"] == 1, made  # the step's message

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
-from chalicelib.consumer import BatchIncomplete
+from chalicelib.consume.consumer import BatchIncomplete
 from tests.conftest import FakeClock
 from tests.integration.harness import FAILS, SUCCEEDS, Harness, fail_until_last
 
@@ -236,7 +236,7 @@ def test_with_report_batch_item_failures_only_the_failures_are_reported(h: Harne
 
 
 def test_the_records_of_a_batch_run_concurrently(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
-    import chalicelib.consumer as consumer
+    import chalicelib.consume.consumer as consumer
 
     barrier = threading.Barrier(10, timeout=10)
     real_run = consumer.run_attempt
@@ -311,7 +311,7 @@ def test_a_task_dead_lettered_with_attempts_left_is_queued_again_and_runs_them(h
 
 
 def test_a_task_dead_lettered_again_after_its_redrives_fails_with_its_last_error(h: Harness) -> None:
-    from chalicelib.consumer import MAX_REDRIVES
+    from chalicelib.consume.consumer import MAX_REDRIVES
 
     h.publish("stuck", FAILS)
     first = h.deliver()

@@ -11,8 +11,8 @@ import boto3
 import pytest
 from chalice.test import Client
 
-from chalicelib.cursor import CursorKeys, derived_cursor_key, encode_cursor
-from chalicelib.listing import Filters
+from chalicelib.operate.cursor import CursorKeys, derived_cursor_key, encode_cursor
+from chalicelib.operate.listing import Filters
 from tests.conftest import FakeClock
 from tests.integration.harness import Harness
 

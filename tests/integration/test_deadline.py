@@ -16,8 +16,8 @@ from chalice.local import LambdaContext
 from chalice.test import Client
 
 import app
-from chalicelib.consumer import BatchIncomplete
-from chalicelib.deadline import margin_seconds
+from chalicelib.consume.consumer import BatchIncomplete
+from chalicelib.consume.deadline import margin_seconds
 from chalicelib.registry import TaskContext, TaskType
 from tests.conftest import FakeClock
 from tests.integration.harness import SUCCEEDS, Harness

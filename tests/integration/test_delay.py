@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
-from chalicelib.record import iso_from_ms
+from chalicelib.tasks.record import iso_from_ms
 from tests.conftest import FakeClock
 
 JSON = {"Content-Type": "application/json"}

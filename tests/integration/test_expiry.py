@@ -15,10 +15,10 @@ import pytest
 from chalice.test import Client
 from pydantic import BaseModel
 
-from chalicelib.expiry import MAX_EXPIRY_SECONDS, START_BY_ATTRIBUTE
+from chalicelib.consume.expiry import MAX_EXPIRY_SECONDS, START_BY_ATTRIBUTE
 from chalicelib.models import Task
-from chalicelib.record import iso_from_ms, ms_from_iso
 from chalicelib.registry import TaskContext, TaskType
+from chalicelib.tasks.record import iso_from_ms, ms_from_iso
 from tests.conftest import FakeClock
 from tests.integration.harness import FAILS, SUCCEEDS, Harness, fail_until_last
 from tests.integration.test_batch_publish import record_metrics

@@ -11,7 +11,7 @@ import boto3
 import pytest
 from chalice.test import Client
 
-from chalicelib.consumer import BatchIncomplete
+from chalicelib.consume.consumer import BatchIncomplete
 from tests.conftest import TEMPLATE, FakeClock
 from tests.integration.faults import inject_errors
 from tests.integration.harness import SUCCEEDS, Harness

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
-from chalicelib.consumer import BatchIncomplete
+from chalicelib.consume.consumer import BatchIncomplete
 from chalicelib.flow.concurrency import CapReached, Semaphore
 from chalicelib.flow.gate import Deferred, Gate
 from chalicelib.flow.keys import concurrency_item, rate_item

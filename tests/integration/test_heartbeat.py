@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
-from chalicelib.heartbeat import COALESCE_SHARE, MAX_PROGRESS_BYTES, VISIBILITY_MARGIN_SECONDS
+from chalicelib.consume.heartbeat import COALESCE_SHARE, MAX_PROGRESS_BYTES, VISIBILITY_MARGIN_SECONDS
 from chalicelib.registry import (
     LEASE_HEARTBEATS,
     AttemptAbandoned,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.attempt import HANDLERS_LOGGER
+from chalicelib.consume.attempt import HANDLERS_LOGGER
 from chalicelib.handlers import limited
 from tests.integration.lambda_sqs import deliver
 from tools.chaos.flow_invariants import HandlerRun, most_at_once

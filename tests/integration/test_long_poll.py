@@ -10,7 +10,7 @@ from urllib.parse import quote
 import pytest
 from chalice.test import Client
 
-from chalicelib.wait import DEFAULT_SCHEDULE, MAX_WAIT_SECONDS, WaitClock
+from chalicelib.publish.wait import DEFAULT_SCHEDULE, MAX_WAIT_SECONDS, WaitClock
 from tests.conftest import FakeClock
 from tests.integration.harness import FAILS, SUCCEEDS, Harness
 from tests.integration.lambda_sqs import Delivery

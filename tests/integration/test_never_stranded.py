@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
-from chalicelib.consumer import ADOPTION_REPAIR_MS, RETRY_LANDING_SECONDS
+from chalicelib.consume.consumer import ADOPTION_REPAIR_MS, RETRY_LANDING_SECONDS
 from chalicelib.models import Status, Task
 from tests.integration.harness import SUCCEEDS, Harness
 from tests.integration.test_batch_publish import record_metrics

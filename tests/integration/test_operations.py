@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
-from chalicelib.index import SHARDS, shard_of
+from chalicelib.tasks.index import SHARDS, shard_of
 from tests.conftest import FakeClock
 from tests.integration.harness import FAILS, SUCCEEDS, Harness, fail_until_last
 
@@ -274,7 +274,7 @@ def test_a_retrying_task_is_cancelled_and_never_starts_another_attempt(h: Harnes
 
 def _processing(h: Harness, task_id: str, payload: dict[str, Any], cancel_while: bool = True) -> tuple[int, Any]:
     """Run one attempt of `task_id`, asking to cancel it while its handler runs."""
-    import chalicelib.consumer as consumer
+    import chalicelib.consume.consumer as consumer
 
     answer: list[tuple[int, Any]] = []
     real = consumer.run_attempt
@@ -353,7 +353,7 @@ def test_a_bad_bulk_retry_is_a_400_naming_the_field(h: Harness, body: dict[str, 
 
 
 def test_queue_ages_come_from_cloudwatch_and_are_asked_at_most_once_a_minute(clock: FakeClock) -> None:
-    from chalicelib.queue import QueueAges
+    from chalicelib.tasks.queue import QueueAges
 
     asked: list[int] = []
 
@@ -375,7 +375,7 @@ def test_queue_ages_come_from_cloudwatch_and_are_asked_at_most_once_a_minute(clo
 def test_stats_reads_the_days_repairs_from_the_same_cloudwatch_request_as_the_queue_ages(
     h: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from chalicelib.queue import QueueAges
+    from chalicelib.tasks.queue import QueueAges
 
     requests: list[list[dict[str, Any]]] = []
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
-from chalicelib.priority import Priority
 from chalicelib.registry import TaskType
+from chalicelib.tasks.priority import Priority
 from tests.conftest import FakeClock
 from tests.integration.harness import FAILS, SUCCEEDS, Harness
 from tests.integration.lambda_sqs import Delivery, deliver, lambda_records

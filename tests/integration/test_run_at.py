@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
-from chalicelib import ticker
 from chalicelib.models import MAX_DELAY_SECONDS
-from chalicelib.record import iso_from_ms, ms_from_iso
-from chalicelib.timers import DUE_SHARDS, TIMER_PREFIX, due_shard, timer_key
+from chalicelib.tasks.record import iso_from_ms, ms_from_iso
+from chalicelib.tick import ticker
+from chalicelib.tick.timers import DUE_SHARDS, TIMER_PREFIX, due_shard, timer_key
 from tests.conftest import FakeClock
 from tests.integration.harness import FAILS, SUCCEEDS, Harness
 from tests.integration.lambda_sqs import deliver
@@ -344,7 +344,7 @@ def test_many_timers_due_at_once_are_all_sent_in_one_tick(h: Harness) -> None:
 def test_a_tick_reads_a_bounded_number_of_pages_per_shard_and_leaves_the_rest_for_the_next(
     h: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from chalicelib import timers
+    from chalicelib.tick import timers
 
     monkeypatch.setattr(timers, "PAGE_SIZE", 2)
     monkeypatch.setattr(timers, "MAX_PAGES", 2)

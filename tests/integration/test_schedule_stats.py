@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
-from chalicelib import schedule_stats
+from chalicelib.operate import schedule_stats
 from chalicelib.schedules.definition import ScheduleDefinition
 from chalicelib.schedules.record import Counts, new_schedule
 from chalicelib.schedules.store import DECLARED_KEY

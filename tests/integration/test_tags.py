@@ -9,8 +9,8 @@ from urllib.parse import quote
 import pytest
 from chalice.test import Client
 
-from chalicelib import listing
-from chalicelib.index import SHARDS
+from chalicelib.operate import listing
+from chalicelib.tasks.index import SHARDS
 from tests.conftest import FakeClock
 from tests.integration.harness import FAILS, SUCCEEDS, Harness, fail_until_last
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from chalicelib.handlers import REGISTRY
 from chalicelib.models import MAX_TASK_BYTES
 from chalicelib.registry import MAX_RESULT_BYTES, Registry, TaskContext, TaskType
-from chalicelib.table import MAX_ERROR_BYTES
+from chalicelib.tasks.table import MAX_ERROR_BYTES
 from tests.conftest import FakeClock
 from tests.integration.harness import Harness
 

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
-from chalicelib import api
-from chalicelib.consumer import ADOPTION_REPAIR_MS
+from chalicelib.consume.consumer import ADOPTION_REPAIR_MS
 from chalicelib.flow.unique import KEY_PREFIX, MESSAGE_LIFETIME_MS, UniqueKeys, Uniqueness
-from chalicelib.record import iso_from_ms
+from chalicelib.publish import api
+from chalicelib.tasks.record import iso_from_ms
 from infra import stack
 from tests.conftest import FakeClock
 from tests.integration.harness import FAILS, SUCCEEDS, Harness

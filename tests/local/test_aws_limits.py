@@ -16,7 +16,6 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib.index import SHARD_ATTRIBUTE, SORT_ATTRIBUTE, index_attributes
 from chalicelib.models import (
     MAX_BATCH_TASKS,
     MAX_TASK_BYTES,
@@ -26,12 +25,13 @@ from chalicelib.models import (
     Status,
     Task,
 )
-from chalicelib.operations import MAX_HISTORY_ENTRIES
-from chalicelib.queue import SQS_BATCH_BYTES, SQS_BATCH_LIMIT, Outgoing, batch_chunks
-from chalicelib.record import attempt_entry, iso_from_ms
+from chalicelib.operate.operations import MAX_HISTORY_ENTRIES
 from chalicelib.registry import MAX_RESULT_BYTES
 from chalicelib.settings import MAX_VISIBILITY_SECONDS
-from chalicelib.table import MAX_ERROR_BYTES, serialize
+from chalicelib.tasks.index import SHARD_ATTRIBUTE, SORT_ATTRIBUTE, index_attributes
+from chalicelib.tasks.queue import SQS_BATCH_BYTES, SQS_BATCH_LIMIT, Outgoing, batch_chunks
+from chalicelib.tasks.record import attempt_entry, iso_from_ms
+from chalicelib.tasks.table import MAX_ERROR_BYTES, serialize
 from local import aws_limits
 from local.aws_limits import (
     BATCH_MAX_ENTRIES,
@@ -494,7 +494,7 @@ def test_the_largest_batch_taskproc_sends_fits_every_sqs_limit(sqs: Any, queue_u
 
 
 def test_taskproc_never_asks_for_more_visibility_or_delay_than_sqs_allows() -> None:
-    from chalicelib.consumer import MAX_SEND_DELAY_SECONDS, _seconds
+    from chalicelib.consume.consumer import MAX_SEND_DELAY_SECONDS, _seconds
     from chalicelib.models import MAX_DELAY_SECONDS
 
     assert MAX_VISIBILITY_SECONDS == VISIBILITY_MAX_SECONDS

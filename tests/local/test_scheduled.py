@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from chalice.app import Cron, Rate
 
-from chalicelib.clock import ScheduleClock
+from chalicelib.tick.clock import ScheduleClock
 from local.scheduled import ScheduledFunction, ScheduleRunner, rate_seconds, scheduled_functions
 
 

@@ -58,7 +58,7 @@ def test_each_invocation_s_context_starts_its_clock_when_the_batch_is_invoked_an
 
 
 def test_the_task_consumer_s_timeout_is_the_stage_s_and_fits_its_margin() -> None:
-    from chalicelib.deadline import margin_seconds
+    from chalicelib.consume.deadline import margin_seconds
     from chalicelib.settings import Settings
 
     config = load_config({}, stage="local")

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from chalicelib.backoff import backoff_ceiling, backoff_seconds
+from chalicelib.consume.backoff import backoff_ceiling, backoff_seconds
 
 
 @pytest.mark.parametrize(("attempt", "ceiling"), [(1, 60), (2, 120), (3, 240), (4, 480), (5, 900), (40, 900)])

@@ -2,8 +2,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from chalicelib.clock import ScheduleClock
 from chalicelib.settings import Settings
+from chalicelib.tick.clock import ScheduleClock
 
 NAMES = {"TASKS_TABLE": "tasks", "FLOW_TABLE": "flow", "SCHEDULES_TABLE": "schedules", "TASKS_QUEUE": "t"}
 

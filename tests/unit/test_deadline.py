@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from chalice.local import LambdaContext
 
-from chalicelib.attempt import run_attempt
-from chalicelib.deadline import UNBOUNDED, Invocation, invocation_seconds, margin_seconds
+from chalicelib.consume.attempt import run_attempt
+from chalicelib.consume.deadline import UNBOUNDED, Invocation, invocation_seconds, margin_seconds
 from chalicelib.handlers import REGISTRY
 from chalicelib.models import Task
 from chalicelib.registry import RegistrationError, Registry, TaskContext, TaskType, task_type

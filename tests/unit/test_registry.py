@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from chalicelib.attempt import run_attempt
+from chalicelib.consume.attempt import run_attempt
 from chalicelib.handlers import REGISTRY
 from chalicelib.handlers.checksum import ChecksumPayload, checksum
 from chalicelib.models import Task

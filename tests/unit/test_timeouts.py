@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib.consumer import ADOPTION_REPAIR_MS
-from chalicelib.operations import BULK_RETRY_BUDGET_SECONDS
+from chalicelib.consume.consumer import ADOPTION_REPAIR_MS
+from chalicelib.operate.operations import BULK_RETRY_BUDGET_SECONDS
+from chalicelib.publish.wait import MAX_WAIT_SECONDS
 from chalicelib.settings import Settings, aws_call_seconds
-from chalicelib.wait import MAX_WAIT_SECONDS
 
 CONFIG = json.loads((Path(__file__).resolve().parents[2] / ".chalice" / "config.json").read_text())
 DEPLOYED_STAGES = [stage for stage in CONFIG["stages"] if stage != "local"]

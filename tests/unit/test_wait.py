@@ -1,4 +1,4 @@
-"""The long-poll's schedule and loop (chalicelib/wait.py): what a wait reads, and when it stops."""
+"""The long-poll's schedule and loop (chalicelib/publish/wait.py): what a wait reads, and when it stops."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from chalicelib.wait import DEFAULT_SCHEDULE, MAX_WAIT_SECONDS, PollSchedule, WaitClock, wait_for
+from chalicelib.publish.wait import DEFAULT_SCHEDULE, MAX_WAIT_SECONDS, PollSchedule, WaitClock, wait_for
 
 
 class StillClock:

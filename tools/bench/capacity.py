@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chalicelib.backoff import backoff_ceiling
+from chalicelib.consume.backoff import backoff_ceiling
 from chalicelib.flow.pause import PAUSE_REFRESH_SECONDS
-from chalicelib.index import SHARDS
+from chalicelib.tasks.index import SHARDS
 from local.config import PROJECT_DIR
 from tools.bench.cost import ASSUMPTIONS
 
@@ -106,12 +106,12 @@ QUOTAS = {
 # "flow" part of docs/bench-figures.json, which replaces these.
 DESIGN_FLOW_WRITES = {"semaphore": 2.0, "rate": 1.0}
 
-# The listing index's writes (chalicelib/index.py): a failed attempt that is retried puts its
+# The listing index's writes (chalicelib/tasks/index.py): a failed attempt that is retried puts its
 # task into RETRYING#<shard> and the next acquire takes it out; a last failed attempt puts it
 # into FAILED#<shard>. One WCU each: an index entry is well under 1 KB.
 INDEX_WRITES_PER_RETRIED_ATTEMPT = 2
 INDEX_WRITES_PER_LAST_FAILURE = 1
-# Equal jitter (chalicelib/backoff.py) hides a retry for half its ceiling plus up to half again.
+# Equal jitter (chalicelib/consume/backoff.py) hides a retry for half its ceiling plus up to half again.
 MEAN_BACKOFF_OF_CEILING = 0.75
 PAUSES_ITEM_RCU = 1  # one strongly consistent read of an item under 4 KB
 
@@ -324,7 +324,7 @@ def limits(stage: Stage, flow: dict[str, float]) -> list[Limit]:
             DYNAMODB_PARTITION_WRITES.value,
             "WCU/s per partition",
             index_shard_writes,
-            "`SHARDS` in chalicelib/index.py (a page then queries more shards)",
+            "`SHARDS` in chalicelib/tasks/index.py (a page then queries more shards)",
         ),
         Limit(
             f"Pauses item reads (each consumer container every {PAUSE_REFRESH_SECONDS:g} s)",

@@ -278,7 +278,7 @@ class InProcess:
         from local.worker import invocation_contexts
 
         # The local stage's function timeouts: they leave the attempts time after the margin its
-        # botocore settings (EMBEDDED_TIMEOUTS) make (chalicelib/deadline.py).
+        # botocore settings (EMBEDDED_TIMEOUTS) make (chalicelib/consume/deadline.py).
         local_stage = load_config({}, stage="local")
 
         stop = threading.Event()

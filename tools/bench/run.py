@@ -127,7 +127,7 @@ def _publish_burst(api_url: str, aws_url: str, ids: list[str]) -> str:
     """POST /publish/batch in 100s from 4 clients; how the burst was published.
 
     When the route answers 404 (not built yet), the burst goes through the app's own
-    publish code (chalicelib.api.publish: a PutItem and a SendMessage per task) from
+    publish code (chalicelib.publish.api.publish: a PutItem and a SendMessage per task) from
     this process, on 16 threads: Chalice's local server publishes one by one too slowly
     for a burst of 10,000.
 
@@ -139,7 +139,7 @@ def _publish_burst(api_url: str, aws_url: str, ids: list[str]) -> str:
     probe = requests.post(f"{api_url}/publish/batch", json=first, timeout=60)
     if probe.status_code in (403, 404):
         _publish_in_process(aws_url, ids)
-        return "chalicelib.api.publish in process (POST /publish/batch: 404)"
+        return "chalicelib.publish.api.publish in process (POST /publish/batch: 404)"
     assert probe.status_code == 200, probe.text
 
     def batch(chunk: list[str]) -> None:
@@ -155,8 +155,8 @@ def _publish_burst(api_url: str, aws_url: str, ids: list[str]) -> str:
 def _publish_in_process(aws_url: str, ids: list[str]) -> None:
     sys.path.insert(0, str(PROJECT_DIR))
     import app  # noqa: F401 - registers the task types
-    from chalicelib import api
     from chalicelib.logs import EVENTS_LOGGER
+    from chalicelib.publish import api
     from chalicelib.runtime import build_runtime
     from chalicelib.settings import Settings
 

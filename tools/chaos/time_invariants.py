@@ -4,7 +4,7 @@ Computed from what the table holds (the schedule items' definition, creation and
 task items and their attempt history) and the pieces' own log lines (each tick's time), never
 from the code's counters, and without the code's own firing arithmetic: a rate's instants are
 counted here from the Unix epoch in UTC (docs/schedules.md, "When it fires"), and the scaled
-clock of the offline stack is mapped back to the wall clock here as chalicelib/clock.py states it.
+clock of the offline stack is mapped back to the wall clock here as chalicelib/tick/clock.py states it.
 
 Pure functions over plain values, tested without a stack.
 """

@@ -35,9 +35,9 @@ from collections.abc import Callable
 from typing import Any
 
 from chalicelib.errors import CancelRequested, LeaseLost, StoreError
-from chalicelib.queue import Queue, VisibilityChange
 from chalicelib.registry import LEASE_HEARTBEATS, AttemptAbandoned, TaskCancelled
-from chalicelib.store import Acquired, TaskStore
+from chalicelib.tasks.queue import Queue, VisibilityChange
+from chalicelib.tasks.store import Acquired, TaskStore
 
 # A heartbeat this soon after the last write (a share of heartbeat_seconds) writes nothing.
 COALESCE_SHARE = 1 / 3

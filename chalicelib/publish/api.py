@@ -15,7 +15,7 @@ from chalicelib import metrics
 from chalicelib.callbacks.follow_up import CALLBACK_TYPE
 from chalicelib.callbacks.url import CallbackRefused
 from chalicelib.chains import chain_view, check_chain
-from chalicelib.cursor import CursorSecretUnavailable
+from chalicelib.consume.expiry import message_attributes, start_by_ms
 from chalicelib.errors import (
     FieldProblem,
     MalformedJson,
@@ -30,7 +30,6 @@ from chalicelib.errors import (
     ValidationFailed,
     field_name,
 )
-from chalicelib.expiry import message_attributes, start_by_ms
 from chalicelib.flow.unique import KeyClaim, KeyHeld, UniqueKeys, Uniqueness
 from chalicelib.logs import log_event
 from chalicelib.metrics import Metric
@@ -54,13 +53,14 @@ from chalicelib.models import (
     key_problem,
     task_id_problem,
 )
-from chalicelib.priority import PRIORITY_RULE, Priority
-from chalicelib.record import TaskRecord, iso_from_ms, ms_from_iso, record_from_item
+from chalicelib.operate.cursor import CursorSecretUnavailable
+from chalicelib.publish.tags import Tags
+from chalicelib.publish.wait import wait_for
 from chalicelib.registry import RegistrationError, Registry
 from chalicelib.runtime import Runtime
-from chalicelib.tags import Tags
-from chalicelib.timers import Start, Timer
-from chalicelib.wait import wait_for
+from chalicelib.tasks.priority import PRIORITY_RULE, Priority
+from chalicelib.tasks.record import TaskRecord, iso_from_ms, ms_from_iso, record_from_item
+from chalicelib.tick.timers import Start, Timer
 
 logger = logging.getLogger(__name__)
 
@@ -317,7 +317,7 @@ def _accept(
     travels in the message too, so that a consumer that stores the task keeps it. A key another
     task holds answers a duplicate naming it, with nothing sent (chalicelib/flow/unique.py).
     A task due further ahead than SQS can delay a message has a timer instead, which plays the
-    message's part (chalicelib/timers.py).
+    message's part (chalicelib/tick/timers.py).
     """
     message = checked_message(task)
     start_by = start_by_ms(rt.store.now_ms(), expires_in_seconds)
@@ -373,7 +373,7 @@ def settle_timer(rt: Runtime, timer: Timer, earlier: Timer | None, created: bool
     It belongs to a publish that died before its put (a live task's timer is only ever found by a
     duplicate, whose put is refused): the task is this publish's now, and so is the timer. A
     duplicate's own timer stays, as a duplicate's message does: the ticker deletes it unsent when
-    the task has a message or has ended, and otherwise it runs the task (chalicelib/ticker.py).
+    the task has a message or has ended, and otherwise it runs the task (chalicelib/tick/ticker.py).
     """
     if created and earlier is not None and earlier != timer:
         rt.timers.replace(timer)
@@ -479,7 +479,7 @@ def get_task(task_id: str, rt: Runtime, wait_seconds: int = 0) -> TaskView:
     """The task as a client sees it: operators' actions say `by: "operator"`, not the IAM principal.
 
     With `wait_seconds`, as soon as the task is terminal, or after that long where it stands then
-    (chalicelib/wait.py: one read now, then reads on a schedule).
+    (chalicelib/publish/wait.py: one read now, then reads on a schedule).
 
     Raises:
         TaskNotFound: no task has this id.

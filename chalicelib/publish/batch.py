@@ -12,7 +12,7 @@ whose put failed (or whose process died before it) is stored by the consumer tha
 receives its message.
 
 An entry whose `runAt` is further ahead than SQS can delay a message has its timer written
-instead of a message sent (chalicelib/timers.py), one PutItem each, side by side, before the puts.
+instead of a message sent (chalicelib/tick/timers.py), one PutItem each, side by side, before the puts.
 
 An entry with a `uniqueKey` claims it before the sends, with one conditional write of its own
 (chalicelib/flow/unique.py): one UpdateItem more per such entry, as through `POST /publish`.
@@ -29,7 +29,8 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from chalicelib import api, metrics
+from chalicelib import metrics
+from chalicelib.consume.expiry import message_attributes, start_by_ms
 from chalicelib.errors import (
     FieldProblem,
     PayloadTooLarge,
@@ -39,7 +40,6 @@ from chalicelib.errors import (
     ValidationFailed,
     error_detail,
 )
-from chalicelib.expiry import message_attributes, start_by_ms
 from chalicelib.flow.unique import KeyClaim, KeyHeld, UniqueKeys, Uniqueness
 from chalicelib.logs import log_event
 from chalicelib.metrics import Metric
@@ -52,11 +52,12 @@ from chalicelib.models import (
     TaskId,
     TaskIn,
 )
-from chalicelib.priority import Priority
-from chalicelib.queue import Outgoing, Queue
-from chalicelib.record import TaskRecord
+from chalicelib.publish import api
 from chalicelib.runtime import Runtime
-from chalicelib.timers import Start, Timer
+from chalicelib.tasks.priority import Priority
+from chalicelib.tasks.queue import Outgoing, Queue
+from chalicelib.tasks.record import TaskRecord
+from chalicelib.tick.timers import Start, Timer
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.expiry import EXPIRED_KIND
+from chalicelib.consume.expiry import EXPIRED_KIND
 from chalicelib.models import (
     DEFAULT_TYPE,
     Action,
@@ -25,7 +25,7 @@ from chalicelib.models import (
     WorkflowRef,
     callback_task_id,
 )
-from chalicelib.priority import Priority
+from chalicelib.tasks.priority import Priority
 
 # The task item's `unique` map: the claim of a unique key this task was published holding
 # (chalicelib/flow/unique.py): {"key", "until": epoch ms or "terminal", "claimedAt": epoch ms}.

@@ -26,11 +26,11 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
+from chalicelib.consume.expiry import EXPIRED_ERROR, expired_entry
 from chalicelib.errors import CancelRequested, LeaseLost, StaleRecord, StoreError
-from chalicelib.expiry import EXPIRED_ERROR, expired_entry
-from chalicelib.index import index_attributes, index_update
 from chalicelib.models import Outcome, Status, Task
-from chalicelib.record import (
+from chalicelib.tasks.index import index_attributes, index_update
+from chalicelib.tasks.record import (
     CALLBACK_ATTRIBUTE,
     CHAIN_ATTRIBUTE,
     THEN_ATTRIBUTE,
@@ -42,7 +42,7 @@ from chalicelib.record import (
     record_from_item,
     steps_to_json,
 )
-from chalicelib.table import TASK_IS_NEW, ConditionFailed, TaskTable, capped_error, deserialize
+from chalicelib.tasks.table import TASK_IS_NEW, ConditionFailed, TaskTable, capped_error, deserialize
 
 logger = logging.getLogger(__name__)
 
@@ -143,9 +143,9 @@ class TaskStore(TaskTable):
         not_before_ms: int | None = None,
     ) -> tuple[TaskRecord, bool]:
         """Store a new PENDING task whose message `message_id` was already sent (None: a timer holds it,
-        chalicelib/timers.py); an existing id keeps its first payload.
+        chalicelib/tick/timers.py); an existing id keeps its first payload.
 
-        `start_by_ms`, when given, is the task's expiry (chalicelib/expiry.py); `unique`, the claim of
+        `start_by_ms`, when given, is the task's expiry (chalicelib/consume/expiry.py); `unique`, the claim of
         the unique key it holds (chalicelib/flow/unique.py), kept for its view; `not_before_ms`, when
         its first attempt may start (else `delay_seconds` from now).
 
@@ -425,7 +425,7 @@ class TaskStore(TaskTable):
         return self._store_new(item)
 
     def note_dispatched(self, task_id: str, message_id: str) -> bool:
-        """Make `message_id` the message of a task whose timer just sent it (chalicelib/ticker.py).
+        """Make `message_id` the message of a task whose timer just sent it (chalicelib/tick/ticker.py).
 
         Only a stored task that has no message yet takes it: a task whose publish died before its
         put is stored by the consumer from this message, and one whose message was recorded (or

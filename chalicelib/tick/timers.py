@@ -4,7 +4,7 @@ SQS delays a message by 900 s at most. A task published with a `runAt` further a
 stored at once (PENDING, `notBefore` = runAt) and its message waits here instead, as the
 item `timer#<task id>` of the schedules table, carrying what the message would carry: its
 body, its message attributes (the expiry) and its priority class. The item holds the sparse
-index's keys (`dueShard`, `dueAt`), so the ticker (chalicelib/ticker.py) finds what is due
+index's keys (`dueShard`, `dueAt`), so the ticker (chalicelib/tick/ticker.py) finds what is due
 with one Query per shard, never a Scan, and sends each message shortly before its time with
 the rest as SQS's own delay.
 
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib.models import DEFAULT_TYPE, MAX_DELAY_SECONDS
-from chalicelib.priority import Priority
-from chalicelib.table import ConditionFailed, TaskTable, deserialize, names, serialize
+from chalicelib.tasks.priority import Priority
+from chalicelib.tasks.table import ConditionFailed, TaskTable, deserialize, names, serialize
 
 TIMER_PREFIX = "timer#"
 DUE_INDEX = "by-due"

@@ -17,9 +17,9 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.errors import StaleRecord, StoreError
-from chalicelib.index import index_update
 from chalicelib.models import Status
-from chalicelib.record import TaskRecord, iso_from_ms, record_from_item
+from chalicelib.tasks.index import index_update
+from chalicelib.tasks.record import TaskRecord, iso_from_ms, record_from_item
 
 TASK_IS_NEW = "attribute_not_exists(#id)"
 UNCHANGED_SINCE_READ = "#version = :version"

@@ -24,10 +24,10 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.errors import StoreError
-from chalicelib.index import INDEX_NAME, SHARD_ATTRIBUTE, SHARDS, SORT_ATTRIBUTE, shard_key
 from chalicelib.models import Status, TaskSummary
-from chalicelib.record import priority_of_item
-from chalicelib.table import deserialize, serialize
+from chalicelib.tasks.index import INDEX_NAME, SHARD_ATTRIBUTE, SHARDS, SORT_ATTRIBUTE, shard_key
+from chalicelib.tasks.record import priority_of_item
+from chalicelib.tasks.table import deserialize, serialize
 
 # Counting reads every index entry it counts; past this many per status it stops and
 # says "at least", so one `GET /stats` costs a bounded number of read units.

@@ -31,18 +31,18 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from chalicelib import metrics
+from chalicelib.consume.terminal import after_terminal
 from chalicelib.logs import log_event
 from chalicelib.metrics import Metric
-from chalicelib.record import iso_from_ms
 from chalicelib.runtime import Runtime
 from chalicelib.schedules.declared import reconcile
 from chalicelib.schedules.engine import fire_due
-from chalicelib.terminal import after_terminal
-from chalicelib.timers import DUE_SHARDS, Timer
+from chalicelib.tasks.record import iso_from_ms
+from chalicelib.tick.timers import DUE_SHARDS, Timer
 
 logger = logging.getLogger(__name__)
 
-# A job of the tick: given the runtime and the schedules' time (chalicelib/clock.py), it does its
+# A job of the tick: given the runtime and the schedules' time (chalicelib/tick/clock.py), it does its
 # work and returns counts for the tick's log line.
 TickJob = Callable[[Runtime, datetime], Mapping[str, int]]
 

@@ -22,14 +22,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from chalicelib import metrics
-from chalicelib.attempt import AttemptOutcome, abandoned, run_attempt, unknown_type
-from chalicelib.backoff import backoff_seconds
 from chalicelib.chains import CHAIN_FIELD, steps_of_message
-from chalicelib.deadline import UNBOUNDED, Invocation
+from chalicelib.consume.attempt import AttemptOutcome, abandoned, run_attempt, unknown_type
+from chalicelib.consume.backoff import backoff_seconds
+from chalicelib.consume.deadline import UNBOUNDED, Invocation
+from chalicelib.consume.expiry import START_BY_ATTRIBUTE
+from chalicelib.consume.heartbeat import Heartbeat
+from chalicelib.consume.terminal import after_terminal
 from chalicelib.errors import LeaseLost, QueueError, StaleRecord, StoreError
-from chalicelib.expiry import START_BY_ATTRIBUTE
 from chalicelib.flow.gate import Deferred
-from chalicelib.heartbeat import Heartbeat
 from chalicelib.logs import log_event, task_scope
 from chalicelib.metrics import Metric
 from chalicelib.models import (
@@ -41,14 +42,13 @@ from chalicelib.models import (
     TaskIn,
     WorkflowRef,
 )
-from chalicelib.priority import Priority, queue_name_of_arn
-from chalicelib.queue import Queue, VisibilityChange
-from chalicelib.record import TaskRecord, iso_from_ms, ms_from_iso
 from chalicelib.registry import TaskType
 from chalicelib.runtime import Runtime
 from chalicelib.settings import MAX_VISIBILITY_SECONDS
-from chalicelib.store import Acquired, AcquireRefused, Refusal
-from chalicelib.terminal import after_terminal
+from chalicelib.tasks.priority import Priority, queue_name_of_arn
+from chalicelib.tasks.queue import Queue, VisibilityChange
+from chalicelib.tasks.record import TaskRecord, iso_from_ms, ms_from_iso
+from chalicelib.tasks.store import Acquired, AcquireRefused, Refusal
 
 logger = logging.getLogger(__name__)
 
@@ -427,7 +427,7 @@ class TaskConsumer:
                 keeper=keeper,
             )
         if not self._slot(record.message_id).claim():
-            # The batch was settled without this attempt (chalicelib/deadline.py): its outcome is written.
+            # The batch was settled without this attempt (chalicelib/consume/deadline.py): its outcome is written.
             log_event("result_discarded", logging.WARNING, **fields, error=outcome.error)
             return Outcome.ERROR, None
         metrics.milliseconds(Metric.ATTEMPT_DURATION, task.type, outcome.duration_ms)
@@ -509,7 +509,7 @@ class TaskConsumer:
 
     def _followed(self, task: Task, verdict: Verdict, record: TaskRecord | None = None) -> Verdict:
         """`verdict` for a task just made or found terminal, once its follow-ups are published
-        (chalicelib/terminal.py); if they may not be, its message comes back to publish them."""
+        (chalicelib/consume/terminal.py); if they may not be, its message comes back to publish them."""
         try:
             after_terminal(self._rt, task, record)
         except (QueueError, StoreError):
@@ -708,7 +708,7 @@ def consume(
     """Handle a Lambda SQS batch concurrently and settle it under the event source's rules.
 
     The handlers are waited for until the invocation's end less its margin; a record
-    still running then is settled by `handler.abandon` (chalicelib/deadline.py).
+    still running then is settled by `handler.abandon` (chalicelib/consume/deadline.py).
 
     Returns the partial-batch response when `report_item_failures` is set, else None.
 

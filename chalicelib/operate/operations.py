@@ -18,8 +18,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from chalicelib import metrics
-from chalicelib.api import read_task
-from chalicelib.cursor import decode_cursor, encode_cursor
+from chalicelib.consume.expiry import message_attributes, start_by_ms
+from chalicelib.consume.terminal import after_terminal
 from chalicelib.errors import (
     Conflict,
     FieldProblem,
@@ -30,9 +30,6 @@ from chalicelib.errors import (
     TaskNotFound,
     ValidationFailed,
 )
-from chalicelib.expiry import message_attributes, start_by_ms
-from chalicelib.index import INDEX_NAME, LISTED_STATUSES
-from chalicelib.listing import COUNT_CAP, Filters, TaskIndex, summary
 from chalicelib.logs import log_event
 from chalicelib.metrics import NAMESPACE, Metric, current_stage
 from chalicelib.models import (
@@ -48,13 +45,16 @@ from chalicelib.models import (
     TaskPage,
     TaskView,
 )
-from chalicelib.priority import Priority
+from chalicelib.operate.cursor import decode_cursor, encode_cursor
+from chalicelib.operate.listing import COUNT_CAP, Filters, TaskIndex, summary
+from chalicelib.operate.schedule_stats import SCAN_PAGES, sum_counters
+from chalicelib.publish.api import read_task
 from chalicelib.query import MAX_PAGE, TaskListQuery, parse_query
-from chalicelib.queue import Queue
-from chalicelib.record import TaskRecord
 from chalicelib.runtime import Runtime
-from chalicelib.schedule_stats import SCAN_PAGES, sum_counters
-from chalicelib.terminal import after_terminal
+from chalicelib.tasks.index import INDEX_NAME, LISTED_STATUSES
+from chalicelib.tasks.priority import Priority
+from chalicelib.tasks.queue import Queue
+from chalicelib.tasks.record import TaskRecord
 from chalicelib.workflows.fan_in import reopen_after_retry
 
 logger = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ def list_tasks(params: Mapping[str, Sequence[str]], rt: Runtime) -> TaskPage:
 
     `params` holds each query parameter with every value it was given. Under a filter (a type, tags)
     a page may hold fewer than `limit` tasks, none even, and still a cursor: its read budget was spent
-    (chalicelib/listing.py).
+    (chalicelib/operate/listing.py).
 
     Raises:
         ValidationFailed: an unknown or repeated parameter, a status that is not listed, a bad limit or cursor.
@@ -115,7 +115,7 @@ def list_tasks(params: Mapping[str, Sequence[str]], rt: Runtime) -> TaskPage:
 
 def stats(rt: Runtime) -> Stats:
     """`GET /stats`: the listed statuses counted from the index, the queues' depths from SQS and CloudWatch,
-    the schedules' counters summed from the schedules table (chalicelib/schedule_stats.py).
+    the schedules' counters summed from the schedules table (chalicelib/operate/schedule_stats.py).
 
     Raises:
         ServiceUnavailable: the table or a queue did not answer.
@@ -303,7 +303,7 @@ def cancel(task_id: str, by: str, rt: Runtime) -> tuple[TaskView, bool]:
 
 
 def _follow(cancelled: TaskRecord, rt: Runtime) -> None:
-    """Publish the follow-ups of a task an operator just cancelled (chalicelib/terminal.py).
+    """Publish the follow-ups of a task an operator just cancelled (chalicelib/consume/terminal.py).
 
     Not publishing them does not fail the cancel: a PENDING or RETRYING task always has a message
     on its way, and the consumer that receives it finds the task terminal and publishes them then.

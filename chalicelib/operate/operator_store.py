@@ -11,8 +11,8 @@ import logging
 from typing import Any
 
 from chalicelib.models import Action, Status
-from chalicelib.record import TaskRecord, action_entry, iso_from_ms
-from chalicelib.table import TaskTable
+from chalicelib.tasks.record import TaskRecord, action_entry, iso_from_ms
+from chalicelib.tasks.table import TaskTable
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 from chalicelib.callbacks.follow_up import CallbackFollowUp
 from chalicelib.chains import ChainFollowUp
 from chalicelib.models import Task
-from chalicelib.record import TaskRecord
+from chalicelib.tasks.record import TaskRecord
 from chalicelib.workflows.fan_in import WorkflowFollowUp
 
 if TYPE_CHECKING:  # the runtime imports the handlers, which import this

@@ -1,6 +1,6 @@
 """The operator's view of the task types: each with its options, its pause and its running count; pause and resume.
 
-Like chalicelib/operations.py these take the runtime, return models and raise domain errors;
+Like chalicelib/operate/operations.py these take the runtime, return models and raise domain errors;
 app.py's routes shape the answer. A pause or resume is one conditional write to the flow
 table's `pauses` item (chalicelib/flow/pause.py), which records who and when in that item's
 history, as a retry does in its task's.
