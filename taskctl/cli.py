@@ -24,7 +24,7 @@ from rich.console import Console
 from taskproc_client import NoCredentials, NoRegion, Status, TaskprocError, TaskView, Unreachable
 
 from taskctl import render
-from taskctl.client import DEFAULT_URL, ApiClient
+from taskctl.client import ApiClient, default_url
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_ACCESS = 0, 1, 2, 3, 4
 LISTED_STATUSES = ("FAILED", "RETRYING", "CANCELLED")
@@ -41,6 +41,7 @@ stderr = Console(stderr=True)
 class Options:
     client: ApiClient
     json: bool = False
+    width: int | None = None  # None: rich's own (the terminal's, else COLUMNS, else 80)
 
 
 def exit_code_for(status: int) -> int:
@@ -59,6 +60,12 @@ def error(message: str) -> None:
 def fail(message: str, code: int) -> NoReturn:
     error(message)
     sys.exit(code)
+
+
+def screen(options: Options, renderable: Any, *, soft_wrap: bool = False) -> None:
+    """Print a table or a view on stdout, at `--width` if given. `soft_wrap`: lines wider than the screen
+    are left for the terminal to wrap (render.task_list and render.task_detail ask for it, for long ids)."""
+    stdout.print(renderable, width=options.width, soft_wrap=soft_wrap)
 
 
 def emit_json(value: Any) -> None:
@@ -106,10 +113,8 @@ pass_options = click.make_pass_decorator(Options)
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--url",
-    envvar="TASKPROC_URL",
-    default=DEFAULT_URL,
-    show_default=True,
-    help="The API's base URL (env TASKPROC_URL), e.g. https://abc.execute-api.eu-west-1.amazonaws.com/api.",
+    help="The API's base URL, e.g. https://abc.execute-api.eu-west-1.amazonaws.com/api. Default: env TASKPROC_URL,"
+    " else http://127.0.0.1:$PORT (the offline stack's port), else http://127.0.0.1:8000.",
 )
 @click.option("--api-key", envvar="TASKPROC_API_KEY", help="Sent as x-api-key (env TASKPROC_API_KEY).")
 @click.option("--profile", envvar="AWS_PROFILE", help="The AWS profile whose credentials sign requests.")
@@ -118,15 +123,21 @@ pass_options = click.make_pass_decorator(Options)
 )
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True, help="Seconds per request.")
 @click.option("--json", "json_output", is_flag=True, help="Print the API's JSON answer instead of tables.")
+@click.option(
+    "--width",
+    type=click.IntRange(min=40),
+    help="Lay tables out for this many columns. Default: the terminal's width (env COLUMNS), else 80.",
+)
 @click.pass_context
 def cli(
     ctx: click.Context,
-    url: str,
+    url: str | None,
     api_key: str | None,
     profile: str | None,
     sign: bool | None,
     timeout: float,
     json_output: bool,
+    width: int | None,
 ) -> None:
     """Operate taskproc: publish, show, list, count, retry and cancel tasks; pause and resume task types; manage
     schedules; serve the console.
@@ -134,8 +145,13 @@ def cli(
     Exit codes: 0 done; 1 the API refused a request (4xx) for at least one id, or a confirmation was declined; 2 usage;
     3 the API cannot be reached or answered 5xx; 4 no AWS credentials, or 401/403.
     """
+    if url is None:
+        try:
+            url = default_url()
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from exc
     client = ApiClient(url, api_key=api_key, sign=sign, profile=profile, timeout=timeout)
-    ctx.obj = Options(client, json=json_output)
+    ctx.obj = Options(client, json=json_output, width=width)
 
 
 def _after_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -194,7 +210,7 @@ def show(options: Options, task_id: str) -> None:
     if options.json:
         emit_json(view.raw)
     else:
-        stdout.print(render.task_detail(view.raw))
+        screen(options, render.task_detail(view.raw), soft_wrap=True)
 
 
 @cli.command(name="list")
@@ -239,7 +255,7 @@ def list_tasks(
     if options.json:
         emit_json({"tasks": tasks, "nextCursor": cursor})
         return
-    stdout.print(render.task_list(tasks, status))
+    screen(options, render.task_list(tasks, status), soft_wrap=True)
     if cursor:
         click.echo(f"more: taskctl list --status {status} --limit {limit} --cursor {render.shown(cursor)}", err=True)
 
@@ -253,7 +269,7 @@ def stats(options: Options) -> None:
     if options.json:
         emit_json(answer)
     else:
-        stdout.print(render.stats(answer))
+        screen(options, render.stats(answer))
 
 
 def _each(options: Options, verb: str, task_ids: Iterable[str]) -> None:
@@ -340,7 +356,7 @@ def retry(
     if options.json:
         emit_json(answer)
     else:
-        stdout.print(render.bulk_retry(answer))
+        screen(options, render.bulk_retry(answer))
 
 
 @cli.command()
@@ -363,13 +379,13 @@ def list_types(options: Options, type_name: str | None) -> None:
         if options.json:
             emit_json({"types": entries})
         else:
-            stdout.print(render.types_table(entries))
+            screen(options, render.types_table(entries))
         return
     entry = call(options, f"types {render.shown(type_name)}", lambda: options.client.task_type(type_name)).raw
     if options.json:
         emit_json(entry)
     else:
-        stdout.print(render.type_detail(entry))
+        screen(options, render.type_detail(entry))
 
 
 # What each verb does, asked before it is done.
