@@ -65,7 +65,16 @@ def fail(message: str, code: int) -> NoReturn:
 def screen(options: Options, renderable: Any, *, soft_wrap: bool = False) -> None:
     """Print a table or a view on stdout, at `--width` if given. `soft_wrap`: lines wider than the screen
     are left for the terminal to wrap (render.task_list and render.task_detail ask for it, for long ids)."""
-    stdout.print(renderable, width=options.width, soft_wrap=soft_wrap)
+    console = stdout
+    if options.width is not None:  # print(width=) only narrows; a wider layout needs a console of its own
+        console = Console(
+            file=stdout.file,
+            width=options.width,
+            soft_wrap=False,
+            force_terminal=stdout.is_terminal,
+            color_system=stdout.color_system,  # type: ignore[arg-type]
+        )
+    console.print(renderable, soft_wrap=soft_wrap)
 
 
 def emit_json(value: Any) -> None:
