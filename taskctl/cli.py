@@ -12,6 +12,7 @@ Exit codes (scripts may rely on them):
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
@@ -118,6 +119,21 @@ def json_object(text: str, hint: str = "--payload") -> dict[str, Any]:
 
 pass_options = click.make_pass_decorator(Options)
 
+# `--then TYPE[:JSON]`: the type ends at the first colon that opens a JSON object (`:{`), its payload after it.
+_PAYLOAD_COLON = re.compile(r":(?=\s*\{)")
+
+
+def chain_step(text: str) -> dict[str, Any]:
+    """One `--then` step as the API takes it: `{"type"}` or `{"type", "payload"}`."""
+    colon = _PAYLOAD_COLON.search(text)
+    step_type = text[: colon.start()] if colon else text
+    if not step_type.strip():
+        raise click.BadParameter(f"{text!r} names no type: give TYPE or TYPE:JSON", param_hint="--then")
+    step: dict[str, Any] = {"type": step_type}
+    if colon:
+        step["payload"] = json_object(text[colon.end() :], hint="--then")
+    return step
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
@@ -188,17 +204,36 @@ def json_flag(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--payload", default="{}", show_default=True, help="The payload, a JSON object.")
 @click.option("--delay", type=click.IntRange(0, 900), help="Seconds before the first attempt, 0 to 900.")
 @click.option("--tag", "tags", multiple=True, help="A tag to find the task by (repeat for more, at most 10).")
+@click.option(
+    "--then",
+    "then",
+    multiple=True,
+    metavar="TYPE[:JSON]",
+    help='A chain step published once the task before it completes, e.g. \'upload:{"bucket": "out"}\''
+    " (repeat for more, in order, at most 10; the step's payload gets `previous`, that task's result).",
+)
+@click.option("--callback", metavar="URL", help="POST the task's outcome, signed, to URL once it has ended.")
 @json_flag
 @pass_options
 def publish(
-    options: Options, task_id: str, task_type: str | None, payload: str, delay: int | None, tags: tuple[str, ...]
+    options: Options,
+    task_id: str,
+    task_type: str | None,
+    payload: str,
+    delay: int | None,
+    tags: tuple[str, ...],
+    then: tuple[str, ...],
+    callback: str | None,
 ) -> None:
-    """Publish the task TASK_ID (POST /publish)."""
+    """Publish the task TASK_ID (POST /publish), with a chain of steps after it and a callback if asked."""
     document = json_object(payload)
+    steps = [chain_step(step) for step in then] or None
     ref = call(
         options,
         f"publish {render.shown(task_id)}",
-        lambda: options.client.publish(task_type or "simulate", document, id=task_id, delay=delay, tags=tags),
+        lambda: options.client.publish(
+            task_type or "simulate", document, id=task_id, delay=delay, tags=tags, then=steps, callback=callback
+        ),
     )
     if options.json:
         answer: dict[str, Any] = {"id": ref.id, "status": ref.status, "duplicate": ref.duplicate}
@@ -207,6 +242,11 @@ def publish(
         click.echo(f"{render.shown(ref.id)}: already published ({render.shown(ref.status)}); not queued again")
     else:
         click.echo(f"{render.shown(ref.id)}: published, {render.shown(ref.status)}")
+        if steps:
+            first = render.shown(f"{ref.id}/then/1")
+            click.echo(f"  then {len(steps)} step(s), one after another; the first is published as {first}")
+        if callback:
+            click.echo(f"  its outcome is POSTed to {render.shown(callback)} once it ends")
 
 
 @cli.command()
@@ -460,6 +500,24 @@ def console(options: Options, port: int) -> None:
         serve(options.client, port)
     except OSError as exc:
         fail(f"cannot serve the console on 127.0.0.1:{port}: {exc.strerror or exc}", EXIT_USAGE)
+
+
+@cli.group()
+def workflow() -> None:
+    """Workflows: children that run as ordinary tasks, and one task that runs once they have all ended."""
+
+
+@workflow.command(name="show")
+@click.argument("workflow_id")
+@json_flag
+@pass_options
+def show_workflow(options: Options, workflow_id: str) -> None:
+    """Where the workflow WORKFLOW_ID stands: its status, its children's counts and ids, its then task."""
+    found = call(options, f"workflow show {render.shown(workflow_id)}", lambda: options.client.workflow(workflow_id))
+    if options.json:
+        emit_json(found.raw)
+    else:
+        screen(options, render.workflow_detail(found.raw), soft_wrap=True)
 
 
 # The schedules' commands live in their own module, which builds on the helpers above.

@@ -284,6 +284,28 @@ def task_detail(view: dict[str, Any]) -> RenderableType:
     return Group(heading, facts, history(view))
 
 
+WORKFLOW_STYLES = {"RUNNING": "blue", "WAITING": "cyan", "NOT_RUN": "magenta"}
+
+
+def workflow_detail(view: dict[str, Any]) -> RenderableType:
+    """A workflow: its status, its children's counts, its then task, and every child's id, one a line (whole).
+    Print it with `soft_wrap=True`."""
+    then = view.get("then") if isinstance(view.get("then"), dict) else {}
+    status = str(view.get("status"))
+    then_status = str(then.get("status"))
+    counts = view.get("counts") or {}
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column(overflow="fold")
+    facts.add_row("status", Text(shown(status), style=STATUS_STYLES.get(status) or WORKFLOW_STYLES.get(status, "")))
+    facts.add_row("children", plain(", ".join(f"{count} {name}" for name, count in counts.items()) or "-"))
+    style = STATUS_STYLES.get(then_status) or WORKFLOW_STYLES.get(then_status, "")
+    facts.add_row("then", Text.assemble(plain(then.get("id") or "-"), "  ", (shown(then_status), style)))
+    children = [Text(shown(child)) for child in view.get("children") or []]
+    heading = Text.assemble(("id".ljust(len("children") + 2), "bold"), plain(view.get("id")))
+    return Group(heading, facts, Text(f"children, in order ({len(children)}):"), *children)
+
+
 def stats(answer: dict[str, Any]) -> RenderableType:
     sources = answer.get("sources") or {}
     counts = Table(title="tasks by status", title_justify="left")
