@@ -405,7 +405,7 @@ def retry(
     if options.json:
         emit_json(answer)
     else:
-        screen(options, render.bulk_retry(answer))
+        screen(options, render.bulk_retry(answer), soft_wrap=True)
 
 
 @cli.command()

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rich import box
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.measure import Measurement
 from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
@@ -348,9 +349,7 @@ def bulk_retry(answer: dict[str, Any]) -> RenderableType:
         summary = f"dry run: {len(matched)} FAILED task(s) match; nothing was retried"
     else:
         summary = f"retried {len(retried)} of {len(matched)} matching task(s); skipped {len(skipped)}"
-    table = Table(show_header=True)
-    table.add_column("id", overflow="fold")
-    table.add_column("outcome", overflow="fold")
+    lines: list[Text] = []  # one `id: outcome` line a task, so that no column folds an id
     retried_ids = set(retried)
     reasons = {item.get("id"): item.get("reason") for item in skipped}
     for task_id in matched:
@@ -360,11 +359,11 @@ def bulk_retry(answer: dict[str, Any]) -> RenderableType:
             outcome = "retried"
         else:
             outcome = f"skipped: {shown(reasons.get(task_id, 'not retried'))}"
-        table.add_row(plain(task_id), Text(outcome))
+        lines.append(Text.assemble(plain(task_id), f": {outcome}"))
     for task_id, reason in reasons.items():
         if task_id not in matched:
-            table.add_row(plain(task_id), Text(f"skipped: {shown(reason)}"))
-    return Group(Text(summary), table) if matched or skipped else Text(summary)
+            lines.append(Text.assemble(plain(task_id), f": skipped: {shown(reason)}"))
+    return Group(Text(summary), *lines)
 
 
 def action_line(verb: str, task_id: str, status: int, view: dict[str, Any]) -> str:
@@ -491,17 +490,20 @@ def _counts(schedule: dict[str, Any]) -> Text:
     return plain(", ".join(f"{counts.get(key, 0)} {name}" for key, name in names.items()))
 
 
-def schedules_table(schedules: list[dict[str, Any]]) -> Table:
+class SchedulesList:
     """Every schedule (as `GET /schedules` lists them) with its next firing in its own timezone and in
-    UTC, and its last firing."""
-    table = Table(title="schedules", title_justify="left")
-    columns = ("id", "type", "when", "timezone", "next firing", "next (UTC)", "paused", "last firing", "firings")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for schedule in schedules:
+    UTC, and its last firing: a table where it fits unfolded, else each id on a line of its own with
+    its facts under it. Print it with `soft_wrap=True`."""
+
+    COLUMNS = ("id", "type", "when", "timezone", "next firing", "next (UTC)", "paused", "last firing", "firings")
+
+    def __init__(self, schedules: list[dict[str, Any]]) -> None:
+        self.schedules = schedules
+
+    def _row(self, schedule: dict[str, Any]) -> list[Text]:
         upcoming = schedule.get("nextFiring")
         zone = schedule.get("timezone") or "UTC"
-        table.add_row(
+        return [
             plain(schedule.get("id")),
             plain(schedule.get("type") or "-"),
             Text(_cadence(schedule)),
@@ -511,8 +513,35 @@ def schedules_table(schedules: list[dict[str, Any]]) -> Table:
             _paused(schedule),
             Text(_last_firing(schedule)),
             _counts(schedule),
-        )
-    return table
+        ]
+
+    def table(self) -> Table:
+        table = Table(title="schedules", title_justify="left")
+        for column in self.COLUMNS:
+            table.add_column(column, overflow="fold")
+        for schedule in self.schedules:
+            table.add_row(*self._row(schedule))
+        return table
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        table = self.table()
+        if Measurement.get(console, options.update(max_width=10_000), table).maximum <= options.max_width:
+            yield table
+            return
+        yield Text("schedules")
+        for schedule in self.schedules:
+            _id, kind, when, zone, upcoming, upcoming_utc, paused, last, counts = self._row(schedule)
+            yield Text(shown(schedule.get("id")), style="bold")  # whole: the terminal wraps it, if anything
+            facts = Table.grid(padding=(0, 0, 0, 2), pad_edge=True)  # indented under the id, wrapped at words
+            facts.add_column(overflow="fold")
+            facts.add_row(Text.assemble(kind, ", ", when, " in ", zone, ", paused: ", paused))
+            facts.add_row(Text.assemble("next ", upcoming, " (", upcoming_utc, ")"))
+            facts.add_row(Text.assemble("last ", last, "; ", counts))
+            yield facts
+
+
+def schedules_table(schedules: list[dict[str, Any]]) -> SchedulesList:
+    return SchedulesList(schedules)
 
 
 def schedule_detail(schedule: dict[str, Any]) -> RenderableType:

@@ -29,7 +29,7 @@ def list_schedules(options: Options) -> None:
     if options.json:
         emit_json({"schedules": [schedule.raw for schedule in found]})
     else:
-        base.screen(options, render.schedules_table([schedule.raw for schedule in found]))
+        base.screen(options, render.schedules_table([schedule.raw for schedule in found]), soft_wrap=True)
 
 
 @schedules.command()

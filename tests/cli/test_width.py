@@ -117,3 +117,26 @@ def test_a_port_that_is_not_a_number_is_a_usage_error_naming_port(fake: FakeApi)
     assert result.exit_code == EXIT_USAGE
     assert "PORT must be a port number" in result.stderr
     assert fake.seen == []
+
+
+@pytest.mark.parametrize("columns", [80, 160])
+def test_schedules_list_keeps_each_id_whole_and_says_each_zone(fake: FakeApi, columns: int) -> None:
+    schedule_id = "nightly-invoice-run-for-every-customer-of-the-eu-region"
+    fake.add_schedule(schedule_id, timezone="Europe/Berlin")
+
+    result = run("--url", fake.url, "schedules", "list", columns=columns)
+
+    assert result.exit_code == EXIT_OK, result.output
+    assert len(lines_holding(result.stdout, schedule_id)) == 1, result.stdout
+    # 13:00 UTC is 14:00 in Berlin in November.
+    assert "2026-11-25 14:00:00 CET" in result.stdout and "2026-11-25 13:00:00 UTC" in result.stdout
+    assert all(len(line) <= columns for line in result.stdout.splitlines()), result.stdout
+
+
+def test_retry_all_failed_names_each_id_whole_at_80_columns(fake: FakeApi) -> None:
+    fake.add(LONG_ID, "FAILED", last_error="boom")
+
+    result = run("--url", fake.url, "retry", "--all-failed", "--dry-run", columns=80)
+
+    assert result.exit_code == EXIT_OK, result.output
+    assert f"{LONG_ID}: would be retried" in result.stdout.splitlines()
