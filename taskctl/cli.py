@@ -1,4 +1,5 @@
-"""`taskctl`: publish, inspect, list, count, retry and cancel taskproc tasks, and pause task types, from a shell.
+"""`taskctl`: publish (with chains and callbacks), inspect, list, count, retry and cancel taskproc tasks, read
+workflows, and pause task types, from a shell.
 
 Exit codes (scripts may rely on them):
   0  everything asked for was done
@@ -164,8 +165,8 @@ def cli(
     json_output: bool,
     width: int | None,
 ) -> None:
-    """Operate taskproc: publish, show, list, count, retry and cancel tasks; pause and resume task types; manage
-    schedules; serve the console.
+    """Operate taskproc: publish, show, list, count, retry and cancel tasks; read workflows; pause and resume task
+    types; manage schedules; serve the console.
 
     Exit codes: 0 done; 1 the API refused a request (4xx) for at least one id, or a confirmation was declined; 2 usage;
     3 the API cannot be reached or answered 5xx; 4 no AWS credentials, or 401/403.
