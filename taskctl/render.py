@@ -24,6 +24,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.measure import Measurement
 from rich.segment import Segment
@@ -150,7 +151,8 @@ class TaskList:
     def _widths(self) -> list[int]:
         """The widths of the id, type, status, attempts and updated columns: their longest cells."""
         cells = [[shown(task.get("id")), *(cell.plain for cell in self._cells(task)[:-1])] for task in self.tasks]
-        return [max(len(header), *(len(row[n]) for row in cells)) for n, header in enumerate(HEADERS[:-1])]
+        # Terminal cells, not characters: an id in CJK takes two a character.
+        return [max(len(header), *(cell_len(row[n]) for row in cells)) for n, header in enumerate(HEADERS[:-1])]
 
     def _fits(self, width: int) -> bool:
         """Whether every id fits whole in a table beside the other columns, the error column kept readable."""
@@ -200,7 +202,7 @@ def task_list(tasks: list[dict[str, Any]], status: str) -> TaskList:
 
 
 def history(view: dict[str, Any]) -> Table:
-    # No borders, so that an error keeps room to wrap at its words at 80 columns.
+    # No side borders, so that an error keeps room to wrap at its words at 80 columns.
     table = Table(title="history", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     for column in ("when", "what", "outcome / by", "duration", "error / from"):
         table.add_column(column, overflow="fold", no_wrap=column in ("when", "what", "duration"))

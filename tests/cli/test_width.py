@@ -140,3 +140,13 @@ def test_retry_all_failed_names_each_id_whole_at_80_columns(fake: FakeApi) -> No
 
     assert result.exit_code == EXIT_OK, result.output
     assert f"{LONG_ID}: would be retried" in result.stdout.splitlines()
+
+
+def test_an_id_of_wide_characters_is_measured_in_terminal_cells(fake: FakeApi) -> None:
+    wide_id = "支払い支払い注文"  # 8 characters that fit the table at 80 columns, but 16 cells that do not
+    fake.add(wide_id, "FAILED", last_error="boom")
+
+    result = run("--url", fake.url, "list", columns=80)
+
+    assert result.exit_code == EXIT_OK, result.output
+    assert wide_id in result.stdout.splitlines()
