@@ -166,11 +166,11 @@ def workflow_body(
 ) -> dict[str, Any]:
     """The body of `POST /workflows`; an id is made when none is given."""
     entries: builtins.list[dict[str, Any]] = []
-    for n, child in enumerate(children):
-        entry = _step({"type": "simulate"} | dict(child), f"children[{n}]")
-        entry["payload"] = entry.get("payload", {})
-        if child.get("id") is not None:
-            entry["id"] = child["id"]
+    for child in children:
+        # As `POST /publish`: a child without a type is the server's default (`simulate`), and one
+        # without an id is `<workflow id>/<n>`.
+        entry: dict[str, Any] = {"payload": _json_payload(child.get("payload", {}))}
+        entry.update({name: child[name] for name in ("id", "type") if child.get(name) is not None})
         entries.append(entry)
     body: dict[str, Any] = {"id": id if id is not None else new_task_id(), "children": entries}
     body["then"] = _step(then, "then")

@@ -73,7 +73,7 @@ def test_publish_workflow_sends_the_body_and_reads_the_view(client: Client, fake
         "id": "pages-7",
         "children": [
             {"type": "checksum", "payload": {"text": "a"}},
-            {"type": "simulate", "payload": {}, "id": "page-2"},
+            {"payload": {}, "id": "page-2"},
         ],
         "then": {"type": "simulate", "payload": {"into": "book-7"}},
         "onChildFailure": "continue",
