@@ -1,4 +1,5 @@
-"""`taskctl`: publish, inspect, list, count, retry and cancel taskproc tasks, and pause task types, from a shell.
+"""`taskctl`: publish (with chains and callbacks), inspect, list, count, retry and cancel taskproc tasks, read
+workflows, and pause task types, from a shell.
 
 Exit codes (scripts may rely on them):
   0  everything asked for was done
@@ -12,6 +13,7 @@ Exit codes (scripts may rely on them):
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
@@ -24,7 +26,7 @@ from rich.console import Console
 from taskproc_client import NoCredentials, NoRegion, Status, TaskprocError, TaskView, Unreachable
 
 from taskctl import render
-from taskctl.client import DEFAULT_URL, ApiClient
+from taskctl.client import ApiClient, default_url
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_ACCESS = 0, 1, 2, 3, 4
 LISTED_STATUSES = ("FAILED", "RETRYING", "CANCELLED")
@@ -41,6 +43,7 @@ stderr = Console(stderr=True)
 class Options:
     client: ApiClient
     json: bool = False
+    width: int | None = None  # None: rich's own (the terminal's, else COLUMNS, else 80)
 
 
 def exit_code_for(status: int) -> int:
@@ -59,6 +62,21 @@ def error(message: str) -> None:
 def fail(message: str, code: int) -> NoReturn:
     error(message)
     sys.exit(code)
+
+
+def screen(options: Options, renderable: Any, *, soft_wrap: bool = False) -> None:
+    """Print a table or a view on stdout, at `--width` if given. `soft_wrap`: lines wider than the screen
+    are left for the terminal to wrap (render.task_list and render.task_detail ask for it, for long ids)."""
+    console = stdout
+    if options.width is not None:  # print(width=) only narrows; a wider layout needs a console of its own
+        console = Console(
+            file=stdout.file,
+            width=options.width,
+            soft_wrap=False,
+            force_terminal=stdout.is_terminal,
+            color_system=stdout.color_system,  # type: ignore[arg-type]
+        )
+    console.print(renderable, soft_wrap=soft_wrap)
 
 
 def emit_json(value: Any) -> None:
@@ -102,14 +120,27 @@ def json_object(text: str, hint: str = "--payload") -> dict[str, Any]:
 
 pass_options = click.make_pass_decorator(Options)
 
+# `--then TYPE[:JSON]`: the type ends at the first colon that opens a JSON object (`:{`), its payload after it.
+_PAYLOAD_COLON = re.compile(r":(?=\s*\{)")
+
+
+def chain_step(text: str) -> dict[str, Any]:
+    """One `--then` step as the API takes it: `{"type"}` or `{"type", "payload"}`."""
+    colon = _PAYLOAD_COLON.search(text)
+    step_type = text[: colon.start()] if colon else text
+    if not step_type.strip():
+        raise click.BadParameter(f"{text!r} names no type: give TYPE or TYPE:JSON", param_hint="--then")
+    step: dict[str, Any] = {"type": step_type}
+    if colon:
+        step["payload"] = json_object(text[colon.end() :], hint="--then")
+    return step
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--url",
-    envvar="TASKPROC_URL",
-    default=DEFAULT_URL,
-    show_default=True,
-    help="The API's base URL (env TASKPROC_URL), e.g. https://abc.execute-api.eu-west-1.amazonaws.com/api.",
+    help="The API's base URL, e.g. https://abc.execute-api.eu-west-1.amazonaws.com/api. Default: env TASKPROC_URL,"
+    " else http://127.0.0.1:$PORT (the offline stack's port), else http://127.0.0.1:8000.",
 )
 @click.option("--api-key", envvar="TASKPROC_API_KEY", help="Sent as x-api-key (env TASKPROC_API_KEY).")
 @click.option("--profile", envvar="AWS_PROFILE", help="The AWS profile whose credentials sign requests.")
@@ -118,24 +149,35 @@ pass_options = click.make_pass_decorator(Options)
 )
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True, help="Seconds per request.")
 @click.option("--json", "json_output", is_flag=True, help="Print the API's JSON answer instead of tables.")
+@click.option(
+    "--width",
+    type=click.IntRange(min=40),
+    help="Lay tables out for this many columns. Default: the terminal's width (env COLUMNS), else 80.",
+)
 @click.pass_context
 def cli(
     ctx: click.Context,
-    url: str,
+    url: str | None,
     api_key: str | None,
     profile: str | None,
     sign: bool | None,
     timeout: float,
     json_output: bool,
+    width: int | None,
 ) -> None:
-    """Operate taskproc: publish, show, list, count, retry and cancel tasks; pause and resume task types; manage
-    schedules; serve the console.
+    """Operate taskproc: publish, show, list, count, retry and cancel tasks; read workflows; pause and resume task
+    types; manage schedules; serve the console.
 
     Exit codes: 0 done; 1 the API refused a request (4xx) for at least one id, or a confirmation was declined; 2 usage;
     3 the API cannot be reached or answered 5xx; 4 no AWS credentials, or 401/403.
     """
+    if url is None:
+        try:
+            url = default_url()
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from exc
     client = ApiClient(url, api_key=api_key, sign=sign, profile=profile, timeout=timeout)
-    ctx.obj = Options(client, json=json_output)
+    ctx.obj = Options(client, json=json_output, width=width)
 
 
 def _after_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -163,17 +205,36 @@ def json_flag(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--payload", default="{}", show_default=True, help="The payload, a JSON object.")
 @click.option("--delay", type=click.IntRange(0, 900), help="Seconds before the first attempt, 0 to 900.")
 @click.option("--tag", "tags", multiple=True, help="A tag to find the task by (repeat for more, at most 10).")
+@click.option(
+    "--then",
+    "then",
+    multiple=True,
+    metavar="TYPE[:JSON]",
+    help='A chain step published once the task before it completes, e.g. \'upload:{"bucket": "out"}\''
+    " (repeat for more, in order, at most 10; the step's payload gets `previous`, that task's result).",
+)
+@click.option("--callback", metavar="URL", help="POST the task's outcome, signed, to URL once it has ended.")
 @json_flag
 @pass_options
 def publish(
-    options: Options, task_id: str, task_type: str | None, payload: str, delay: int | None, tags: tuple[str, ...]
+    options: Options,
+    task_id: str,
+    task_type: str | None,
+    payload: str,
+    delay: int | None,
+    tags: tuple[str, ...],
+    then: tuple[str, ...],
+    callback: str | None,
 ) -> None:
-    """Publish the task TASK_ID (POST /publish)."""
+    """Publish the task TASK_ID (POST /publish), with a chain of steps after it and a callback if asked."""
     document = json_object(payload)
+    steps = [chain_step(step) for step in then] or None
     ref = call(
         options,
         f"publish {render.shown(task_id)}",
-        lambda: options.client.publish(task_type or "simulate", document, id=task_id, delay=delay, tags=tags),
+        lambda: options.client.publish(
+            task_type or "simulate", document, id=task_id, delay=delay, tags=tags, then=steps, callback=callback
+        ),
     )
     if options.json:
         answer: dict[str, Any] = {"id": ref.id, "status": ref.status, "duplicate": ref.duplicate}
@@ -182,6 +243,11 @@ def publish(
         click.echo(f"{render.shown(ref.id)}: already published ({render.shown(ref.status)}); not queued again")
     else:
         click.echo(f"{render.shown(ref.id)}: published, {render.shown(ref.status)}")
+        if steps:
+            first = render.shown(f"{ref.id}/then/1")
+            click.echo(f"  then {len(steps)} step(s), one after another; the first is published as {first}")
+        if callback:
+            click.echo(f"  its outcome is POSTed to {render.shown(callback)} once it ends")
 
 
 @cli.command()
@@ -194,7 +260,7 @@ def show(options: Options, task_id: str) -> None:
     if options.json:
         emit_json(view.raw)
     else:
-        stdout.print(render.task_detail(view.raw))
+        screen(options, render.task_detail(view.raw), soft_wrap=True)
 
 
 @cli.command(name="list")
@@ -239,7 +305,7 @@ def list_tasks(
     if options.json:
         emit_json({"tasks": tasks, "nextCursor": cursor})
         return
-    stdout.print(render.task_list(tasks, status))
+    screen(options, render.task_list(tasks, status), soft_wrap=True)
     if cursor:
         click.echo(f"more: taskctl list --status {status} --limit {limit} --cursor {render.shown(cursor)}", err=True)
 
@@ -253,7 +319,7 @@ def stats(options: Options) -> None:
     if options.json:
         emit_json(answer)
     else:
-        stdout.print(render.stats(answer))
+        screen(options, render.stats(answer))
 
 
 def _each(options: Options, verb: str, task_ids: Iterable[str]) -> None:
@@ -340,7 +406,7 @@ def retry(
     if options.json:
         emit_json(answer)
     else:
-        stdout.print(render.bulk_retry(answer))
+        screen(options, render.bulk_retry(answer), soft_wrap=True)
 
 
 @cli.command()
@@ -363,13 +429,13 @@ def list_types(options: Options, type_name: str | None) -> None:
         if options.json:
             emit_json({"types": entries})
         else:
-            stdout.print(render.types_table(entries))
+            screen(options, render.types_table(entries))
         return
     entry = call(options, f"types {render.shown(type_name)}", lambda: options.client.task_type(type_name)).raw
     if options.json:
         emit_json(entry)
     else:
-        stdout.print(render.type_detail(entry))
+        screen(options, render.type_detail(entry))
 
 
 # What each verb does, asked before it is done.
@@ -435,6 +501,24 @@ def console(options: Options, port: int) -> None:
         serve(options.client, port)
     except OSError as exc:
         fail(f"cannot serve the console on 127.0.0.1:{port}: {exc.strerror or exc}", EXIT_USAGE)
+
+
+@cli.group()
+def workflow() -> None:
+    """Workflows: children that run as ordinary tasks, and one task that runs once they have all ended."""
+
+
+@workflow.command(name="show")
+@click.argument("workflow_id")
+@json_flag
+@pass_options
+def show_workflow(options: Options, workflow_id: str) -> None:
+    """Where the workflow WORKFLOW_ID stands: its status, its children's counts and ids, its then task."""
+    found = call(options, f"workflow show {render.shown(workflow_id)}", lambda: options.client.workflow(workflow_id))
+    if options.json:
+        emit_json(found.raw)
+    else:
+        screen(options, render.workflow_detail(found.raw), soft_wrap=True)
 
 
 # The schedules' commands live in their own module, which builds on the helpers above.

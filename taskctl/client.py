@@ -7,11 +7,15 @@ with taskctl's defaults and the base URL the console shows) and the errors the c
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+
 from taskproc_client import Client, NoCredentials, NoRegion, TaskprocError, Unreachable
 from taskproc_client.signing import is_loopback, is_operator_route, region_of
 from taskproc_client.transport import Response as ApiResponse
 
-DEFAULT_URL = "http://127.0.0.1:8000"
+DEFAULT_PORT = 8000
+DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 DEFAULT_TIMEOUT = 30.0
 
 # The client's failures that come before any answer of the API, by the names taskctl's callers catch.
@@ -27,10 +31,29 @@ __all__ = [
     "ClientError",
     "NoCredentials",
     "NoRegion",
+    "default_url",
     "is_loopback",
     "is_operator_route",
     "region_of",
 ]
+
+
+def default_url(environ: Mapping[str, str] | None = None) -> str:
+    """The API taskctl talks to when no `--url` is given: `TASKPROC_URL`, else the offline stack on this
+    machine at `PORT` (the variable `make run` reads its port from), else at 8000.
+
+    Raises:
+        ValueError: PORT is set to something that is not a port number.
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get("TASKPROC_URL"):
+        return environ["TASKPROC_URL"]
+    port = environ.get("PORT", "").strip()
+    if not port:
+        return DEFAULT_URL
+    if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise ValueError(f"PORT must be a port number from 1 to 65535, not {port!r}")
+    return f"http://127.0.0.1:{int(port)}"
 
 
 class ApiClient(Client):

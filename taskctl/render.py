@@ -7,17 +7,27 @@ must not retitle the operator's terminal or show something other than itself. `s
 writes control, format and separator characters as Python writes them in a string
 literal (`\x1b`, `\n`, `\u202e`) and a backslash as `\\`, so what is shown is unambiguous;
 tables get `rich.text.Text` cells, which rich never parses as markup.
+
+At any width (80 columns included) an id is printed whole on one line, never folded: it is
+what a person copies into the next command. A listing whose ids fit beside the other columns
+is a table; one whose ids do not puts each id on a line of its own with the task's facts
+under it (the terminal, not taskctl, wraps an id wider than the screen). A listing cuts long
+errors to fit, with `…`, and `taskctl show` prints them in full. Every time says its zone.
 """
 
 from __future__ import annotations
 
 import json
 import unicodedata
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from rich.console import Group, RenderableType
+from rich import box
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.measure import Measurement
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -82,10 +92,13 @@ def json_text(value: Any, indent: int | None = None) -> str:
 
 
 def _time(value: str | None) -> str:
-    """An ISO timestamp to the second, in the API's own zone (UTC), or a dash."""
+    """An ISO timestamp of the API's to the second, with its zone (`2026-11-25 12:00:00 UTC`), or a dash."""
     if not value:
         return "-"
-    return value.replace("T", " ")[:19]
+    moment = parse_time(value)
+    if moment is None or moment.utcoffset() is None:
+        return shown(value)  # not a time this reader knows how to place: shown as sent
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 
 def _status(value: str | None) -> Text:
@@ -109,26 +122,90 @@ def duration(started: str | None, finished: str | None) -> str:
     return f"{(end - begin).total_seconds():.2f} s"
 
 
-def task_list(tasks: list[dict[str, Any]], status: str) -> Table:
-    table = Table(title=f"{status} tasks, most recently updated first", title_justify="left")
-    for column in ("id", "type", "status", "attempts", "updated", "last error"):
-        table.add_column(column, overflow="fold", no_wrap=column == "updated")
-    for task in tasks:
-        table.add_row(
-            plain(task.get("id")),
+# The narrowest a listing's last-error column may get before the ids go on lines of their own.
+MIN_ERROR_WIDTH = 12
+GAP = 2  # spaces between two columns
+HEADERS = ("id", "type", "status", "attempts", "updated", "last error")
+
+
+class TaskList:
+    """A page of `GET /tasks` laid out for the width it is printed at (the module docstring says how).
+
+    Print it with `soft_wrap=True`: an id wider than the screen is then one line the terminal wraps,
+    not one rich folds or crops.
+    """
+
+    def __init__(self, tasks: list[dict[str, Any]], status: str) -> None:
+        self.tasks = tasks
+        self.status = status
+
+    def _cells(self, task: dict[str, Any]) -> list[Text]:
+        return [
             plain(task.get("type") or "-"),
             _status(task.get("status")),
             plain(f"{task.get('attempts', '-')}/{task.get('maxAttempts', '-')}"),
-            plain(_time(task.get("updatedAt"))),
-            plain(task.get("lastError") or "-"),
-        )
-    return table
+            Text(_time(task.get("updatedAt"))),
+            Text(shown(task.get("lastError") or "-"), no_wrap=True, overflow="ellipsis"),
+        ]
+
+    def _widths(self) -> list[int]:
+        """The widths of the id, type, status, attempts and updated columns: their longest cells."""
+        cells = [[shown(task.get("id")), *(cell.plain for cell in self._cells(task)[:-1])] for task in self.tasks]
+        # Terminal cells, not characters: an id in CJK takes two a character.
+        return [max(len(header), *(cell_len(row[n]) for row in cells)) for n, header in enumerate(HEADERS[:-1])]
+
+    def _fits(self, width: int) -> bool:
+        """Whether every id fits whole in a table beside the other columns, the error column kept readable."""
+        return sum(self._widths()) + GAP * (len(HEADERS) - 1) + MIN_ERROR_WIDTH <= width
+
+    def _table(self, width: int, with_ids: bool) -> Table:
+        """The table at `width`: every column as wide as its longest cell, the last error given the rest."""
+        widths = self._widths()
+        if not with_ids:  # the facts under each id, indented by the gap before the type
+            widths[0] = 0
+        table = Table(box=None, padding=(0, GAP // 2), pad_edge=False, show_header=with_ids, header_style="bold")
+        for header, column_width in zip(HEADERS, widths, strict=False):
+            table.add_column(header, width=column_width, no_wrap=True)
+        rest = width - sum(widths) - GAP * (len(HEADERS) - 1)
+        table.add_column(HEADERS[-1], width=max(rest, MIN_ERROR_WIDTH), no_wrap=True, overflow="ellipsis")
+        for task in self.tasks:
+            table.add_row(plain(task.get("id")) if with_ids else Text(""), *self._cells(task))
+        return table
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield Text(f"{shown(self.status)} tasks, most recently updated first")
+        if not self.tasks:
+            yield Text("none")
+            return
+        with_ids = self._fits(options.max_width)
+        table = self._table(options.max_width, with_ids)
+        lines = console.render_lines(table, options.update(height=None), pad=False)
+        if with_ids:
+            yield table
+        else:
+            # One id to a line, its facts indented under it; the facts align across the tasks.
+            for task, line in zip(self.tasks, lines, strict=False):
+                yield Text(shown(task.get("id")), style="bold")
+                yield from line
+                yield Segment.line()
+        if _cut(lines):
+            yield Text("(an error that ends in … is cut to fit: `taskctl show ID` prints it whole)", style="dim")
+
+
+def _cut(lines: list[list[Segment]]) -> bool:
+    """Whether rich cut a cell of these lines short (it ends the cell with `…`)."""
+    return any(segment.text.rstrip().endswith("…") for line in lines for segment in line)
+
+
+def task_list(tasks: list[dict[str, Any]], status: str) -> TaskList:
+    return TaskList(tasks, status)
 
 
 def history(view: dict[str, Any]) -> Table:
-    table = Table(title="history", title_justify="left")
+    # No side borders, so that an error keeps room to wrap at its words at 80 columns.
+    table = Table(title="history", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     for column in ("when", "what", "outcome / by", "duration", "error / from"):
-        table.add_column(column, overflow="fold", no_wrap=column == "when")
+        table.add_column(column, overflow="fold", no_wrap=column in ("when", "what", "duration"))
     for entry in view.get("history") or []:
         if entry.get("kind", "attempt") == "attempt":
             table.add_row(
@@ -160,12 +237,25 @@ def _progress(progress: Any) -> Text:
     return Text(json_text(progress))
 
 
+def _then(steps: Any) -> Text:
+    """A chain's steps, one a line: `<id> <type> <state>`; a dash for a task without one."""
+    if not isinstance(steps, list) or not steps:
+        return Text("-")
+    return Text("\n").join(
+        plain(f"{step.get('id')}  {step.get('type')}  {step.get('state')}") for step in steps if isinstance(step, dict)
+    )
+
+
+def _callback(view: dict[str, Any]) -> Text:
+    callback = view.get("callback")
+    if not isinstance(callback, dict):
+        return Text("-")
+    return plain(f"{callback.get('url')} (delivered by the task {view.get('callbackTask') or '-'})")
+
+
 def task_detail(view: dict[str, Any]) -> RenderableType:
-    facts = Table.grid(padding=(0, 2))
-    facts.add_column(style="bold")
-    facts.add_column(overflow="fold")
+    """Everything about one task. Print it with `soft_wrap=True`: its id is one line, however long."""
     rows: list[tuple[str, Text]] = [
-        ("id", plain(view.get("id"))),
         ("type", plain(view.get("type") or "-")),
         ("tags", plain(" ".join(view.get("tags") or []) or "-")),
         ("status", _status(view.get("status"))),
@@ -182,9 +272,41 @@ def task_detail(view: dict[str, Any]) -> RenderableType:
         ("payload", Text(json_text(view.get("payload")))),
         ("result", Text(json_text(view.get("result")))),
     ]
+    if view.get("then"):
+        rows.append(("then", _then(view.get("then"))))
+    if view.get("callback"):
+        rows.append(("callback", _callback(view)))
+    label = max(len(name) for name, _ in rows)
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold", width=label)
+    facts.add_column(overflow="fold")
     for name, value in rows:
         facts.add_row(name, value)
-    return Group(facts, history(view))
+    # The id outside the grid, so that no column folds it.
+    heading = Text.assemble(("id".ljust(label + 2), "bold"), plain(view.get("id")))
+    return Group(heading, facts, history(view))
+
+
+WORKFLOW_STYLES = {"RUNNING": "blue", "WAITING": "cyan", "NOT_RUN": "magenta"}
+
+
+def workflow_detail(view: dict[str, Any]) -> RenderableType:
+    """A workflow: its status, its children's counts, its then task, and every child's id, one a line (whole).
+    Print it with `soft_wrap=True`."""
+    then = view.get("then") if isinstance(view.get("then"), dict) else {}
+    status = str(view.get("status"))
+    then_status = str(then.get("status"))
+    counts = view.get("counts") or {}
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column(overflow="fold")
+    facts.add_row("status", Text(shown(status), style=STATUS_STYLES.get(status) or WORKFLOW_STYLES.get(status, "")))
+    facts.add_row("children", plain(", ".join(f"{count} {name}" for name, count in counts.items()) or "-"))
+    style = STATUS_STYLES.get(then_status) or WORKFLOW_STYLES.get(then_status, "")
+    facts.add_row("then", Text.assemble(plain(then.get("id") or "-"), "  ", (shown(then_status), style)))
+    children = [Text(shown(child)) for child in view.get("children") or []]
+    heading = Text.assemble(("id".ljust(len("children") + 2), "bold"), plain(view.get("id")))
+    return Group(heading, facts, Text(f"children, in order ({len(children)}):"), *children)
 
 
 def stats(answer: dict[str, Any]) -> RenderableType:
@@ -229,9 +351,7 @@ def bulk_retry(answer: dict[str, Any]) -> RenderableType:
         summary = f"dry run: {len(matched)} FAILED task(s) match; nothing was retried"
     else:
         summary = f"retried {len(retried)} of {len(matched)} matching task(s); skipped {len(skipped)}"
-    table = Table(show_header=True)
-    table.add_column("id", overflow="fold")
-    table.add_column("outcome", overflow="fold")
+    lines: list[Text] = []  # one `id: outcome` line a task, so that no column folds an id
     retried_ids = set(retried)
     reasons = {item.get("id"): item.get("reason") for item in skipped}
     for task_id in matched:
@@ -241,11 +361,11 @@ def bulk_retry(answer: dict[str, Any]) -> RenderableType:
             outcome = "retried"
         else:
             outcome = f"skipped: {shown(reasons.get(task_id, 'not retried'))}"
-        table.add_row(plain(task_id), Text(outcome))
+        lines.append(Text.assemble(plain(task_id), f": {outcome}"))
     for task_id, reason in reasons.items():
         if task_id not in matched:
-            table.add_row(plain(task_id), Text(f"skipped: {shown(reason)}"))
-    return Group(Text(summary), table) if matched or skipped else Text(summary)
+            lines.append(Text.assemble(plain(task_id), f": skipped: {shown(reason)}"))
+    return Group(Text(summary), *lines)
 
 
 def action_line(verb: str, task_id: str, status: int, view: dict[str, Any]) -> str:
@@ -290,7 +410,7 @@ def _pause_state(entry: dict[str, Any]) -> Text:
 
 
 def types_table(types: list[dict[str, Any]]) -> Table:
-    table = Table(title="task types (times UTC)", title_justify="left")
+    table = Table(title="task types", title_justify="left")
     for column in ("type", "paused", "running/cap", "options"):
         table.add_column(column, overflow="fold")
     for entry in types:
@@ -320,9 +440,9 @@ def type_change_line(verb: str, answer: dict[str, Any]) -> str:
     if verb == "pause":
         by, at = shown(answer.get("pausedBy") or "-"), _time(answer.get("pausedAt"))
         if not answer.get("changed"):
-            return f"{name}: already paused by {by} at {at} UTC; nothing changed"
+            return f"{name}: already paused by {by} at {at}; nothing changed"
         return (
-            f"{name}: paused; consumers see it within 5 s (by {_time(answer.get('effectiveBy'))} UTC): no attempt"
+            f"{name}: paused; consumers see it within 5 s (by {_time(answer.get('effectiveBy'))}): no attempt"
             " starts after that, attempts already started finish, and publishing still accepts its tasks"
         )
     if answer.get("paused"):
@@ -356,10 +476,10 @@ def _last_firing(schedule: dict[str, Any]) -> str:
     """A full view's last firing (time, task, status), or a summary's (its time)."""
     last = schedule.get("lastFiring")
     if isinstance(last, str):
-        return f"{_time(last)} UTC"
+        return f"{_time(last)}"
     if not isinstance(last, dict):
         return "never"
-    return f"{_time(last.get('at'))} UTC: {shown(last.get('taskId') or '-')} {shown(last.get('status') or '-')}"
+    return f"{_time(last.get('at'))}: {shown(last.get('taskId') or '-')} {shown(last.get('status') or '-')}"
 
 
 def _paused(schedule: dict[str, Any]) -> Text:
@@ -372,17 +492,20 @@ def _counts(schedule: dict[str, Any]) -> Text:
     return plain(", ".join(f"{counts.get(key, 0)} {name}" for key, name in names.items()))
 
 
-def schedules_table(schedules: list[dict[str, Any]]) -> Table:
+class SchedulesList:
     """Every schedule (as `GET /schedules` lists them) with its next firing in its own timezone and in
-    UTC, and its last firing."""
-    table = Table(title="schedules", title_justify="left")
-    columns = ("id", "type", "when", "timezone", "next firing", "next (UTC)", "paused", "last firing", "firings")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for schedule in schedules:
+    UTC, and its last firing: a table where it fits unfolded, else each id on a line of its own with
+    its facts under it. Print it with `soft_wrap=True`."""
+
+    COLUMNS = ("id", "type", "when", "timezone", "next firing", "next (UTC)", "paused", "last firing", "firings")
+
+    def __init__(self, schedules: list[dict[str, Any]]) -> None:
+        self.schedules = schedules
+
+    def _row(self, schedule: dict[str, Any]) -> list[Text]:
         upcoming = schedule.get("nextFiring")
         zone = schedule.get("timezone") or "UTC"
-        table.add_row(
+        return [
             plain(schedule.get("id")),
             plain(schedule.get("type") or "-"),
             Text(_cadence(schedule)),
@@ -392,8 +515,35 @@ def schedules_table(schedules: list[dict[str, Any]]) -> Table:
             _paused(schedule),
             Text(_last_firing(schedule)),
             _counts(schedule),
-        )
-    return table
+        ]
+
+    def table(self) -> Table:
+        table = Table(title="schedules", title_justify="left")
+        for column in self.COLUMNS:
+            table.add_column(column, overflow="fold")
+        for schedule in self.schedules:
+            table.add_row(*self._row(schedule))
+        return table
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        table = self.table()
+        if Measurement.get(console, options.update(max_width=10_000), table).maximum <= options.max_width:
+            yield table
+            return
+        yield Text("schedules")
+        for schedule in self.schedules:
+            _id, kind, when, zone, upcoming, upcoming_utc, paused, last, counts = self._row(schedule)
+            yield Text(shown(schedule.get("id")), style="bold")  # whole: the terminal wraps it, if anything
+            facts = Table.grid(padding=(0, 0, 0, 2), pad_edge=True)  # indented under the id, wrapped at words
+            facts.add_column(overflow="fold")
+            facts.add_row(Text.assemble(kind, ", ", when, " in ", zone, ", paused: ", paused))
+            facts.add_row(Text.assemble("next ", upcoming, " (", upcoming_utc, ")"))
+            facts.add_row(Text.assemble("last ", last, "; ", counts))
+            yield facts
+
+
+def schedules_table(schedules: list[dict[str, Any]]) -> SchedulesList:
+    return SchedulesList(schedules)
 
 
 def schedule_detail(schedule: dict[str, Any]) -> RenderableType:
@@ -415,8 +565,8 @@ def schedule_detail(schedule: dict[str, Any]) -> RenderableType:
         ("declared by", plain(schedule.get("source") or "-")),
         ("last firing", Text(_last_firing(schedule))),
         ("firings", _counts(schedule)),
-        ("last skip", plain(f"{_time(skip.get('at'))} UTC, waiting on {skip.get('waitingOn')}" if skip else "-")),
-        ("last refusal", plain(f"{_time(refused.get('at'))} UTC: {refused.get('message')}" if refused else "-")),
+        ("last skip", plain(f"{_time(skip.get('at'))}, waiting on {skip.get('waitingOn')}" if skip else "-")),
+        ("last refusal", plain(f"{_time(refused.get('at'))}: {refused.get('message')}" if refused else "-")),
         ("payload", Text(json_text(schedule.get("payload")))),
     ]
     for name, value in rows:
@@ -436,5 +586,5 @@ def schedule_change_line(verb: str, schedule: dict[str, Any]) -> str:
         return f"{name}: paused; it fires nothing until it is resumed"
     upcoming = (schedule.get("nextFirings") or [None])[0]
     zone = schedule.get("timezone") or "UTC"
-    after = f"; next firing {_time(upcoming)} UTC ({_zoned(upcoming, zone)})" if upcoming else ""
+    after = f"; next firing {_time(upcoming)} ({_zoned(upcoming, zone)})" if upcoming else ""
     return f"{name}: resumed{after}"

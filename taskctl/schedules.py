@@ -29,7 +29,7 @@ def list_schedules(options: Options) -> None:
     if options.json:
         emit_json({"schedules": [schedule.raw for schedule in found]})
     else:
-        base.stdout.print(render.schedules_table([schedule.raw for schedule in found]))
+        base.screen(options, render.schedules_table([schedule.raw for schedule in found]), soft_wrap=True)
 
 
 @schedules.command()
@@ -42,7 +42,7 @@ def show(options: Options, schedule_id: str) -> None:
     if options.json:
         emit_json(found.raw)
     else:
-        base.stdout.print(render.schedule_detail(found.raw))
+        base.screen(options, render.schedule_detail(found.raw))
 
 
 @schedules.command()

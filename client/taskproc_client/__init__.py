@@ -41,6 +41,9 @@ from taskproc_client.models import (
     TaskSummary,
     TaskType,
     TaskView,
+    Workflow,
+    WorkflowStatus,
+    WorkflowThen,
 )
 from taskproc_client.retries import NO_RETRIES, RetryPolicy
 from taskproc_client.transport import Response
@@ -81,5 +84,8 @@ __all__ = [
     "Unreachable",
     "ValidationFailed",
     "WaitTimeout",
+    "Workflow",
+    "WorkflowStatus",
+    "WorkflowThen",
     "new_task_id",
 ]

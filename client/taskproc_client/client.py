@@ -7,7 +7,9 @@ Which calls are retried after a transient failure (`retries`): every read; `publ
 `publish_many`, whose every task has an id (the client makes one when none is given, so the
 server's deduplication makes a retry safe); `pause_type`, `resume_type`, `update_schedule`,
 `pause_schedule`, `resume_schedule` and `backfill_schedule`, which end in the same state
-however often they land. `retry`, `cancel`, `retry_all_failed` (unless a dry run),
+however often they land; and `publish_workflow`, whose id is the client's like a publish's
+(the server answers a repeat of the same workflow as the first, and publishes any child the
+first left unpublished). `retry`, `cancel`, `retry_all_failed` (unless a dry run),
 `create_schedule`, `delete_schedule` and `trigger_schedule` are tried again only when their
 request surely never reached the API (no connection, or a 429): a second landing would answer
 409 or 404 for work the first one did, or trigger twice.
@@ -48,6 +50,7 @@ from taskproc_client.models import (
     TaskSummary,
     TaskType,
     TaskView,
+    Workflow,
 )
 from taskproc_client.retries import RetryPolicy
 from taskproc_client.signing import Signer, is_loopback
@@ -58,6 +61,7 @@ MAX_WAIT_SECONDS = 20  # the most one long poll of GET /tasks/{id}?waitSeconds= 
 # A server that answers a long poll at once (one that predates it) is polled at this pace instead.
 FALLBACK_POLL_SECONDS = 1.0
 ListedStatus = Literal["FAILED", "RETRYING", "CANCELLED"]
+OnChildFailure = Literal["fail", "continue"]
 Priority = Literal["high", "default", "low"]
 Overlap = Literal["skip", "allow", "buffer_one"]
 
@@ -97,6 +101,21 @@ def new_task_id() -> str:
     return str(uuid.uuid4())
 
 
+def _step(step: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """A chain step or a workflow's `then`: `{"type", "payload"?}`, the payload a dict or a pydantic model."""
+    if "type" not in step:
+        raise ValueError(f"{where} needs a type: {{'type': ..., 'payload': ...}}")
+    body: dict[str, Any] = {"type": step["type"]}
+    if step.get("payload") is not None:
+        body["payload"] = _json_payload(step["payload"])
+    return body
+
+
+def _callback(callback: str | Mapping[str, Any]) -> dict[str, Any]:
+    """`callback` as the API takes it: `{"url"}` (a URL given alone is put in one)."""
+    return {"url": callback} if isinstance(callback, str) else dict(callback)
+
+
 def publish_body(
     type: str,
     payload: Any,
@@ -111,6 +130,8 @@ def publish_body(
     unique_for: float | timedelta | None = None,
     unique_until: Literal["terminal"] | None = None,
     expires_in: float | timedelta | None = None,
+    then: Sequence[Mapping[str, Any]] | None = None,
+    callback: str | Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The body of `POST /publish` (and of a batch entry) for these arguments; an id is made when none is given."""
     body: dict[str, Any] = {
@@ -128,8 +149,35 @@ def publish_body(
         "uniqueFor": None if unique_for is None else _seconds(unique_for),
         "uniqueUntil": unique_until,
         "expiresInSeconds": None if expires_in is None else _seconds(expires_in),
+        "then": None if then is None else [_step(step, f"then[{n}]") for n, step in enumerate(then)],
+        "callback": None if callback is None else _callback(callback),
     }
     body.update({name: value for name, value in optional.items() if value is not None})
+    return body
+
+
+def workflow_body(
+    children: Iterable[Mapping[str, Any]],
+    then: Mapping[str, Any],
+    *,
+    id: str | None = None,
+    on_child_failure: OnChildFailure | None = None,
+    callback: str | Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The body of `POST /workflows`; an id is made when none is given."""
+    entries: builtins.list[dict[str, Any]] = []
+    for child in children:
+        # As `POST /publish`: a child without a type is the server's default (`simulate`), and one
+        # without an id is `<workflow id>/<n>`.
+        entry: dict[str, Any] = {"payload": _json_payload(child.get("payload", {}))}
+        entry.update({name: child[name] for name in ("id", "type") if child.get(name) is not None})
+        entries.append(entry)
+    body: dict[str, Any] = {"id": id if id is not None else new_task_id(), "children": entries}
+    body["then"] = _step(then, "then")
+    if on_child_failure is not None:
+        body["onChildFailure"] = on_child_failure
+    if callback is not None:
+        body["callback"] = _callback(callback)
     return body
 
 
@@ -252,9 +300,13 @@ class Client:
         unique_for: float | timedelta | None = None,
         unique_until: Literal["terminal"] | None = None,
         expires_in: float | timedelta | None = None,
+        then: Sequence[Mapping[str, Any]] | None = None,
+        callback: str | Mapping[str, Any] | None = None,
     ) -> TaskRef:
         """Publish one task (`POST /publish`); `payload` is a dict or an instance of the type's pydantic model.
 
+        `then`: a chain, steps `{"type", "payload"?}` published one after another once the task before
+        completes (the tasks `<id>/then/<n>`). `callback`: a URL (or `{"url"}`) told of the outcome.
         Without `id` the client makes one (a UUID), so a retry of a lost answer never publishes
         twice; a retried publish whose first try landed answers `duplicate=True`. Raises
         ValidationFailed (the fields named in `.errors`), PayloadTooLarge, Unauthorized, Unavailable.
@@ -272,6 +324,8 @@ class Client:
             unique_for=unique_for,
             unique_until=unique_until,
             expires_in=expires_in,
+            then=then,
+            callback=callback,
         )
         answer = PublishAnswer.of(self.transport.call("POST", "/publish", body, idempotent=True))
         return TaskRef(answer.id, answer.status, answer.duplicate, self, answer.existing_id)
@@ -293,6 +347,30 @@ class Client:
             answer = self.transport.call("POST", "/publish/batch", {"tasks": chunk}, idempotent=True)
             results.extend(_batch_result(item) for item in answer["results"])
         return results
+
+    def publish_workflow(
+        self,
+        children: Iterable[Mapping[str, Any]],
+        then: Mapping[str, Any],
+        *,
+        id: str | None = None,
+        on_child_failure: OnChildFailure | None = None,
+        callback: str | Mapping[str, Any] | None = None,
+    ) -> Workflow:
+        """Publish a workflow (`POST /workflows`): 1 to 1,000 children `{"type"?, "payload", "id"?}`, run as
+        ordinary tasks, and `then` (`{"type", "payload"?}`), run once with their outcomes when the last has ended.
+
+        `on_child_failure`: "fail" (the server's default: a FAILED child fails the workflow, `then` does not
+        run) or "continue". Without `id` the client makes one, so, as for `publish`, a retry of a lost answer
+        lands on the same workflow: the server answers a repeat of the same body as the first. Raises
+        ValidationFailed, Conflict (the id has another definition, or a child's id is another task's).
+        """
+        body = workflow_body(children, then, id=id, on_child_failure=on_child_failure, callback=callback)
+        return Workflow.of(self.transport.call("POST", "/workflows", body, idempotent=True))
+
+    def workflow(self, id: str) -> Workflow:
+        """Where a workflow stands (`GET /workflows/{id}`): status, children's counts, `then`. Raises NotFound."""
+        return Workflow.of(self.transport.call("GET", f"/workflows/{_segment(id)}"))
 
     def get(self, id: str) -> TaskView:
         """The task's view (`GET /tasks/{id}`). Raises NotFound."""

@@ -107,6 +107,35 @@ class TaskView(View):
     then: list[ChainStep] | None = None  # its chain's steps, when it was published with `then`
 
 
+class WorkflowStatus(StrEnum):
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self is not WorkflowStatus.RUNNING
+
+
+class WorkflowThen(View):
+    """The task that runs once a workflow's children have ended: its id (`<workflow id>/then`) and status,
+    `WAITING` before it is published, `NOT_RUN` once the workflow ended without it, else its task's status."""
+
+    id: str
+    status: str
+
+
+class Workflow(View):
+    """Where a workflow stands: `POST /workflows` and `GET /workflows/{id}`."""
+
+    id: str
+    status: WorkflowStatus
+    counts: dict[str, int] = Field(default_factory=dict)  # children per task status, e.g. {"COMPLETED": 3}
+    children: list[str] = Field(default_factory=list)  # the children's task ids, in the order given
+    then: WorkflowThen
+
+
 class TaskSummary(View):
     """A task in a listing."""
 

@@ -1,9 +1,10 @@
 """A fake taskproc API over real HTTP on loopback: the contract's routes, in memory.
 
-Publish (one, or batches), the long poll of `GET /tasks/{id}?waitSeconds=`, tags, the
-operator routes and the schedules' routes, by their contracts (docs/api.md and issues 20
-and 21). `fail_next` answers the next requests with the given statuses, once each, for the
-retries' tests; `fail_with` answers every request with one.
+Publish (one, or batches, with chains and callbacks), workflows, the long poll of
+`GET /tasks/{id}?waitSeconds=`, tags, the operator routes and the schedules' routes, by their
+contracts (docs/api.md, docs/workflows.md and issues 20 to 22). `fail_next` answers the next
+requests with the given statuses, once each, for the retries' tests; `fail_with` answers every
+request with one.
 
 It can also play a deployed stage's gatekeeper: with `credentials`, the operator routes
 answer 403 unless the request carries a SigV4 signature that botocore, recomputing it
@@ -90,6 +91,7 @@ class FakeApi:
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
     types: dict[str, dict[str, Any]] = field(default_factory=_default_types)
     type_history: list[dict[str, Any]] = field(default_factory=list)
+    workflows: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> the body POSTed
     seen: list[Seen] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
@@ -212,6 +214,14 @@ class FakeApi:
             return self._publish(body)
         if (method, path) == ("POST", "/publish/batch"):
             return self._batch(body)
+        if (method, path) == ("POST", "/workflows"):
+            return self._create_workflow(body)
+        flow = re.fullmatch(r"/workflows/([^/]+)", path)
+        if method == "GET" and flow:
+            known = self.workflows.get(unquote(flow[1]))
+            if known is None:
+                return 404, _error("not_found", f"no workflow with id {unquote(flow[1])!r}")
+            return 200, self._workflow_view(known)
         if path == "/schedules" or path.startswith("/schedules/"):
             return self._schedule_route(method, path, query, body)
         if (method, path) == ("GET", "/stats"):
@@ -269,7 +279,43 @@ class FakeApi:
         task["payload"] = body.get("payload", {})
         task["type"] = body.get("type", "simulate")
         task["tags"] = body.get("tags", [])
+        if body.get("then"):
+            steps = enumerate(body["then"], start=1)
+            task["then"] = [
+                {"id": f"{body['id']}/then/{n}", "type": step["type"], "state": "waiting"} for n, step in steps
+            ]
+        if body.get("callback"):
+            task.update(callback=body["callback"], callbackTask=f"{body['id']}/callback")
         return 201, {"id": body["id"], "status": "PENDING", "duplicate": False}
+
+    def _create_workflow(self, body: Any) -> tuple[int, Any]:
+        """POST /workflows: a repeat of the same body answers as the first; another body under its id is a 409."""
+        children = body.get("children") if isinstance(body, dict) else None
+        if not isinstance(children, list) or not 1 <= len(children) <= 1000:
+            return 400, _error("validation_error", "bad workflow", [{"field": "children", "message": "1 to 1,000"}])
+        if not isinstance(body.get("then"), dict) or body["then"].get("type") not in self.types:
+            return 400, _error("validation_error", "bad workflow", [{"field": "then.type", "message": "a type"}])
+        known = self.workflows.get(body["id"])
+        if known is not None and known != body:
+            return 409, _error("conflict", f"workflow {body['id']!r} exists with another definition")
+        if known is None:
+            self.workflows[body["id"]] = body
+            for n, child in enumerate(children, start=1):
+                task = self.add(child.get("id") or f"{body['id']}/{n}", "PENDING", attempts=0)
+                task.update(type=child.get("type", "simulate"), payload=child.get("payload", {}))
+        return 201, self._workflow_view(body)
+
+    def _workflow_view(self, body: dict[str, Any]) -> dict[str, Any]:
+        ids = [child.get("id") or f"{body['id']}/{n}" for n, child in enumerate(body["children"], start=1)]
+        counts: dict[str, int] = {}
+        for task_id in ids:
+            counts[self.tasks[task_id]["status"]] = counts.get(self.tasks[task_id]["status"], 0) + 1
+        then = self.tasks.get(f"{body['id']}/then")
+        status = (
+            "RUNNING" if then is None or then["status"] not in ("COMPLETED", "FAILED", "CANCELLED") else then["status"]
+        )
+        then_view = {"id": f"{body['id']}/then", "status": then["status"] if then else "WAITING"}
+        return {"id": body["id"], "status": status, "counts": counts, "children": ids, "then": then_view}
 
     def _batch(self, body: Any) -> tuple[int, Any]:
         entries = body.get("tasks") if isinstance(body, dict) else None

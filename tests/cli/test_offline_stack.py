@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -40,6 +41,7 @@ def taskctl(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         cwd=ROOT,
         timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "client")},  # this checkout's client, as pytest imports it
     )
 
 

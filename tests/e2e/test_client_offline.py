@@ -14,9 +14,18 @@ import time
 from typing import Any
 
 import pytest
-from taskproc_client import Client, Status, TaskFailed, ValidationFailed, WaitTimeout
+from taskproc_client import (
+    Client,
+    NotFound,
+    Status,
+    TaskFailed,
+    TaskView,
+    ValidationFailed,
+    WaitTimeout,
+    WorkflowStatus,
+)
 
-from tests.e2e.stack import ROOT, Stack
+from tests.e2e.stack import ROOT, Stack, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -128,15 +137,40 @@ def test_the_long_poll_answers_within_half_a_second_of_the_task_ending(client: C
     assert 0 <= late < 0.5, f"the wait returned {late:.3f} s after the task ended"
 
 
+def _published(client: Client, task_id: str) -> TaskView | None:
+    try:
+        return client.get(task_id)
+    except NotFound:
+        return None
+
+
+def test_a_chain_and_a_workflow_published_with_the_client_run_what_follows_them(client: Client) -> None:
+    run, sure = f"compose-{time.time_ns()}", {"simulation": {"failureChance": 0}}
+    client.publish("checksum", {"text": "hello"}, id=run, then=[{"type": "simulate", "payload": sure}])
+    flow = client.publish_workflow(
+        [{"type": "checksum", "payload": {"text": text}} for text in ("a", "b")],
+        {"type": "simulate", "payload": sure},
+        id=f"{run}-flow",
+    )
+
+    step = wait_until(lambda: _published(client, f"{run}/then/1"), 60, "the chain's step")
+    then = wait_until(lambda: _published(client, flow.then.id), 60, "the workflow's then")
+
+    assert client.wait(step.id, timeout=60).payload["previous"] == BUILT_IN["checksum"][1]
+    assert flow.children == [f"{run}-flow/1", f"{run}-flow/2"]
+    assert [child["status"] for child in client.wait(then.id, timeout=60).payload["children"]] == ["COMPLETED"] * 2
+    assert client.workflow(flow.id).status is WorkflowStatus.COMPLETED
+
+
 def test_the_readmes_python_example_prints_the_digest(stack: Stack) -> None:
     readme = (ROOT / "README.md").read_text()
     [example] = [block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "taskproc_client" in block]
-    assert len(example.strip().splitlines()) == 5
-    pointed = example.replace("http://127.0.0.1:8000", stack.api.base_url)  # this stack's port
+    assert len(example.strip().splitlines()) == 6
 
     done = subprocess.run(
-        [sys.executable, "-c", pointed],
-        env={**os.environ, "PYTHONPATH": str(ROOT / "client")},
+        [sys.executable, "-c", example],
+        # This stack's port, as `make run` prints it to paste.
+        env={**os.environ, "PYTHONPATH": str(ROOT / "client"), "TASKPROC_URL": stack.api.base_url},
         capture_output=True,
         text=True,
         timeout=90,

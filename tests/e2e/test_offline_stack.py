@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import re
 import subprocess
 import uuid
@@ -35,15 +36,17 @@ def _local_curl_blocks(markdown: str) -> list[str]:
 
 
 def _run_as_shown(script: str, api: str) -> subprocess.CompletedProcess[str]:
-    # Only the documented address changes. `curl` fails on an HTTP error status here,
-    # so a command that "works" has to get a 2xx answer.
-    prelude = 'curl() { command curl --fail-with-body --max-time 15 "$@"; }\n'
+    # Only the documented address changes, and TASKPROC_URL is set as `make run` says to set it
+    # (the README's commands read it). `curl` fails on an HTTP error status here, so a command
+    # that "works" has to get a 2xx answer. The README's retry loop may take a minute or more.
+    prelude = 'curl() { command curl --fail-with-body --max-time 20 "$@"; }\n'
     return subprocess.run(
         ["bash", "-euo", "pipefail", "-c", prelude + script.replace(DOCUMENTED_API, api)],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=150,
         cwd=ROOT,
+        env={**os.environ, "TASKPROC_URL": api},
     )
 
 
@@ -60,7 +63,9 @@ def test_every_curl_command_in_the_readme_and_the_docs_works_as_shown(stack: Sta
 
 
 def test_the_commands_printed_at_start_work(stack: Stack) -> None:
-    printed = [line.strip() for line in stack.process.output().splitlines() if line.strip().startswith("curl ")]
+    lines = [line.strip() for line in stack.process.output().splitlines()]
+    assert f"export TASKPROC_URL={stack.api.base_url}" in lines
+    printed = [line for line in lines if line.startswith("curl ")]
     assert len(printed) >= 2
     for command in printed:
         result = _run_as_shown(command.replace(stack.api.base_url, DOCUMENTED_API), stack.api.base_url)
