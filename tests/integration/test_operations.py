@@ -157,7 +157,11 @@ def test_stats_count_the_listed_statuses_and_give_the_queues_depths(h: Harness) 
     status, stats = get(h, "/stats")
 
     assert status == 200
-    assert stats["counts"] == {"FAILED": 3, "RETRYING": 1, "CANCELLED": 1}
+    exact = {"FAILED": 3, "RETRYING": 1, "CANCELLED": 1}
+    # waiting's and stopped's messages are visible; retrying's is hidden through its backoff, and
+    # taken off PROCESSING as the RETRYING task it is; nothing completed
+    assert stats["counts"] == {**exact, "PENDING": 2, "PROCESSING": 0, "COMPLETED": 0}
+    assert all(stats["sources"][f"counts.{name}"]["exact"] is False for name in ("PENDING", "PROCESSING"))
     tasks_queue = stats["queues"]["tasks"]
     assert tasks_queue["visible"] + tasks_queue["inFlight"] + tasks_queue["delayed"] == 3  # retrying, waiting, stopped
     assert stats["queues"]["deadLetters"]["visible"] == 0
