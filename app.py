@@ -8,7 +8,7 @@ from urllib.parse import quote, unquote
 from chalice import Chalice, IAMAuthorizer, Rate, Response
 from chalice.app import CloudWatchEvent, ConvertToMiddleware, SQSEvent
 
-from chalicelib import api, batch, logs, metrics, operations, task_types, ticker
+from chalicelib import api, batch, logs, metrics, operations, stuck, task_types, ticker
 from chalicelib.consumer import DeadLetterConsumer, TaskConsumer, consume
 from chalicelib.deadline import Invocation, margin_seconds
 from chalicelib.http import json_errors, json_response
@@ -143,6 +143,12 @@ def list_tasks() -> Response:
 @json_errors
 def stats() -> Response:
     return json_response(operations.stats(get_runtime()))
+
+
+@app.route("/stuck", methods=["GET"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
+@json_errors
+def list_stuck() -> Response:
+    return json_response(stuck.list_stuck(_query(), get_runtime()))
 
 
 @app.route("/tasks/{task_id}/retry", methods=["POST"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)

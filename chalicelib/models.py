@@ -779,6 +779,24 @@ class Stats(BaseModel):
     sources: dict[str, FigureSource]
 
 
+class StuckTask(BaseModel):
+    id: str
+    type: str
+    status: Literal["PENDING", "PROCESSING"]
+    createdAt: str
+    updatedAt: str
+    reason: Literal["pending past dispatch", "lease expired"]
+    since: str = Field(description="When it became stuck: its dispatch bound, or its lease's expiry (RFC 3339 UTC).")
+
+
+class StuckPage(BaseModel):
+    """`GET /stuck`: one bounded Scan's stuck tasks, in the table's order (chalicelib/stuck.py)."""
+
+    tasks: list[StuckTask]
+    next: str | None = Field(description="A cursor for the rest of the table; null when the Scan reached its end.")
+    scanned: int = Field(description="Items this page read (what it cost), stuck or not.")
+
+
 class BulkRetryIn(BaseModel):
     """The body of `POST /retries`."""
 
