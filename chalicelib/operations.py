@@ -75,9 +75,9 @@ BULK_WORKERS = 16
 # did not reach is left as it was, and a repeat of the request takes it.
 BULK_RETRY_BUDGET_SECONDS = 8.0
 LATEST_SORT_KEY = "9999-12-31T23:59:59.999Z"
-# `GET /stats`' repairs: what the send-first publish and retry needed mending (docs/architecture.md).
 # `GET /stats`' task queues (the dead letters' are not waiting to run).
 TASK_QUEUES = ("tasks", "highPriority", "lowPriority")
+# `GET /stats`' repairs: what the send-first publish and retry needed mending (docs/architecture.md).
 REPAIRS = {
     "adopted": Metric.TASKS_ADOPTED,
     "redispatched": Metric.TASKS_REDISPATCHED,
@@ -234,9 +234,9 @@ def _estimated_counts(
         exact=False,
     )
     sources[f"counts.{Status.PENDING.value}"] = FigureSource(
-        source="SQS ApproximateNumberOfMessages of the three task queues, summed: messages waiting to be"
-        " received, that is PENDING tasks and RETRYING ones whose backoff has passed (a task held back by flow"
-        " control, or a duplicate message, counts once more)",
+        source="SQS ApproximateNumberOfMessages and ApproximateNumberOfMessagesDelayed of the three task queues,"
+        " summed: messages waiting to be received, due now or delayed (delaySeconds, a hold of flow control),"
+        " that is PENDING tasks and RETRYING ones whose backoff has passed; a duplicate message counts once more",
         exact=False,
     )
     retrying, _ = counted.get(Status.RETRYING, (0, True))
@@ -248,7 +248,7 @@ def _estimated_counts(
     )
     return {
         Status.COMPLETED.value: completed,
-        Status.PENDING.value: sum(depth.visible for depth in task_depths),
+        Status.PENDING.value: sum(depth.visible + depth.delayed for depth in task_depths),
         Status.PROCESSING.value: max(0, sum(depth.inFlight for depth in task_depths) - retrying),
     }
 

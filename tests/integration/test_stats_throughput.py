@@ -88,3 +88,24 @@ def test_a_refresh_makes_one_get_metric_data_request_and_a_refresh_inside_the_mi
     assert requests - cached == Counter({"cloudwatch:GetMetricData": 1})
     assert uncached - requests == Counter({"sqs:GetQueueUrl": 4})
     assert cached["sqs:GetQueueAttributes"] == 4
+
+
+def test_pending_counts_the_messages_due_and_delayed_and_processing_leaves_out_the_retries_backing_off(
+    h: Harness,
+) -> None:
+    response = h.client.http.post(
+        "/publish",
+        body=json.dumps({"id": "later", "payload": SUCCEEDS, "delaySeconds": 600}),
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 201
+    h.publish("now", SUCCEEDS)
+    h.publish("backing-off", {"simulation": {"failureChance": 1}})
+    h.deliver()  # runs now, fails backing-off once: its message hides through the backoff
+
+    answer = stats(h)
+
+    assert answer["counts"]["PENDING"] == 1  # later, delayed
+    assert answer["counts"]["RETRYING"] == 1
+    assert answer["counts"]["PROCESSING"] == 0  # backing-off's hidden message is the RETRYING one
+    assert answer["queues"]["tasks"]["inFlight"] == 1
