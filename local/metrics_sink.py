@@ -104,7 +104,9 @@ class MetricsSink:
         self.path = path
         self._lock = threading.Lock()
         self._offset = 0
-        self._points: list[Datapoint] = []
+        # By (namespace, name, dimensions), in the order they were written: a query reads its own metric only.
+        self._series: dict[tuple[str, str, frozenset[tuple[str, str]]], list[Datapoint]] = {}
+        self._newest = 0.0
 
     def refresh(self) -> None:
         """Read the lines appended since the last read (all of them if the file was started again)."""
@@ -114,7 +116,7 @@ class MetricsSink:
             except FileNotFoundError:
                 return
             if size < self._offset:  # a new run truncated it
-                self._offset, self._points = 0, []
+                self._offset, self._series, self._newest = 0, {}, 0.0
             with self.path.open("rb") as file:
                 file.seek(self._offset)
                 chunk = file.read(size - self._offset)
@@ -126,10 +128,13 @@ class MetricsSink:
                 except ValueError:
                     continue
                 if isinstance(blob, dict):
-                    self._points.extend(datapoints(blob))
-            if self._points:
-                oldest = self._points[-1].at - KEPT_SECONDS
-                self._points = [point for point in self._points if point.at >= oldest]
+                    for point in datapoints(blob):
+                        self._series.setdefault((point.namespace, point.name, point.dimensions), []).append(point)
+                        self._newest = max(self._newest, point.at)
+            oldest = self._newest - KEPT_SECONDS
+            for key, points in self._series.items():
+                if points and points[0].at < oldest:
+                    self._series[key] = [point for point in points if point.at >= oldest]
 
     def get_metric_data(
         self, queries: list[dict[str, Any]], start: datetime | str | float, end: datetime | str | float
@@ -138,8 +143,6 @@ class MetricsSink:
         in moto's result form; a period without a datapoint is left out, as CloudWatch leaves it."""
         self.refresh()
         first, last = _seconds(start), _seconds(end)
-        with self._lock:
-            points = [point for point in self._points if first <= point.at < last]
         results = []
         for query in queries:
             stat = query.get("MetricStat")
@@ -148,13 +151,11 @@ class MetricsSink:
             metric = stat["Metric"]
             dimensions = frozenset((d["Name"], d["Value"]) for d in metric.get("Dimensions", []))
             period = int(stat["Period"])
+            with self._lock:
+                points = list(self._series.get((metric["Namespace"], metric["MetricName"], dimensions), []))
             buckets: dict[int, list[float]] = {}
             for point in points:
-                if (
-                    point.name == metric["MetricName"]
-                    and point.namespace == metric["Namespace"]
-                    and point.dimensions == dimensions
-                ):
+                if first <= point.at < last:
                     buckets.setdefault(int((point.at - first) // period), []).append(point.value)
             newest_first = sorted(buckets, reverse=True)
             results.append(
