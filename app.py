@@ -14,7 +14,7 @@ from chalicelib.consume.deadline import Invocation, margin_seconds
 from chalicelib.http import json_errors, json_response
 from chalicelib.models import MAX_BATCH_BYTES
 from chalicelib.openapi import openapi_document
-from chalicelib.operate import operations, task_types
+from chalicelib.operate import operations, stuck, task_types
 from chalicelib.publish import api, batch
 from chalicelib.query import TaskReadQuery, parse_query
 from chalicelib.runtime import get_runtime
@@ -146,6 +146,12 @@ def list_tasks() -> Response:
 @json_errors
 def stats() -> Response:
     return json_response(operations.stats(get_runtime()))
+
+
+@app.route("/stuck", methods=["GET"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
+@json_errors
+def list_stuck() -> Response:
+    return json_response(stuck.list_stuck(_query(), get_runtime()))
 
 
 @app.route("/tasks/{task_id}/retry", methods=["POST"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)

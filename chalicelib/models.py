@@ -714,10 +714,55 @@ class FigureSource(BaseModel):
     exact: bool
 
 
+class Series(BaseModel):
+    """Counts per bucket, oldest first; the last bucket is the current, partial one."""
+
+    completed: list[int] = Field(description="TasksCompleted: tasks that ended COMPLETED.")
+    failed: list[int] = Field(description="TasksFailed: tasks that ended FAILED.")
+    retried: list[int] = Field(description="RetriesScheduled: failed attempts given another.")
+    accepted: list[int] = Field(description="TasksAccepted: tasks published.")
+
+
+class SeriesWindow(BaseModel):
+    start: str = Field(description="The first bucket's start, RFC 3339 UTC.")
+    stepSeconds: int = Field(description="Each bucket's length: 60 (per minute) or 3600 (per hour).")
+    series: dict[str, Series] = Field(description="`total`, and each registered task type by name.")
+
+
+class Percentiles(BaseModel):
+    p50: float | None
+    p95: float | None
+    p99: float | None
+
+
+class Latency(BaseModel):
+    attemptMs: Percentiles = Field(description="AttemptDuration over the last hour, milliseconds.")
+    endToEndMs: Percentiles = Field(description="EndToEndLatency (created to terminal) over the last hour.")
+
+
+class Throughput(BaseModel):
+    """`GET /stats`' throughput, from taskproc's own metrics (chalicelib/operate/throughput.py)."""
+
+    perMinute: SeriesWindow = Field(description="The last hour, 60 buckets of a minute.")
+    perHour: SeriesWindow = Field(description="The last day, 24 buckets of an hour.")
+    latency: dict[str, Latency] = Field(description="`total`, and each registered task type by name.")
+
+
 class Stats(BaseModel):
     """`GET /stats`: counts of the statuses that can be counted at a bounded cost, and the queues' depths."""
 
-    counts: dict[str, int]
+    counts: dict[str, int | None] = Field(
+        description="Every status. FAILED, RETRYING and CANCELLED are exact (the index); COMPLETED, PENDING and"
+        " PROCESSING are approximate (the metrics and the queues): `sources` says what each means."
+    )
+    throughput: Throughput | None = Field(
+        default=None, description="Null only when the metrics did not answer (see `sources.throughput`)."
+    )
+    oldestWaitingSeconds: float | None = Field(
+        default=None,
+        description="The age of the oldest message waiting in the task queues (the oldest of the three"
+        " classes'); null without a datapoint.",
+    )
     queues: dict[str, QueueDepth]
     repairs: dict[str, int | None] = Field(
         default_factory=dict,
@@ -732,6 +777,24 @@ class Stats(BaseModel):
         " missed (past the catch-up window), refused (the payload no longer fit the type).",
     )
     sources: dict[str, FigureSource]
+
+
+class StuckTask(BaseModel):
+    id: str
+    type: str
+    status: Literal["PENDING", "PROCESSING"]
+    createdAt: str
+    updatedAt: str
+    reason: Literal["pending past dispatch", "lease expired"]
+    since: str = Field(description="When it became stuck: its dispatch bound, or its lease's expiry (RFC 3339 UTC).")
+
+
+class StuckPage(BaseModel):
+    """`GET /stuck`: one bounded Scan's stuck tasks, in the table's order (chalicelib/operate/stuck.py)."""
+
+    tasks: list[StuckTask]
+    next: str | None = Field(description="A cursor for the rest of the table; null when the Scan reached its end.")
+    scanned: int = Field(description="Items this page read (what it cost), stuck or not.")
 
 
 class BulkRetryIn(BaseModel):

@@ -33,6 +33,7 @@ from chalicelib.models import (
     PublishBatchIn,
     RetryIn,
     Stats,
+    StuckPage,
     TaskCreated,
     TaskIn,
     TaskPage,
@@ -41,6 +42,7 @@ from chalicelib.models import (
     TypeDetail,
     TypeList,
 )
+from chalicelib.operate.stuck import StuckQuery
 from chalicelib.publish.tags import MAX_TAG_LENGTH, MAX_TAGS, TAG_PATTERN, TAG_RULE
 from chalicelib.publish.wait import DEFAULT_SCHEDULE, MAX_WAIT_SECONDS
 from chalicelib.query import QueryModel, TaskListQuery, TaskReadQuery
@@ -279,6 +281,7 @@ def openapi_document() -> dict[str, Any]:
             (TaskView, "serialization"),
             (TaskPage, "serialization"),
             (Stats, "serialization"),
+            (StuckPage, "serialization"),
             (BulkRetryIn, "validation"),
             (RetryIn, "validation"),
             (BulkRetryResult, "serialization"),
@@ -405,8 +408,18 @@ def openapi_document() -> dict[str, Any]:
             "/stats": {
                 "get": {
                     "operationId": "stats",
-                    "summary": "Counts of FAILED, RETRYING and CANCELLED tasks and the queues' depths. " + OPERATOR,
+                    "summary": "Counts of every status (exact or estimated), throughput, latency and the queues'"
+                    " depths. " + OPERATOR,
                     "responses": {"200": _json(Stats, "The figures and where each comes from."), **_errors(500, 503)},
+                }
+            },
+            "/stuck": {
+                "get": {
+                    "operationId": "listStuck",
+                    "summary": "Stuck tasks: PENDING past the dispatch bound, PROCESSING past their lease; a bounded"
+                    " Scan of the task table, a page at a time (docs/operations.md). " + OPERATOR,
+                    "parameters": _query_parameters(StuckQuery),
+                    "responses": {"200": _json(StuckPage, "One Scan page's stuck tasks."), **_errors(400, 500, 503)},
                 }
             },
             "/retries": {

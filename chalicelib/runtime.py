@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable
@@ -131,7 +132,13 @@ def build_runtime(
         },
         dead_letters=Queue(sqs, settings.DEAD_LETTER_QUEUE),
         # Only `GET /stats` reads CloudWatch: its client is made on first use, not at a cold start.
-        queue_ages=QueueAges(lambda: session.client("cloudwatch", config=config), clock),
+        queue_ages=QueueAges(
+            lambda: session.client("cloudwatch", config=config),
+            clock,
+            settings.METRICS_CACHE_SECONDS,
+            # Offline, the embedded endpoint answers from the stack's EMF lines (local/metrics_sink.py).
+            "the offline metrics sink" if os.environ.get("AWS_ENDPOINT_URL") else "CloudWatch",
+        ),
         # Only listing and /health need the key, so only the API function reads the secret.
         cursor_keys=CursorKeys(
             settings.CURSOR_SECRET_ID,

@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     # whose ceiling it is by default; the offline end-to-end tests lower it to see timers in seconds.
     RUN_AT_TIMER_SECONDS: int = Field(default=900, ge=0, le=900)
     # Set by Lambda itself in every function's environment: present means a deployed stage.
+    # How long `GET /stats` keeps one GetMetricData answer: CloudWatch's figures have one-minute
+    # resolution; the offline sink is a local file, so the local stage asks more often.
+    METRICS_CACHE_SECONDS: float = Field(default=60.0, ge=0, le=3600)
+    # The task queues' visibility timeout (infra/resources.yaml's QueueVisibilityTimeout): a PENDING task
+    # whose first receive died reappears after it; `GET /stuck` counts it in the dispatch bound.
+    QUEUE_VISIBILITY_TIMEOUT: int = Field(default=180, ge=0, le=43_200)
     AWS_LAMBDA_FUNCTION_NAME: str | None = None
 
     @model_validator(mode="before")

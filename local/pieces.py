@@ -6,12 +6,16 @@ Each returns the process's exit code and prints its ready line once it serves.
 from __future__ import annotations
 
 import logging
+import os
 import threading
+from pathlib import Path
 
 from local.api import Api
 from local.aws import EmbeddedAws, provision
 from local.config import LocalConfig
 from local.lifecycle import announce_ready
+from local.metrics_sink import METRICS_FILE_VARIABLE
+from local.metrics_sink import install as install_metrics_sink
 from local.worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -32,6 +36,9 @@ def run_aws(config: LocalConfig, stop: threading.Event) -> int:
         EndpointError: the port is taken or the stack cannot be created.
     """
     aws = EmbeddedAws(config.aws_port)
+    metrics = os.environ.get(METRICS_FILE_VARIABLE)
+    if metrics:  # `make run` sets it; a piece started alone answers GetMetricData as moto does
+        install_metrics_sink(Path(metrics))
     aws.start()
     try:
         resources = provision(config)

@@ -23,6 +23,7 @@ from typing import IO
 
 from local.config import LocalConfig
 from local.lifecycle import SUPERVISOR_STOP, ignore_terminating_signals
+from local.metrics_sink import METRICS_FILE_VARIABLE, is_emf
 
 PIECES = ("aws", "api", "worker", "console")
 STOP_ORDER = ("console", "worker", "api", "aws")
@@ -50,13 +51,19 @@ class Child:
         return self.process.poll() is None
 
 
-def _relay(child: Child, stream: IO[str], out: IO[str], lock: threading.Lock) -> None:
-    # The ready lines are the supervisor's to summarise; everything else is passed on.
+def _relay(child: Child, stream: IO[str], out: IO[str], lock: threading.Lock, metrics: IO[str] | None = None) -> None:
+    # The ready lines are the supervisor's to summarise; EMF blobs go to the metrics file, which the
+    # embedded endpoint answers GetMetricData from (local/metrics_sink.py); everything else is passed on.
     marker = f"{child.piece} ready: "
     for line in stream:
         if line.startswith(marker) and not child.ready.is_set():
             child.ready_detail = line[len(marker) :].strip()
             child.ready.set()
+            continue
+        if metrics is not None and is_emf(line):
+            with lock:
+                metrics.write(line if line.endswith("\n") else line + "\n")
+                metrics.flush()
             continue
         with lock:
             out.write(f"[{child.piece:6}] {line}")
@@ -71,6 +78,7 @@ def child_environment(config: LocalConfig) -> dict[str, str]:
     env["STAGE"] = config.stage
     if not env.get("CALLBACK_SIGNING_SECRET"):
         env["CALLBACK_SIGNING_SECRET"] = made_callback_secret(callback_secret_file(config))
+    env[METRICS_FILE_VARIABLE] = str(metrics_file(config))
     if env.get("SCHEDULE_TIME_SCALE") and not env.get("SCHEDULE_CLOCK_ORIGIN"):
         # One origin for every piece, so the API and the worker read the same scaled schedule time.
         env["SCHEDULE_CLOCK_ORIGIN"] = repr(time.time())
@@ -84,6 +92,13 @@ CALLBACK_SECRET_DIRECTORY = Path(tempfile.gettempdir())
 def callback_secret_file(config: LocalConfig) -> Path:
     """The file of the secret a run on this API port made: runs side by side keep theirs apart."""
     return CALLBACK_SECRET_DIRECTORY / f"taskproc-{config.stage}-{config.port}-callback-secret"
+
+
+def metrics_file(config: LocalConfig) -> Path:
+    """Where this run's EMF lines go (METRICS_FILE, else one file per stage and API port): the embedded
+    endpoint answers GetMetricData from it, and it is there to read after the run."""
+    named = os.environ.get(METRICS_FILE_VARIABLE)
+    return Path(named) if named else CALLBACK_SECRET_DIRECTORY / f"taskproc-{config.stage}-{config.port}-metrics.jsonl"
 
 
 def callback_secret_line(config: LocalConfig) -> str:
@@ -110,6 +125,7 @@ class Supervisor:
         self._out = out
         self._lock = threading.Lock()
         self.children: dict[str, Child] = {}
+        self._metrics: IO[str] | None = None
 
     def start(self) -> None:
         """Start every piece and wait until each has printed its ready line.
@@ -118,6 +134,8 @@ class Supervisor:
             StartError: a piece exited or was not ready in time (or `stop` was set first).
         """
         env = child_environment(self._config)
+        # A new run starts the file again: the embedded AWS's data, which the metrics describe, is new too.
+        self._metrics = Path(env[METRICS_FILE_VARIABLE]).open("w", encoding="utf-8")  # noqa: SIM115 - closed at shutdown
         # All are spawned before any relay thread starts: preexec_fn runs between fork and exec.
         for piece in PIECES:
             process = subprocess.Popen(
@@ -135,7 +153,7 @@ class Supervisor:
             assert child.process.stdout is not None
             child.relay = threading.Thread(
                 target=_relay,
-                args=(child, child.process.stdout, self._out, self._lock),
+                args=(child, child.process.stdout, self._out, self._lock, self._metrics),
                 name=f"relay-{child.piece}",
                 daemon=True,
             )
@@ -177,6 +195,10 @@ class Supervisor:
                 child.process.wait()
             if child.relay is not None:
                 child.relay.join(2)
+        if self._metrics is not None:
+            with self._lock:
+                self._metrics.close()
+            self._metrics = None
 
     def say(self, text: str) -> None:
         with self._lock:
@@ -206,6 +228,7 @@ def banner(config: LocalConfig, children: dict[str, Child]) -> str:
         f'  curl -s -X POST {api}/tasks {json_header} -d \'{{"message": "ERROR"}}\'',
         "",
         callback_secret_line(config),
+        f"Metrics (EMF) go to {metrics_file(config)}; GET /stats reads them back.",
         "",
         "taskproc is ready; Ctrl-C stops everything (the embedded AWS keeps all data in memory: it goes too).",
     ]

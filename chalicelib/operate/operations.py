@@ -38,22 +38,25 @@ from chalicelib.models import (
     BulkRetryIn,
     BulkRetryResult,
     FigureSource,
+    QueueDepth,
     RetryIn,
     Skipped,
     Stats,
     Status,
     TaskPage,
     TaskView,
+    Throughput,
 )
 from chalicelib.operate.cursor import decode_cursor, encode_cursor
 from chalicelib.operate.listing import COUNT_CAP, Filters, TaskIndex, summary
 from chalicelib.operate.schedule_stats import SCAN_PAGES, sum_counters
+from chalicelib.operate.throughput import TOTAL, ThroughputPlan
 from chalicelib.publish.api import read_task
 from chalicelib.query import MAX_PAGE, TaskListQuery, parse_query
 from chalicelib.runtime import Runtime
 from chalicelib.tasks.index import INDEX_NAME, LISTED_STATUSES
 from chalicelib.tasks.priority import Priority
-from chalicelib.tasks.queue import Queue
+from chalicelib.tasks.queue import Queue, QueueAges
 from chalicelib.tasks.record import TaskRecord
 from chalicelib.workflows.fan_in import reopen_after_retry
 
@@ -72,6 +75,8 @@ BULK_WORKERS = 16
 # did not reach is left as it was, and a repeat of the request takes it.
 BULK_RETRY_BUDGET_SECONDS = 8.0
 LATEST_SORT_KEY = "9999-12-31T23:59:59.999Z"
+# `GET /stats`' task queues (the dead letters' are not waiting to run).
+TASK_QUEUES = ("tasks", "highPriority", "lowPriority")
 # `GET /stats`' repairs: what the send-first publish and retry needed mending (docs/architecture.md).
 REPAIRS = {
     "adopted": Metric.TASKS_ADOPTED,
@@ -135,9 +140,17 @@ def stats(rt: Runtime) -> Stats:
     except (StoreError, QueueError) as exc:
         raise ServiceUnavailable("the task table, the schedules table or a queue did not answer; try again") from exc
     repair_metrics = {label: metric.value for label, metric in REPAIRS.items()}
-    figures = rt.queue_ages.read(
-        [queue.name for queue in watched.values()], list(repair_metrics.values()), NAMESPACE, current_stage()
+    plan = ThroughputPlan(
+        NAMESPACE,
+        current_stage(),
+        rt.registry.names(),
+        reserved_queries=len(watched) + len(repair_metrics),
+        reserved_points=len(watched) * QueueAges.AGE_POINTS + len(repair_metrics) * QueueAges.SUM_POINTS,
     )
+    figures = rt.queue_ages.read(
+        [queue.name for queue in watched.values()], list(repair_metrics.values()), NAMESPACE, current_stage(), plan
+    )
+    where, fresh = rt.queue_ages.where, _freshness(rt, figures.read_at)
     ages = figures.ages
     sources = {
         f"counts.{status.value}": FigureSource(
@@ -155,7 +168,7 @@ def stats(rt: Runtime) -> Stats:
             source="SQS GetQueueAttributes (ApproximateNumberOfMessages*)", exact=False
         )
         sources[f"queues.{label}.oldestAgeSeconds"] = FigureSource(
-            source="CloudWatch AWS/SQS ApproximateAgeOfOldestMessage, latest 1-minute datapoint"
+            source=f"{where} AWS/SQS ApproximateAgeOfOldestMessage, latest 1-minute datapoint; {fresh}"
             + ("" if queue_name in ages else "; none available (no datapoint yet, or offline)"),
             exact=False,
         )
@@ -164,10 +177,20 @@ def stats(rt: Runtime) -> Stats:
         value = figures.sums.get(metric)
         repairs[label] = None if value is None else int(value)
         sources[f"repairs.{label}"] = FigureSource(
-            source=f"CloudWatch {NAMESPACE} {metric}, summed over the last 24 hours"
+            source=f"{where} {NAMESPACE} {metric}, summed over the last 24 hours; {fresh}"
             + ("" if value is not None else "; no datapoint (none happened, or offline)"),
             exact=False,
         )
+    counts: dict[str, int | None] = {s.value: c for s, (c, _) in counted.items()}
+    counts.update(_estimated_counts(rt, depths, counted, figures.throughput, sources, where, fresh))
+    waiting = [ages[queue.name] for label, queue in watched.items() if label in TASK_QUEUES and queue.name in ages]
+    sources["oldestWaitingSeconds"] = FigureSource(
+        source=f"the largest of queues.{{{','.join(TASK_QUEUES)}}}.oldestAgeSeconds: the oldest message of any"
+        " class waiting to be received (a PENDING task, or a RETRYING one past its backoff)"
+        + ("" if waiting else "; none available (no datapoint yet)"),
+        exact=False,
+    )
+    _throughput_sources(plan, figures.throughput, sources, where, fresh)
     for name in scheduled.sums:
         sources[f"schedules.{name}"] = FigureSource(
             source=f"the schedules table's schedule items' own counters (a Scan), summed over {scheduled.schedules}"
@@ -176,11 +199,82 @@ def stats(rt: Runtime) -> Stats:
             exact=scheduled.complete,
         )
     return Stats(
-        counts={s.value: c for s, (c, _) in counted.items()},
+        counts=counts,
+        throughput=figures.throughput,
+        oldestWaitingSeconds=max(waiting) if waiting else None,
         queues=queues,
         repairs=repairs,
         schedules=scheduled.sums,
         sources=sources,
+    )
+
+
+def _freshness(rt: Runtime, read_at: float) -> str:
+    age = max(0.0, rt.store.now_ms() / 1000 - read_at)
+    return f"read {age:.0f} s ago (cached up to {rt.queue_ages.cache_seconds:.0f} s)"
+
+
+def _estimated_counts(
+    rt: Runtime,
+    depths: Mapping[str, QueueDepth],
+    counted: Mapping[Status, tuple[int, bool]],
+    throughput: Throughput | None,
+    sources: dict[str, FigureSource],
+    where: str,
+    fresh: str,
+) -> dict[str, int | None]:
+    """COMPLETED, PENDING and PROCESSING: no index holds them (docs/operations.md says why), so each is
+    an estimate from the metrics or the queues, labelled with what it means."""
+    task_depths = [depths[label] for label in TASK_QUEUES]
+    completed = sum(throughput.perHour.series[TOTAL].completed) if throughput else None
+    sources[f"counts.{Status.COMPLETED.value}"] = FigureSource(
+        source=f"{where} {NAMESPACE} {Metric.COMPLETED.value}, summed over the last 24 hours (the per-hour"
+        " throughput's buckets): tasks that completed in that window, not every COMPLETED task the table keeps"
+        f" ({rt.settings.RETENTION_DAYS} days); {fresh}" + ("" if throughput else "; none: the metrics did not answer"),
+        exact=False,
+    )
+    sources[f"counts.{Status.PENDING.value}"] = FigureSource(
+        source="SQS ApproximateNumberOfMessages and ApproximateNumberOfMessagesDelayed of the three task queues,"
+        " summed: messages waiting to be received, due now or delayed (delaySeconds, a hold of flow control),"
+        " that is PENDING tasks and RETRYING ones whose backoff has passed; a duplicate message counts once more",
+        exact=False,
+    )
+    retrying, _ = counted.get(Status.RETRYING, (0, True))
+    sources[f"counts.{Status.PROCESSING.value}"] = FigureSource(
+        source="SQS ApproximateNumberOfMessagesNotVisible of the three task queues, summed, less the RETRYING"
+        " count (a retry's message stays hidden through its backoff): messages received and not yet settled,"
+        " so running attempts, and deliveries between their receive and their settling",
+        exact=False,
+    )
+    return {
+        Status.COMPLETED.value: completed,
+        Status.PENDING.value: sum(depth.visible + depth.delayed for depth in task_depths),
+        Status.PROCESSING.value: max(0, sum(depth.inFlight for depth in task_depths) - retrying),
+    }
+
+
+def _throughput_sources(
+    plan: ThroughputPlan, throughput: Throughput | None, sources: dict[str, FigureSource], where: str, fresh: str
+) -> None:
+    left_out = f"; left out (past GetMetricData's limits for one request): {', '.join(plan.left_out)}"
+    scope = "in total and per registered task type" + (left_out if plan.left_out else "")
+    if throughput is None:
+        sources["throughput"] = FigureSource(source=f"{where} GetMetricData did not answer; none", exact=False)
+        return
+    sources["throughput.perMinute"] = FigureSource(
+        source=f"{where} {NAMESPACE} TasksCompleted, TasksFailed, RetriesScheduled, TasksAccepted: 1-minute Sum,"
+        f" the last 60 minutes, {scope}; the last bucket is the current minute, still filling; {fresh}",
+        exact=False,
+    )
+    sources["throughput.perHour"] = FigureSource(
+        source=f"the same 1-minute sums added up by clock hour, the last 24 hours, {scope}; the last bucket is"
+        " the current hour, still filling",
+        exact=False,
+    )
+    sources["throughput.latency"] = FigureSource(
+        source=f"{where} {NAMESPACE} AttemptDuration and EndToEndLatency (created to terminal), percentiles over"
+        f" the last 60 minutes, {scope}; null without a datapoint; {fresh}",
+        exact=False,
     )
 
 

@@ -8,12 +8,15 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.errors import QueueError
-from chalicelib.models import QueueDepth
+from chalicelib.models import QueueDepth, Throughput
+
+if TYPE_CHECKING:
+    from chalicelib.operate.throughput import ThroughputPlan
 
 logger = logging.getLogger(__name__)
 
@@ -176,18 +179,22 @@ class Queue:
 
 @dataclass(frozen=True)
 class CloudWatchFigures:
-    """What `GET /stats` reads from CloudWatch: queue ages by queue name, metric sums by name.
+    """What `GET /stats` reads from CloudWatch: queue ages by queue name, metric sums by name, and
+    the throughput (None when CloudWatch did not answer, or none was asked).
 
     A figure without a datapoint (a new queue, a quiet day, or offline) is left out.
     """
 
     ages: dict[str, float]
     sums: dict[str, float]
+    throughput: Throughput | None = None
+    read_at: float = 0.0  # epoch seconds of the request these figures came from
 
 
 class QueueAges:
-    """The age of each queue's oldest message (a CloudWatch metric, not a queue attribute), and the
-    day's sums of a few of taskproc's own metrics, in one GetMetricData request."""
+    """The age of each queue's oldest message (a CloudWatch metric, not a queue attribute), the
+    day's sums of a few of taskproc's own metrics and the throughput (chalicelib/operate/throughput.py),
+    in one GetMetricData request."""
 
     METRIC = "ApproximateAgeOfOldestMessage"
     # The metric has one-minute resolution: asking more often buys nothing and costs
@@ -195,8 +202,19 @@ class QueueAges:
     CACHE_SECONDS = 60.0
     AGE_WINDOW_SECONDS = 600
     SUM_WINDOW_SECONDS = 86_400
+    # What one age query (Period 60 over the day) and one sum query (Period 3600) return at most.
+    AGE_POINTS = SUM_WINDOW_SECONDS // 60 + 1
+    SUM_POINTS = SUM_WINDOW_SECONDS // 3600 + 1
 
-    def __init__(self, client_factory: Callable[[], Any], clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        client_factory: Callable[[], Any],
+        clock: Callable[[], float] = time.time,
+        cache_seconds: float = CACHE_SECONDS,
+        where: str = "CloudWatch",
+    ) -> None:
+        self.where = where  # what answers: CloudWatch, or offline the embedded endpoint's metrics sink
+        self.cache_seconds = cache_seconds
         self._client_factory = client_factory
         self._client: Any = None
         self._clock = clock
@@ -207,43 +225,60 @@ class QueueAges:
         return self.read(queue_names).ages
 
     def read(
-        self, queue_names: list[str], summed: list[str] | None = None, namespace: str = "", stage: str = ""
+        self,
+        queue_names: list[str],
+        summed: list[str] | None = None,
+        namespace: str = "",
+        stage: str = "",
+        throughput: ThroughputPlan | None = None,
     ) -> CloudWatchFigures:
-        """The queues' ages, and the sums over the last 24 hours of the metrics `summed` (in
-        `namespace`, dimension `stage`). Never raises: the figures are optional."""
+        """The queues' ages, the sums over the last 24 hours of the metrics `summed` (in `namespace`,
+        dimension `stage`), and `throughput`'s figures. Never raises: the figures are optional."""
         summed = summed or []
-        end = self._clock()
-        key = (tuple(queue_names), tuple(summed), namespace, stage)
-        if self._cached and self._cached[1] == key and end - self._cached[0] < self.CACHE_SECONDS:
+        now = self._clock()
+        scopes = tuple(throughput.scopes) if throughput else ()
+        key = (tuple(queue_names), tuple(summed), namespace, stage, scopes)
+        if self._cached and self._cached[1] == key and now - self._cached[0] < self.cache_seconds:
             return self._cached[2]
         if self._client is None:
             self._client = self._client_factory()
         queries = [self._age_query(n, name) for n, name in enumerate(queue_names)]
         queries += [self._sum_query(n, name, namespace, stage) for n, name in enumerate(summed)]
+        window = throughput.window(now) if throughput else None
+        if throughput:
+            queries += throughput.queries()
+        # With the throughput, the request ends at the end of the current minute (chalicelib/operate/throughput.py).
+        end = window.end if window else now
+        start = end - (self.SUM_WINDOW_SECONDS if summed or throughput else self.AGE_WINDOW_SECONDS)
         try:
             response = self._client.get_metric_data(
                 MetricDataQueries=queries,
-                StartTime=datetime.fromtimestamp(end - (self.SUM_WINDOW_SECONDS if summed else 600), UTC),
+                StartTime=datetime.fromtimestamp(start, UTC),
                 EndTime=datetime.fromtimestamp(end, UTC),
                 ScanBy="TimestampDescending",
             )
         except (ClientError, BotoCoreError):
             logger.warning("CloudWatch did not answer; its figures are left out", exc_info=True)
-            return CloudWatchFigures({}, {})
+            return CloudWatchFigures({}, {}, None, now)
         ages: dict[str, float] = {}
         sums: dict[str, float] = {}
-        oldest_age_point = datetime.fromtimestamp(end - self.AGE_WINDOW_SECONDS, UTC)
+        points: dict[str, list[tuple[datetime, float]]] = {}
+        oldest_age_point = datetime.fromtimestamp(now - self.AGE_WINDOW_SECONDS, UTC)
         for result in response.get("MetricDataResults", []):
             values = result.get("Values") or []
-            kind, n = result["Id"][0], int(result["Id"][1:])
+            stamps = result.get("Timestamps") or []
+            query_id = result["Id"]
+            kind = query_id[0]
             if kind == "q" and values:
-                stamps = result.get("Timestamps") or []
                 if not stamps or stamps[0] >= oldest_age_point:
-                    ages[queue_names[n]] = float(values[0])
+                    ages[queue_names[int(query_id[1:])]] = float(values[0])
             elif kind == "s" and values:
-                sums[summed[n]] = float(sum(values))
-        figures = CloudWatchFigures(ages, sums)
-        self._cached = (end, key, figures)
+                sums[summed[int(query_id[1:])]] = float(sum(values))
+            else:
+                points[query_id] = [(stamp, float(value)) for stamp, value in zip(stamps, values, strict=False)]
+        assembled = throughput.assemble(points, window) if throughput and window else None
+        figures = CloudWatchFigures(ages, sums, assembled, now)
+        self._cached = (now, key, figures)
         return figures
 
     def _age_query(self, n: int, queue_name: str) -> dict[str, Any]:

@@ -409,6 +409,7 @@ def _run_scenarios(w: Walk) -> None:
     assert status == 200 and page["nextCursor"], page
     assert w.http("GET", f"/tasks?status=FAILED&limit=1&cursor={page['nextCursor']}")[0] == 200
     assert w.http("GET", "/stats")[0] == 200
+    assert w.http("GET", "/stuck")[0] == 200  # a bounded Scan of the task table
     assert w.http("POST", "/tasks/doomed0/retry")[0] == 202
     assert w.http("POST", "/tasks/stale/retry", {"expiresInSeconds": 60})[0] == 202
     w.publish("to-cancel", SUCCEEDS)

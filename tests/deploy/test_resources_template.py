@@ -55,6 +55,7 @@ RETIRED_INDEX = {
 OPERATOR_ROUTES = (
     "GET/tasks",
     "GET/stats",
+    "GET/stuck",
     "POST/tasks/*/retry",
     "POST/tasks/*/cancel",
     "POST/retries",

@@ -1,10 +1,12 @@
-"""The offline stack writes the same EMF lines and JSON log lines as Lambda would: read them from its output."""
+"""The offline stack writes the same EMF lines and JSON log lines as Lambda would: the log lines in its
+output, the EMF lines in its metrics file (local/metrics_sink.py), where the embedded endpoint reads them."""
 
 from __future__ import annotations
 
 import json
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from tests.e2e.stack import Stack, wait_until
@@ -26,14 +28,21 @@ def json_lines(output: str, piece: str) -> list[dict[str, Any]]:
     return found
 
 
+def metrics_lines(stack: Stack) -> list[dict[str, Any]]:
+    """The EMF blobs `make run`'s supervisor took out of the pieces' output, one JSON object a line."""
+    path = Path(stack.env["METRICS_FILE"])
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
 def quiet_offset(stack: Stack, quiet: float = 1.0, timeout: float = 30.0) -> int:
-    """The output's length once it has stopped growing for `quiet` seconds (or at `timeout`), so that
-    lines of requests made before this point, still on their way through the supervisor, are not counted."""
+    """The metrics file's line count once it has stopped growing for `quiet` seconds (or at `timeout`), so
+    that lines of requests made before this point, still on their way through the supervisor, are not counted."""
     deadline = time.monotonic() + timeout
-    length = len(stack.process.output())
+    length = len(metrics_lines(stack))
     while time.monotonic() < deadline:
         time.sleep(quiet)
-        now = len(stack.process.output())
+        now = len(metrics_lines(stack))
         if now == length:
             break
         length = now
@@ -53,11 +62,12 @@ def test_the_api_and_the_worker_write_emf_lines_for_a_published_task(stack: Stac
     assert stack.api.wait_terminal(task_id, timeout=60)["status"] == "COMPLETED"
 
     def worker_metrics() -> list[dict[str, Any]] | None:
-        lines = json_lines(stack.process.output()[start:], "worker")
+        lines = metrics_lines(stack)[start:]
         return lines if emf(lines, "TasksCompleted") and emf(lines, "EndToEndLatency") else None
 
-    worker = wait_until(worker_metrics, 60, "the worker's EMF lines")
-    api = json_lines(stack.process.output()[start:], "api")
+    # The API's lines (TasksAccepted, DuplicatePublishes) and the worker's share the file, as they
+    # would share CloudWatch.
+    worker = api = wait_until(worker_metrics, 60, "the worker's EMF lines")
 
     for line in emf(api, "TasksAccepted") + emf(api, "DuplicatePublishes") + emf(worker, "TasksCompleted"):
         [directive] = line["_aws"]["CloudWatchMetrics"]
@@ -79,6 +89,10 @@ def test_the_api_and_the_worker_write_emf_lines_for_a_published_task(stack: Stac
     assert units["TasksCompleted"] == "Count"
     assert units["AttemptDuration"] == units["EndToEndLatency"] == "Milliseconds"
 
-    # The task's own log lines carry the function that ran it, as on Lambda.
-    succeeded = [line for line in worker if line.get("message") == "succeeded" and line.get("taskId") == task_id]
+    # The terminal keeps the log lines, readable, and no EMF blob; the task's own log lines carry the
+    # function that ran it, as on Lambda.
+    terminal = stack.process.output()
+    assert not [line for line in terminal.splitlines() if '{"_aws"' in line]
+    logs = json_lines(terminal, "worker")
+    succeeded = [line for line in logs if line.get("message") == "succeeded" and line.get("taskId") == task_id]
     assert [line["function_name"] for line in succeeded] == ["taskproc-local-process_tasks"]

@@ -63,6 +63,16 @@ def test_listing_needs_a_listed_status_and_a_limit_in_range(h: Harness) -> None:
     assert "FAILED, RETRYING, CANCELLED" in body["error"]["details"][0]["message"]
 
 
+@pytest.mark.parametrize("unlisted", ["PENDING", "PROCESSING"])
+def test_listing_pending_or_processing_is_a_400_saying_why_and_pointing_at_stuck(h: Harness, unlisted: str) -> None:
+    status, body = get(h, f"/tasks?status={unlisted}")
+    assert status == 400
+    [detail] = body["error"]["details"]
+    assert detail["field"] == "status"
+    assert detail["message"].startswith(f"{unlisted} is not listed")
+    assert "WRU" in detail["message"] and "GET /stuck" in detail["message"]
+
+
 def test_pages_cover_every_failed_task_once_newest_first_across_shards(h: Harness) -> None:
     ids = failed_tasks(h, 45)
     assert len({shard_of(task_id) for task_id in ids}) == SHARDS  # the tasks really are spread
@@ -157,7 +167,11 @@ def test_stats_count_the_listed_statuses_and_give_the_queues_depths(h: Harness) 
     status, stats = get(h, "/stats")
 
     assert status == 200
-    assert stats["counts"] == {"FAILED": 3, "RETRYING": 1, "CANCELLED": 1}
+    exact = {"FAILED": 3, "RETRYING": 1, "CANCELLED": 1}
+    # waiting's and stopped's messages are visible; retrying's is hidden through its backoff, and
+    # taken off PROCESSING as the RETRYING task it is; nothing completed
+    assert stats["counts"] == {**exact, "PENDING": 2, "PROCESSING": 0, "COMPLETED": 0}
+    assert all(stats["sources"][f"counts.{name}"]["exact"] is False for name in ("PENDING", "PROCESSING"))
     tasks_queue = stats["queues"]["tasks"]
     assert tasks_queue["visible"] + tasks_queue["inFlight"] + tasks_queue["delayed"] == 3  # retrying, waiting, stopped
     assert stats["queues"]["deadLetters"]["visible"] == 0
