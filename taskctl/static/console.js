@@ -747,7 +747,8 @@ function typeRow(name) {
   const head = element("th");
   head.scope = "row";
   head.append(idNode(name));
-  row.append(head, ...Array.from({ length: 7 }, () => element("td")));
+  const labels = ["State", "Running / cap", "Options", "Last hour", "Completed / min", "p95 latency", "Action"];
+  row.append(head, ...labels.map((label) => cell(label)));
   return row;
 }
 
