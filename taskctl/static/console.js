@@ -77,6 +77,13 @@ function describe(what, answer, taskId) {
   return `The API answered ${answer.status} while ${what}: ${said}.`;
 }
 
+// An API older than the route: a 404, or API Gateway's (and `chalice local`'s) 403 for a route it does not
+// have. The console signs the operator routes, so that 403 is not a missing signature.
+function routeMissing(answer) {
+  return answer.status === 404
+    || (answer.status === 403 && Boolean(answer.body) && answer.body.message === "Missing Authentication Token");
+}
+
 // --- Notices: `problem` for what keeps failing, `message` for the answers to buttons ------------
 
 const problems = new Map();
@@ -698,7 +705,7 @@ function typeButton(entry) {
 // GET /types: each type's pause and cap. An API without it (404) leaves the table to the throughput's types.
 async function refreshTypes() {
   const answer = await api("GET", "/types");
-  if (answer.status === 404) {
+  if (routeMissing(answer)) {
     state.types = null;
     setProblem("types", null);
   } else if (!answer.ok) {
@@ -836,7 +843,7 @@ async function refreshStuck() {
   if (cursor) query.set("cursor", cursor);
   const answer = await api("GET", `/stuck${cursor ? `?${query}` : ""}`);
   const empty = $("stuck-empty");
-  if (answer.status === 404) {
+  if (routeMissing(answer)) {
     setProblem("stuck", null);
     $("stuck").tBodies[0].replaceChildren();
     empty.hidden = false;

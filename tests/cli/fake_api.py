@@ -265,8 +265,9 @@ class FakeApi:
             return self._schedule_route(method, path, query, body)
         if (method, path) == ("GET", "/stats"):
             return 200, self._stats()
-        if (method, path) == ("GET", "/stuck") and not self.without_stuck:
-            return self._stuck(query)
+        if (method, path) == ("GET", "/stuck"):
+            # API Gateway's answer, and `chalice local`'s, to a route the API does not have.
+            return (403, {"message": "Missing Authentication Token"}) if self.without_stuck else self._stuck(query)
         if (method, path) == ("GET", "/tasks"):
             return self._list(query)
         if (method, path) == ("POST", "/retries"):
