@@ -744,7 +744,8 @@ function figuresOf(name) {
 function hourList(hour) {
   if (!hour) return [element("span", "-", "muted")];
   const list = element("ul", null, "counters");
-  list.append(...hour.map(([kind, value]) => Object.assign(element("li", `${value} ${kind}`), { className: kind })));
+  // A kind's class (failed: red) only when some happened, so a quiet hour reads quiet.
+  list.append(...hour.map(([kind, value]) => element("li", `${value} ${kind}`, value > 0 ? kind : "")));
   return [list];
 }
 
@@ -867,9 +868,13 @@ async function refreshStuck() {
     ]));
     empty.hidden = tasks.length > 0;
     const scanned = typeof body.scanned === "number" ? ` (${body.scanned} scanned)` : "";
-    setText(empty, stuck.page === 0
-      ? `No stuck tasks: none is PENDING past the dispatch bound or PROCESSING past its lease${scanned}.`
-      : "No more stuck tasks on this page.");
+    // A page is one bounded scan of the table: an empty one with a next page has not looked at every task.
+    let none = "No more stuck tasks on this page.";
+    if (stuck.next) none = `None stuck on this page${scanned}: the next page looks further.`;
+    else if (stuck.page === 0) {
+      none = `No stuck tasks: none is PENDING past the dispatch bound or PROCESSING past its lease${scanned}.`;
+    }
+    setText(empty, none);
   }
   $("stuck-first").hidden = $("stuck-next").hidden = stuck.page === 0 && !stuck.next;
   $("stuck-first").disabled = stuck.page === 0;
