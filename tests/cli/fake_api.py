@@ -139,6 +139,7 @@ class FakeApi:
     without_throughput: bool = False
     stuck: list[dict[str, Any]] = field(default_factory=list)
     without_stuck: bool = False
+    stuck_page: int = 50  # stuck tasks a page of GET /stuck holds
     seen: list[Seen] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
@@ -384,7 +385,7 @@ class FakeApi:
         return throughput_document(per_type, self.latencies)
 
     def _stuck(self, query: dict[str, str]) -> tuple[int, Any]:
-        start, limit = int(query.get("cursor", "fake-0")[5:]), int(query.get("limit", "50"))
+        start, limit = int(query.get("cursor", "fake-0")[5:]), int(query.get("limit", self.stuck_page))
         page = self.stuck[start : start + limit]
         more = start + limit < len(self.stuck)
         return 200, {"tasks": page, "next": f"fake-{start + limit}" if more else None, "scanned": len(self.tasks)}
