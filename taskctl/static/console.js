@@ -216,15 +216,18 @@ function renderCounts(counts, sources) {
     } else {
       term.append(status);
     }
-    group.append(term, element("dd"), element("p", null, "approximate"));
+    term.append(element("span", null, "approximate"));
+    group.append(term, element("dd"));
     return group;
   }, (group, status) => {
     const value = counts[status];
     const source = sources[`counts.${status}`];
-    const dd = group.querySelector("dd");
-    setText(dd, value === null || value === undefined ? "-" : value);
-    dd.title = status in counts ? sourceTitle(source) || "" : "not counted by this API";
-    if (value === null && status in counts) dd.title = `not known now${source ? `: ${source.source}` : ""}`;
+    const figure = group.querySelector("dd");
+    setText(figure, value === null || value === undefined ? "-" : value);
+    let title = sourceTitle(source);
+    if (!(status in counts)) title = "not counted by this API";
+    else if (value === null) title = `not known now${source ? `: ${source.source}` : ""}`;
+    figure.title = title;
     setText(group.querySelector(".approximate"), source && source.exact === false ? "approximate" : "");
   });
 }
