@@ -420,7 +420,9 @@ function renderThroughput(throughput) {
   setText($("throughput-summary"), `Last hour: ${completed} completed, ${failed} failed` +
     (types.length ? ` (${types.join(", ")})` : ""));
   setText($("throughput-zone"), Intl.DateTimeFormat().resolvedOptions().timeZone || "your zone");
-  sync($("throughput-legend"), types, (type) => type, (type) => {
+  // The legend names the types the graph draws: those that completed or failed something this hour.
+  const drawnTypes = types.filter((type) => total(series[type].completed) + total(series[type].failed) > 0);
+  sync($("throughput-legend"), drawnTypes, (type) => type, (type) => {
     const item = element("li");
     item.dataset.type = type;
     const swatch = element("span", null, "swatch");

@@ -70,6 +70,14 @@ def failed_count(api: Api) -> int:
     return int(body["counts"]["FAILED"])
 
 
+def hour_of(api: Api, task_type: str, kind: str) -> float:
+    """What `/stats` counts of `kind` for `task_type` over the last hour (0 before the metrics have it)."""
+    status, body = api.call("GET", "/stats")
+    assert status == 200, body
+    series = (body.get("throughput") or {}).get("perMinute", {}).get("series", {})
+    return float(sum(series.get(task_type, {}).get(kind) or []))
+
+
 def test_an_operator_sees_a_failure_retries_it_watches_it_and_cancels_it_while_it_waits(
     stack: Stack, console: ConsoleProcess, watched: Watched, expect: Expect
 ) -> None:
@@ -158,6 +166,11 @@ if os.environ.get("CONSOLE_SCREENSHOT"):
         assert api.call("POST", "/tasks/nightly-cleanup/cancel")[0] == 200
         for task_id in failing:
             wait_for_status(api, task_id, "FAILED")
+        # The throughput comes from the metrics, which /stats caches for up to a minute: wait for it before
+        # starting the retries, which fail again within their backoff (10 to 20 s).
+        eventually(
+            lambda: hour_of(api, "checksum", "completed") and hour_of(api, "simulate", "failed"), "the graph", 180
+        )
         api.publish("invoice-1044", {"message": "ERROR", "simulation": {"failureChance": 1}})
         shown = failing[1]
         assert api.call("POST", f"/tasks/{shown}/retry")[0] == 202
@@ -171,10 +184,7 @@ if os.environ.get("CONSOLE_SCREENSHOT"):
             expect(page.locator("#tasks tbody tr")).to_have_count(2)
             expect(page.locator('#counts [data-status="FAILED"] dd')).to_have_text("2")
             expect(page.locator('#counts [data-status="RETRYING"] dd')).to_have_text("2")
-            # The throughput comes from the metrics, which /stats caches for up to a minute.
-            expect(page.locator('#throughput-graph rect.completed[data-type="checksum"]').first).to_be_attached(
-                timeout=120_000
-            )
+            expect(page.locator('#throughput-graph rect.completed[data-type="checksum"]').first).to_be_attached()
             expect(page.locator('#throughput-graph rect.failed[data-type="simulate"]').first).to_be_attached()
             path = ROOT / Path(os.environ["CONSOLE_SCREENSHOT"])
             path.parent.mkdir(parents=True, exist_ok=True)
