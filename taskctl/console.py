@@ -73,6 +73,7 @@ ANY = None  # a segment that is a task id, a type's name or a schedule's id
 # What the page may ask of the API, as decoded path segments after /api, and nothing else.
 FORWARDED: tuple[tuple[str, tuple[str | None, ...]], ...] = (
     ("GET", ("stats",)),
+    ("GET", ("stuck",)),
     ("GET", ("tasks",)),
     ("GET", ("tasks", ANY)),
     ("POST", ("tasks", ANY, "retry")),

@@ -28,6 +28,7 @@ _EXECUTE_API_HOST = re.compile(r"^[a-z0-9]+\.execute-api\.(?P<region>[a-z0-9-]+)
 _OPERATOR_ROUTES = (
     ("GET", re.compile(r"^/tasks$")),
     ("GET", re.compile(r"^/stats$")),
+    ("GET", re.compile(r"^/stuck$")),
     ("POST", re.compile(r"^/tasks/[^/]+/(retry|cancel)$")),
     ("POST", re.compile(r"^/retries$")),
     ("GET", re.compile(r"^/types(/[^/]+)?$")),

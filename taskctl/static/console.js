@@ -4,10 +4,13 @@
 
 const REFRESH_MS = 5000;
 const LISTS = ["FAILED", "RETRYING", "CANCELLED"];
+// Every status, in a task's order through them; the overview counts each.
+const STATUSES = ["PENDING", "PROCESSING", "RETRYING", "COMPLETED", "FAILED", "CANCELLED"];
+const FINAL = ["COMPLETED", "FAILED", "CANCELLED"];
 const PAGE_SIZE = 20;
 const BULK_LIMIT = 1000;
 const state = { status: "FAILED", cursors: [null], page: 0, nextCursor: null, taskId: null, timer: null, round: 0,
-  focusTask: false };
+  focusTask: false, types: [], throughput: null };
 
 // The schedules' pages: the cursor each page starts at, and the next page's.
 const schedules = { cursors: [null], page: 0, nextCursor: null };
@@ -74,6 +77,13 @@ function describe(what, answer, taskId) {
   return `The API answered ${answer.status} while ${what}: ${said}.`;
 }
 
+// An API older than the route: a 404, or API Gateway's (and `chalice local`'s) 403 for a route it does not
+// have. The console signs the operator routes, so that 403 is not a missing signature.
+function routeMissing(answer) {
+  return answer.status === 404
+    || (answer.status === 403 && Boolean(answer.body) && answer.body.message === "Missing Authentication Token");
+}
+
 // --- Notices: `problem` for what keeps failing, `message` for the answers to buttons ------------
 
 const problems = new Map();
@@ -104,14 +114,33 @@ async function guarded(work) {
 
 // --- Formatting ---------------------------------------------------------------------------------
 
-function when(iso) {
+// A time as UTC, "2026-11-25 12:00:00" (the schedules' own lines and hover titles name the zone after it).
+function utcText(iso) {
   if (!iso) return "-";
   return String(iso).replace("T", " ").slice(0, 19);
 }
 
+const LOCAL_TIME = new Intl.DateTimeFormat("en-CA", {
+  year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit",
+  hourCycle: "h23", timeZoneName: "short",
+});
+
+// A time on the browser's clock with its zone, "2026-11-25 17:30:00 GMT+5:30"; what is not a time, as sent.
+function when(iso) {
+  if (!iso) return "-";
+  const moment = new Date(iso);
+  if (Number.isNaN(moment.getTime())) return String(iso);
+  const part = Object.fromEntries(LOCAL_TIME.formatToParts(moment).map((p) => [p.type, p.value]));
+  return `${part.year}-${part.month}-${part.day} ${part.hour}:${part.minute}:${part.second} ${part.timeZoneName}`;
+}
+
+// A time shown on the browser's clock, with UTC on hover.
 function timeNode(iso) {
   const node = element("time", when(iso));
-  if (iso) node.dateTime = iso;
+  if (iso) {
+    node.dateTime = iso;
+    node.title = `${utcText(iso)} UTC`;
+  }
   return node;
 }
 
@@ -125,67 +154,298 @@ function badge(status) {
   return element("span", status || "-", `badge status-${String(status || "").toLowerCase()}`);
 }
 
+// An id or digest that may break only after its separators, or every 16 characters of a run without one
+// (a hex digest), never between any two letters; its text stays exactly the id.
+function idNode(id, tag = "span") {
+  const node = element(tag, null, "id");
+  const pieces = String(id).split(/(?<=[-_.:/@|#=+,;~])/).flatMap((piece) => piece.match(/.{1,16}/gsu) || [piece]);
+  pieces.forEach((piece, n) => {
+    if (n > 0) node.append(document.createElement("wbr"));
+    node.append(piece);
+  });
+  return node;
+}
+
+function setText(node, text) {
+  const shown = text === undefined || text === null ? "" : String(text);
+  if (node.textContent !== shown) node.textContent = shown;
+}
+
+// Keeps `parent`'s children one per item, in order, by key: a child whose key stays is kept and updated,
+// so a refresh changes figures in place rather than drawing the page again.
+function sync(parent, items, keyOf, create, update) {
+  const existing = new Map([...parent.children].map((child) => [child.dataset.key, child]));
+  const wanted = items.map((item) => {
+    const key = String(keyOf(item));
+    let node = existing.get(key);
+    if (!node) {
+      node = create(item);
+      node.dataset.key = key;
+    }
+    update(node, item);
+    return node;
+  });
+  wanted.forEach((node, n) => { if (parent.children[n] !== node) parent.insertBefore(node, parent.children[n] || null); });
+  while (parent.children.length > wanted.length) parent.lastElementChild.remove();
+}
+
+// Redraws a row's cells only when what it shows changed, so a button keeps its focus across refreshes.
+function fill(row, shown, cells) {
+  const signature = JSON.stringify(shown);
+  if (row.dataset.shown === signature) return;
+  row.dataset.shown = signature;
+  row.replaceChildren(...cells());
+}
+
 // --- Overview -----------------------------------------------------------------------------------
+
+function sourceTitle(source) {
+  if (!source) return "";
+  return `${source.source}${source.exact === false ? " (approximate)" : ""}`;
+}
+
+function renderCounts(counts, sources) {
+  sync($("counts"), STATUSES, (status) => status, (status) => {
+    const group = element("div", null, `count status-${status.toLowerCase()}`);
+    group.dataset.status = status;
+    const term = element("dt");
+    if (LISTS.includes(status)) {
+      const link = element("a", status);
+      link.href = `#/list/${status}`;
+      term.append(link);
+    } else {
+      term.append(status);
+    }
+    term.append(element("span", null, "approximate"));
+    group.append(term, element("dd"));
+    return group;
+  }, (group, status) => {
+    const value = counts[status];
+    const source = sources[`counts.${status}`];
+    const figure = group.querySelector("dd");
+    setText(figure, value === null || value === undefined ? "-" : value);
+    let title = sourceTitle(source);
+    if (!(status in counts)) title = "not counted by this API";
+    else if (value === null) title = `not known now${source ? `: ${source.source}` : ""}`;
+    figure.title = title;
+    setText(group.querySelector(".approximate"), source && source.exact === false ? "approximate" : "");
+  });
+}
 
 async function refreshStats() {
   const answer = await api("GET", "/stats");
   if (!answer.ok) { setProblem("stats", describe("reading the counts", answer)); return; }
   setProblem("stats", null);
   const { counts = {}, queues = {}, repairs = {}, sources = {} } = answer.body || {};
-  const ordered = [...LISTS.filter((s) => s in counts), ...Object.keys(counts).filter((s) => !LISTS.includes(s))];
-  const list = $("counts");
-  list.replaceChildren(...ordered.map((status) => {
-    const group = element("div", null, `count status-${status.toLowerCase()}`);
-    group.dataset.status = status;
-    const source = sources[`counts.${status}`];
-    const value = element("dd", counts[status]);
-    if (source) value.title = `${source.source}${source.exact === false ? " (approximate)" : ""}`;
-    const link = element("a", status);
-    link.href = LISTS.includes(status) ? `#/list/${status}` : "#";
-    const term = element("dt");
-    term.append(LISTS.includes(status) ? link : status);
-    group.append(term, value);
-    return group;
-  }));
+  renderCounts(counts, sources);
+  state.throughput = (answer.body || {}).throughput || null;
+  renderThroughput(state.throughput);
+  renderTypes();
   const names = {
     tasks: "Task queue",
     highPriority: "High priority queue",
     lowPriority: "Low priority queue",
     deadLetters: "Dead-letter queue",
   };
-  $("queues").tBodies[0].replaceChildren(...Object.entries(queues).map(([name, depth]) => {
+  sync($("queues").tBodies[0], Object.entries(queues), ([name]) => name, ([name]) => {
     const row = element("tr");
     row.dataset.queue = name;
     const head = element("th", names[name] || name);
     head.scope = "row";
-    const age = depth.oldestAgeSeconds;
-    row.append(head, element("td", depth.visible), element("td", depth.inFlight), element("td", depth.delayed),
-      element("td", age === null || age === undefined ? "-" : `${age} s`));
+    row.append(head, element("td"), element("td"), element("td"), element("td"));
     return row;
-  }));
+  }, (row, [, depth]) => {
+    const age = depth.oldestAgeSeconds;
+    const cells = row.querySelectorAll("td");
+    [depth.visible, depth.inFlight, depth.delayed, age === null || age === undefined ? "-" : `${age} s`]
+      .forEach((value, n) => setText(cells[n], value));
+  });
   const repairNames = {
     adopted: "Stored by a consumer after its publish died",
     redispatched: "Re-sent by a repeat publish",
     retriesAwaited: "Retry message waited for its write",
   };
-  $("repairs").tBodies[0].replaceChildren(...Object.entries(repairs).map(([name, value]) => {
+  sync($("repairs").tBodies[0], Object.entries(repairs), ([name]) => name, ([name]) => {
     const row = element("tr");
     row.dataset.repair = name;
     const head = element("th", repairNames[name] || name);
     head.scope = "row";
-    const cell = element("td", value === null || value === undefined ? "-" : value);
-    const source = sources[`repairs.${name}`];
-    if (source) cell.title = source.source;
-    row.append(head, cell);
+    row.append(head, element("td"));
     return row;
-  }));
+  }, (row, [name, value]) => {
+    const cell = row.querySelector("td");
+    setText(cell, value === null || value === undefined ? "-" : value);
+    cell.title = sourceTitle(sources[`repairs.${name}`]);
+  });
   renderScheduleCounts(answer.body.schedules || {}, sources);
-  const now = new Date();
-  $("refreshed").textContent = now.toISOString().slice(11, 19) + " UTC";
-  $("refreshed").dateTime = now.toISOString();
+  const refreshed = $("refreshed");
+  const now = new Date().toISOString();
+  setText(refreshed, when(now));
+  refreshed.dateTime = now;
+  refreshed.title = `${utcText(now)} UTC`;
+}
+
+// --- The throughput graph: inline SVG, drawn by hand (the page loads nothing from elsewhere) ----
+
+// The SVG namespace, taken from the page's own <svg> (so the script names no address at all).
+const SVG = document.getElementById("throughput-graph").namespaceURI;
+const GRAPH = { width: 960, height: 220, left: 48, right: 8, top: 10, bottom: 24 };
+const PALETTE = ["#0969da", "#8250df", "#bc4c00", "#1b7c83", "#bf3989", "#6e7781", "#4d2d00", "#116329"];
+const typeColours = new Map();
+// Kept across refreshes: each bar segment and label by its key, updated in place.
+const drawn = { rects: new Map(), labels: new Map() };
+
+function colourOf(type) {
+  if (!typeColours.has(type)) typeColours.set(type, PALETTE[typeColours.size % PALETTE.length]);
+  return typeColours.get(type);
+}
+
+function svgNode(tag, attributes) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, String(value));
+  return node;
+}
+
+function setAttributes(node, attributes) {
+  for (const [name, value] of Object.entries(attributes)) {
+    if (node.getAttribute(name) !== String(value)) node.setAttribute(name, String(value));
+  }
+}
+
+function numberAt(values, n) {
+  const value = Array.isArray(values) ? values[n] : 0;
+  return typeof value === "number" && Number.isFinite(value) && value > 0 ? value : 0;
+}
+
+function total(values) {
+  return Array.isArray(values) ? values.reduce((sum, _, n) => sum + numberAt(values, n), 0) : 0;
+}
+
+function clock(ms) {
+  return new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", hourCycle: "h23" })
+    .format(new Date(ms));
+}
+
+function label(key, attributes, text) {
+  let node = drawn.labels.get(key);
+  if (!node) {
+    node = svgNode("text", {});
+    node.dataset.key = key;
+    $("throughput-graph").querySelector(".labels").append(node);
+    drawn.labels.set(key, node);
+  }
+  setAttributes(node, attributes);
+  setText(node, text);
+}
+
+function renderThroughput(throughput) {
+  const perMinute = throughput && throughput.perMinute;
+  const series = perMinute && perMinute.series;
+  const graph = $("throughput-graph");
+  const shown = Boolean(series && typeof series === "object");
+  $("throughput-none").hidden = shown;
+  graph.classList.toggle("absent", !shown);
+  $("throughput-legend").hidden = !shown;
+  if (!shown) return;
+  const types = Object.keys(series).filter((name) => name !== "total" && series[name] && typeof series[name] === "object")
+    .sort();
+  const buckets = Math.max(1, ...types.flatMap((t) => ["completed", "failed"].map((k) => (series[t][k] || []).length)));
+  const up = [], down = [];
+  for (let n = 0; n < buckets; n += 1) {
+    up.push(types.reduce((sum, t) => sum + numberAt(series[t].completed, n), 0));
+    down.push(types.reduce((sum, t) => sum + numberAt(series[t].failed, n), 0));
+  }
+  const maxUp = Math.max(...up), maxDown = Math.max(...down);
+  const { width, height, left, right, top, bottom } = GRAPH;
+  const plot = height - top - bottom;
+  // One scale above and below, so a failed bar and a completed one of the same height are the same count.
+  const span = maxUp + maxDown;
+  const scale = span > 0 ? (maxUp && maxDown ? plot / span : (plot * 0.85) / span) : 0;
+  const baseline = top + (span > 0 ? (maxUp ? maxUp * scale : plot * 0.15) : plot * 0.85);
+  const slot = (width - left - right) / buckets;
+  const start = Date.parse(perMinute.start);
+  const step = (perMinute.stepSeconds || 60) * 1000;
+
+  const seen = new Set();
+  const stacked = { completed: new Array(buckets).fill(0), failed: new Array(buckets).fill(0) };
+  for (const type of types) {
+    for (const kind of ["completed", "failed"]) {
+      for (let n = 0; n < buckets; n += 1) {
+        const value = numberAt(series[type][kind], n);
+        if (!value) continue;
+        const key = `${kind}|${type}|${n}`;
+        seen.add(key);
+        let rect = drawn.rects.get(key);
+        if (!rect) {
+          rect = svgNode("rect", {});
+          rect.append(svgNode("title", {}));
+          rect.dataset.key = key;
+          graph.querySelector(".bars").append(rect);
+          drawn.rects.set(key, rect);
+        }
+        const below = stacked[kind][n] * scale;
+        const tall = Math.max(value * scale, 1);
+        stacked[kind][n] += value;
+        setAttributes(rect, {
+          x: (left + n * slot + 0.5).toFixed(1), width: Math.max(slot - 1, 1).toFixed(1), height: tall.toFixed(1),
+          y: (kind === "completed" ? baseline - below - tall : baseline + below).toFixed(1),
+          fill: colourOf(type), class: kind, "data-type": type, "data-value": value,
+        });
+        const at = Number.isNaN(start) ? "" : `${clock(start + n * step)} `;
+        setText(rect.firstChild, `${at}${type}: ${value} ${kind}`);
+      }
+    }
+  }
+  for (const [key, rect] of drawn.rects) {
+    if (!seen.has(key)) { rect.remove(); drawn.rects.delete(key); }
+  }
+  const grid = graph.querySelector(".grid");
+  if (!grid.firstChild) {
+    grid.append(svgNode("rect", { class: "failed-band" }), svgNode("line", { class: "baseline" }));
+  }
+  setAttributes(grid.querySelector(".failed-band"), {
+    x: left, y: baseline.toFixed(1), width: width - left - right, height: Math.max(top + plot - baseline, 0).toFixed(1),
+  });
+  setAttributes(grid.querySelector(".baseline"), { x1: left, x2: width - right, y1: baseline.toFixed(1),
+    y2: baseline.toFixed(1) });
+  label("up", { x: left - 6, y: top + 10, "text-anchor": "end" }, maxUp ? maxUp : "");
+  label("zero", { x: left - 6, y: baseline + 4, "text-anchor": "end" }, "0");
+  label("down", { x: left - 6, y: top + plot, "text-anchor": "end" }, maxDown ? maxDown : "");
+  for (const n of [0, 15, 30, 45, buckets - 1]) {
+    const at = Number.isNaN(start) ? "" : clock(start + n * step);
+    label(`x${n === buckets - 1 ? "last" : n}`, { x: (left + (n + 0.5) * slot).toFixed(1), y: height - 6,
+      "text-anchor": n === buckets - 1 ? "end" : "middle" }, at);
+  }
+  const completed = up.reduce((a, b) => a + b, 0), failed = down.reduce((a, b) => a + b, 0);
+  setText($("throughput-summary"), `Last hour: ${completed} completed, ${failed} failed` +
+    (types.length ? ` (${types.join(", ")})` : ""));
+  setText($("throughput-zone"), Intl.DateTimeFormat().resolvedOptions().timeZone || "your zone");
+  // The legend names the types the graph draws: those that completed or failed something this hour.
+  const drawnTypes = types.filter((type) => total(series[type].completed) + total(series[type].failed) > 0);
+  sync($("throughput-legend"), drawnTypes, (type) => type, (type) => {
+    const item = element("li");
+    item.dataset.type = type;
+    const swatch = element("span", null, "swatch");
+    item.append(swatch, idNode(type));
+    return item;
+  }, (item, type) => { item.querySelector(".swatch").style.backgroundColor = colourOf(type); });
 }
 
 // --- Lists --------------------------------------------------------------------------------------
+
+// What the API accepts (chalicelib/operate/operations.py): a retry of a FAILED or CANCELLED task, unless it was
+// recorded from a poison message; a cancel of a PENDING or RETRYING task, or of a PROCESSING one until a
+// cancel is requested. The page offers no button the API would answer with a 409.
+const RETRYABLE = ["FAILED", "CANCELLED"];
+const CANCELLABLE = ["PENDING", "RETRYING", "PROCESSING"];
+const POISON_PREFIX = "poison message:";
+
+function allowed(task) {
+  return {
+    retry: RETRYABLE.includes(task.status) && !String(task.lastError || "").startsWith(POISON_PREFIX),
+    cancel: CANCELLABLE.includes(task.status) && !(task.status === "PROCESSING" && task.cancelRequested),
+  };
+}
 
 function actionButton(verb, taskId) {
   const button = element("button", verb === "retry" ? "Retry" : "Cancel", verb === "cancel" ? "danger" : "");
@@ -193,6 +453,23 @@ function actionButton(verb, taskId) {
   button.setAttribute("aria-label", `${verb === "retry" ? "Retry" : "Cancel"} task ${taskId}`);
   button.addEventListener("click", () => act(verb, taskId));
   return button;
+}
+
+function actionCell(task) {
+  const cell = element("td");
+  const may = allowed(task);
+  if (may.retry) cell.append(actionButton("retry", task.id));
+  if (may.cancel) cell.append(actionButton("cancel", task.id));
+  return cell;
+}
+
+function taskHead(taskId) {
+  const head = element("th");
+  head.scope = "row";
+  const link = idNode(taskId, "a");
+  link.href = `#/task/${encodeURIComponent(taskId)}`;
+  head.append(link);
+  return head;
 }
 
 async function refreshList() {
@@ -206,27 +483,30 @@ async function refreshList() {
   setProblem("list", null);
   const tasks = (answer.body && answer.body.tasks) || [];
   state.nextCursor = answer.body ? answer.body.nextCursor : null;
-  $("tasks").tBodies[0].replaceChildren(...tasks.map((task) => {
+  sync($("tasks").tBodies[0], tasks, (task) => task.id, (task) => {
     const row = element("tr");
     row.dataset.taskId = task.id;
-    if (task.id === state.taskId) row.setAttribute("aria-current", "true");
-    const head = element("th");
-    head.scope = "row";
-    const link = element("a", task.id);
-    link.href = `#/task/${encodeURIComponent(task.id)}`;
-    head.append(link);
-    const action = element("td");
-    action.append(actionButton(status === "RETRYING" ? "cancel" : "retry", task.id));
-    row.append(head, element("td", task.type || "-"), element("td", `${task.attempts}/${task.maxAttempts}`),
-      element("td", when(task.updatedAt)), element("td", task.lastError || "-", "error-text"), action);
     return row;
-  }));
+  }, (row, task) => {
+    if (task.id === state.taskId) row.setAttribute("aria-current", "true"); else row.removeAttribute("aria-current");
+    const shown = [task.type, task.status, task.attempts, task.maxAttempts, task.updatedAt, task.lastError];
+    fill(row, shown, () => [
+      taskHead(task.id), element("td", task.type || "-"), element("td", `${task.attempts}/${task.maxAttempts}`),
+      cellOf(timeNode(task.updatedAt)), element("td", task.lastError || "-", "error-text"), actionCell(task),
+    ]);
+  });
   const empty = $("tasks-empty");
   empty.hidden = tasks.length > 0;
   empty.textContent = state.page === 0 ? `No ${status} tasks.` : "No more tasks on this page.";
   $("older").disabled = !state.nextCursor;
   $("newest").disabled = state.page === 0;
   $("page-number").textContent = `page ${state.page + 1}`;
+}
+
+function cellOf(...content) {
+  const node = element("td");
+  node.append(...content);
+  return node;
 }
 
 function showList(status) {
@@ -286,24 +566,46 @@ function progressFact(progress) {
 }
 
 function renderTask(view) {
-  $("task-id").textContent = view.id;
+  const title = $("task-id");
+  if (title.textContent !== view.id) title.replaceChildren(...idNode(view.id).childNodes);
   $("task-status").replaceWith(Object.assign(badge(view.status), { id: "task-status" }));
   const facts = [
     ["Type", view.type || "-"], ["Attempts", `${view.attempts} of ${view.maxAttempts}`],
-    ["Created", when(view.createdAt)], ["Updated", when(view.updatedAt)], ["Finished", when(view.finishedAt)],
-    ["Next attempt", when(view.nextAttemptAt)], ["Not before", when(view.notBefore)], ["Start by", when(view.startBy)],
-    ["Cancel requested", view.cancelRequested ? "yes" : "no"], ["Last error", view.lastError || "-"],
+    ["Created", timeNode(view.createdAt)], ["Updated", timeNode(view.updatedAt)],
+    ["Finished", timeNode(view.finishedAt)], ["Next attempt", timeNode(view.nextAttemptAt)],
+    ["Not before", timeNode(view.notBefore)], ["Start by", timeNode(view.startBy)],
+    ["Cancel requested", view.cancelRequested ? "yes" : "no"],
+    ["Last error", element("span", view.lastError || "-", view.lastError ? "error-text" : "")],
   ];
   $("task-facts").replaceChildren(...facts.map(([name, value]) => {
     const group = element("div");
-    group.append(element("dt", name), element("dd", value));
+    const dd = element("dd");
+    dd.append(value);
+    group.append(element("dt", name), dd);
     return group;
   }), progressFact(view.progress));
   $("task-history").replaceChildren(...(view.history || []).map(historyEntry));
   $("task-payload").textContent = JSON.stringify(view.payload, null, 2);
+  // A result still to come reads "none yet"; a task that ended without one (failed, cancelled) has none.
   $("task-result").textContent = view.result === null || view.result === undefined
-    ? "(none yet)" : JSON.stringify(view.result, null, 2);
+    ? (FINAL.includes(view.status) ? "none" : "none yet") : JSON.stringify(view.result, null, 2);
+  const may = allowed(view);
+  $("task-retry").hidden = !may.retry;
+  $("task-cancel").hidden = !may.cancel;
+  const none = $("task-no-action");
+  none.hidden = may.retry || may.cancel;
+  setText(none, none.hidden ? "" : noActionText(view));
   $("task").hidden = false;
+}
+
+// Why a task offers neither Retry nor Cancel, in words.
+function noActionText(view) {
+  if (view.status === "COMPLETED") return "No action: a COMPLETED task is final.";
+  if (view.status === "PROCESSING") return "No action: a cancel is requested; the running attempt decides.";
+  if (String(view.lastError || "").startsWith(POISON_PREFIX)) {
+    return "No action: recorded from a poison message, it has no payload to run again; publish it again.";
+  }
+  return `No action for a ${view.status} task.`;
 }
 
 async function refreshTask() {
@@ -319,6 +621,19 @@ async function refreshTask() {
   }
   setProblem("task", describe(`reading task "${taskId}"`, answer, taskId));
   if (answer.status === 404) $("task").hidden = true;
+}
+
+// Copies the open task's whole id, however it wraps on screen.
+async function copyTaskId() {
+  const taskId = state.taskId;
+  if (taskId === null) return;
+  try {
+    await navigator.clipboard.writeText(taskId);
+    say(`Copied the id of task "${taskId}".`, "ok");
+  } catch (error) {
+    getSelection().selectAllChildren($("task-id"));
+    say("The browser did not allow copying: the id is selected, copy it with the keyboard.", "refused");
+  }
 }
 
 // --- Buttons ------------------------------------------------------------------------------------
@@ -393,28 +708,105 @@ function typeButton(entry) {
   return button;
 }
 
+// GET /types: each type's pause and cap. An API without it (404) leaves the table to the throughput's types.
 async function refreshTypes() {
   const answer = await api("GET", "/types");
-  if (!answer.ok) { setProblem("types", describe("reading the task types", answer)); return; }
-  setProblem("types", null);
-  const types = (answer.body && answer.body.types) || [];
-  $("types").tBodies[0].replaceChildren(...types.map((entry) => {
-    const row = element("tr");
-    row.dataset.type = entry.name;
-    if (entry.paused) row.className = "paused";
-    const head = element("th", entry.name);
-    head.scope = "row";
-    const state = entry.paused
+  if (routeMissing(answer)) {
+    state.types = null;
+    setProblem("types", null);
+  } else if (!answer.ok) {
+    setProblem("types", describe("reading the task types", answer));
+    return;
+  } else {
+    setProblem("types", null);
+    state.types = (answer.body && answer.body.types) || [];
+  }
+  renderTypes();
+}
+
+function duration(ms) {
+  if (typeof ms !== "number" || !Number.isFinite(ms)) return "-";
+  return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
+}
+
+// One type's (or every type's) last hour from the throughput: sums, completed a minute lately, p95s.
+function figuresOf(name) {
+  const throughput = state.throughput;
+  const series = throughput && throughput.perMinute && throughput.perMinute.series;
+  const kinds = series && series[name];
+  const latency = (throughput && throughput.latency && throughput.latency[name]) || {};
+  if (!kinds || typeof kinds !== "object") return { hour: null, perMinute: "-", p95: "-" };
+  const completed = Array.isArray(kinds.completed) ? kinds.completed : [];
+  const recent = completed.slice(-5);
+  const rate = recent.length ? total(recent) / recent.length : 0;
+  const p95 = (figure) => duration(figure && figure.p95);
+  return {
+    hour: ["completed", "failed", "retried", "accepted"].map((kind) => [kind, total(kinds[kind])]),
+    perMinute: rate.toFixed(1),
+    p95: `attempt ${p95(latency.attemptMs)}; end to end ${p95(latency.endToEndMs)}`,
+  };
+}
+
+function hourList(hour) {
+  if (!hour) return [element("span", "-", "muted")];
+  const list = element("ul", null, "counters");
+  // A kind's class (failed: red) only when some happened, so a quiet hour reads quiet.
+  list.append(...hour.map(([kind, value]) => element("li", `${value} ${kind}`, value > 0 ? kind : "")));
+  return [list];
+}
+
+function typeRow(name) {
+  const row = element("tr");
+  row.dataset.type = name;
+  const head = element("th");
+  head.scope = "row";
+  head.append(idNode(name));
+  const labels = ["State", "Running / cap", "Options", "Last hour", "Completed / min", "p95 latency", "Action"];
+  row.append(head, ...labels.map((label) => cell(label)));
+  return row;
+}
+
+function updateTypeRow(row, entry, figures) {
+  const cells = row.querySelectorAll("td");
+  row.classList.toggle("paused", Boolean(entry && entry.paused));
+  let shownState = "-";
+  if (entry) {
+    shownState = entry.paused
       ? `Paused by ${entry.pausedBy} at ${when(entry.pausedAt)} (in effect by ${when(entry.effectiveBy)})`
       : "Running";
-    const cap = entry.options ? entry.options.concurrency : undefined;
-    const running = entry.running === null || entry.running === undefined || cap === undefined
-      ? "-" : `${entry.running}/${cap}`;
-    const action = element("td");
-    action.append(typeButton(entry));
-    row.append(head, element("td", state), element("td", running), element("td", optionsText(entry.options)), action);
+  }
+  const cap = entry && entry.options ? entry.options.concurrency : undefined;
+  const running = !entry || entry.running === null || entry.running === undefined || cap === undefined
+    ? "-" : `${entry.running}/${cap}`;
+  setText(cells[0], shownState);
+  setText(cells[1], running);
+  setText(cells[2], entry ? optionsText(entry.options) : "-");
+  const hour = JSON.stringify(figures.hour);
+  if (cells[3].dataset.shown !== hour) { cells[3].dataset.shown = hour; cells[3].replaceChildren(...hourList(figures.hour)); }
+  setText(cells[4], figures.perMinute);
+  setText(cells[5], figures.p95);
+  const paused = entry ? String(Boolean(entry.paused)) : "";
+  if (cells[6].dataset.shown !== paused) {
+    cells[6].dataset.shown = paused;
+    cells[6].replaceChildren(...(entry ? [typeButton(entry)] : []));
+  }
+}
+
+function renderTypes() {
+  const listed = state.types || [];
+  const throughput = state.throughput;
+  const series = (throughput && throughput.perMinute && throughput.perMinute.series) || {};
+  const byName = new Map(listed.map((entry) => [entry.name, entry]));
+  const names = [...listed.map((entry) => entry.name),
+    ...Object.keys(series).filter((name) => name !== "total" && !byName.has(name)).sort()];
+  sync($("types").tBodies[0], names, (name) => name, typeRow,
+    (row, name) => updateTypeRow(row, byName.get(name), figuresOf(name)));
+  const foot = $("types").tFoot;
+  sync(foot, "total" in series ? ["total"] : [], () => "total", () => {
+    const row = typeRow("total");
+    row.querySelector("th").replaceChildren("All types");
     return row;
-  }));
+  }, (row) => updateTypeRow(row, null, figuresOf("total")));
 }
 
 // What a pause or resume did, in words.
@@ -445,6 +837,54 @@ async function changeType(verb, name) {
     else say(describe(`${verb === "pause" ? "pausing" : "resuming"} task type "${name}"`, answer), "refused");
     await refresh();
   });
+}
+
+// --- Stuck tasks --------------------------------------------------------------------------------
+
+// The stuck list's pages: the cursor each page starts at, and the next page's.
+const stuck = { cursors: [null], page: 0, next: null };
+
+async function refreshStuck() {
+  const query = new URLSearchParams();
+  const cursor = stuck.cursors[stuck.page];
+  if (cursor) query.set("cursor", cursor);
+  const answer = await api("GET", `/stuck${cursor ? `?${query}` : ""}`);
+  const empty = $("stuck-empty");
+  if (routeMissing(answer)) {
+    setProblem("stuck", null);
+    $("stuck").tBodies[0].replaceChildren();
+    empty.hidden = false;
+    setText(empty, "This API does not look for stuck tasks (an older server: GET /stuck is missing).");
+    stuck.next = null;
+  } else if (!answer.ok) {
+    setProblem("stuck", describe("looking for stuck tasks", answer));
+    return;
+  } else {
+    setProblem("stuck", null);
+    const body = answer.body || {};
+    const tasks = Array.isArray(body.tasks) ? body.tasks : [];
+    stuck.next = body.next || null;
+    sync($("stuck").tBodies[0], tasks, (task) => task.id, (task) => {
+      const row = element("tr");
+      row.dataset.taskId = task.id;
+      return row;
+    }, (row, task) => fill(row, [task.type, task.status, task.reason, task.since], () => [
+      taskHead(task.id), element("td", task.type || "-"), cellOf(badge(task.status)),
+      element("td", task.reason || "-", "reason"), cellOf(timeNode(task.since)), actionCell(task),
+    ]));
+    empty.hidden = tasks.length > 0;
+    const scanned = typeof body.scanned === "number" ? ` (${body.scanned} scanned)` : "";
+    // A page is one bounded scan of the table: an empty one with a next page has not looked at every task.
+    let none = "No more stuck tasks on this page.";
+    if (stuck.next) none = `None stuck on this page${scanned}: the next page looks further.`;
+    else if (stuck.page === 0) {
+      none = `No stuck tasks: none is PENDING past the dispatch bound or PROCESSING past its lease${scanned}.`;
+    }
+    setText(empty, none);
+  }
+  $("stuck-first").hidden = $("stuck-next").hidden = stuck.page === 0 && !stuck.next;
+  $("stuck-first").disabled = stuck.page === 0;
+  $("stuck-next").disabled = !stuck.next;
 }
 
 // --- Schedules ----------------------------------------------------------------------------------
@@ -517,10 +957,10 @@ function nextFiring(view) {
   const shown = [
     element("div", local === null ? `(zone ${view.timezone} unknown to this browser)` : `${local} ${view.timezone}`,
       "next-local"),
-    element("div", `${when(next)} UTC`, "next-utc"),
+    element("div", `${utcText(next)} UTC`, "next-utc"),
   ];
   const later = (view.nextFirings || []).slice(1);
-  if (later.length) shown[1].title = `Then (UTC): ${later.map(when).join(", ")}`;
+  if (later.length) shown[1].title = `Then (UTC): ${later.map(utcText).join(", ")}`;
   return shown;
 }
 
@@ -649,7 +1089,7 @@ function scheduleAnswer(verb, id, answer) {
       `its catch-up window (${view.catchupWindowSeconds} s) fire once each, and older ones are counted as missed.`];
   }
   const next = (view.nextFirings || [])[0];
-  return [`Resumed (${answer.status}): ${name} fires again` + (next ? `; next at ${when(next)} UTC.` : ".")];
+  return [`Resumed (${answer.status}): ${name} fires again` + (next ? `; next at ${utcText(next)} UTC.` : ".")];
 }
 
 function scheduleQuestion(verb, view) {
@@ -710,7 +1150,7 @@ async function refresh() {
   const round = ++state.round; // only the latest refresh schedules the next one
   if (document.hidden) return; // a hidden tab costs the API nothing; visibilitychange resumes
   await guarded(async () => {
-    const work = [refreshStats(), refreshTypes(), refreshSchedules(), refreshTask()];
+    const work = [refreshStats(), refreshTypes(), refreshStuck(), refreshSchedules(), refreshTask()];
     if (state.page === 0) work.push(refreshList());
     await Promise.all(work);
     setProblem("page", null);
@@ -752,6 +1192,14 @@ function start() {
   });
   $("schedules-first").addEventListener("click", () => { schedules.page = 0; guarded(refreshSchedules); });
 
+  $("stuck-next").addEventListener("click", () => {
+    if (!stuck.next) return;
+    stuck.cursors[stuck.page + 1] = stuck.next;
+    stuck.page += 1;
+    guarded(refreshStuck);
+  });
+  $("stuck-first").addEventListener("click", () => { stuck.page = 0; guarded(refreshStuck); });
+  $("task-copy").addEventListener("click", copyTaskId);
   $("task-retry").addEventListener("click", () => state.taskId !== null && act("retry", state.taskId));
   $("task-cancel").addEventListener("click", () => state.taskId !== null && act("cancel", state.taskId));
   window.addEventListener("hashchange", route);

@@ -96,9 +96,10 @@ class Watched:
         return [e for e in self.errors if not e.startswith("Failed to load resource")]
 
 
-@pytest.fixture
-def watched(browser: Browser) -> Iterator[Watched]:
-    context = browser.new_context(viewport={"width": 1360, "height": 900})
+@contextmanager
+def watching(browser: Browser, width: int = 1360, timezone: str = "UTC") -> Iterator[Watched]:
+    """A page in a context of its own (cookies, clock zone) `width` pixels wide, watched until the block ends."""
+    context = browser.new_context(viewport={"width": width, "height": 900}, timezone_id=timezone)
     page = context.new_page()
     page.set_default_timeout(SEEN_WITHIN_MS)
     seen = Watched(page)
@@ -114,6 +115,13 @@ def watched(browser: Browser) -> Iterator[Watched]:
         yield seen
     finally:
         context.close()
+
+
+@pytest.fixture
+def watched(browser: Browser) -> Iterator[Watched]:
+    """A page in a browser whose zone is UTC, so times read the same on every machine."""
+    with watching(browser) as seen:
+        yield seen
 
 
 def console_thread(client: ApiClient) -> AbstractContextManager[ConsoleServer]:

@@ -12,12 +12,15 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.browser.conftest import ConsoleProcess, Expect, Watched, console_process, eventually
+from tests.browser.conftest import ConsoleProcess, Expect, Watched, console_process, eventually, watching
 from tests.e2e.stack import ROOT, Api, Stack, free_port, stack_environment, start
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 pytestmark = pytest.mark.e2e
 
@@ -65,6 +68,14 @@ def failed_count(api: Api) -> int:
     status, body = api.call("GET", "/stats")
     assert status == 200, body
     return int(body["counts"]["FAILED"])
+
+
+def hour_of(api: Api, task_type: str, kind: str) -> float:
+    """What `/stats` counts of `kind` for `task_type` over the last hour (0 before the metrics have it)."""
+    status, body = api.call("GET", "/stats")
+    assert status == 200, body
+    series = (body.get("throughput") or {}).get("perMinute", {}).get("series", {})
+    return float(sum(series.get(task_type, {}).get(kind) or []))
 
 
 def test_an_operator_sees_a_failure_retries_it_watches_it_and_cancels_it_while_it_waits(
@@ -137,28 +148,45 @@ def test_cancel_from_the_retrying_list(stack: Stack, console: ConsoleProcess, wa
 # `make screenshot` (CONSOLE_SCREENSHOT=docs/console.png) defines this one; the suite neither runs nor skips it.
 if os.environ.get("CONSOLE_SCREENSHOT"):
 
-    def test_screenshot(stack: Stack, console: ConsoleProcess, watched: Watched, expect: Expect) -> None:
-        """docs/console.png: a few failures, one retried and waiting to run again, its timeline open."""
-        api, page = stack.api, watched.page
+    def test_screenshot(stack: Stack, console: ConsoleProcess, browser: Browser, expect: Expect) -> None:
+        """docs/console.png at 1280 px: tasks of every kind of ending and some waiting, an hour's graph
+        of them, one failure retried and waiting to run again, its timeline open."""
+        api = stack.api
         failing = [f"invoice-{n}" for n in (1041, 1042, 1043)]
         for task_id in failing:
             api.publish(task_id, {"message": "ERROR", "simulation": {"failureChance": 1, "executionTime": 120}})
-        for n in range(4):
+        for n in range(8):
             api.publish(f"report-{n}", {"simulation": {"failureChance": 0, "executionTime": 80}})
+        for n in range(5):
+            body = {"id": f"digest-{n}", "type": "checksum", "payload": {"text": f"ledger page {n}"}}
+            assert api.call("POST", "/publish", body)[0] == 201
+        for task_id in ("nightly-export", "nightly-cleanup"):
+            body = {"id": task_id, "payload": {"simulation": {"failureChance": 0}}, "delaySeconds": 900}
+            assert api.call("POST", "/publish", body)[0] == 201
+        assert api.call("POST", "/tasks/nightly-cleanup/cancel")[0] == 200
         for task_id in failing:
             wait_for_status(api, task_id, "FAILED")
+        # The throughput comes from the metrics, which /stats caches for up to a minute: wait for it before
+        # starting the retries, which fail again within their backoff (10 to 20 s).
+        eventually(
+            lambda: hour_of(api, "checksum", "completed") and hour_of(api, "simulate", "failed"), "the graph", 180
+        )
         api.publish("invoice-1044", {"message": "ERROR", "simulation": {"failureChance": 1}})
         shown = failing[1]
         assert api.call("POST", f"/tasks/{shown}/retry")[0] == 202
         wait_for_status(api, shown, "RETRYING")
         wait_for_status(api, "invoice-1044", "RETRYING")
 
-        page.goto(console.url + f"#/task/{shown}")
-        expect(page.locator("#task-status")).to_have_text("RETRYING")
-        expect(page.locator("#tasks tbody tr")).to_have_count(2)
-        expect(page.locator('#counts [data-status="FAILED"] dd')).to_have_text("2")
-        expect(page.locator('#counts [data-status="RETRYING"] dd')).to_have_text("2")
-        path = ROOT / Path(os.environ["CONSOLE_SCREENSHOT"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(path), full_page=True)
-        assert watched.errors == [], watched.errors
+        with watching(browser, width=1280) as watched:
+            page = watched.page
+            page.goto(console.url + f"#/task/{shown}")
+            expect(page.locator("#task-status")).to_have_text("RETRYING")
+            expect(page.locator("#tasks tbody tr")).to_have_count(2)
+            expect(page.locator('#counts [data-status="FAILED"] dd')).to_have_text("2")
+            expect(page.locator('#counts [data-status="RETRYING"] dd')).to_have_text("2")
+            expect(page.locator('#throughput-graph rect.completed[data-type="checksum"]').first).to_be_attached()
+            expect(page.locator('#throughput-graph rect.failed[data-type="simulate"]').first).to_be_attached()
+            path = ROOT / Path(os.environ["CONSOLE_SCREENSHOT"])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(path), full_page=True)
+            assert watched.errors == [], watched.errors

@@ -86,18 +86,18 @@ def test_each_schedule_shows_its_timing_next_firing_in_its_zone_and_in_utc_state
     expect(cell(page, "quarterly", "Next firing")).to_have_text("none while paused")
     expect(cell(page, "quarterly", "State")).to_have_text("Paused")
     expect(cell(page, "nightly", "State")).to_have_text("Running")
-    expect(cell(page, "nightly", "Last firing")).to_contain_text("2026-12-01 08:00:00 COMPLETED")
+    expect(cell(page, "nightly", "Last firing")).to_contain_text("2026-12-01 08:00:00 UTC COMPLETED")
     expect(cell(page, "quarterly", "Last firing")).to_have_text("never")
     expect(cell(page, "nightly", "Counts")).to_have_text(
         re.compile(r"fired 12\s*skipped 2\s*caught up 3\s*missed 1\s*refused 0")
     )
     expect(cell(page, "new-york", "Counts").locator('[data-counter="refused"]')).to_have_class("error-text")
     expect(cell(page, "new-york", "Last error")).to_have_text(
-        "2026-12-01 07:00:00: payload no longer valid for checksum (payload.data: Field required)"
+        "2026-12-01 07:00:00 UTC: payload no longer valid for checksum (payload.data: Field required)"
     )
     expect(cell(page, "new-york", "When")).to_contain_text("declared in the code")
     expect(cell(page, "nightly", "Last firing").locator(".skip")).to_have_text(
-        "skipped 2026-12-02 08:00:00: waiting on nightly@2026-12-01T08:00:00Z"
+        "skipped 2026-12-02 08:00:00 UTC: waiting on nightly@2026-12-01T08:00:00Z"
     )
     expect(cell(page, "nightly", "Last error")).to_have_text("-")
 
@@ -275,7 +275,7 @@ def test_hostile_ids_types_zones_and_errors_are_shown_as_exactly_their_text(
         f"(zone {hostile} unknown to this browser)"
     )
     expect(page.locator('#schedules td[data-label="Last error"]')).to_have_text(
-        f"2026-12-01 07:00:00: {hostile} (payload.data: Field required)"
+        f"2026-12-01 07:00:00 UTC: {hostile} (payload.data: Field required)"
     )
     expect(page.locator('#schedules td[data-label="Last firing"] a')).to_have_text(hostile)  # the task's link
     expect(page.locator('#schedules td[data-label="Last firing"] .badge')).to_have_text("<b>FAILED</b>")

@@ -94,7 +94,7 @@ def test_a_pause_that_changed_nothing_says_so(
     page.get_by_role("dialog").get_by_role("button", name="Pause checksum").click()
 
     expect(page.locator("#message")).to_have_text(
-        'Nothing changed (200): task type "checksum" was already paused by bob at 2026-12-01 10:00:00.'
+        'Nothing changed (200): task type "checksum" was already paused by bob at 2026-12-01 10:00:00 UTC.'
     )
     assert watched.errors == []
 

@@ -2,7 +2,10 @@
 
 Publish (one, or batches, with chains and callbacks), workflows, the long poll of
 `GET /tasks/{id}?waitSeconds=`, tags, the operator routes and the schedules' routes, by their
-contracts (docs/api.md, docs/workflows.md and issues 20 to 22). `fail_next` answers the next
+contracts (docs/api.md, docs/workflows.md and issues 20 to 22); `GET /stats`'s counts of every
+status and its `throughput`, and `GET /stuck`, by issue 23's. Throughput is counted from the
+tasks on the fake's clock unless a test sets `throughput` (see `throughput_document`);
+`without_throughput` and `without_stuck` play an older server. `fail_next` answers the next
 requests with the given statuses, once each, for the retries' tests; `fail_with` answers every
 request with one.
 
@@ -34,6 +37,11 @@ from taskproc_client.signing import is_operator_route
 
 LISTED = ("FAILED", "RETRYING", "CANCELLED")
 STATUSES = ("PENDING", "PROCESSING", *LISTED, "COMPLETED")
+# The counts that come from the metrics, not the index: approximate.
+APPROXIMATE = ("PENDING", "PROCESSING", "COMPLETED")
+KINDS = ("completed", "failed", "retried", "accepted")
+# The fake clock's first moment: every stamp falls in the minute that starts here.
+EPOCH = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 _AUTHORIZATION = re.compile(
     r"^AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request, "
     r"SignedHeaders=(?P<signed>[a-z0-9;-]+), Signature=(?P<signature>[0-9a-f]{64})$"
@@ -43,8 +51,43 @@ _clock = itertools.count()
 
 def _now() -> str:
     # Strictly increasing, so "most recently updated first" has one answer.
-    moment = datetime(2026, 11, 25, 12, 0, tzinfo=UTC) + timedelta(milliseconds=next(_clock))
+    return _iso(EPOCH + timedelta(milliseconds=next(_clock)))
+
+
+def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def latency(p50: float | None = None, p95: float | None = None, p99: float | None = None) -> dict[str, Any]:
+    """One type's latency figures, the same for attempts and end to end unless changed after."""
+    figures = {"p50": p50, "p95": p95, "p99": p99}
+    return {"attemptMs": dict(figures), "endToEndMs": dict(figures)}
+
+
+def throughput_document(
+    per_minute: dict[str, dict[str, list[float]]],
+    latencies: dict[str, dict[str, Any]] | None = None,
+    end: datetime = EPOCH,
+) -> dict[str, Any]:
+    """`/stats`'s `throughput`: each type's per-minute series (oldest first, the last bucket the
+    minute of `end`), each kind missing given as zeros, `total` their sum; per hour, the hour's sum."""
+    series: dict[str, dict[str, list[float]]] = {}
+    for name, kinds in per_minute.items():
+        series[name] = {kind: [0.0] * (60 - len(kinds.get(kind, []))) + list(kinds.get(kind, [])) for kind in KINDS}
+    total = {kind: [0.0] * 60 for kind in KINDS}
+    for kinds in series.values():
+        for kind in KINDS:
+            total[kind] = [a + b for a, b in zip(total[kind], kinds[kind], strict=True)]
+    series["total"] = total
+    hourly = {name: {kind: [0.0] * 23 + [sum(v)] for kind, v in kinds.items()} for name, kinds in series.items()}
+    start = end.replace(second=0, microsecond=0) - timedelta(minutes=59)
+    hour_start = end.replace(minute=0, second=0, microsecond=0) - timedelta(hours=23)
+    figures = {"total": latency(), **{name: latency() for name in per_minute}} | (latencies or {})
+    return {
+        "perMinute": {"start": _iso(start), "stepSeconds": 60, "series": series},
+        "perHour": {"start": _iso(hour_start), "stepSeconds": 3600, "series": hourly},
+        "latency": figures,
+    }
 
 
 def type_entry(name: str, options: dict[str, Any] | None = None, running: int | None = None) -> dict[str, Any]:
@@ -92,6 +135,13 @@ class FakeApi:
     types: dict[str, dict[str, Any]] = field(default_factory=_default_types)
     type_history: list[dict[str, Any]] = field(default_factory=list)
     workflows: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> the body POSTed
+    throughput: dict[str, Any] | None = None  # None: counted from the tasks
+    latencies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    unknown_counts: set[str] = field(default_factory=set)  # statuses whose count /stats gives as null
+    without_throughput: bool = False
+    stuck: list[dict[str, Any]] = field(default_factory=list)
+    without_stuck: bool = False
+    stuck_page: int = 50  # stuck tasks a page of GET /stuck holds
     seen: list[Seen] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
@@ -226,6 +276,9 @@ class FakeApi:
             return self._schedule_route(method, path, query, body)
         if (method, path) == ("GET", "/stats"):
             return 200, self._stats()
+        if (method, path) == ("GET", "/stuck"):
+            # API Gateway's answer, and `chalice local`'s, to a route the API does not have.
+            return (403, {"message": "Missing Authentication Token"}) if self.without_stuck else self._stuck(query)
         if (method, path) == ("GET", "/tasks"):
             return self._list(query)
         if (method, path) == ("POST", "/retries"):
@@ -346,14 +399,49 @@ class FakeApi:
         return 200, task
 
     def _stats(self) -> dict[str, Any]:
-        counts = {status: sum(t["status"] == status for t in self.tasks.values()) for status in LISTED}
+        counts: dict[str, int | None] = {
+            status: None if status in self.unknown_counts else sum(t["status"] == status for t in self.tasks.values())
+            for status in STATUSES
+        }
         depth = {"visible": 2, "inFlight": 1, "delayed": 0, "oldestAgeSeconds": 4}
         empty = {"visible": 0, "inFlight": 0, "delayed": 0, "oldestAgeSeconds": None}
         sources = {f"counts.{s}": {"source": "by-status index", "exact": True} for s in LISTED}
+        sources |= {f"counts.{s}": {"source": "metrics, last 14 days", "exact": False} for s in APPROXIMATE}
         sources["repairs.adopted"] = {"source": "CloudWatch taskproc TasksAdopted", "exact": False}
         repairs = {"adopted": 2, "redispatched": None, "retriesAwaited": 0}
         queues = {"tasks": depth, "deadLetters": empty}
-        return {"counts": counts, "queues": queues, "repairs": repairs, "sources": sources}
+        stats = {"counts": counts, "queues": queues, "repairs": repairs, "sources": sources}
+        if not self.without_throughput:
+            stats["throughput"] = self.throughput or self._counted_throughput()
+        return stats
+
+    def _counted_throughput(self) -> dict[str, Any]:
+        """The tasks' finishes, creations and retries, each in the last bucket (the fake clock's minute)."""
+        per_type: dict[str, dict[str, list[float]]] = {name: {} for name in self.types}
+        for task in self.tasks.values():
+            last = per_type.setdefault(task["type"], {})
+            ends = {"COMPLETED": "completed", "FAILED": "failed"}
+            for kind, happened in (
+                (ends.get(task["status"]), task["finishedAt"] is not None),
+                ("accepted", True),
+                ("retried", any(entry.get("kind") == "retry" for entry in task["history"])),
+            ):
+                if kind and happened:
+                    last[kind] = [last.get(kind, [0.0])[0] + 1]
+        return throughput_document(per_type, self.latencies)
+
+    def _stuck(self, query: dict[str, str]) -> tuple[int, Any]:
+        start, limit = int(query.get("cursor", "fake-0")[5:]), int(query.get("limit", self.stuck_page))
+        page = self.stuck[start : start + limit]
+        more = start + limit < len(self.stuck)
+        return 200, {"tasks": page, "next": f"fake-{start + limit}" if more else None, "scanned": len(self.tasks)}
+
+    def add_stuck(self, task_id: str, status: str, reason: str, since: str) -> dict[str, Any]:
+        """A task, and `GET /stuck`'s entry for it."""
+        task = self.add(task_id, status, attempts=1 if status == "PROCESSING" else 0)
+        entry = {k: task[k] for k in ("id", "type", "status", "createdAt", "updatedAt")}
+        self.stuck.append(entry | {"reason": reason, "since": since})
+        return task
 
     def _list(self, query: dict[str, str]) -> tuple[int, Any]:
         status = query.get("status")

@@ -188,3 +188,17 @@ def test_a_taken_port_is_a_usage_error_in_one_line(console: ConsoleServer, fake:
     assert done.returncode == 2
     assert done.stderr.startswith(f"taskctl: error: cannot serve the console on 127.0.0.1:{taken}")
     assert json.dumps(done.stderr).count("\\n") == 1
+
+
+def test_the_stuck_tasks_are_forwarded_and_signed_as_an_operator_route(
+    guarded_fake: FakeApi, aws_identity: Credentials
+) -> None:
+    guarded_fake.add_stuck("lost-1", "PENDING", "PENDING past the dispatch bound", "2026-11-25T11:50:00Z")
+
+    with running(ApiClient(guarded_fake.url, sign=True)) as server:
+        answer = get(server, "/api/stuck", headers=page_headers(server))
+
+    assert answer.status_code == 200, answer.text
+    assert [task["id"] for task in answer.json()["tasks"]] == ["lost-1"]
+    assert guarded_fake.seen[-1].path == "/stuck"
+    assert guarded_fake.seen[-1].headers["authorization"].startswith("AWS4-HMAC-SHA256 ")
