@@ -322,6 +322,21 @@ def stats(options: Options) -> None:
         screen(options, render.stats(answer))
 
 
+@cli.command()
+@click.option("--cursor", help="Go on from this page (the `next` of an earlier answer).")
+@json_flag
+@pass_options
+def stuck(options: Options, cursor: str | None) -> None:
+    """PENDING tasks past their dispatch bound and PROCESSING ones past their lease (GET /stuck)."""
+    answer = call(options, "stuck", lambda: options.client.stuck(cursor=cursor)).raw
+    if options.json:
+        emit_json(answer)
+        return
+    screen(options, render.stuck(answer))
+    if answer.get("next"):
+        click.echo(f"more: taskctl stuck --cursor {render.shown(answer['next'])}", err=True)
+
+
 def _each(options: Options, verb: str, task_ids: Iterable[str]) -> None:
     """POST /tasks/{id}/{verb} for every id; every answer is reported, the worst decides the exit code."""
     ids = list(task_ids)

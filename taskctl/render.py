@@ -318,7 +318,7 @@ def stats(answer: dict[str, Any]) -> RenderableType:
     for status, count in (answer.get("counts") or {}).items():
         source = sources.get(f"counts.{status}") or {}
         where = shown(source.get("source") or "-") + ("" if source.get("exact", True) else " (approximate)")
-        counts.add_row(_status(status), plain(count), Text(where))
+        counts.add_row(_status(status), plain("-" if count is None else count), Text(where))
     queues = Table(title="queues", title_justify="left")
     for column in ("queue", "visible", "in flight", "delayed", "oldest message"):
         queues.add_column(column, justify="left" if column == "queue" else "right")
@@ -337,7 +337,55 @@ def stats(answer: dict[str, Any]) -> RenderableType:
     for name, value in (answer.get("repairs") or {}).items():
         source = (sources.get(f"repairs.{name}") or {}).get("source") or "-"
         repairs.add_row(plain(REPAIR_NAMES.get(name, name)), plain("-" if value is None else value), plain(source))
-    return Group(counts, queues, repairs) if answer.get("repairs") else Group(counts, queues)
+    parts = [counts, queues]
+    if answer.get("repairs"):
+        parts.append(repairs)
+    if answer.get("throughput"):
+        parts.append(_last_hour(answer["throughput"]))
+    return Group(*parts)
+
+
+def _last_hour(throughput: dict[str, Any]) -> Table:
+    """Per type and in total: the last hour's completed, failed, retried and accepted, and p95 latencies."""
+    table = Table(title="last hour", title_justify="left")
+    for column in ("type", "completed", "failed", "retried", "accepted", "p95 attempt", "p95 end to end"):
+        table.add_column(column, justify="left" if column == "type" else "right")
+    series = (throughput.get("perMinute") or {}).get("series") or {}
+    latency = throughput.get("latency") or {}
+    for name in sorted(series, key=lambda n: (n == "total", n)):
+        sums = [_whole(sum(series[name].get(key) or [])) for key in ("completed", "failed", "retried", "accepted")]
+        p95 = [_ms(((latency.get(name) or {}).get(key) or {}).get("p95")) for key in ("attemptMs", "endToEndMs")]
+        table.add_row(plain("all types" if name == "total" else name), *sums, *p95)
+    return table
+
+
+def _whole(value: float) -> Text:
+    return plain(int(value) if float(value).is_integer() else round(value, 1))
+
+
+def _ms(value: Any) -> Text:
+    return plain("-" if value is None else f"{value:.0f} ms")
+
+
+def stuck(page: dict[str, Any]) -> RenderableType:
+    """`GET /stuck`'s page: each stuck task with why and since when, or a line saying none were found."""
+    tasks = page.get("tasks") or []
+    if not tasks:
+        scanned = page.get("scanned", 0)
+        more = "; more of the table is left to read (--cursor)" if page.get("next") else ""
+        return plain(f"no stuck tasks among {scanned} read{more}")
+    table = Table(title="stuck tasks", title_justify="left")
+    for column in ("id", "type", "status", "why", "since"):
+        table.add_column(column, overflow="fold" if column == "why" else "ellipsis", no_wrap=column == "id")
+    for task in tasks:
+        table.add_row(
+            plain(task.get("id")),
+            plain(task.get("type")),
+            _status(task.get("status")),
+            plain(task.get("reason")),
+            Text(_time(task.get("since"))),
+        )
+    return table
 
 
 # `GET /stats`' repairs as the table names them (docs/operations.md says what each means).

@@ -46,6 +46,7 @@ from taskproc_client.models import (
     ScheduleSummary,
     Stats,
     Status,
+    StuckPage,
     TaskPage,
     TaskSummary,
     TaskType,
@@ -439,7 +440,13 @@ class Client:
 
     def count(self, status: ListedStatus) -> int:
         """How many tasks are in `status` (counted up to 1,000: `stats().sources` says when a count is a floor)."""
-        return self.stats().counts.get(status, 0)
+        return self.stats().counts.get(status) or 0
+
+    def stuck(self, *, cursor: str | None = None) -> StuckPage:
+        """One page of stuck tasks (`GET /stuck`): PENDING past the dispatch bound, PROCESSING past the lease.
+        Each page is one bounded Scan; follow `next` for the rest of the table."""
+        query = {"cursor": cursor} if cursor else None
+        return StuckPage.of(self.transport.call("GET", "/stuck", query=query))
 
     def retry(self, id: str, *, expires_in: float | timedelta | None = None) -> TaskView:
         """Start a FAILED or CANCELLED task over (`POST /tasks/{id}/retry`). Raises Conflict, NotFound."""

@@ -179,15 +179,72 @@ class FigureSource(View):
     exact: bool = True
 
 
-class Stats(View):
-    """`GET /stats`: counts of the listed statuses, the queues' depths, repairs, and each figure's source."""
+class Series(View):
+    """Counts per bucket, oldest first; the last bucket is the current, partial one."""
 
-    counts: dict[str, int]
+    completed: list[int] = Field(default_factory=list)
+    failed: list[int] = Field(default_factory=list)
+    retried: list[int] = Field(default_factory=list)
+    accepted: list[int] = Field(default_factory=list)
+
+
+class SeriesWindow(View):
+    start: str
+    step_seconds: int
+    series: dict[str, Series] = Field(default_factory=dict)  # "total", and each task type by name
+
+
+class Percentiles(View):
+    p50: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+
+
+class Latency(View):
+    attempt_ms: Percentiles
+    end_to_end_ms: Percentiles
+
+
+class Throughput(View):
+    """`GET /stats`' throughput: per minute over the last hour, per hour over the last day, latencies."""
+
+    per_minute: SeriesWindow
+    per_hour: SeriesWindow
+    latency: dict[str, Latency] = Field(default_factory=dict)
+
+
+class Stats(View):
+    """`GET /stats`: counts of every status (`sources` says which are exact), the queues' depths,
+    repairs, the schedules' counters, throughput, and each figure's source."""
+
+    counts: dict[str, int | None]
     queues: dict[str, QueueDepth] = Field(default_factory=dict)
     repairs: dict[str, int | None] = Field(default_factory=dict)
     # The schedules' counters summed: fired, skipped, caughtUp, missed, refused.
     schedules: dict[str, int] = Field(default_factory=dict)
+    throughput: Throughput | None = None  # None when the metrics did not answer, or an older server
+    oldest_waiting_seconds: float | None = None
     sources: dict[str, FigureSource] = Field(default_factory=dict)
+
+
+class StuckTask(View):
+    """A PENDING task past its dispatch bound, or a PROCESSING one past its lease."""
+
+    id: str
+    type: str
+    status: Status
+    created_at: str
+    updated_at: str
+    reason: str  # "pending past dispatch" or "lease expired"
+    since: str
+
+
+class StuckPage(View):
+    """`GET /stuck`: one bounded Scan's stuck tasks; `next` is None when the Scan reached the table's end."""
+
+    tasks: list[StuckTask] = Field(default_factory=list)
+    next: str | None = None
+    scanned: int = 0
 
 
 class Skipped(View):

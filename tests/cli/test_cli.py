@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from taskctl.cli import EXIT_ACCESS, EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_USAGE, cli
-from tests.cli.fake_api import FakeApi
+from tests.cli.fake_api import FakeApi, latency, throughput_document
 from tests.e2e.stack import ROOT, free_port
 
 
@@ -173,6 +173,38 @@ def test_stats_prints_counts_and_queue_depths(fake: FakeApi) -> None:
     assert "tasks" in rows and "deadLetters" in rows
     assert rows["adopted"] == "2"
     assert rows["redispatched"] == "-"  # no datapoint
+
+
+def test_stats_prints_a_null_count_as_a_dash_and_the_last_hour_per_type(fake: FakeApi) -> None:
+    fake.unknown_counts = {"PROCESSING"}
+    fake.throughput = throughput_document(
+        {"checksum": {"completed": [3, 4], "failed": [1]}, "simulate": {"completed": [2], "retried": [5]}},
+        {"checksum": latency(p95=812.4)},
+    )
+
+    result = run(fake.url, "stats")
+
+    assert result.exit_code == EXIT_OK, result.output
+    rows = {
+        line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
+        for line in result.stdout.splitlines()
+        if line.count("│") >= 3
+    }
+    assert rows["PROCESSING"][0] == "-"
+    assert rows["checksum"][:4] == ["7", "1", "0", "0"] and rows["checksum"][4] == "812 ms"
+    assert rows["simulate"][:4] == ["2", "0", "5", "0"] and rows["simulate"][4] == "-"
+    assert rows["all types"][:4] == ["9", "1", "5", "0"]
+
+
+def test_stuck_lists_each_stuck_task_with_why_and_says_so_when_there_are_none(fake: FakeApi) -> None:
+    empty = run(fake.url, "stuck")
+    fake.add_stuck("held-1", "PROCESSING", "lease expired", "2026-11-25T12:00:00Z")
+
+    listed = run(fake.url, "stuck")
+
+    assert empty.exit_code == EXIT_OK and "no stuck tasks among" in empty.stdout
+    assert listed.exit_code == EXIT_OK, listed.output
+    assert "held-1" in listed.stdout and "lease expired" in listed.stdout and "2026-11-25 12:00:00 UTC" in listed.stdout
 
 
 def test_retry_reports_every_id_and_exits_1_when_any_was_refused(fake: FakeApi) -> None:

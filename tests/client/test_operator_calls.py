@@ -38,9 +38,27 @@ def test_stats_and_count(client: Client, fake: FakeApi) -> None:
 
     stats = client.stats()
 
-    assert stats.counts == {"FAILED": 1, "RETRYING": 1, "CANCELLED": 0}
+    exact = {status: stats.counts[status] for status in ("FAILED", "RETRYING", "CANCELLED")}
+    assert exact == {"FAILED": 1, "RETRYING": 1, "CANCELLED": 0}
+    assert set(stats.counts) == {"PENDING", "PROCESSING", "RETRYING", "COMPLETED", "FAILED", "CANCELLED"}
     assert stats.queues["tasks"].in_flight == 1 and stats.sources["counts.FAILED"].exact
+    assert not stats.sources["counts.COMPLETED"].exact
+    assert stats.throughput is not None and stats.throughput.per_minute.step_seconds == 60
+    assert len(stats.throughput.per_minute.series["total"].completed) == 60
     assert client.count("FAILED") == 1
+
+
+def test_stuck_reads_a_page_and_follows_its_cursor(client: Client, fake: FakeApi) -> None:
+    for n in range(3):
+        fake.add_stuck(f"stuck-{n}", "PROCESSING", "lease expired", "2026-11-25T12:00:00Z")
+    fake.stuck_page = 2
+
+    first = client.stuck()
+    rest = client.stuck(cursor=first.next)
+
+    assert [t.id for t in first.tasks] == ["stuck-0", "stuck-1"] and first.next
+    assert [t.id for t in rest.tasks] == ["stuck-2"] and rest.next is None
+    assert first.tasks[0].reason == "lease expired" and first.tasks[0].status == "PROCESSING"
 
 
 def test_retry_and_cancel_return_the_view_and_raise_conflict_when_they_do_not_apply(
