@@ -191,8 +191,15 @@ class TaskStore(TaskTable):
         stored_here = False
         for _ in range(TAKEOVER_TRIES):
             try:
-                # A message with an expiry, a callback or a chain stores its item whole first (`_pending_item`).
-                may_create = start_by_ms is None and task.callback is None and not task.then and task.chain is None
+                # A message with an expiry, a callback, a chain or a workflow's mark stores its item whole
+                # first (`_pending_item`): the acquire's own create writes none of them.
+                may_create = (
+                    start_by_ms is None
+                    and task.callback is None
+                    and not task.then
+                    and task.chain is None
+                    and task.workflow is None
+                )
                 acquired = self._acquire_once(
                     task, owner, message_id, max_attempts, lease_seconds, may_create=may_create
                 )
