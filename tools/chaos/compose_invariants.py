@@ -161,7 +161,8 @@ def _then_payload_wrong(workflow: WorkflowSent, then: Item, items: Mapping[str, 
 
 
 def _ran_on_after_failure(workflow: WorkflowSent, items: Mapping[str, Item]) -> list[str]:
-    """Children of a workflow its `fail` policy ended that started well after the failure, unasked to stop."""
+    """Children of a workflow its `fail` policy ended that started an attempt well after the failure, unasked
+    to stop (a child PENDING or RETRYING then is cancelled, one PROCESSING asked to stop: each has an entry)."""
     children = [items.get(child, {}) for child in workflow.children]
     failures = [
         _instant(child["finishedAt"])
@@ -180,7 +181,7 @@ def _ran_on_after_failure(workflow: WorkflowSent, items: Mapping[str, Item]) -> 
         if any(entry.get("by") == asked for entry in history):
             continue
         starts = [_instant(entry["startedAt"]) for entry in history if is_attempt(entry)]
-        if starts and (min(starts) - failed_at).total_seconds() > CANCEL_SLACK_SECONDS:
+        if starts and (max(starts) - failed_at).total_seconds() > CANCEL_SLACK_SECONDS:
             late.append(str(child.get("id")))
     return late
 

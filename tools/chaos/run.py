@@ -40,7 +40,7 @@ import requests
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.config import Config as BotoConfig
 
-from tools.chaos.compose import ComposeDriver, ComposeOptions, make_compose
+from tools.chaos.compose import WORKFLOW_SIZES, ComposeDriver, ComposeOptions, make_compose
 from tools.chaos.compose_invariants import (
     ComposeFigures,
     check_callbacks,
@@ -124,6 +124,7 @@ class ChaosOptions:
     # Composed work (tools/chaos/compose.py): workflows of 20 to 100 children, chains, and plan tasks
     # with a completion callback to the run's receiver, which answers `slow_callbacks` first deliveries late.
     workflows: int = 4
+    workflow_sizes: tuple[int, ...] = WORKFLOW_SIZES  # in turn
     chains: int = 10
     callbacks: int = 40
     slow_callbacks: int = 2
@@ -296,7 +297,7 @@ class ChaosRun:
             ]
         self.compose_plan = make_compose(
             run_id,
-            ComposeOptions(workflows=options.workflows, chains=options.chains),
+            ComposeOptions(workflows=options.workflows, sizes=options.workflow_sizes, chains=options.chains),
             self.receiver.url,
             random.Random(options.seed + 2),
         )
@@ -852,7 +853,13 @@ def parse_options(argv: list[str] | None = None) -> ChaosOptions:
         default=defaults.schedules_seconds,
         help="wall seconds the schedules fire before they are paused",
     )
-    parser.add_argument("--workflows", type=int, default=defaults.workflows, help="workflows of 20 to 100 children")
+    parser.add_argument("--workflows", type=int, default=defaults.workflows, help="workflows to publish")
+    parser.add_argument(
+        "--workflow-sizes",
+        type=lambda text: tuple(int(size) for size in text.split(",")),
+        default=defaults.workflow_sizes,
+        help="children of each workflow in turn, comma-separated (1 to 1000 each)",
+    )
     parser.add_argument("--chains", type=int, default=defaults.chains, help="tasks with a chain of 2 or 3 steps")
     parser.add_argument(
         "--callbacks", type=int, default=defaults.callbacks, help="plan tasks published with a completion callback"
@@ -897,6 +904,7 @@ def parse_options(argv: list[str] | None = None) -> ChaosOptions:
         run_at_timer_seconds=args.run_at_timer_seconds,
         schedules_seconds=args.schedules_seconds,
         workflows=args.workflows,
+        workflow_sizes=args.workflow_sizes,
         chains=args.chains,
         callbacks=args.callbacks,
         slow_callbacks=args.slow_callbacks,
