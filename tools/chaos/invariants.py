@@ -58,6 +58,7 @@ class Answer:
     status_code: int | None = None  # None: no answer arrived (the request may or may not have acted)
     retried: tuple[str, ...] = ()  # a bulk retry's `retried` ids
     skipped: tuple[str, ...] = ()  # a bulk retry's `skipped` ids (another request took them first)
+    limit: int = 1  # the most tasks the request could act on (a bulk retry's `limit`)
 
 
 @dataclass
@@ -387,8 +388,8 @@ def _claims(answers: Iterable[Answer]) -> dict[str | None, list[_Claim]]:
         # A 503 on a write may have acted (the table's answer was lost): like no answer, it may
         # account for an entry but promises none. So may a bulk retry's skipped task.
         if answer.kind == "bulk_retry":
-            if code is None:
-                claims[None].append(_Claim(frozenset({"retry"}), sent, None, certain=False))
+            if code is None:  # it may have retried up to its limit, of any tasks
+                claims[None] += [_Claim(frozenset({"retry"}), sent, None, certain=False)] * answer.limit
             for task_id in answer.retried if code == 200 else ():
                 claims[task_id].append(_Claim(frozenset({"retry"}), sent, answered, certain=True))
             for task_id in answer.skipped if code == 200 else ():
@@ -414,7 +415,8 @@ def check_operator_history(
 
     An entry no answer accounts for is `unanswered-actions`; an accepted answer (202
     retry, a bulk retry's `retried` id, 200 or 202 cancel) with no entry is
-    `unrecorded-answers`. A request that got no answer may account for at most one entry.
+    `unrecorded-answers`. A request that got no answer may account for at most one entry (a bulk
+    retry, for as many as its limit).
     """
     claims = _claims(answers)
     spare = list(claims.get(None, []))
