@@ -7,13 +7,16 @@ The API is SIGKILLed (and started again) at the points its write paths are weake
 put after a publish's or a batch's send, an operator retry's write after its send, and
 anywhere. A share of the tasks is published in batches. On a schedule clock running faster
 (`--time-scale`), schedules fire and `runAt` tasks wait through timers and SQS's delay while
-the workers, whose tickers fire them, die (tools/chaos/timed.py).
+the workers, whose tickers fire them, die (tools/chaos/timed.py). Workflows of 20 to 100
+children, chains, and completion callbacks to a receiver of the run's own go out beside the plan
+(tools/chaos/compose.py, receiver.py), checked by tools/chaos/compose_invariants.py.
 
 Prints one line of figures, e.g.
 `tasks 300, duplicates 96, kills 3, api kills 3, faults 240, lost 0, double-run 0, overlaps 0, stuck 0, stranded 0,
-firings checked 22, runAt tasks 10, timers used 6, missed ticks 26`,
-then the operator's and the time figures and the other invariants, and exits 1 if any of them broke
-(2 if the stack did not start).
+firings checked 22, runAt tasks 10, timers used 6, missed ticks 26, workflows 4, then-not-once 0, chains 10,
+steps-twice 0, steps-lost 0, callbacks 51, undelivered 0, callback-wrong 0, accepted-twice 0`,
+then the operator's, the time and the composed work's figures and the other invariants, and exits 1 if any
+of them broke (2 if the stack did not start).
 """
 
 from __future__ import annotations
