@@ -29,7 +29,7 @@ from typing import Any
 from chalicelib.errors import CancelRequested, LeaseLost, StaleRecord, StoreError
 from chalicelib.expiry import EXPIRED_ERROR, expired_entry
 from chalicelib.index import index_attributes, index_update
-from chalicelib.models import Outcome, Status, Task
+from chalicelib.models import Outcome, Status, Task, WorkflowRef
 from chalicelib.record import (
     CALLBACK_ATTRIBUTE,
     CHAIN_ATTRIBUTE,
@@ -455,12 +455,15 @@ class TaskStore(TaskTable):
         reason: str,
         task_type: str | None = None,
         callback: str | None = None,
+        workflow: WorkflowRef | None = None,
     ) -> bool:
-        """Store a FAILED task for an id the table has never seen, with the callback its message carried.
-        False if the id exists."""
+        """Store a FAILED task for an id the table has never seen, with the callback and the workflow's mark
+        its message carried (a workflow's child is counted by its mark). False if the id exists."""
         item = self._new_item(task_id, payload, Status.FAILED, max_attempts=1, task_type=task_type)
         if callback is not None:
             item[CALLBACK_ATTRIBUTE] = {"url": callback}
+        if workflow is not None:
+            item[WORKFLOW_ATTRIBUTE] = workflow.document()
         item.update(
             finishedAt=item["createdAt"],
             lastError=capped_error(reason),

@@ -224,6 +224,11 @@ def test_a_delivery_with_a_status_the_task_never_ended_in_another_body_or_an_unk
     assert callbacks(items, two)[0].callback_wrong == ["t: two different bodies"]
     stranger = callbacks(items, [delivery("t", "COMPLETED"), delivery("nobody", "COMPLETED")])[0]
     assert stranger.callback_wrong == ["nobody: delivered, but no terminal task or workflow has a callback"]
+    findings, figures = Findings(), ComposeFigures()
+    check_callbacks(
+        items, (), [delivery("t", "COMPLETED"), delivery("nobody", "COMPLETED")], findings, figures, ["nobody"]
+    )
+    assert findings.callback_wrong == []  # a workflow whose POST was never answered: no stranger
 
 
 def test_a_delivery_whose_signature_did_not_verify_is_callback_unsigned() -> None:

@@ -24,8 +24,10 @@ import requests
 from tools.chaos.compose_invariants import ChainSent, WorkflowSent, step_id, then_id
 from tools.chaos.invariants import Expected
 
-HTTP_TIMEOUT_SECONDS = 30  # a workflow of 100 children is 100 puts behind one answer
-PATIENCE_SECONDS = 60.0
+# A workflow of 100 children is 100 puts behind one answer, which a loaded machine (and the API's
+# faults, each retried with backoff) can stretch past a minute; a repeat meanwhile only adds to it.
+HTTP_TIMEOUT_SECONDS = 90
+PATIENCE_SECONDS = 240.0
 PAUSE_SECONDS = 0.3
 # Workflow sizes in turn (the fuller mix reaches 100), and their policies in turn.
 WORKFLOW_SIZES = (20, 100, 50, 35)

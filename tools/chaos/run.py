@@ -659,7 +659,9 @@ class ChaosRun:
         compose = self.report.compose
         check_workflows(self.composer.workflows, items, findings, compose)
         check_chains(self.composer.chains, items, findings, compose)
-        check_callbacks(items, self.composer.workflows, self.receiver.snapshot(), findings, compose)
+        accepted_ids = {workflow.id for workflow in self.composer.workflows}
+        half_made = [workflow_id for workflow_id in self.workflow_items if workflow_id not in accepted_ids]
+        check_callbacks(items, self.composer.workflows, self.receiver.snapshot(), findings, compose, half_made)
         findings.duplicate_accepted = sorted(i for i, firsts in self._first_accepted.items() if len(firsts) != 1)
         findings.poison_unrecorded = [p.body for p in self.unrecorded_poison(items)]
         findings.stranded = stranded_items(items)
