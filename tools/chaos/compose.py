@@ -35,6 +35,8 @@ POLICIES = ("fail", "continue")
 EXECUTION_TIMES_MS = (0, 50, 150)
 # Chances a child, root or step fails an attempt; three attempts at 0.6 all fail one time in five.
 FAILURE_CHANCES = (0.0, 0.0, 0.0, 0.2, 0.6)
+# The chains go out side by side; the workflows one after another, so that a 100-child publish (a
+# hundred puts behind one answer) does not hold the API and the embedded AWS from the rest at once.
 CONCURRENCY = 4
 
 
@@ -150,12 +152,12 @@ class ComposeDriver:
     refused: list[str] = field(default_factory=list)  # ids no API accepted, with the last answer
 
     def send(self) -> None:
-        jobs: list[Callable[[], None]] = [
-            lambda b=body, s=sent: self._workflow(b, s) for body, sent in self.plan.workflows
-        ]
-        jobs += [lambda b=body, s=sent: self._chain(b, s) for body, sent in self.plan.chains]
         with ThreadPoolExecutor(CONCURRENCY) as pool:
-            list(pool.map(lambda job: job(), jobs))
+            chains = [pool.submit(self._chain, body, sent) for body, sent in self.plan.chains]
+            for body, sent in self.plan.workflows:
+                self._workflow(body, sent)
+            for chain in chains:
+                chain.result()
         self.say(
             f"published {len(self.workflows)}/{len(self.plan.workflows)} workflows and "
             f"{len(self.chains)}/{len(self.plan.chains)} chains"
