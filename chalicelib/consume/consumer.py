@@ -603,7 +603,12 @@ class DeadLetterConsumer:
         fields = {"taskId": task.id, "messageId": record.message_id}
         if current is None:
             self._store.record_unknown_failure(
-                task.id, task.payload, "dead-lettered before the task was stored", task.type, task.callback
+                task.id,
+                task.payload,
+                "dead-lettered before the task was stored",
+                task.type,
+                task.callback,
+                task.workflow,
             )
             log_event("dead_lettered", logging.ERROR, **fields, recorded="created FAILED")
             return self._followed_task(task)

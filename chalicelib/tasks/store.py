@@ -28,7 +28,7 @@ from typing import Any
 
 from chalicelib.consume.expiry import EXPIRED_ERROR, expired_entry
 from chalicelib.errors import CancelRequested, LeaseLost, StaleRecord, StoreError
-from chalicelib.models import Outcome, Status, Task
+from chalicelib.models import Outcome, Status, Task, WorkflowRef
 from chalicelib.tasks.index import index_attributes, index_update
 from chalicelib.tasks.record import (
     CALLBACK_ATTRIBUTE,
@@ -191,8 +191,15 @@ class TaskStore(TaskTable):
         stored_here = False
         for _ in range(TAKEOVER_TRIES):
             try:
-                # A message with an expiry, a callback or a chain stores its item whole first (`_pending_item`).
-                may_create = start_by_ms is None and task.callback is None and not task.then and task.chain is None
+                # A message with an expiry, a callback, a chain or a workflow's mark stores its item whole
+                # first (`_pending_item`): the acquire's own create writes none of them.
+                may_create = (
+                    start_by_ms is None
+                    and task.callback is None
+                    and not task.then
+                    and task.chain is None
+                    and task.workflow is None
+                )
                 acquired = self._acquire_once(
                     task, owner, message_id, max_attempts, lease_seconds, may_create=may_create
                 )
@@ -448,12 +455,15 @@ class TaskStore(TaskTable):
         reason: str,
         task_type: str | None = None,
         callback: str | None = None,
+        workflow: WorkflowRef | None = None,
     ) -> bool:
-        """Store a FAILED task for an id the table has never seen, with the callback its message carried.
-        False if the id exists."""
+        """Store a FAILED task for an id the table has never seen, with the callback and the workflow's mark
+        its message carried (a workflow's child is counted by its mark). False if the id exists."""
         item = self._new_item(task_id, payload, Status.FAILED, max_attempts=1, task_type=task_type)
         if callback is not None:
             item[CALLBACK_ATTRIBUTE] = {"url": callback}
+        if workflow is not None:
+            item[WORKFLOW_ATTRIBUTE] = workflow.document()
         item.update(
             finishedAt=item["createdAt"],
             lastError=capped_error(reason),

@@ -2,7 +2,8 @@
 poison, a mix of task types
 (permanent failures, a handler that overruns its deadline, checksums, flow-controlled types, a pause,
 unique keys), an operator's retries and cancels, schedules firing and `runAt` tasks through timers and SQS's
-delay while the workers' tickers die, and nothing breaks."""
+delay while the workers' tickers die, workflows, chains and completion callbacks to a receiver that refuses
+and stalls some, and nothing breaks."""
 
 from __future__ import annotations
 
@@ -33,6 +34,13 @@ OPTIONS = ChaosOptions(
     # The schedules' tasks (a `steps` one of 5 s every 4 s) take worker slots, so tasks reach FAILED later:
     # the operator needs longer to meet them than the 40 s it had before.
     operator_seconds=60.0,
+    # A little composed work: two workflows of 20 (one `fail`, one `continue`), four chains, and callbacks
+    # on some tasks and both workflows, one of whose first deliveries the receiver answers too late.
+    workflows=2,
+    workflow_sizes=(20,),
+    chains=4,
+    callbacks=10,
+    slow_callbacks=1,
     verbose=False,
 )
 
@@ -44,6 +52,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> ChaosReport:
     print(result.line())
     print(result.operator_line())
     print(result.time_line())
+    print(result.compose_line())
     print(result.details())
     return result
 
@@ -115,3 +124,27 @@ def test_run_at_tasks_went_through_timers_and_the_delay_path_and_some_were_cance
     assert t.timers > 0, report.time_line()
     assert t.timers < t.run_at_tasks - t.cancelled_early, "some went through SQS's delay"
     assert t.cancelled_early > 0, report.time_line()
+
+
+def test_workflows_fanned_in_or_failed_by_their_policy_and_chains_ran_and_stopped_where_a_step_failed(
+    report: ChaosReport,
+) -> None:
+    f, c = report.findings, report.compose
+    assert (f.then_not_once, f.then_early, f.not_cancelled) == ([], [], []), report.compose_line()
+    assert (f.step_twice, f.step_after_end, f.chain_lost) == ([], [], []), report.compose_line()
+    assert c.workflows == OPTIONS.workflows and c.children == 20 * OPTIONS.workflows, report.compose_line()
+    # The `fail` one holds a child that always fails; the `continue` one runs `then` whatever its children did.
+    assert c.workflow_ends.get("FAILED", 0) >= 1 and c.thens >= 1, report.compose_line()
+    assert c.chains == OPTIONS.chains, report.compose_line()
+    assert c.steps_published > 0 and c.chains_ended_early > 0, report.compose_line()
+
+
+def test_every_callback_was_delivered_once_signed_some_after_a_retry(report: ChaosReport) -> None:
+    f, c = report.findings, report.compose
+    callback_invariants = (f.callback_missing, f.callback_wrong, f.callback_unsigned, f.callback_repeated)
+    assert callback_invariants == ([], [], [], []), report.compose_line()
+    # The plan's tasks with a callback, and both workflows.
+    assert c.callbacks >= OPTIONS.callbacks + OPTIONS.workflows, report.compose_line()
+    assert c.delivered + c.callbacks_failed == c.callbacks, report.compose_line()
+    assert c.delivered > 0 and c.refused > 0 and c.callbacks_retried > 0, report.compose_line()
+    assert c.accepted_repeats >= OPTIONS.slow_callbacks, report.compose_line()  # the late answer was sent again

@@ -311,6 +311,14 @@ def test_a_request_without_an_answer_accounts_for_one_entry_at_most() -> None:
     assert _operator_findings([], [lost]) == {}
 
 
+def test_a_bulk_retry_without_an_answer_accounts_for_as_many_entries_as_its_limit() -> None:
+    history = [_action("retry", "02.000", "FAILED"), _action("retry", "04.000", "FAILED")]
+    lost = Answer("bulk_retry", None, _ms("01.900"), limit=2)
+    assert _operator_findings(history, [lost]) == {}
+    third = [*history, _action("retry", "06.000", "FAILED")]
+    assert _operator_findings(third, [lost]) == {"unanswered-actions": ["t"]}
+
+
 def test_counts_and_lists_agree_with_the_table() -> None:
     items = {
         "a": {"status": "FAILED"},

@@ -2,7 +2,9 @@
 
 A takeover that dies (or loses an answer) between acquiring and recording the dead
 attempt; a cancel whose running attempt's consumer died on the last attempt; a retry
-of a task recorded from a poison message.
+of a task recorded from a poison message; a workflow child stored from its message without
+its workflow's mark (its API died between the send and the put), never counted; the same child
+recorded FAILED by the dead-letter handler, also without its mark.
 """
 
 from __future__ import annotations
@@ -173,3 +175,61 @@ def test_an_operator_write_whose_answer_was_lost_answers_as_the_write_it_was(h: 
     assert flaky.lost == 1
     assert response.status_code == 202, response.body
     assert [e["kind"] for e in h.task("lost-answer")["history"]].count("retry") == 1
+
+
+def test_a_workflow_child_stored_from_its_message_keeps_its_mark_so_it_is_counted_and_the_post_repeats(
+    h: Harness,
+) -> None:
+    # The API died after sending the children's messages and before storing their items: each child is
+    # stored by the consumer that receives its message, which must keep the workflow's mark.
+    from chalicelib.workflows.service import parse
+    from chalicelib.workflows.store import workflow_store
+
+    body = {
+        "id": "wlost",
+        "children": [{"type": "simulate", "payload": SUCCEEDS} for _ in range(3)],
+        "then": {"type": "simulate", "payload": SUCCEEDS},
+        "onChildFailure": "fail",
+    }
+    workflow = parse(body, h.rt)
+    workflow_store(h.rt).create(workflow)
+    for child in workflow.children:
+        h.send_raw(child.message_body())
+
+    for _ in range(5):
+        h.deliver()
+
+    assert [h.task(f"wlost%2F{n}")["status"] for n in (1, 2, 3)] == ["COMPLETED"] * 3
+    view = json.loads(h.client.http.get("/workflows/wlost").body)
+    assert view["then"] == {"id": "wlost/then", "status": "COMPLETED"}, view
+    again = h.client.http.post("/workflows", body=json.dumps(body), headers={"Content-Type": "application/json"})
+    assert again.status_code == 201, again.body
+
+
+def test_a_workflow_child_dead_lettered_before_it_was_stored_is_counted_so_its_workflow_ends(h: Harness) -> None:
+    # Its publish died before the put, and every receive of its message failed before the consumer
+    # stored it: the dead-letter handler records it FAILED, and must keep its workflow's mark.
+    from chalicelib.workflows.service import parse
+    from chalicelib.workflows.store import workflow_store
+
+    body = {
+        "id": "wdead",
+        "children": [{"type": "simulate", "payload": SUCCEEDS} for _ in range(2)],
+        "then": {"type": "simulate", "payload": SUCCEEDS},
+        "onChildFailure": "continue",
+    }
+    workflow = parse(body, h.rt)
+    workflow_store(h.rt).create(workflow)
+    first, second = workflow.children
+    h.send_raw(first.message_body())
+    h.sqs.send_message(QueueUrl=h.rt.dead_letters.url, MessageBody=second.message_body())
+
+    assert h.deliver_dead_letters().records
+    for _ in range(5):
+        h.deliver()
+
+    assert [h.task(f"wdead%2F{n}")["status"] for n in (1, 2)] == ["COMPLETED", "FAILED"]
+    view = json.loads(h.client.http.get("/workflows/wdead").body)
+    assert view["then"] == {"id": "wdead/then", "status": "COMPLETED"}, view
+    again = h.client.http.post("/workflows", body=json.dumps(body), headers={"Content-Type": "application/json"})
+    assert again.status_code == 201, again.body

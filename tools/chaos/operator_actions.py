@@ -87,7 +87,7 @@ class ChaosOperator:
         try:
             response = self._http().post(f"{self.api_url}{path}", json=body, timeout=HTTP_TIMEOUT_SECONDS)
         except requests.RequestException:
-            answer = Answer(kind, task_id, sent)
+            answer = Answer(kind, task_id, sent, limit=int((body or {}).get("limit", 1)))
         else:
             answered = _now_ms()
             bulk = response.json() if kind == "bulk_retry" and response.ok else {}

@@ -61,6 +61,7 @@ class PlannedTask:
     unique_key: str | None = None
     unique_for: int | None = None  # seconds; else held until terminal, when unique_key is set
     run_at: str | None = None  # RFC 3339: the task must not start before it (tools/chaos/timed.py)
+    callback: str | None = None  # the URL of its completion callback (tools/chaos/receiver.py)
 
     @property
     def flow(self) -> bool:
@@ -121,6 +122,8 @@ class PlannedTask:
             body["delaySeconds"] = self.delay_seconds
         if self.run_at is not None:
             body["runAt"] = self.run_at
+        if self.callback is not None:
+            body["callback"] = {"url": self.callback}
         if self.expires_in_seconds:
             body["expiresInSeconds"] = self.expires_in_seconds
         if self.unique_key is not None:
@@ -133,7 +136,9 @@ class PlannedTask:
 
     def message(self) -> str:
         """The first publish's task as the API puts it on the queue."""
-        task = {"id": self.task_id, "type": self.task_type, "payload": self.copy_payload(1)}
+        task: dict[str, Any] = {"id": self.task_id, "type": self.task_type, "payload": self.copy_payload(1)}
+        if self.callback is not None:
+            task["callback"] = {"url": self.callback}
         return json.dumps(task, ensure_ascii=False, separators=(",", ":"))
 
 

@@ -7,13 +7,16 @@ The API is SIGKILLed (and started again) at the points its write paths are weake
 put after a publish's or a batch's send, an operator retry's write after its send, and
 anywhere. A share of the tasks is published in batches. On a schedule clock running faster
 (`--time-scale`), schedules fire and `runAt` tasks wait through timers and SQS's delay while
-the workers, whose tickers fire them, die (tools/chaos/timed.py).
+the workers, whose tickers fire them, die (tools/chaos/timed.py). Workflows of 20 to 100
+children, chains, and completion callbacks to a receiver of the run's own go out beside the plan
+(tools/chaos/compose.py, receiver.py), checked by tools/chaos/compose_invariants.py.
 
 Prints one line of figures, e.g.
 `tasks 300, duplicates 96, kills 3, api kills 3, faults 240, lost 0, double-run 0, overlaps 0, stuck 0, stranded 0,
-firings checked 22, runAt tasks 10, timers used 6, missed ticks 26`,
-then the operator's and the time figures and the other invariants, and exits 1 if any of them broke
-(2 if the stack did not start).
+firings checked 22, runAt tasks 10, timers used 6, missed ticks 26, workflows 4, then-not-once 0, chains 10,
+steps-twice 0, steps-lost 0, callbacks 51, undelivered 0, callback-wrong 0, accepted-twice 0`,
+then the operator's, the time and the composed work's figures and the other invariants, and exits 1 if any
+of them broke (2 if the stack did not start).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import secrets
 import sys
 import tempfile
 import threading
@@ -29,7 +33,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -39,6 +43,14 @@ import requests
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.config import Config as BotoConfig
 
+from tools.chaos.compose import WORKFLOW_SIZES, ComposeDriver, ComposeOptions, make_compose
+from tools.chaos.compose_invariants import (
+    ComposeFigures,
+    check_callbacks,
+    check_chains,
+    check_workflows,
+    compose_pending,
+)
 from tools.chaos.flow import PauseDriver, check_flow
 from tools.chaos.invariants import (
     TERMINAL,
@@ -53,6 +65,7 @@ from tools.chaos.invariants import (
 )
 from tools.chaos.operator_actions import ChaosOperator, OperatorOptions
 from tools.chaos.plan import OVERRUN_MS, PlannedTask, Poison, make_plan
+from tools.chaos.receiver import CallbackReceiver
 from tools.chaos.stack import SCHEDULES_TABLE, TASKS_QUEUE, TASKS_TABLE, ApiKill, ChaosStack
 from tools.chaos.time_invariants import ScaledClock
 from tools.chaos.timed import TimeDriver, TimeFigures, TimeOptions
@@ -111,6 +124,13 @@ class ChaosOptions:
     time_scale: float = 30.0
     run_at_timer_seconds: int = 2
     schedules_seconds: float = 30.0
+    # Composed work (tools/chaos/compose.py): workflows of 20 to 100 children, chains, and plan tasks
+    # with a completion callback to the run's receiver, which answers `slow_callbacks` first deliveries late.
+    workflows: int = 4
+    workflow_sizes: tuple[int, ...] = WORKFLOW_SIZES  # in turn
+    chains: int = 10
+    callbacks: int = 40
+    slow_callbacks: int = 2
     log_dir: Path | None = None
     verbose: bool = True
 
@@ -150,6 +170,7 @@ class ChaosReport:
     flow_deferred: int = 0  # deferrals of flow-controlled tasks the consumers logged
     pauses: int = 0  # pauses of the capped type that took effect and were lifted
     time: TimeFigures = field(default_factory=TimeFigures)
+    compose: ComposeFigures = field(default_factory=ComposeFigures)
     findings: Findings = field(default_factory=Findings)
 
     @property
@@ -163,7 +184,25 @@ class ChaosReport:
             f"faults {self.faults}, lost {len(f.lost)}, double-run {len(f.double_run)}, overlaps {len(f.overlaps)}, "
             f"stuck {len(f.stuck)}, stranded {len(f.stranded)}, firings checked {self.time.firings}, "
             f"runAt tasks {self.time.run_at_tasks}, timers used {self.time.timers}, "
-            f"missed ticks {self.time.missed_ticks}"
+            f"missed ticks {self.time.missed_ticks}, workflows {self.compose.workflows}, "
+            f"then-not-once {len(f.then_not_once) + len(f.then_early) + len(f.not_cancelled)}, "
+            f"chains {self.compose.chains}, steps-twice {len(f.step_twice) + len(f.step_after_end)}, "
+            f"steps-lost {len(f.chain_lost)}, callbacks {self.compose.callbacks}, "
+            f"undelivered {len(f.callback_missing)}, "
+            f"callback-wrong {len(f.callback_wrong) + len(f.callback_unsigned)}, "
+            f"accepted-twice {len(f.callback_repeated)}"
+        )
+
+    def compose_line(self) -> str:
+        c = self.compose
+        ends = ", ".join(f"{status} {count}" for status, count in c.workflow_ends.items()) or "none"
+        return (
+            f"compose: {c.workflows} workflows of {c.children} children (ended: {ends}; {c.thens} then ran, "
+            f"{c.cancelled_children} children cancelled by a failure), {c.chains} chains ({c.steps_published} "
+            f"steps published, {c.chains_ended_early} ended before their last step), {c.callbacks} callbacks "
+            f"({c.delivered} delivered, {c.callbacks_failed} visibly FAILED, {c.callbacks_retried} retried; "
+            f"receiver: {c.deliveries} requests, {c.refused} refused, {c.accepted_repeats} accepted repeats "
+            f"deduplicated)"
         )
 
     def time_line(self) -> str:
@@ -211,10 +250,17 @@ class _ChaosStage(ChaosStack):
     schedule clock scaled, so that schedules fire every few seconds."""
 
     def __init__(
-        self, *args: Any, lease_seconds: float, clock: ScaledClock, run_at_timer_seconds: int, **kwargs: Any
+        self,
+        *args: Any,
+        lease_seconds: float,
+        clock: ScaledClock,
+        run_at_timer_seconds: int,
+        callback_secret: str,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self._timing = {
+            "CALLBACK_SIGNING_SECRET": callback_secret,
             "LEASE_SECONDS": f"{lease_seconds:g}",
             "SCHEDULE_TIME_SCALE": f"{clock.scale:g}",
             "SCHEDULE_CLOCK_ORIGIN": repr(clock.origin),
@@ -235,6 +281,8 @@ class ChaosRun:
         run_id = uuid.uuid4().hex[:8]
         # Schedule time runs `time_scale` times faster than the wall clock from now, in every piece.
         clock = ScaledClock(time.time(), options.time_scale)
+        callback_secret = secrets.token_urlsafe(32)
+        self.receiver = CallbackReceiver(callback_secret, slow=options.slow_callbacks)
         self.plan = make_plan(
             run_id,
             options.tasks,
@@ -242,6 +290,19 @@ class ChaosRun:
             options.requeue_share,
             options.poison_per_kind,
             self.rng,
+        )
+        if options.callbacks > 0:
+            every = max(1, options.tasks // options.callbacks)
+            self.plan.tasks = [
+                # Every `every`-th, and the odd ids, whose callback task's id they are part of.
+                replace(task, callback=self.receiver.url) if number % every == 1 % every or number % 40 == 7 else task
+                for number, task in enumerate(self.plan.tasks)
+            ]
+        self.compose_plan = make_compose(
+            run_id,
+            ComposeOptions(workflows=options.workflows, sizes=options.workflow_sizes, chains=options.chains),
+            self.receiver.url,
+            random.Random(options.seed + 2),
         )
         self.stack = _ChaosStage(
             log_dir,
@@ -253,7 +314,10 @@ class ChaosRun:
             lease_seconds=options.lease_seconds,
             clock=clock,
             run_at_timer_seconds=options.run_at_timer_seconds,
+            callback_secret=callback_secret,
         )
+        self.composer = ComposeDriver(self.stack.api_url, self.compose_plan, say)
+        self._compose_thread = threading.Thread(target=self.composer.send, name="chaos-compose", daemon=True)
         self.report = ChaosReport(poison_sent=len(self.plan.poison))
         operator_options = OperatorOptions(actions=options.operator_actions, seconds=options.operator_seconds)
         # Flow tasks are left alone: each must end COMPLETED, so that a deferral that spent an
@@ -281,6 +345,8 @@ class ChaosRun:
         self.pauser = PauseDriver(
             self.stack.api_url, PAUSED_TYPE, after_seconds=PAUSE_AFTER_SECONDS, for_seconds=PAUSE_SECONDS
         )
+        # The workflow items, which are no tasks, by workflow id.
+        self.workflow_items: dict[str, dict[str, Any]] = {}
         # task id -> the holder a unique key's answer named when it held the publish back.
         self._held: dict[str, str] = {}
         self._operator_thread: threading.Thread | None = None
@@ -395,6 +461,7 @@ class ChaosRun:
         """
         tasks = self.plan.tasks
         self.start_operator()  # at once, so that it meets tasks PENDING, PROCESSING and RETRYING
+        self._compose_thread.start()  # and the workflows and chains beside them, while the kills land
         batched = tasks[: int(len(tasks) * self.options.batch_share)]
         single = tasks[len(batched) :]
         groups = [batched[start : start + BATCH_SIZE] for start in range(0, len(batched), BATCH_SIZE)]
@@ -425,6 +492,7 @@ class ChaosRun:
         sent = self._send_all(jobs)
         self.report.duplicates = sum(sent) - len(self.plan.poison)
         self.say(f"sent {self.report.duplicates} duplicates and {len(self.plan.poison)} poison messages")
+        self._compose_thread.join()
         return accepted
 
     # --- operating ----------------------------------------------------------
@@ -493,12 +561,16 @@ class ChaosRun:
     # --- waiting and checking ---------------------------------------------
 
     def scan(self) -> dict[str, dict[str, Any]]:
-        """Every task item, deserialized, with its payload parsed; read consistently."""
+        """Every task item, deserialized, with its payload parsed; read consistently. The workflow items
+        the table also holds go to `workflow_items`."""
         deserializer = TypeDeserializer()
         items: dict[str, dict[str, Any]] = {}
         for page in self._aws("dynamodb").get_paginator("scan").paginate(TableName=TASKS_TABLE, ConsistentRead=True):
             for raw in page["Items"]:
                 item = {name: deserializer.deserialize(value) for name, value in raw.items()}
+                if item.get("kind") == "workflow":
+                    self.workflow_items[str(item.get("workflowId"))] = item
+                    continue
                 item["payload"] = json.loads(item["payload"]) if "payload" in item else None
                 items[item["id"]] = item
         return items
@@ -548,8 +620,10 @@ class ChaosRun:
             open_tasks = [t for t in accepted if items.get(t.task_id, {}).get("status") not in TERMINAL]
             unrecorded = self.unrecorded_poison(items)
             pausing = self._pause_thread is not None and self._pause_thread.is_alive()
+            composing = compose_pending(self.composer.workflows, self.composer.chains, items)
             settled = (
                 not open_tasks
+                and not composing
                 and not unrecorded
                 and not stranded_items(items)
                 and not self._operator_busy()
@@ -561,7 +635,8 @@ class ChaosRun:
                 next_progress += PROGRESS_SECONDS
                 self.say(
                     f"waiting: {len(accepted) - len(open_tasks)}/{len(accepted)} terminal, "
-                    f"{len(self.plan.poison) - len(unrecorded)}/{len(self.plan.poison)} poison recorded"
+                    f"{len(self.plan.poison) - len(unrecorded)}/{len(self.plan.poison)} poison recorded, "
+                    f"{len(composing)} workflows, chain steps or callbacks on their way"
                 )
             time.sleep(POLL_SECONDS)
 
@@ -579,7 +654,14 @@ class ChaosRun:
 
     def check(self, accepted: list[PlannedTask], items: dict[str, dict[str, Any]]) -> None:
         expected = [self._expected(task) for task in [*accepted, *self.timed.run_at]] + self.timed.expected(items)
+        expected += self.compose_plan.expected(items, self.composer.workflows, self.composer.chains)
         findings = check_tasks(items, expected, self.options.max_attempts)
+        compose = self.report.compose
+        check_workflows(self.composer.workflows, items, findings, compose)
+        check_chains(self.composer.chains, items, findings, compose)
+        accepted_ids = {workflow.id for workflow in self.composer.workflows}
+        half_made = [workflow_id for workflow_id in self.workflow_items if workflow_id not in accepted_ids]
+        check_callbacks(items, self.composer.workflows, self.receiver.snapshot(), findings, compose, half_made)
         findings.duplicate_accepted = sorted(i for i, firsts in self._first_accepted.items() if len(firsts) != 1)
         findings.poison_unrecorded = [p.body for p in self.unrecorded_poison(items)]
         findings.stranded = stranded_items(items)
@@ -655,6 +737,7 @@ class ChaosRun:
         killer = threading.Thread(target=self.kill_workers, name="chaos-killer", daemon=True)
         api_killer = threading.Thread(target=self.kill_api, name="chaos-api-killer", daemon=True)
         try:
+            self.receiver.start()
             self.stack.start()
             self.say(f"stack up: API {self.stack.api_url}, AWS {self.stack.aws_url}, {self.options.workers} workers")
             killer.start()
@@ -674,6 +757,7 @@ class ChaosRun:
         finally:
             self._done.set()
             self.stack.stop()
+            self.receiver.stop()
             self.report.api_kill_points = Counter(self.stack.api_kills)
             faults = self.stack.faults()
             self.report.faults = sum(faults.values())
@@ -774,6 +858,23 @@ def parse_options(argv: list[str] | None = None) -> ChaosOptions:
         default=defaults.schedules_seconds,
         help="wall seconds the schedules fire before they are paused",
     )
+    parser.add_argument("--workflows", type=int, default=defaults.workflows, help="workflows to publish")
+    parser.add_argument(
+        "--workflow-sizes",
+        type=lambda text: tuple(int(size) for size in text.split(",")),
+        default=defaults.workflow_sizes,
+        help="children of each workflow in turn, comma-separated (1 to 1000 each)",
+    )
+    parser.add_argument("--chains", type=int, default=defaults.chains, help="tasks with a chain of 2 or 3 steps")
+    parser.add_argument(
+        "--callbacks", type=int, default=defaults.callbacks, help="plan tasks published with a completion callback"
+    )
+    parser.add_argument(
+        "--slow-callbacks",
+        type=int,
+        default=defaults.slow_callbacks,
+        help="first deliveries the receiver answers after the sender's 10 s",
+    )
     parser.add_argument("--log-dir", type=Path, default=None, help="keep the pieces' logs here")
     parser.add_argument("--quiet", action="store_true", help="print only the figures")
     args = parser.parse_args(argv)
@@ -807,6 +908,11 @@ def parse_options(argv: list[str] | None = None) -> ChaosOptions:
         time_scale=args.time_scale,
         run_at_timer_seconds=args.run_at_timer_seconds,
         schedules_seconds=args.schedules_seconds,
+        workflows=args.workflows,
+        workflow_sizes=args.workflow_sizes,
+        chains=args.chains,
+        callbacks=args.callbacks,
+        slow_callbacks=args.slow_callbacks,
         log_dir=args.log_dir,
         verbose=not args.quiet,
     )
@@ -822,6 +928,7 @@ def main(argv: list[str] | None = None) -> int:
     print(report.line())
     print(report.operator_line())
     print(report.time_line())
+    print(report.compose_line())
     print(report.details())
     for name, ids in report.findings.broken().items():
         print(f"BROKEN {name}: {len(ids)}, e.g. {ids[:5]}")
