@@ -128,6 +128,7 @@ loadtest: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) -m tools.bench $(ARGS)
 	$(PY) -m tools.bench.capacity
+	$(PY) -m tools.bench.coldstart
 
 # docs/capacity.md's tables, from the per-task figures `make bench` wrote to docs/bench-figures.json.
 capacity: $(VENV)/.installed

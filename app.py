@@ -13,16 +13,15 @@ from chalicelib.consume.consumer import DeadLetterConsumer, TaskConsumer, consum
 from chalicelib.consume.deadline import Invocation, margin_seconds
 from chalicelib.http import json_errors, json_response
 from chalicelib.models import MAX_BATCH_BYTES
-from chalicelib.openapi import openapi_document
-from chalicelib.operate import operations, stuck, task_types
-from chalicelib.publish import api, batch
-from chalicelib.query import TaskReadQuery, parse_query
+from chalicelib.publish import api
 from chalicelib.runtime import get_runtime
-from chalicelib.schedules import routes as schedules
 from chalicelib.settings import wiring
 from chalicelib.tasks.priority import Priority
-from chalicelib.tick import ticker
-from chalicelib.workflows import service as workflows
+
+# Every function imports this module, and a consumer's cold start should pay for the consumer
+# alone: what only some routes or the tick use (the operator's surface, schedules, workflows,
+# batch publish, the OpenAPI document) is imported inside them, on first use.
+# tests/unit/test_cold_start.py keeps it so.
 
 app = Chalice(app_name="taskproc")
 # Every invocation, a route's or a batch's: its log lines carry the Lambda context, and its
@@ -91,6 +90,8 @@ def publish() -> Response:
 @app.route("/publish/batch", methods=["POST"], content_types=ANY_CONTENT_TYPE, api_key_required=WIRING.api_key_required)
 @json_errors
 def publish_batch() -> Response:
+    from chalicelib.publish import batch
+
     request = app.current_request
     body = api.parse_json_object(request.raw_body, request.headers.get("content-type"), MAX_BATCH_BYTES)
     return json_response(batch.publish_batch(body, get_runtime()))
@@ -110,6 +111,8 @@ def create_task() -> Response:
 @app.route("/workflows", methods=["POST"], content_types=ANY_CONTENT_TYPE, api_key_required=WIRING.api_key_required)
 @json_errors
 def create_workflow() -> Response:
+    from chalicelib.workflows import service as workflows
+
     request = app.current_request
     body = api.parse_json_object(request.raw_body, request.headers.get("content-type"), MAX_BATCH_BYTES)
     created = workflows.create(body, get_runtime())
@@ -124,6 +127,8 @@ def create_workflow() -> Response:
 )
 @json_errors
 def get_workflow(workflow_id: str) -> Response:
+    from chalicelib.workflows import service as workflows
+
     return json_response(workflows.read(_task_id(workflow_id), get_runtime()))
 
 
@@ -132,6 +137,8 @@ def get_workflow(workflow_id: str) -> Response:
 )
 @json_errors
 def get_task(task_id: str) -> Response:
+    from chalicelib.query import TaskReadQuery, parse_query
+
     query = parse_query(TaskReadQuery, _query())  # waitSeconds: a long-poll
     return json_response(api.get_task(_task_id(task_id), get_runtime(), query.waitSeconds))
 
@@ -139,24 +146,32 @@ def get_task(task_id: str) -> Response:
 @app.route("/tasks", methods=["GET"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
 @json_errors
 def list_tasks() -> Response:
+    from chalicelib.operate import operations
+
     return json_response(operations.list_tasks(_query(), get_runtime()))
 
 
 @app.route("/stats", methods=["GET"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
 @json_errors
 def stats() -> Response:
+    from chalicelib.operate import operations
+
     return json_response(operations.stats(get_runtime()))
 
 
 @app.route("/stuck", methods=["GET"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
 @json_errors
 def list_stuck() -> Response:
+    from chalicelib.operate import stuck
+
     return json_response(stuck.list_stuck(_query(), get_runtime()))
 
 
 @app.route("/tasks/{task_id}/retry", methods=["POST"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
 @json_errors
 def retry_task(task_id: str) -> Response:
+    from chalicelib.operate import operations
+
     options = operations.retry_options(_optional_body())
     view = operations.retry(_task_id(task_id), _principal(), get_runtime(), options.expiresInSeconds)
     return json_response(view, 202)
@@ -165,6 +180,8 @@ def retry_task(task_id: str) -> Response:
 @app.route("/tasks/{task_id}/cancel", methods=["POST"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
 @json_errors
 def cancel_task(task_id: str) -> Response:
+    from chalicelib.operate import operations
+
     view, cancelled = operations.cancel(_task_id(task_id), _principal(), get_runtime())
     return json_response(view, 200 if cancelled else 202)
 
@@ -172,30 +189,40 @@ def cancel_task(task_id: str) -> Response:
 @app.route("/retries", methods=["POST"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
 @json_errors
 def retry_many() -> Response:
+    from chalicelib.operate import operations
+
     return json_response(operations.bulk_retry(_body(), _principal(), get_runtime()))
 
 
 @app.route("/types", methods=["GET"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
 @json_errors
 def list_types() -> Response:
+    from chalicelib.operate import task_types
+
     return json_response(task_types.list_types(get_runtime()))
 
 
 @app.route("/types/{type}", methods=["GET"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
 @json_errors
 def describe_type(type: str) -> Response:
+    from chalicelib.operate import task_types
+
     return json_response(task_types.describe(_type_name(type), get_runtime()))
 
 
 @app.route("/types/{type}/pause", methods=["POST"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
 @json_errors
 def pause_type(type: str) -> Response:
+    from chalicelib.operate import task_types
+
     return json_response(task_types.change("pause", _type_name(type), _principal(), get_runtime()))
 
 
 @app.route("/types/{type}/resume", methods=["POST"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
 @json_errors
 def resume_type(type: str) -> Response:
+    from chalicelib.operate import task_types
+
     return json_response(task_types.change("resume", _type_name(type), _principal(), get_runtime()))
 
 
@@ -203,6 +230,8 @@ def resume_type(type: str) -> Response:
 @app.route("/schedules", methods=["POST"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
 @json_errors
 def create_schedule() -> Response:
+    from chalicelib.schedules import routes as schedules
+
     rt = get_runtime()
     created = schedules.create(_body(), _principal(), rt, rt.schedule_clock.now())
     return json_response(created, 201, {"Location": f"{_path_prefix()}/schedules/{quote(created.id, safe='')}"})
@@ -211,6 +240,8 @@ def create_schedule() -> Response:
 @app.route("/schedules", methods=["GET"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
 @json_errors
 def list_schedules() -> Response:
+    from chalicelib.schedules import routes as schedules
+
     rt = get_runtime()
     return json_response(schedules.list_page(_query(), rt, rt.schedule_clock.now()))
 
@@ -218,6 +249,8 @@ def list_schedules() -> Response:
 @app.route("/schedules/{schedule_id}", methods=["GET"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
 @json_errors
 def get_schedule(schedule_id: str) -> Response:
+    from chalicelib.schedules import routes as schedules
+
     rt = get_runtime()
     return json_response(schedules.get(_task_id(schedule_id), rt, rt.schedule_clock.now()))
 
@@ -225,6 +258,8 @@ def get_schedule(schedule_id: str) -> Response:
 @app.route("/schedules/{schedule_id}", methods=["PUT"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
 @json_errors
 def replace_schedule(schedule_id: str) -> Response:
+    from chalicelib.schedules import routes as schedules
+
     rt = get_runtime()
     return json_response(schedules.replace(_task_id(schedule_id), _body(), _principal(), rt, rt.schedule_clock.now()))
 
@@ -232,12 +267,16 @@ def replace_schedule(schedule_id: str) -> Response:
 @app.route("/schedules/{schedule_id}", methods=["DELETE"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
 @json_errors
 def delete_schedule(schedule_id: str) -> Response:
+    from chalicelib.schedules import routes as schedules
+
     return json_response(schedules.delete(_task_id(schedule_id), _principal(), get_runtime()))
 
 
 @app.route("/schedules/{schedule_id}/pause", methods=["POST"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
 @json_errors
 def pause_schedule(schedule_id: str) -> Response:
+    from chalicelib.schedules import routes as schedules
+
     rt = get_runtime()
     return json_response(schedules.pause(_task_id(schedule_id), True, _principal(), rt, rt.schedule_clock.now()))
 
@@ -245,6 +284,8 @@ def pause_schedule(schedule_id: str) -> Response:
 @app.route("/schedules/{schedule_id}/resume", methods=["POST"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
 @json_errors
 def resume_schedule(schedule_id: str) -> Response:
+    from chalicelib.schedules import routes as schedules
+
     rt = get_runtime()
     return json_response(schedules.pause(_task_id(schedule_id), False, _principal(), rt, rt.schedule_clock.now()))
 
@@ -252,6 +293,8 @@ def resume_schedule(schedule_id: str) -> Response:
 @app.route("/schedules/{schedule_id}/trigger", methods=["POST"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
 @json_errors
 def trigger_schedule(schedule_id: str) -> Response:
+    from chalicelib.schedules import routes as schedules
+
     rt = get_runtime()
     task = schedules.trigger(_task_id(schedule_id), _principal(), rt, rt.schedule_clock.now())
     return json_response(task, 201, {"Location": api.task_location(task.id, _path_prefix())})
@@ -260,6 +303,8 @@ def trigger_schedule(schedule_id: str) -> Response:
 @app.route("/schedules/{schedule_id}/backfill", methods=["POST"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
 @json_errors
 def backfill_schedule(schedule_id: str) -> Response:
+    from chalicelib.schedules import routes as schedules
+
     rt = get_runtime()
     return json_response(schedules.backfill(_task_id(schedule_id), _body(), _principal(), rt, rt.schedule_clock.now()))
 
@@ -273,6 +318,8 @@ def health() -> Response:
 
 @app.route("/openapi.json", methods=["GET"], content_types=ANY_CONTENT_TYPE)
 def openapi() -> dict[str, Any]:
+    from chalicelib.openapi import openapi_document
+
     return openapi_document()
 
 
@@ -334,4 +381,6 @@ def handle_dead_letters(event: SQSEvent) -> dict[str, Any] | None:
 # Time: each minute, the messages of tasks whose `runAt` comes due, then every other tick job.
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def tick(event: CloudWatchEvent) -> dict[str, int]:
+    from chalicelib.tick import ticker
+
     return ticker.tick(get_runtime())

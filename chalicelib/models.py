@@ -632,7 +632,10 @@ class TaskView(BaseModel):
         description="Until when its `uniqueKey` admits no other task: the end of its `uniqueFor` window, or"
         " `terminal` (until this task ends); null without a key.",
     )
-    lastError: str | None
+    lastError: str | None = Field(
+        description="Why the last attempt failed, or why the task ended FAILED or CANCELLED; null when COMPLETED"
+        " (the failed attempts before its success keep their errors in `history`)."
+    )
     cancelRequested: bool = Field(description="An operator asked to cancel the attempt running now.")
     progress: Any = Field(
         default=None,
@@ -640,7 +643,9 @@ class TaskView(BaseModel):
         ' (any JSON value up to 4 KiB, e.g. {"done": 3, "total": 10}); null when it reported none.'
         " A new attempt starts with none.",
     )
-    history: list[HistoryEntry]
+    history: list[HistoryEntry] = Field(
+        description="In time order: each attempt at its `startedAt`, each action and expiry at its `at`."
+    )
     callback: CallbackIn | None = Field(default=None, description="The completion callback given at publish.")
     callbackTask: str | None = Field(
         default=None,

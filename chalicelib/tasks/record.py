@@ -163,6 +163,10 @@ class TaskRecord:
             )
         elif (expired := self.expired_attempt()) is not None:
             history.append(AttemptView.model_validate(expired))
+        # The item keeps entries in the order their writes landed, which is not the order things
+        # happened: an attempt is written when it ends, so a cancel asked for while it ran lands
+        # before it. The view is in time order, each attempt at its start (ties keep the write order).
+        history.sort(key=_entry_time)
         return TaskView(
             id=self.id,
             type=self.type,
@@ -195,6 +199,11 @@ class TaskRecord:
 
 def _until_view(until: int | str) -> str:
     return iso_from_ms(until) if isinstance(until, int) else until
+
+
+def _entry_time(entry: AttemptView | ActionView | ExpiredView) -> int:
+    """When a history entry happened: an attempt's start, an action's or an expiry's `at`."""
+    return ms_from_iso(entry.startedAt if isinstance(entry, AttemptView) else entry.at)
 
 
 def _entry_view(entry: dict[str, Any], principals: bool) -> AttemptView | ActionView | ExpiredView:

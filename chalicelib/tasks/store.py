@@ -601,6 +601,9 @@ class TaskStore(TaskTable):
         if status in (Status.COMPLETED, Status.CANCELLED):
             # A success wins over a cancel asked for while it ran; a failure then ends CANCELLED.
             removes += ["#cancelRequested", "#retryAt"]
+        if status is Status.COMPLETED:
+            # A success has no error: the failed attempts before it keep theirs in the history.
+            removes.append("#lastError")
         update = f"SET {', '.join(sets + index_sets)} ADD #version :one REMOVE {', '.join(removes)}"
         condition = f"{TASK_EXISTS} AND {HOLDS_LEASE}"
         if status in (Status.RETRYING, Status.FAILED):

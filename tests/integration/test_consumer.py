@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import threading
 from typing import Any
 
@@ -67,6 +68,38 @@ def test_the_retry_runs_after_the_backoff_and_the_backoff_grows(h: Harness) -> N
     task = h.task("flaky")
     assert task["attempts"] == 2
     assert [a["outcome"] for a in task["history"]] == ["failed", "failed"]
+
+
+class FailThenSucceed(random.Random):
+    """The runtime's random source, drawing below any failure chance once and above it after."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.draws = iter([0.0])
+
+    def random(self) -> float:
+        return next(self.draws, 0.99)
+
+    def uniform(self, a: float, b: float) -> float:  # the backoff's jitter draws nothing of ours
+        return (a + b) / 2
+
+
+def test_a_task_completed_after_a_failed_attempt_has_no_last_error_and_keeps_it_in_history(h: Harness) -> None:
+    h.rt.rng = FailThenSucceed()
+    h.publish("second-try", {"simulation": {"failureChance": 0.5}})
+    first = h.deliver()
+    assert h.task("second-try")["lastError"] == "simulated failure (failureChance 0.5)"
+    h.clock.advance(h.visibility[first.records[0]["receiptHandle"]])
+    h.reveal(first)
+
+    h.deliver()
+
+    task = h.task("second-try")
+    assert (task["status"], task["lastError"]) == ("COMPLETED", None)
+    assert [(a["outcome"], a["error"]) for a in task["history"]] == [
+        ("failed", "simulated failure (failureChance 0.5)"),
+        ("succeeded", None),
+    ]
 
 
 def test_the_last_failure_is_failed_and_reaches_the_dead_letter_queue_at_once(h: Harness) -> None:

@@ -294,7 +294,9 @@ def _processing(h: Harness, task_id: str, payload: dict[str, Any], cancel_while:
     real = consumer.run_attempt
 
     def cancel_mid_attempt(*args: Any, **kwargs: Any) -> Any:
+        h.clock.advance(0.25)  # the cancel comes after the attempt started, as it must
         answer.append(post(h, f"/tasks/{task_id}/cancel"))
+        h.clock.advance(0.25)
         return real(*args, **kwargs)
 
     consumer.run_attempt = cancel_mid_attempt  # type: ignore[assignment]
@@ -311,8 +313,46 @@ def test_a_processing_task_that_fails_after_a_cancel_ends_cancelled_not_retrying
     assert (status, view["status"], view["cancelRequested"]) == (202, "PROCESSING", True)
     task = h.task("running-fails")
     assert (task["status"], task["attempts"], task["nextAttemptAt"]) == ("CANCELLED", 1, None)
-    assert [e.get("kind") for e in task["history"]] == ["cancel_requested", "attempt"]
+    assert [e.get("kind") for e in task["history"]] == ["attempt", "cancel_requested"]
     assert h.depth(h.rt.tasks_queue.url) == 0  # its message is gone: nothing comes back
+
+
+def _when(entry: dict[str, Any]) -> str:
+    return entry["startedAt"] if entry["kind"] == "attempt" else entry["at"]
+
+
+def test_the_history_is_in_time_order_while_and_after_an_attempt_is_cancelled(h: Harness) -> None:
+    # The cancel's entry is written while the attempt runs, the attempt's when it ends: the item
+    # holds them the other way round, and the view must not.
+    import chalicelib.consume.consumer as consumer
+
+    seen_while_running: list[dict[str, Any]] = []
+    real = consumer.run_attempt
+
+    def cancel_mid_attempt(*args: Any, **kwargs: Any) -> Any:
+        h.clock.advance(0.25)
+        assert post(h, "/tasks/interrupted/cancel")[0] == 202
+        h.clock.advance(0.25)
+        seen_while_running.extend(h.task("interrupted")["history"])
+        return real(*args, **kwargs)
+
+    consumer.run_attempt = cancel_mid_attempt  # type: ignore[assignment]
+    try:
+        h.publish("interrupted", FAILS)
+        h.deliver()
+    finally:
+        consumer.run_attempt = real  # type: ignore[assignment]
+
+    assert [(e["kind"], e.get("outcome")) for e in seen_while_running] == [
+        ("attempt", "running"),
+        ("cancel_requested", None),
+    ]
+    stored = h.rt.store.client.get_item(TableName=h.rt.settings.TASKS_TABLE, Key={"id": {"S": "interrupted"}})
+    assert [e["M"]["kind"]["S"] for e in stored["Item"]["history"]["L"]] == ["cancel_requested", "attempt"]
+    history = h.task("interrupted")["history"]
+    assert [(e["kind"], e.get("outcome")) for e in history] == [("attempt", "failed"), ("cancel_requested", None)]
+    assert [_when(e) for e in history] == sorted(_when(e) for e in history)
+    assert history[0]["startedAt"] < history[1]["at"] < history[0]["finishedAt"]
 
 
 def test_a_processing_task_that_succeeds_after_a_cancel_is_completed(h: Harness) -> None:

@@ -1,0 +1,115 @@
+"""A cold start's import cost: `import app` and the runtime's first build, against the floor.
+
+The floor is what no Chalice app on boto3 and pydantic can avoid: importing boto3, pydantic and
+chalice and creating the two clients (DynamoDB, SQS). The app's figure is what every function pays
+before its first request: importing app.py (and so chalicelib) and building the runtime, whose
+clients are the same two. Each figure is timed inside a fresh interpreter (its own start-up is
+not counted), wall and CPU time, the two programs interleaved so that the machine's load falls on both alike, and
+the median kept; the ratio is the point, not the milliseconds.
+
+    python -m tools.bench.coldstart [--runs 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+from typing import Any
+
+from local.config import PROJECT_DIR, load_config
+from local.launcher import clean_environment
+
+# The goal for app / floor (issue 23): within 15 % of what any such app pays.
+GOAL = 1.15
+
+FLOOR = """
+import time
+started, cpu = time.perf_counter(), time.process_time()
+import boto3, chalice, pydantic
+session = boto3.session.Session()
+session.client("dynamodb"), session.client("sqs")
+print(time.perf_counter() - started, time.process_time() - cpu)
+"""
+
+APP = """
+import time
+started, cpu = time.perf_counter(), time.process_time()
+import app
+from chalicelib.runtime import get_runtime
+get_runtime()
+print(time.perf_counter() - started, time.process_time() - cpu)
+"""
+
+PROGRAMS = {"floor": FLOOR, "app": APP}
+
+
+def _environment() -> dict[str, str]:
+    """The local stage's environment, as a function's process has it before it imports the app."""
+    config = load_config(clean_environment({}), stage="local")
+    return clean_environment(config.process_environment())
+
+
+def seconds_of(program: str, env: dict[str, str]) -> tuple[float, float]:
+    """How long `program` takes in a fresh interpreter, from its first statement to its print: wall and CPU."""
+    done = subprocess.run(
+        [sys.executable, "-c", program], env=env, cwd=PROJECT_DIR, capture_output=True, text=True, check=True
+    )
+    wall, cpu = done.stdout.strip().splitlines()[-1].split()
+    return float(wall), float(cpu)
+
+
+def measure(runs: int) -> dict[str, Any]:
+    """`runs` timings of each program, interleaved (which goes first alternates), and their medians."""
+    env = _environment()
+    for program in PROGRAMS.values():  # the first run of each fills the disk cache and writes .pyc files
+        seconds_of(program, env)
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in PROGRAMS}
+    for run in range(runs):
+        order = list(PROGRAMS) if run % 2 == 0 else list(reversed(PROGRAMS))
+        for name in order:
+            samples[name].append(seconds_of(PROGRAMS[name], env))
+    # On a shared machine the wall time also counts the waits for a core; the CPU time does not.
+    wall = {name: statistics.median(s[0] for s in values) for name, values in samples.items()}
+    cpu = {name: statistics.median(s[1] for s in values) for name, values in samples.items()}
+    return {
+        "runs": runs,
+        "load_average": os.getloadavg(),
+        "floor_ms": wall["floor"] * 1000,
+        "app_ms": wall["app"] * 1000,
+        "ratio": wall["app"] / wall["floor"],
+        "floor_cpu_ms": cpu["floor"] * 1000,
+        "app_cpu_ms": cpu["app"] * 1000,
+        "cpu_ratio": cpu["app"] / cpu["floor"],
+    }
+
+
+def render(figures: dict[str, Any]) -> str:
+    load = ", ".join(f"{value:.2f}" for value in figures["load_average"])
+    verdict = "within" if figures["ratio"] <= GOAL else "over"  # judged on the wall time
+    return "\n".join(
+        [
+            f"cold start, median of {figures['runs']} interleaved runs (load average {load}):",
+            "                                                          wall        CPU",
+            f"  floor (import boto3, pydantic, chalice; two clients)  {figures['floor_ms']:7.1f} ms"
+            f" {figures['floor_cpu_ms']:7.1f} ms",
+            f"  app   (import app.py; build the runtime)              {figures['app_ms']:7.1f} ms"
+            f" {figures['app_cpu_ms']:7.1f} ms",
+            f"  app / floor                                           {figures['ratio']:7.2f}x"
+            f"   {figures['cpu_ratio']:7.2f}x   ({verdict} the goal of {GOAL:.2f}x)",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15, help="timings of each program")
+    args = parser.parse_args(argv)
+    print(render(measure(args.runs)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
