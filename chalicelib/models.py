@@ -13,7 +13,6 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     AwareDatetime,
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -25,6 +24,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from chalicelib.consume.expiry import EXPIRED_KIND, MAX_EXPIRY_SECONDS
+from chalicelib.deferred import Model
 from chalicelib.publish.tags import MAX_TAGS, TAG_RULE, Tags
 from chalicelib.tasks.priority import Priority
 
@@ -295,7 +295,7 @@ MAX_CALLBACK_URL_LENGTH = 2048
 CALLBACK_TASK_SUFFIX = "/callback"
 
 
-class CallbackIn(BaseModel):
+class CallbackIn(Model):
     """`callback` at publish: the URL told of the task's outcome once it is terminal."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -318,7 +318,7 @@ CHAIN_STEP_INFIX = "/then/"
 PREVIOUS_FIELD = "previous"
 
 
-class ChainStepIn(BaseModel):
+class ChainStepIn(Model):
     """One step of `then`: a task of `type` published with `payload` once the task before it completes."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -331,7 +331,7 @@ class ChainStepIn(BaseModel):
     )
 
 
-class ChainPosition(BaseModel):
+class ChainPosition(Model):
     """Where a step task stands in its chain: the task that was published with the chain, and its step number."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -345,7 +345,7 @@ def chain_step_id(root: str, step: int) -> str:
     return f"{root}{CHAIN_STEP_INFIX}{step}"
 
 
-class ChainStepView(BaseModel):
+class ChainStepView(Model):
     """A step of the task's chain in its view."""
 
     id: str = Field(description="The step's task id, `<id of the task published with the chain>/then/<n>`.")
@@ -356,7 +356,7 @@ class ChainStepView(BaseModel):
     )
 
 
-class TaskIn(BaseModel):
+class TaskIn(Model):
     """The body of `POST /publish`, and of every message on the task queue."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -489,7 +489,7 @@ class WorkflowRef:
         return {"id": self.id, "child": self.child}
 
 
-class Task(BaseModel):
+class Task(Model):
     """A validated task: the client's id, its type and its payload exactly as sent."""
 
     model_config = ConfigDict(frozen=True)
@@ -536,7 +536,7 @@ def _present_only_as_string(schema: dict[str, Any]) -> None:
     schema["type"] = "string"
 
 
-class PublishAccepted(BaseModel):
+class PublishAccepted(Model):
     """The answer to `POST /publish`."""
 
     id: str
@@ -554,7 +554,7 @@ class PublishAccepted(BaseModel):
     )
 
 
-class TaskCreated(BaseModel):
+class TaskCreated(Model):
     """The answer to `POST /tasks`."""
 
     taskId: str
@@ -562,7 +562,7 @@ class TaskCreated(BaseModel):
     status: Status
 
 
-class AttemptView(BaseModel):
+class AttemptView(Model):
     """One attempt in a task's history."""
 
     kind: Literal["attempt"] = "attempt"
@@ -581,7 +581,7 @@ class Action(StrEnum):
     CANCEL_REQUESTED = "cancel_requested"
 
 
-class ActionView(BaseModel):
+class ActionView(Model):
     """An operator's action in a task's history: what, when, by whom, from which status."""
 
     kind: Action
@@ -593,7 +593,7 @@ class ActionView(BaseModel):
     fromStatus: Status
 
 
-class ExpiredView(BaseModel):
+class ExpiredView(Model):
     """A task that was not started by its `startBy`: it ended CANCELLED without running."""
 
     kind: Literal["expired"] = EXPIRED_KIND
@@ -603,7 +603,7 @@ class ExpiredView(BaseModel):
 HistoryEntry = Annotated[AttemptView | ActionView | ExpiredView, Field(union_mode="left_to_right")]
 
 
-class TaskView(BaseModel):
+class TaskView(Model):
     """Where a task stands: the answer to `GET /tasks/{id}`."""
 
     id: str
@@ -660,30 +660,30 @@ class TaskView(BaseModel):
     )
 
 
-class FieldError(BaseModel):
+class FieldError(Model):
     field: str
     message: str
 
 
-class ErrorDetail(BaseModel):
+class ErrorDetail(Model):
     code: str
     message: str
     details: list[FieldError] = Field(default_factory=list)
 
 
-class ErrorResponse(BaseModel):
+class ErrorResponse(Model):
     """Every error answer has this shape."""
 
     error: ErrorDetail
 
 
-class Health(BaseModel):
+class Health(Model):
     status: Literal["ok", "unavailable"]
     reason: str | None = Field(default=None, description="Which dependency failed, in a fixed phrase.")
     correlationId: str | None = Field(default=None, description="Finds the log line that holds the error.")
 
 
-class TaskSummary(BaseModel):
+class TaskSummary(Model):
     """A task in a list: enough to decide what to do with it."""
 
     id: str
@@ -698,14 +698,14 @@ class TaskSummary(BaseModel):
     tags: list[str] = Field(description="The tags given at publish; [] for none.")
 
 
-class TaskPage(BaseModel):
+class TaskPage(Model):
     """One page of `GET /tasks?status=`, most recently updated first."""
 
     tasks: list[TaskSummary]
     nextCursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last one.")
 
 
-class QueueDepth(BaseModel):
+class QueueDepth(Model):
     visible: int = Field(description="Messages waiting to be received.")
     inFlight: int = Field(description="Messages received and not yet deleted or made visible again.")
     delayed: int = Field(description="Messages sent with a delay that has not passed.")
@@ -714,12 +714,12 @@ class QueueDepth(BaseModel):
     )
 
 
-class FigureSource(BaseModel):
+class FigureSource(Model):
     source: str
     exact: bool
 
 
-class Series(BaseModel):
+class Series(Model):
     """Counts per bucket, oldest first; the last bucket is the current, partial one."""
 
     completed: list[int] = Field(description="TasksCompleted: tasks that ended COMPLETED.")
@@ -728,24 +728,24 @@ class Series(BaseModel):
     accepted: list[int] = Field(description="TasksAccepted: tasks published.")
 
 
-class SeriesWindow(BaseModel):
+class SeriesWindow(Model):
     start: str = Field(description="The first bucket's start, RFC 3339 UTC.")
     stepSeconds: int = Field(description="Each bucket's length: 60 (per minute) or 3600 (per hour).")
     series: dict[str, Series] = Field(description="`total`, and each registered task type by name.")
 
 
-class Percentiles(BaseModel):
+class Percentiles(Model):
     p50: float | None
     p95: float | None
     p99: float | None
 
 
-class Latency(BaseModel):
+class Latency(Model):
     attemptMs: Percentiles = Field(description="AttemptDuration over the last hour, milliseconds.")
     endToEndMs: Percentiles = Field(description="EndToEndLatency (created to terminal) over the last hour.")
 
 
-class Throughput(BaseModel):
+class Throughput(Model):
     """`GET /stats`' throughput, from taskproc's own metrics (chalicelib/operate/throughput.py)."""
 
     perMinute: SeriesWindow = Field(description="The last hour, 60 buckets of a minute.")
@@ -753,7 +753,7 @@ class Throughput(BaseModel):
     latency: dict[str, Latency] = Field(description="`total`, and each registered task type by name.")
 
 
-class Stats(BaseModel):
+class Stats(Model):
     """`GET /stats`: counts of the statuses that can be counted at a bounded cost, and the queues' depths."""
 
     counts: dict[str, int | None] = Field(
@@ -784,7 +784,7 @@ class Stats(BaseModel):
     sources: dict[str, FigureSource]
 
 
-class StuckTask(BaseModel):
+class StuckTask(Model):
     id: str
     type: str
     status: Literal["PENDING", "PROCESSING"]
@@ -794,7 +794,7 @@ class StuckTask(BaseModel):
     since: str = Field(description="When it became stuck: its dispatch bound, or its lease's expiry (RFC 3339 UTC).")
 
 
-class StuckPage(BaseModel):
+class StuckPage(Model):
     """`GET /stuck`: one bounded Scan's stuck tasks, in the table's order (chalicelib/operate/stuck.py)."""
 
     tasks: list[StuckTask]
@@ -802,7 +802,7 @@ class StuckPage(BaseModel):
     scanned: int = Field(description="Items this page read (what it cost), stuck or not.")
 
 
-class BulkRetryIn(BaseModel):
+class BulkRetryIn(Model):
     """The body of `POST /retries`."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -818,7 +818,7 @@ class BulkRetryIn(BaseModel):
     )
 
 
-class RetryIn(BaseModel):
+class RetryIn(Model):
     """The optional body of `POST /tasks/{id}/retry`; none, or `{}`, retries the task without an expiry."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -826,12 +826,12 @@ class RetryIn(BaseModel):
     expiresInSeconds: WholeNumber = _expires_in_seconds("the retried task's first attempt")
 
 
-class Skipped(BaseModel):
+class Skipped(Model):
     id: str
     reason: str
 
 
-class BulkRetryResult(BaseModel):
+class BulkRetryResult(Model):
     """What `POST /retries` matched and what it queued again."""
 
     dryRun: bool
@@ -851,7 +851,7 @@ MAX_BATCH_TASKS = 100
 MAX_BATCH_BYTES = 3_000_000
 
 
-class PublishBatchIn(BaseModel):
+class PublishBatchIn(Model):
     """The body of `POST /publish/batch`; each entry is checked on its own, as `POST /publish` checks its body."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -863,14 +863,14 @@ class PublishBatchIn(BaseModel):
     )
 
 
-class BatchEntryRefused(BaseModel):
+class BatchEntryRefused(Model):
     """A batch entry that was not accepted, with the error `POST /publish` would have answered."""
 
     id: str | None = Field(description="The entry's id, or null when it has no usable one.")
     error: ErrorDetail
 
 
-class PublishBatchAnswer(BaseModel):
+class PublishBatchAnswer(Model):
     """The answer to `POST /publish/batch`: one result per entry, in request order."""
 
     results: list[PublishAccepted | BatchEntryRefused]
@@ -879,7 +879,7 @@ class PublishBatchAnswer(BaseModel):
 # --- task types: the operator's view, pause and resume ------------------------
 
 
-class TypeEntry(BaseModel):
+class TypeEntry(Model):
     """A registered task type as `GET /types` lists it."""
 
     name: str
@@ -901,13 +901,13 @@ class TypeEntry(BaseModel):
     )
 
 
-class TypeList(BaseModel):
+class TypeList(Model):
     """The answer to `GET /types`: every registered type, by name."""
 
     types: list[TypeEntry]
 
 
-class TypeHistoryEntry(BaseModel):
+class TypeHistoryEntry(Model):
     """One pause or resume of a type: who, when, and whether it changed anything."""
 
     action: Literal["pause", "resume"]

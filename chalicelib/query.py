@@ -15,9 +15,10 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, TypeVar, get_origin
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
+from pydantic import BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+from chalicelib.deferred import Model
 from chalicelib.errors import FieldProblem, ValidationFailed, field_name
 from chalicelib.models import Status, TaskTypeName
 from chalicelib.operate.listing import FILTERED_READ_BUDGET
@@ -75,7 +76,7 @@ ListedStatus = Annotated[
 ]
 
 
-class QueryModel(BaseModel):
+class QueryModel(Model):
     """The parameters one route takes; any other is refused by name."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -31,6 +31,7 @@ from cronsim import CronSim, CronSimError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from chalicelib.deferred import Model
 from chalicelib.errors import FieldProblem, ValidationFailed
 from chalicelib.models import (
     MAX_TASK_ID_BYTES,
@@ -175,7 +176,7 @@ TimezoneName = Annotated[
 ]
 
 
-class ScheduleDefinition(BaseModel):
+class ScheduleDefinition(Model):
     """The body of `POST /schedules` and `PUT /schedules/{id}`, and a code-declared schedule."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)

@@ -8,8 +8,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from chalicelib.deferred import Model
 from chalicelib.schedules.definition import ScheduleDefinition, parse_utc_text, utc_text
 
 # A schedule's history keeps its last operator actions; older ones are in the log.
@@ -17,12 +18,12 @@ MAX_HISTORY = 10
 Source = Literal["api", "code"]
 
 
-class FieldIssue(BaseModel):
+class FieldIssue(Model):
     field: str
     message: str
 
 
-class FiringError(BaseModel):
+class FiringError(Model):
     """Why a firing was refused: its payload no longer fits its type (or the type is gone)."""
 
     at: str = Field(description="The firing's time, UTC.")
@@ -30,19 +31,19 @@ class FiringError(BaseModel):
     details: list[FieldIssue]
 
 
-class FiringRef(BaseModel):
+class FiringRef(Model):
     at: str = Field(description="The firing's time, UTC.")
     taskId: str
 
 
-class Skip(BaseModel):
+class Skip(Model):
     """The last firing `overlap: skip` (or a full `buffer_one`) did not fire, and the task it waited on."""
 
     at: str
     waitingOn: str
 
 
-class Counts(BaseModel):
+class Counts(Model):
     fired: int = 0
     skipped: int = Field(default=0, description="Firings not fired because the previous firing's task had not ended.")
     missed: int = Field(default=0, description="Firings older than the catch-up window when the ticker saw them.")
@@ -50,13 +51,13 @@ class Counts(BaseModel):
     caughtUp: int = Field(default=0, description="Firings fired more than a tick late, inside the catch-up window.")
 
 
-class Audit(BaseModel):
+class Audit(Model):
     kind: Literal["created", "updated", "paused", "resumed", "triggered", "backfilled"]
     at: str
     by: str
 
 
-class ScheduleState(BaseModel):
+class ScheduleState(Model):
     """Everything but the definition: the cursor and what came of the firings."""
 
     model_config = ConfigDict(extra="ignore")

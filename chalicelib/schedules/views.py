@@ -4,21 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AwareDatetime, BeforeValidator, ConfigDict, Field
 
+from chalicelib.deferred import Model
 from chalicelib.models import Status
 from chalicelib.query import DEFAULT_PAGE, MAX_PAGE, QueryModel, QueryNumber
 from chalicelib.schedules.definition import OverlapName
 from chalicelib.schedules.record import Audit, Counts, FiringError, Skip, Source
 
 
-class LastFiring(BaseModel):
+class LastFiring(Model):
     at: str = Field(description="The firing's time, UTC.")
     taskId: str
     status: Status | None = Field(description="Its task's status now; null if the task table has no such task.")
 
 
-class ScheduleView(BaseModel):
+class ScheduleView(Model):
     """A schedule: its definition, when it fires next, and what came of its firings."""
 
     id: str
@@ -42,7 +43,7 @@ class ScheduleView(BaseModel):
     updatedAt: str
 
 
-class ScheduleSummary(BaseModel):
+class ScheduleSummary(Model):
     """A schedule in a list."""
 
     id: str
@@ -57,7 +58,7 @@ class ScheduleSummary(BaseModel):
     counts: Counts
 
 
-class SchedulePage(BaseModel):
+class SchedulePage(Model):
     """One page of `GET /schedules`, in the table's order (not sorted)."""
 
     schedules: list[ScheduleSummary]
@@ -85,7 +86,7 @@ def _text_time(value: Any) -> Any:
 TextTime = Annotated[AwareDatetime, BeforeValidator(_text_time)]
 
 
-class BackfillIn(BaseModel):
+class BackfillIn(Model):
     """The body of `POST /schedules/{id}/backfill`: the firings from `from` to `to`, both included."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=False)
@@ -94,17 +95,17 @@ class BackfillIn(BaseModel):
     end: TextTime = Field(alias="to", description="RFC 3339 with a zone, not after now: the range's end, included.")
 
 
-class BackfillFiring(BaseModel):
+class BackfillFiring(Model):
     at: str
     taskId: str
     duplicate: bool = Field(description="True when that firing's task existed already (it is not run again).")
 
 
-class BackfillAnswer(BaseModel):
+class BackfillAnswer(Model):
     scheduleId: str
     published: list[BackfillFiring]
 
 
-class ScheduleDeleted(BaseModel):
+class ScheduleDeleted(Model):
     id: str
     deleted: bool = True

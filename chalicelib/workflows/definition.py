@@ -21,8 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from chalicelib.deferred import Model
 from chalicelib.models import (
     DEFAULT_TYPE,
     TASK_ID_RULE,
@@ -59,7 +60,7 @@ def _id_without_default(schema: dict[str, Any]) -> None:
     schema["properties"]["id"].pop("default", None)
 
 
-class ChildIn(BaseModel):
+class ChildIn(Model):
     """One child: an ordinary task, run, listed, retried and cancelled like any."""
 
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_id_without_default)
@@ -69,7 +70,7 @@ class ChildIn(BaseModel):
     payload: JsonObject = Field(description="The task's data, checked against its type's payload model.")
 
 
-class ThenIn(BaseModel):
+class ThenIn(Model):
     """The task that runs once every child has ended (as `onChildFailure` allows)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -81,7 +82,7 @@ class ThenIn(BaseModel):
     )
 
 
-class WorkflowIn(BaseModel):
+class WorkflowIn(Model):
     """The body of `POST /workflows`."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -115,7 +116,7 @@ class Workflow:
     callback: str | None
 
 
-class ThenView(BaseModel):
+class ThenView(Model):
     id: str = Field(description="`<workflow id>/then`.")
     status: str = Field(
         description="The `then` task's status once published; `WAITING` before, `NOT_RUN` when the workflow"
@@ -123,7 +124,7 @@ class ThenView(BaseModel):
     )
 
 
-class WorkflowView(BaseModel):
+class WorkflowView(Model):
     """The answer of `POST /workflows` and `GET /workflows/{id}`."""
 
     id: str
