@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -26,18 +26,10 @@ class Calls:
 
 @contextmanager
 def inject_errors(
-    client: Any,
-    operation: str,
-    *,
-    status: int,
-    code: str,
-    times: int | None = None,
-    skip: int = 0,
-    when: Callable[[Any], bool] | None = None,
+    client: Any, operation: str, *, status: int, code: str, times: int | None = None, skip: int = 0
 ) -> Iterator[Calls]:
     """Answer `operation` with an AWS error `times` times (always, if None), after letting
-    `skip` requests through, while the block runs; with `when`, only requests (each attempt's,
-    botocore's AWSPreparedRequest) for which it is true."""
+    `skip` requests through, while the block runs."""
     calls = Calls()
     service = client.meta.service_model.endpoint_prefix
     body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": "injected"}).encode()
@@ -45,8 +37,6 @@ def inject_errors(
     seen = Calls()
 
     def fail(request: Any, **_: Any) -> AWSResponse | None:
-        if when is not None and not when(request):
-            return None
         seen.count += 1
         if seen.count <= skip or (times is not None and calls.count >= times):
             return None
