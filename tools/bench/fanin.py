@@ -1,4 +1,8 @@
-"""The bench's `fanin` section: one workflow of 1,000 children, its fan-in's latency and its cost on the workflow item.
+"""The bench's `fanin` section: one workflow's fan-in latency and its cost on the workflow item.
+
+200 children by default: moto spends about a second on each write of a 1,000-child workflow item
+on two shared cores, one write at a time, so `--fanin-children 1000` takes over half an hour here
+(docs/workflows.md, "1,000 children ending together", gives that size's units by DynamoDB's rule).
 
 In this process against the embedded endpoint, as the flow section runs (tools/bench/inprocess.py),
 not against `python -m local run`: the whole workflow is one `POST /workflows`, which Chalice's local
