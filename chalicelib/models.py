@@ -306,9 +306,19 @@ class CallbackIn(Model):
     )
 
 
-def callback_task_id(task_id: str) -> str:
-    """The id of the task that delivers `task_id`'s callback: fixed, so a repeat never makes two."""
-    return task_id + CALLBACK_TASK_SUFFIX
+# A task is called back once per end: each operator retry starts a run whose end has a delivery of its
+# own. A retry adds at least two entries to a task's history (the retry and an attempt), which holds at
+# most 200 (operations.MAX_HISTORY_ENTRIES), so no task ends more often than this.
+MAX_CALLBACK_GENERATION = 200
+
+
+def callback_task_id(task_id: str, generation: int = 1) -> str:
+    """The id of the task that delivers the callback of `task_id`'s `generation`-th end: `<id>/callback` for
+    the first, `<id>/callback/<n>` for the end after the (n-1)-th operator retry. Fixed by the end, so a
+    repeat of one end never makes two deliveries."""
+    if generation == 1:
+        return task_id + CALLBACK_TASK_SUFFIX
+    return f"{task_id}{CALLBACK_TASK_SUFFIX}/{generation}"
 
 
 # Chains (chalicelib/chains.py): steps published one after another, each when the one before it
@@ -649,8 +659,9 @@ class TaskView(Model):
     callback: CallbackIn | None = Field(default=None, description="The completion callback given at publish.")
     callbackTask: str | None = Field(
         default=None,
-        description="With a callback: the id of the `callback` task that delivers it (`<id>/callback`), which"
-        " exists once this task is terminal; read it like any task to see the delivery's attempts.",
+        description="With a callback: the id of the `callback` task that delivers its latest end (`<id>/callback`;"
+        " after the n-th operator retry, `<id>/callback/<n+1>` once it has ended again), which exists once this"
+        " task is terminal; read it like any task to see the delivery's attempts.",
     )
     then: list[ChainStepView] | None = Field(
         default=None,

@@ -16,18 +16,23 @@ finds the task terminal publishes it again if it is missing (chalicelib/consume/
   its way (sent before its item, or hidden for its backoff): the cancel publishes the callback at
   once, and if that dies, the task's message arrives later, finds the task terminal, and publishes.
 
-Why it cannot make two. The callback task's id is fixed by its task's (`<id>/callback`), and its
-item is written only if absent. A repeat first reads whether it exists (one consistent read) and
-stops; two repeats racing past that read each send a message, but one item is stored, and the
-other message is a duplicate the consumer drops like any duplicate. The delivery's body is built
-from the task's terminal item, so every repeat would build the same one; the first write wins.
+Why it cannot make two. The callback task's id is fixed by its task's and by which end it reports
+(`<id>/callback`, then `<id>/callback/<n>` for the end after the (n-1)-th operator retry, n counted
+from the retries in the terminal item's history), and its item is written only if absent. A repeat
+first reads whether it exists (one consistent read) and stops; two repeats racing past that read
+each send a message, but one item is stored, and the other message is a duplicate the consumer
+drops like any duplicate. The delivery's body is built from the task's terminal item, so every
+repeat would build the same one; the first write wins.
 
 Publishing before the terminal write instead was rejected: a callback would then exist for a
 write that may never land (the attempt dies, and the task runs again), and its delivery would
 have to wait on its task, spending its attempts while the task retries.
 
-What it does not do: a task an operator retries after its callback was published is not called
-back again (the id is taken); retrying its `callback` task re-sends the first outcome.
+A task an operator retries is called back again when it ends again: each end is its own delivery,
+with its own id, so the first end's delivery (and retrying it, which re-sends the first outcome) is
+left as it was. An end whose callback was not published yet when an operator's retry overtook it
+(a kill between the terminal write and the publish, the retry before the message came back) is
+not called back: its message then finds the task running again, and the next end is called back.
 """
 
 from __future__ import annotations
@@ -75,7 +80,7 @@ class CallbackFollowUp:
         """
         if record.callback is None:  # stored without one: its publish was voided before it stored the task
             return
-        task_id = callback_task_id(record.id)
+        task_id = callback_task_id(record.id, record.generation)
         if rt.store.get(task_id) is not None:
             return
         task = Task(

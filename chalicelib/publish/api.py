@@ -36,6 +36,7 @@ from chalicelib.metrics import Metric
 from chalicelib.models import (
     CALLBACK_TASK_SUFFIX,
     DEFAULT_TYPE,
+    MAX_CALLBACK_GENERATION,
     MAX_RUN_AT_DAYS,
     MAX_TASK_BYTES,
     RUN_AT_RULE,
@@ -200,9 +201,10 @@ def check_callback(task: Task, rt: Runtime) -> None:
         raise ValidationFailed("the task is not valid", [FieldProblem("type", rule)])
     if task.callback is None:
         return
-    delivery_id = callback_task_id(task.id)
+    delivery_id = callback_task_id(task.id, MAX_CALLBACK_GENERATION)  # the longest of its deliveries' ids
     if task_id_problem(delivery_id) is not None:
-        rule = f"with a callback, must leave room for {CALLBACK_TASK_SUFFIX!r}: {delivery_id!r} must be {TASK_ID_RULE}"
+        room = f"{CALLBACK_TASK_SUFFIX}/{MAX_CALLBACK_GENERATION}"
+        rule = f"with a callback, must leave room for {room!r}: {delivery_id!r} must be {TASK_ID_RULE}"
         raise ValidationFailed("the callback is not valid", [FieldProblem("id", rule)])
     try:
         rt.callback_urls.check(task.callback)

@@ -114,6 +114,21 @@ class TaskRecord:
         return self.status.is_terminal
 
     @property
+    def generation(self) -> int:
+        """Which of the task's runs this is: 1, and one more for each operator retry in its history (which is
+        never trimmed: a retry that could fill it is refused). Its end is called back as this generation's."""
+        return 1 + sum(1 for entry in self.history if entry.get("kind") == Action.RETRY.value)
+
+    @property
+    def callback_task(self) -> str | None:
+        """The id of its latest callback delivery: this run's once it has ended, else the run's before it
+        (a task retried and not ended again), else the first (to come)."""
+        if self.callback is None:
+            return None
+        latest = self.generation if self.is_terminal else max(1, self.generation - 1)
+        return callback_task_id(self.id, latest)
+
+    @property
     def attempts_left(self) -> int:
         return max(0, self.max_attempts - self.attempts)
 
@@ -193,7 +208,7 @@ class TaskRecord:
             progress=json.loads(self.progress_json) if self.progress_json is not None else None,
             history=history,
             callback=CallbackIn(url=self.callback) if self.callback else None,
-            callbackTask=callback_task_id(self.id) if self.callback else None,
+            callbackTask=self.callback_task,
         )
 
 

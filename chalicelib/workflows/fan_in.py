@@ -13,6 +13,8 @@ wherever a delivery finds one ended; each run must be harmless to repeat, and is
 
 What it decides, from the workflow as the count's write left it:
 
+    refused (a child is another task)  FAILED: the refusal (service.py) cancelled the other children;
+                                       the callback is published
     "fail", a child counts FAILED      the workflow is FAILED: the FAILED child's follow-up cancels
                                        the unfinished children; the callback is published
     "fail", all ended, one CANCELLED   CANCELLED; `then` does not run; the callback is published
@@ -55,6 +57,8 @@ RUNNING = "RUNNING"
 
 def workflow_status(workflow: WorkflowItem, then: TaskRecord | None) -> str:
     """RUNNING, COMPLETED, FAILED or CANCELLED, from the count and the `then` task, if published."""
+    if workflow.refused is not None:
+        return Status.FAILED.value  # a child is another task: it can never be counted, nor `then` run
     if then is not None:
         return then.status.value if then.is_terminal else RUNNING
     if workflow.on_child_failure == "fail":
@@ -129,6 +133,9 @@ class WorkflowFollowUp:
             ended=len(workflow.ended),
             children=len(workflow.children),
         )
+        if workflow.refused is not None:  # its refusal cancelled this child; the callback may still be missing
+            _publish_callback(rt, store, workflow, record.priority)
+            return
         if workflow.on_child_failure == "fail" and workflow.ended_in(Status.FAILED):
             if record.status is Status.FAILED:
                 _cancel_unfinished(rt, workflow, record.id)
@@ -173,7 +180,9 @@ def _publish_callback(rt: Runtime, store: WorkflowStore, workflow: WorkflowItem,
     status = workflow_status(workflow, then)
     if status == RUNNING:
         return
-    if then is not None:
+    if workflow.refused is not None:
+        result, last_error, finished_at = None, workflow.refused.reason, workflow.refused.at
+    elif then is not None:
         result = json.loads(then.result_json) if then.result_json is not None else None
         last_error, finished_at = then.last_error, then.finished_at
     else:
@@ -205,8 +214,28 @@ def _publish_own(rt: Runtime, task: Task) -> None:
     rt.store.create_follow_up(task, max_attempts, message_id)
 
 
-def _cancel_unfinished(rt: Runtime, workflow: WorkflowItem, failed_id: str) -> None:
-    """Cancel every child whose end is not counted: the operator's cancel, by `workflow <id>`.
+def refuse(rt: Runtime, workflow_id: str, reason: str, foreign: set[str], priority: Any) -> None:
+    """End a stored workflow some of whose children's ids are other tasks' (`foreign`): those can never be
+    counted, so it would stay RUNNING. It is FAILED from the refusal's write on (the first `reason` stays);
+    its other unfinished children are cancelled and its callback is published, as `fail` does for a FAILED
+    child. Each step is harmless to repeat.
+
+    Raises:
+        StoreError, QueueError: the refusal or what follows it may be undone; the same POST again redoes it
+            (a cancelled child's own follow-up also publishes the callback).
+    """
+    store = workflow_store(rt)
+    workflow = store.refuse(workflow_id, reason)
+    if workflow is None:
+        return
+    log_event("workflow_refused", logging.WARNING, workflowId=workflow_id, foreign=len(foreign), reason=reason)
+    _cancel_unfinished(rt, workflow, "", spared=foreign)
+    _publish_callback(rt, store, workflow, priority)
+
+
+def _cancel_unfinished(rt: Runtime, workflow: WorkflowItem, failed_id: str, spared: set[str] | None = None) -> None:
+    """Cancel every child whose end is not counted, but `failed_id` and `spared`: the operator's cancel,
+    by `workflow <id>`.
 
     Raises:
         StoreError: a cancel got no answer; the FAILED child's message comes back to try again.
@@ -215,7 +244,8 @@ def _cancel_unfinished(rt: Runtime, workflow: WorkflowItem, failed_id: str) -> N
     from chalicelib.operate import operations
 
     by = f"workflow {workflow.id}"
-    targets = [child for child in workflow.unfinished() if child != failed_id]
+    skipped = {failed_id, *(spared or ())}
+    targets = [child for child in workflow.unfinished() if child not in skipped]
 
     def cancel(child: str) -> str | None:
         try:

@@ -8,6 +8,13 @@ workflow whose children are partly published: the same POST again finds the item
 only the children not stored yet, and answers 201 (a POST with the same id and another definition
 is a 409). A child whose message was sent and whose put was lost is stored by the consumer that
 receives the message, with its workflow mark (the message carries it), so it is counted all the same.
+
+A child's id that is already another task's can never be counted, and would leave the workflow
+RUNNING for ever. So the children's ids are read before the workflow item is written, and a POST
+naming another task's id is a 409 that writes nothing. A task that takes such an id after that read
+(its publish racing this one), or between a first POST and its repeat, is found by the child's put;
+the workflow is then ended visibly (fan_in.refuse: FAILED, its other children cancelled, its
+callback published) and the answer is the same 409.
 """
 
 from __future__ import annotations
@@ -19,7 +26,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from chalicelib.callbacks.follow_up import CALLBACK_TYPE
-from chalicelib.errors import Conflict, FieldProblem, ServiceUnavailable, StoreError, TaskNotFound, ValidationFailed
+from chalicelib.errors import (
+    Conflict,
+    FieldProblem,
+    QueueError,
+    ServiceUnavailable,
+    StoreError,
+    TaskNotFound,
+    ValidationFailed,
+)
 from chalicelib.logs import log_event
 from chalicelib.models import TASK_ID_RULE, Task, WorkflowRef, callback_task_id, task_id_problem
 from chalicelib.publish import api
@@ -37,7 +52,7 @@ from chalicelib.workflows.definition import (
     default_child_id,
     then_task_id,
 )
-from chalicelib.workflows.fan_in import THEN_NOT_RUN, THEN_WAITING, workflow_status
+from chalicelib.workflows.fan_in import THEN_NOT_RUN, THEN_WAITING, refuse, workflow_status
 from chalicelib.workflows.store import WorkflowItem, workflow_store
 
 PUBLISHERS = 16
@@ -125,15 +140,20 @@ def create(body: dict[str, Any], rt: Runtime) -> WorkflowView:
     workflow = parse(body, rt)
     store = workflow_store(rt)
     try:
+        # The children that exist: another task's id refuses the workflow before its item is written.
+        existing = store.items((task.id for task in workflow.children), ("workflow",))
+        foreign = [task.id for task in workflow.children if task.id in existing and not _ours(existing[task.id], task)]
+        if foreign and store.read(workflow.id) is None:
+            raise _taken(workflow, foreign, ended=False)
         stored, created = store.create(workflow)
         if not created and not stored.same_definition(workflow):
             raise Conflict(f"workflow {workflow.id!r} exists with another definition")
-        existing = {} if created else store.items(stored.children, ("workflow",))
     except StoreError as exc:
         raise ServiceUnavailable("the task table did not answer; the workflow was not accepted, try again") from exc
+    if foreign or stored.refused is not None:  # ended already, or to end now: no child is published
+        _refuse(workflow, foreign, rt)
     pending = [task for task in workflow.children if task.id not in existing]
-    foreign = [task.id for task in workflow.children if task.id in existing and not _ours(existing[task.id], task)]
-    _publish_children(pending, rt)
+    foreign += _publish_children(pending, rt)
     log_event(
         "workflow_accepted",
         workflowId=workflow.id,
@@ -142,10 +162,39 @@ def create(body: dict[str, Any], rt: Runtime) -> WorkflowView:
         repeat=not created,
     )
     if foreign:
-        rule = "must not be the id of a task outside this workflow"
-        problems = [FieldProblem(f"children[{[t.id for t in workflow.children].index(i)}].id", rule) for i in foreign]
-        raise Conflict(f"{len(foreign)} children's ids are other tasks' ids", problems)
+        _refuse(workflow, foreign, rt)
     return view(stored, rt)
+
+
+def _taken(workflow: Workflow, foreign: list[str], ended: bool) -> Conflict:
+    """The 409 naming each child whose id is another task's."""
+    ids = [task.id for task in workflow.children]
+    rule = "must not be the id of a task outside this workflow"
+    problems = [FieldProblem(f"children[{ids.index(task_id)}].id", rule) for task_id in foreign]
+    outcome = f"; workflow {workflow.id!r} is FAILED" if ended else "; nothing was stored"
+    return Conflict(f"{len(foreign)} children's ids are other tasks' ids{outcome}", problems)
+
+
+def _refuse(workflow: Workflow, foreign: list[str], rt: Runtime) -> None:
+    """End the stored workflow FAILED (fan_in.refuse) and answer the 409.
+
+    Raises:
+        Conflict: always, once the workflow is ended. ServiceUnavailable: it may not be; the same POST again.
+    """
+    reason = "refused: a child's id was another task's"
+    if foreign:
+        more = f" (and {len(foreign) - 1} more)" if foreign[1:] else ""
+        reason = f"refused: the id of child {foreign[0]!r} is another task's{more}"
+    try:
+        refuse(rt, workflow.id, reason, set(foreign), workflow.children[0].priority)
+    except (StoreError, QueueError) as exc:
+        raise ServiceUnavailable(
+            f"{len(foreign)} children's ids are other tasks' ids, and the task table or queue did not answer while"
+            f" workflow {workflow.id!r} was being ended: POST the same workflow again to end it"
+        ) from exc
+    if not foreign:  # refused by an earlier POST; the task that held the id has gone since
+        raise Conflict(f"workflow {workflow.id!r} is FAILED: a child's id was another task's")
+    raise _taken(workflow, foreign, ended=True)
 
 
 def _ours(item: dict[str, Any], task: Task) -> bool:
@@ -157,15 +206,15 @@ def _ours(item: dict[str, Any], task: Task) -> bool:
     )
 
 
-def _publish_children(children: list[Task], rt: Runtime) -> None:
-    """Send the children's messages in batches, then store each sent child, side by side.
+def _publish_children(children: list[Task], rt: Runtime) -> list[str]:
+    """Send the children's messages in batches, then store each sent child, side by side; the ids among them
+    that a task outside this workflow holds.
 
     Raises:
         ServiceUnavailable: a send or a put failed; those children are published by the same POST again.
-        Conflict: a child's id is a task outside this workflow.
     """
     if not children:
-        return
+        return []
     queue = rt.queue_for(children[0].priority)
     with ThreadPoolExecutor(max_workers=PUBLISHERS) as pool:
         message_ids = queue.send_batch([Outgoing(task.message_body()) for task in children], pool)
@@ -186,14 +235,7 @@ def _publish_children(children: list[Task], rt: Runtime) -> None:
             f"{unsent} of the workflow's {len(children)} children were not published; POST the same workflow"
             " again to publish them"
         )
-    foreign = [outcome[0] for outcome in stored if outcome is not None and not outcome[1]]
-    if foreign:
-        ids = [task.id for task in children]
-        rule = "must not be the id of a task outside this workflow"
-        raise Conflict(
-            f"{len(foreign)} children's ids are other tasks' ids",
-            [FieldProblem(f"children[{ids.index(task_id)}].id", rule) for task_id in foreign],
-        )
+    return [outcome[0] for outcome in stored if outcome is not None and not outcome[1]]
 
 
 def read(workflow_id: str, rt: Runtime) -> WorkflowView:

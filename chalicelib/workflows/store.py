@@ -14,6 +14,8 @@ is not a task: no message ever names it.
     createdAt       ISO 8601
     ended           {"<n>": {"s": status, "v": version}}: child n (from 1) ended in status s, as the
                     child's item stood at version v
+    refused         {"reason", "at"}, when a child's id turned out to be another task's after the item
+                    was written (service.py): that child can never be counted, so the workflow is FAILED
 
 Counting exactly. A child's end is recorded by one UpdateItem,
 
@@ -83,6 +85,14 @@ class Ended:
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """Why and when a workflow was ended without its fan-in: a child's id is another task's."""
+
+    reason: str
+    at: str
+
+
+@dataclass(frozen=True)
 class WorkflowItem:
     """The workflow as its item stands."""
 
@@ -94,6 +104,7 @@ class WorkflowItem:
     callback: str | None
     created_at: str
     ended: dict[int, Ended]
+    refused: Refusal | None = None
 
     @property
     def all_ended(self) -> bool:
@@ -131,6 +142,7 @@ def workflow_from_item(item: dict[str, Any]) -> WorkflowItem:
         callback=(item.get("callback") or {}).get("url"),
         created_at=item["createdAt"],
         ended={int(n): Ended(Status(end["s"]), int(end["v"])) for n, end in (item.get("ended") or {}).items()},
+        refused=Refusal(item["refused"]["reason"], item["refused"]["at"]) if item.get("refused") else None,
     )
 
 
@@ -186,6 +198,30 @@ class WorkflowStore(TaskTable):
             )
         except ConditionFailed as refused:
             return workflow_from_item(refused.old) if refused.old else None
+        item = deserialize(response.get("Attributes"))
+        return workflow_from_item(item) if item else None
+
+    def refuse(self, workflow_id: str, reason: str) -> WorkflowItem | None:
+        """Mark the workflow refused (FAILED, its `then` never run), unless it is already: the first reason
+        stays. The workflow after the write; None when there is no such workflow.
+
+        Raises:
+            StoreError: the table did not answer; the workflow may be unmarked.
+        """
+        refusal = {"reason": reason, "at": iso_from_ms(self.now_ms())}
+        try:
+            response = self._call(
+                self._client.update_item,
+                TableName=self._table,
+                Key=self._key(item_key(workflow_id)),
+                UpdateExpression="SET #refused = if_not_exists(#refused, :refused)",
+                ConditionExpression="attribute_exists(#id)",
+                ExpressionAttributeNames={"#id": "id", "#refused": "refused"},
+                ExpressionAttributeValues=self._values({":refused": refusal}),
+                ReturnValues="ALL_NEW",
+            )
+        except ConditionFailed:
+            return None
         item = deserialize(response.get("Attributes"))
         return workflow_from_item(item) if item else None
 

@@ -590,6 +590,23 @@ def _run_workflow_scenarios(w: Walk) -> None:
     w.drain("handle_dead_letters")
     w.drain("process_tasks")
     assert w.http("GET", "/workflows/wf-fans-in")[1]["status"] == "COMPLETED"
+    # A child's id that is another task's: refused before the workflow is written; and, for a workflow
+    # an earlier POST stored before the id was taken, ended FAILED by the POST again.
+    from chalicelib.workflows.service import parse
+    from chalicelib.workflows.store import workflow_store
+
+    assert w.http("POST", "/publish", {"id": "wf-held", "payload": SUCCEEDS})[0] == 201
+    held = {
+        "id": "wf-held-by",
+        "children": [{"payload": SUCCEEDS}, {"id": "wf-held", "payload": SUCCEEDS}],
+        "then": {"type": "simulate", "payload": SUCCEEDS},
+    }
+    assert w.http("POST", "/workflows", held)[0] == 409
+    api = w.runtimes["api_handler"]
+    workflow_store(api).create(parse(held, api))
+    assert w.http("POST", "/workflows", held)[0] == 409
+    assert w.http("GET", "/workflows/wf-held-by")[1]["status"] == "FAILED"
+    w.drain("process_tasks")
 
 
 def _run_time_scenarios(w: Walk) -> None:

@@ -582,3 +582,97 @@ def test_the_openapi_document_names_the_callback_field_the_query_parameter_and_t
     assert "PublishCallback" not in schemas  # clients cannot publish it
     parameters = {p["name"] for p in document["paths"]["/tasks"]["post"]["parameters"]}
     assert "callbackUrl" in parameters
+
+
+def test_a_task_retried_after_its_callback_is_called_back_again_for_each_end_by_a_delivery_of_its_own(
+    h: Harness, receiver: Receiver, clock: FakeClock
+) -> None:
+    publish(h, "again", receiver.url)
+    assert post(h, "/tasks/again/cancel", {}).status_code == 200
+    drain(h)
+    clock.advance(60)
+    assert post(h, "/tasks/again/retry", {}).status_code == 202
+    # Retried and not ended again: the view names the delivery of its last end.
+    assert view(h, "again")["callbackTask"] == "again/callback"
+    assert post(h, "/tasks/again/cancel", {}).status_code == 200
+    drain(h)
+    assert view(h, "again")["callbackTask"] == "again/callback/2"
+    clock.advance(60)
+    assert post(h, "/tasks/again/retry", {}).status_code == 202
+    drain(h)
+    task = view(h, "again")
+    assert task["status"] == "COMPLETED" and task["callbackTask"] == "again/callback/3"
+    documents = [request["document"] for request in receiver.accepted()]
+    assert [(d["id"], d["status"]) for d in documents] == [
+        ("again", "CANCELLED"),
+        ("again", "CANCELLED"),
+        ("again", "COMPLETED"),
+    ]
+    assert documents[2] == {
+        "id": "again",
+        "status": "COMPLETED",
+        "result": task["result"],
+        "lastError": task["lastError"],
+        "finishedAt": task["finishedAt"],
+    }
+    assert len({d["finishedAt"] for d in documents}) == 3  # each end its own, as a receiver dedupes them
+    for delivery in ("again/callback", "again/callback/2", "again/callback/3"):
+        delivered = view(h, delivery)
+        assert delivered["type"] == "callback" and delivered["status"] == "COMPLETED" and delivered["attempts"] == 1
+
+
+def test_repeats_of_a_retried_task_s_second_end_publish_its_second_delivery_once(
+    h: Harness, receiver: Receiver
+) -> None:
+    from chalicelib.terminal import after_terminal
+
+    publish(h, "again-twice", receiver.url)
+    assert post(h, "/tasks/again-twice/cancel", {}).status_code == 200
+    drain(h)
+    assert post(h, "/tasks/again-twice/retry", {}).status_code == 202
+    drain(h)
+    body = json.dumps({"id": "again-twice", "payload": SUCCEEDS, "callback": {"url": receiver.url}})
+    for _ in range(3):  # copies of its message arrive after it completed again
+        h.send_raw(body)
+    record = h.rt.store.get("again-twice")
+    after_terminal(h.rt, record.task, record)  # and the hook runs again on its terminal item
+    drain(h)
+    assert [request["document"]["status"] for request in receiver.accepted()] == ["CANCELLED", "COMPLETED"]
+    assert h.rt.store.get("again-twice/callback/3") is None
+
+
+def test_retrying_the_first_delivery_after_a_second_end_re_sends_the_first_outcome(
+    h: Harness, receiver: Receiver
+) -> None:
+    receiver.script = [410]
+    publish(h, "first-outcome", receiver.url)
+    assert post(h, "/tasks/first-outcome/cancel", {}).status_code == 200
+    drain(h)
+    assert callback_task(h, "first-outcome")["status"] == "FAILED"  # 410: the receiver said gone
+    assert post(h, "/tasks/first-outcome/retry", {}).status_code == 202
+    drain(h)
+    assert post(h, "/tasks/first-outcome%2Fcallback/retry", {}).status_code == 202
+    drain(h)
+    statuses = [request["document"]["status"] for request in receiver.requests]
+    assert statuses == ["CANCELLED", "COMPLETED", "CANCELLED"]
+    assert receiver.requests[0]["body"] == receiver.requests[2]["body"]
+
+
+@pytest.mark.parametrize(("length", "status"), [(243, 201), (244, 400)])
+def test_a_task_with_a_callback_must_leave_room_for_the_id_of_its_last_possible_delivery(
+    h: Harness, receiver: Receiver, length: int, status: int
+) -> None:
+    task_id = "r" * length  # "/callback/200" is 13 characters of the 256
+    response = post(h, "/publish", {"id": task_id, "payload": SUCCEEDS, "callback": {"url": receiver.url}})
+    assert response.status_code == status, response.body
+    if status == 400:
+        (detail,) = json.loads(response.body)["error"]["details"]
+        assert detail["field"] == "id" and "/callback/200" in detail["message"], detail
+
+
+def test_no_task_can_end_more_often_than_its_deliveries_ids_leave_room_for() -> None:
+    from chalicelib.models import MAX_CALLBACK_GENERATION
+    from chalicelib.operations import MAX_HISTORY_ENTRIES
+
+    # Each run after the first adds a retry entry and an attempt to a history of at most MAX_HISTORY_ENTRIES.
+    assert MAX_CALLBACK_GENERATION >= MAX_HISTORY_ENTRIES // 2 + 1

@@ -246,6 +246,57 @@ def test_a_child_id_taken_by_another_task_is_a_conflict_naming_it(h: Harness) ->
     assert [d["field"] for d in json.loads(response.body)["error"]["details"]] == ["children[1].id"]
 
 
+def test_a_workflow_naming_another_task_s_id_is_refused_before_anything_is_written(h: Harness) -> None:
+    h.publish("held", SUCCEEDS)
+    queued = h.depth(h.rt.tasks_queue.url)
+    body = body_of("wheld", [SUCCEEDS] * 3, "continue")
+    body["children"][2]["id"] = "held"
+    response = post(h, body)
+    assert response.status_code == 409, response.body
+    assert "nothing was stored" in json.loads(response.body)["error"]["message"]
+    assert h.client.http.get("/workflows/wheld").status_code == 404
+    assert workflow_store(h.rt).read("wheld") is None
+    assert h.depth(h.rt.tasks_queue.url) == queued and h.rt.store.get("wheld/1") is None
+    body["children"][2]["id"] = "wheld/own"  # the id is free again: the same workflow with its own ids
+    assert post(h, body).status_code == 201
+
+
+def test_a_child_id_taken_after_the_check_ends_the_workflow_failed_and_cancels_its_other_children(
+    h: Harness, merges: Merges, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = body_of("wrace", [SUCCEEDS] * 4, "continue", callback={"url": "http://127.0.0.1:9/hook"})
+    body["children"][1]["id"] = "raced-child"
+    store_class = type(workflow_store(h.rt))
+    real_items = store_class.items
+
+    def checked_then_taken(self: Any, task_ids: Any, attributes: tuple[str, ...]) -> dict[str, Any]:
+        found = real_items(self, task_ids, attributes)
+        if attributes == ("workflow",) and h.rt.store.get("raced-child") is None:
+            h.publish("raced-child", SUCCEEDS)  # another publish lands just after the check read
+        return found
+
+    monkeypatch.setattr(store_class, "items", checked_then_taken)
+    response = post(h, body)
+    monkeypatch.undo()
+    assert response.status_code == 409, response.body
+    error = json.loads(response.body)["error"]
+    assert "is FAILED" in error["message"] and [d["field"] for d in error["details"]] == ["children[1].id"]
+    view = workflow(h, "wrace")
+    assert view["status"] == "FAILED" and view["then"] == {"id": "wrace/then", "status": "NOT_RUN"}
+    assert view["counts"] == {"CANCELLED": 3, "PENDING": 1}  # the other task, untouched
+    assert h.rt.store.get("raced-child").workflow is None
+    callback = h.rt.store.get("wrace/callback")
+    assert callback is not None and callback.payload["delivery"]["status"] == "FAILED"
+    assert "'raced-child' is another task's" in callback.payload["delivery"]["lastError"]
+    drain(h)  # the cancelled children's messages are dropped; the other task runs; then never does
+    assert merges.runs == [] and workflow(h, "wrace")["status"] == "FAILED"
+    assert h.rt.store.get("raced-child").status is Status.COMPLETED
+    queued = h.depth(h.rt.tasks_queue.url)  # the callback's, waiting out its backoff
+    again = post(h, body)  # the same POST again: still refused, nothing published again
+    assert again.status_code == 409 and "is FAILED" in json.loads(again.body)["error"]["message"]
+    assert h.depth(h.rt.tasks_queue.url) == queued
+
+
 def test_a_workflow_with_a_callback_publishes_it_as_workflow_id_callback_once_it_ends(h: Harness) -> None:
     assert (
         post(h, body_of("wcb", [SUCCEEDS] * 3, "continue", callback={"url": "http://127.0.0.1:9/hook"})).status_code

@@ -464,7 +464,28 @@ def render(figures: dict[str, Any], config: dict[str, Any]) -> str:
         f"single-publish load with {FAILING[-1]:.0%} failing attempts needs (up to "
         f"{LAMBDA_SQS_SCALE_PER_MINUTE} more a minute, were nothing capped): " + "; ".join(ramp) + ".",
     ]
+    lines += workflow_item_lines(figures)
     return "\n".join(lines)
+
+
+def workflow_item_lines(figures: dict[str, Any]) -> list[str]:
+    """A workflow's own item, apart from the per-task table: every child's end is one write on it, so one
+    partition's write rate bounds how fast one workflow's children can be counted, whatever the table's."""
+    fanin = figures.get("fanin")
+    if not fanin:
+        return []
+    children, wru = fanin["children"], fanin["wru_per_child"]
+    quota = DYNAMODB_PARTITION_WRITES.value
+    return [
+        "",
+        f"A workflow's item (the bench's fan-in section on {fanin['date']}: {children:,} children,"
+        f" {fanin['workflow_item_updates_per_child']:g} writes on the item per child, the item"
+        f" {fanin['item_bytes'] / 1024:,.1f} KB at the end, {wru:g} WRU per child by the 1 KB rule): at"
+        f" {quota:,.0f} WCU/s per partition one workflow's children are counted at most"
+        f" {number(quota / wru)} a second; {children:,} ending together take"
+        f" {number(children * wru / quota)} s of its partition, throttled and retried past that"
+        " (docs/workflows.md, Cost).",
+    ]
 
 
 def _nearest(table: list[Limit], kind: str, task: PerTask, rate: float) -> str:

@@ -14,10 +14,14 @@ Figures, not pass or fail, printed side by side in one run:
 - flow: a type capped at 5 draining a 2,000-task backlog, a 60/minute type's starts in any
   minute, and a plain task's requests before and after flow control (tools/bench/flow.py);
 - priority: high tasks' publish-to-COMPLETED latency (p50, p95) behind a
-  10,000-task low backlog, against the same with no backlog (tools/bench/priority.py).
-The cost section's per-task figures, and the flow section's writes of a flow item per
-attempt, are also written to docs/bench-figures.json, which tools/bench/capacity.py turns
-into docs/capacity.md's table.
+  10,000-task low backlog, against the same with no backlog (tools/bench/priority.py);
+- fanin: one workflow (200 children; `--fanin-children 1000` for the issue's size, which moto
+  takes over half an hour to write here): the fan-in's latency, the writes on the workflow item
+  per child, its size and write units, and the same with a share of those writes throttled
+  (tools/bench/fanin.py).
+The cost section's per-task figures, the flow section's writes of a flow item per
+attempt and the fanin section's cost per child are also written to docs/bench-figures.json,
+which tools/bench/capacity.py turns into docs/capacity.md's table.
 Everything runs against moto on this machine: absolute times are moto's and this
 machine's; the ratios and the request counts are the point.
 """
@@ -43,11 +47,11 @@ import requests
 
 from local.config import PROJECT_DIR
 from local.launcher import clean_environment, free_port, launch
-from tools.bench import flow, priority, queuedepth
+from tools.bench import fanin, flow, priority, queuedepth
 from tools.bench.cost import ASSUMPTIONS, PRICES, PRICES_READ, Usage, dollars_per_million
 from tools.bench.inprocess import InProcess, create_stack, moto_server, queue_empty, wait_for
 
-SECTIONS = ("depth", "drain", "window", "cost", "flow", "priority")
+SECTIONS = ("depth", "drain", "window", "cost", "flow", "priority", "fanin")
 SUCCEEDS = {"simulation": {"failureChance": 0}}
 PERMANENT = {"simulation": {"failureChance": 1, "permanentFailure": True}}
 FAILS_ONCE_TYPE = "bench-fails-once"
@@ -262,8 +266,10 @@ def in_process(
     low_backlog: int = 10_000,
     capped_backlog: int = 2_000,
     rated_backlog: int = 100,
+    fanin_children: int = 200,
+    fanin_throttle: float = 0.25,
 ) -> dict[str, Any]:
-    """The window, cost, flow and priority scenarios, on one embedded endpoint and one in-process app."""
+    """The window, cost, flow, fan-in and priority scenarios, on one embedded endpoint and one in-process app."""
     results: dict[str, Any] = {}
     with moto_server():
         create_stack("bench")
@@ -300,6 +306,8 @@ def in_process(
             # A plain task's requests now: the cost section's single publishes, or the same scenario anew.
             plain = results["cost"][0] if "cost" in results else scenario(bench, "plain", tasks, single(SUCCEEDS))
             results["flow"] = flow.measure(bench, plain, capped_backlog, rated_backlog)
+        if "fanin" in sections:
+            results["fanin"] = fanin.measure(bench, fanin_children, fanin_throttle)
         if "priority" in sections:
             # Last: its backlog is left in the low queue when the endpoint stops.
             results["priority"] = priority.measure(bench, high_tasks, low_backlog)
@@ -317,6 +325,8 @@ def figures(report: dict[str, Any], kept: dict[str, Any]) -> dict[str, Any]:
         written.update(date=report["date"], machine=report["machine"], scenarios=_scenarios(report))
     if "flow" in report:
         written["flow"] = flow.figures(report["flow"], report["date"])
+    if "fanin" in report:
+        written["fanin"] = fanin.figures(report["fanin"], report["date"])
     return written
 
 
@@ -397,6 +407,8 @@ def render(report: dict[str, Any]) -> str:
         lines += flow.render(report["flow"])
     if "priority" in report:
         lines += priority.render(report["priority"])
+    if "fanin" in report:
+        lines += fanin.render(report["fanin"])
     return "\n".join(lines)
 
 
@@ -424,6 +436,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--low-backlog", type=int, default=10_000, help="low tasks queued before the high ones")
     parser.add_argument("--capped-backlog", type=int, default=2_000, help="tasks of the capped type's backlog")
     parser.add_argument("--rated-backlog", type=int, default=100, help="tasks of the 60/minute type's backlog")
+    parser.add_argument(
+        "--fanin-children",
+        type=int,
+        default=200,
+        help="children of the fan-in's workflow (1,000 takes moto over half an hour on two cores: docs/workflows.md)",
+    )
+    parser.add_argument(
+        "--fanin-throttle",
+        type=float,
+        default=0.25,
+        help="share of the workflow item's write attempts answered as throttled in the fan-in's second run (0: none)",
+    )
     parser.add_argument("--quick", action="store_true", help="smaller everything: a run of about two minutes")
     parser.add_argument("--out", type=Path, default=PROJECT_DIR / "out")
     parser.add_argument(
@@ -437,6 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         args.drain, args.tasks, args.trickle, args.burst = "200,2000", 50, 20, 50
         args.high_tasks, args.low_backlog = 20, 2000
         args.capped_backlog, args.rated_backlog = 200, 70
+        args.fanin_children = 50
         args.depth_reps, args.depth_reps_before = 5, 1
     sections = set(filter(None, args.sections.split(",")))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -449,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         report["depth"] = depth_table(args.depth_reps, args.depth_reps_before)
     if "drain" in sections:
         report["drain"] = drain([int(size) for size in args.drain.split(",") if size.strip()], args.out)
-    if sections & {"window", "cost", "flow", "priority"}:
+    if sections & {"window", "cost", "flow", "priority", "fanin"}:
         report.update(
             in_process(
                 sections,
@@ -460,12 +485,14 @@ def main(argv: list[str] | None = None) -> int:
                 args.low_backlog,
                 args.capped_backlog,
                 args.rated_backlog,
+                args.fanin_children,
+                args.fanin_throttle,
             )
         )
     print(render(report))
     (args.out / "bench.json").write_text(json.dumps(report, indent=2))
     print(f"written        {args.out / 'bench.json'}")
-    if "cost" in report or "flow" in report:
+    if "cost" in report or "flow" in report or "fanin" in report:
         kept = json.loads(args.figures.read_text()) if args.figures.exists() else {}
         args.figures.write_text(json.dumps(figures(report, kept), indent=2) + "\n")
         print(f"written        {args.figures}")
