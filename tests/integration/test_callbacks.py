@@ -624,7 +624,7 @@ def test_a_task_retried_after_its_callback_is_called_back_again_for_each_end_by_
 def test_repeats_of_a_retried_task_s_second_end_publish_its_second_delivery_once(
     h: Harness, receiver: Receiver
 ) -> None:
-    from chalicelib.terminal import after_terminal
+    from chalicelib.consume.terminal import after_terminal
 
     publish(h, "again-twice", receiver.url)
     assert post(h, "/tasks/again-twice/cancel", {}).status_code == 200
@@ -672,7 +672,7 @@ def test_a_task_with_a_callback_must_leave_room_for_the_id_of_its_last_possible_
 
 def test_no_task_can_end_more_often_than_its_deliveries_ids_leave_room_for() -> None:
     from chalicelib.models import MAX_CALLBACK_GENERATION
-    from chalicelib.operations import MAX_HISTORY_ENTRIES
+    from chalicelib.operate.operations import MAX_HISTORY_ENTRIES
 
     # Each run after the first adds a retry entry and an attempt to a history of at most MAX_HISTORY_ENTRIES.
     assert MAX_CALLBACK_GENERATION >= MAX_HISTORY_ENTRIES // 2 + 1
