@@ -221,7 +221,7 @@ def test_a_delivery_with_a_status_the_task_never_ended_in_another_body_or_an_unk
     items = items_of(task("t", "COMPLETED", callback=URL), task("t/callback", "COMPLETED", ("failed", "succeeded")))
     assert callbacks(items, [delivery("t", "FAILED")])[0].callback_wrong == ["t: delivered FAILED, ended ['COMPLETED']"]
     two = [delivery("t", "COMPLETED", accepted=False), delivery("t", "COMPLETED", body=b'{"other": 1}')]
-    assert callbacks(items, two)[0].callback_wrong == ["t: two different bodies"]
+    assert callbacks(items, two)[0].callback_wrong == ["t: 2 different bodies, 1 callback tasks"]
     stranger = callbacks(items, [delivery("t", "COMPLETED"), delivery("nobody", "COMPLETED")])[0]
     assert stranger.callback_wrong == ["nobody: delivered, but no terminal task or workflow has a callback"]
     findings, figures = Findings(), ComposeFigures()
@@ -229,6 +229,16 @@ def test_a_delivery_with_a_status_the_task_never_ended_in_another_body_or_an_unk
         items, (), [delivery("t", "COMPLETED"), delivery("nobody", "COMPLETED")], findings, figures, ["nobody"]
     )
     assert findings.callback_wrong == []  # a workflow whose POST was never answered: no stranger
+
+
+def test_a_task_retried_after_its_callback_is_called_back_once_more_by_its_second_callback_task() -> None:
+    ended_twice = task("t", "COMPLETED", ("failed", "succeeded"), callback=URL)
+    first, second = task("t/callback", "COMPLETED"), task("t/callback/2", "COMPLETED")
+    bodies = [delivery("t", "COMPLETED", body=b'{"end": 1}'), delivery("t", "COMPLETED", body=b'{"end": 2}')]
+    assert callbacks(items_of(ended_twice, first, second), bodies)[0].broken() == {}
+    one_task = callbacks(items_of(ended_twice, first), bodies)[0]
+    assert one_task.callback_wrong == ["t: 2 different bodies, 1 callback tasks"]
+    assert one_task.callback_repeated == ["t: 2 requests, 1 attempts"]
 
 
 def test_a_delivery_whose_signature_did_not_verify_is_callback_unsigned() -> None:
