@@ -43,7 +43,7 @@ class Delivery:
     signed: bool  # the signature verified, within the tolerance
     answered: int  # the status code the receiver answered
     accepted: bool  # answered 2xx to a verified body: the receiver took it
-    repeat: bool  # accepted, and its id had been accepted before (deduplicated)
+    repeat: bool  # accepted, and its id and finishedAt had been accepted before (deduplicated)
     at: float  # epoch seconds the answer was written
 
 
@@ -73,6 +73,7 @@ class CallbackReceiver:
         self._lock = threading.Lock()
         self._seen: dict[str, int] = {}  # id -> order of first sight (from 1)
         self._accepted: set[str] = set()
+        self._accepted_ends: set[str] = set()  # "<id>\x1f<finishedAt>" of each body taken
         self.deliveries: list[Delivery] = []
         self._server = ThreadingHTTPServer((LOOPBACK, 0), self._handler())
         self._server.daemon_threads = True
@@ -111,10 +112,13 @@ class CallbackReceiver:
     def _record(self, body: bytes, signed: bool, answered: int, document: dict[str, Any]) -> None:
         delivery_id = document.get("id") if isinstance(document.get("id"), str) else None
         accepted = signed and 200 <= answered < 300 and delivery_id is not None
+        # One end of a task is one (id, finishedAt): a task an operator retried ends again, later.
+        end = f"{delivery_id}\x1f{document.get('finishedAt')}"
         with self._lock:
-            repeat = accepted and delivery_id in self._accepted
+            repeat = accepted and end in self._accepted_ends
             if accepted and delivery_id is not None:
                 self._accepted.add(delivery_id)
+                self._accepted_ends.add(end)
             status = document.get("status")
             self.deliveries.append(
                 Delivery(
