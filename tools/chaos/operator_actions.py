@@ -71,6 +71,8 @@ class ChaosOperator:
         self._looked_at: set[str] = set()
         self._published: set[str] = set()
         self._retry_rounds = 0
+        self._raced = False  # a bulk retry raced by single retries has been sent
+        self._found_processing = False  # a task was found PROCESSING and cancelled
         delayed = sorted(task.task_id for task in tasks if task.delay_seconds)
         self._cancel_on_accept = set(rng.sample(delayed, min(len(delayed) // 2, max(1, options.actions // 6))))
 
@@ -136,10 +138,16 @@ class ChaosOperator:
                 return ids
 
     def stats(self) -> dict[str, int]:
+        """`GET /stats`' exact counts (the index's); the estimated ones (metrics, queue depths) are left out."""
         stats = self._get("/stats")
         if stats is None:
             raise RuntimeError("GET /stats did not answer 200")
-        return dict(stats["counts"])
+        sources = stats.get("sources") or {}
+        return {
+            status: count
+            for status, count in stats["counts"].items()
+            if (sources.get(f"counts.{status}") or {}).get("exact", True)
+        }
 
     # --- the schedule -------------------------------------------------------
 
@@ -169,7 +177,9 @@ class ChaosOperator:
             for task in self.tasks.values()
             if _long(task) and task.task_id in published and task.task_id not in self._looked_at
         ]
-        for task_id in self.rng.sample(sorted(candidates), min(PROCESSING_LOOKS, len(candidates))):
+        # Until one is found, look at every candidate: on a slow machine the operator has few rounds.
+        looks = len(candidates) if not self._found_processing else min(PROCESSING_LOOKS, len(candidates))
+        for task_id in self.rng.sample(sorted(candidates), looks):
             view = self._get(f"/tasks/{quote(task_id, safe='')}")
             if view is None:
                 continue  # no answer (the API may be dying): look again next time
@@ -178,6 +188,7 @@ class ChaosOperator:
                 continue
             if view["status"] == "PROCESSING":
                 self._looked_at.add(task_id)
+                self._found_processing = True
                 self.cancel(task_id)
                 return
 
@@ -185,7 +196,10 @@ class ChaosOperator:
         """Retry one FAILED (or CANCELLED) task, or race a bulk retry with single retries of its targets."""
         failed = [task_id for task_id in self.listed("FAILED", 20) if self._retried[task_id] < MAX_RETRIES_PER_TASK]
         self._retry_rounds += 1
-        if len(failed) >= 2 and self._retry_rounds % self.options.race_every == 0:
+        # The first chance races at once (a slow machine may leave the operator few rounds), then every n-th.
+        first_race = not self._raced
+        if len(failed) >= 2 and (first_race or self._retry_rounds % self.options.race_every == 0):
+            self._raced = True
             targets = failed[:3]
             jobs: list[Callable[[], Answer]] = [lambda: self.bulk_retry(len(targets))]
             jobs += [lambda t=task_id: self.retry(t) for task_id in targets[:2]]
