@@ -21,6 +21,8 @@ import pytest
 
 from taskctl.client import ApiClient
 from taskctl.console import ConsoleServer, running
+from tests.cli.fake_api import FakeApi, serving
+from tests.cli.fake_schedules import FakeScheduleApi
 from tests.e2e.stack import ROOT, free_port, wait_until
 
 if TYPE_CHECKING:
@@ -127,6 +129,21 @@ def watched(browser: Browser) -> Iterator[Watched]:
 def console_thread(client: ApiClient) -> AbstractContextManager[ConsoleServer]:
     """The console's server in this process, on a free port."""
     return running(client)
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeApi]:
+    """The fake API the page talks to (a module may serve its own): schedules too, as the page reads them."""
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with serving(FakeScheduleApi()) as api:
+        yield api
+
+
+@pytest.fixture
+def console(fake: FakeApi) -> Iterator[ConsoleServer]:
+    """The console's server in this process, in front of `fake`."""
+    with console_thread(ApiClient(fake.url)) as server:
+        yield server
 
 
 @dataclass

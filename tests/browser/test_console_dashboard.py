@@ -7,18 +7,15 @@ from __future__ import annotations
 import os
 import re
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from chalicelib.operate.operations import CANCELLABLE_NOW, RETRYABLE
-from taskctl.client import ApiClient
 from taskctl.console import ConsoleServer
-from tests.browser.conftest import Expect, Watched, console_thread, watching
-from tests.cli.fake_api import FakeApi, latency, serving, throughput_document, type_entry
-from tests.cli.fake_schedules import FakeScheduleApi
+from tests.browser.conftest import Expect, Watched, watching
+from tests.cli.fake_api import FakeApi, latency, throughput_document, type_entry
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -29,19 +26,6 @@ LONG_ERROR = (
     "ValueError: could not read /var/task/chalicelib/handlers/checksum_of_a_very_long_module_name.py "
     "because the payload field data_that_goes_on_and_on_without_a_single_space_for_a_while was missing"
 )
-
-
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeApi]:
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    with serving(FakeScheduleApi()) as api:  # the page reads the schedules too
-        yield api
-
-
-@pytest.fixture
-def console(fake: FakeApi) -> Iterator[ConsoleServer]:
-    with console_thread(ApiClient(fake.url)) as server:
-        yield server
 
 
 def busy_hour(fake: FakeApi) -> None:

@@ -2,28 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
-from taskctl.client import ApiClient
 from taskctl.console import ConsoleServer
-from tests.browser.conftest import Expect, Watched, console_thread
-from tests.cli.fake_api import FakeApi, serving
-from tests.cli.fake_schedules import FakeScheduleApi
-
-
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeApi]:
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    with serving(FakeScheduleApi()) as api:  # the page reads the schedules too
-        yield api
-
-
-@pytest.fixture
-def console(fake: FakeApi) -> Iterator[ConsoleServer]:
-    with console_thread(ApiClient(fake.url)) as server:
-        yield server
+from tests.browser.conftest import Expect, Watched
+from tests.cli.fake_api import FakeApi
 
 
 def test_an_expired_task_shows_its_start_by_and_an_expiry_without_an_actor(

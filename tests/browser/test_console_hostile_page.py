@@ -19,9 +19,8 @@ from typing import Any
 
 import pytest
 
-from taskctl.client import ApiClient
 from taskctl.console import TOKEN_HEADER, ConsoleServer
-from tests.browser.conftest import Watched, console_thread, eventually
+from tests.browser.conftest import Watched, eventually
 from tests.cli.fake_api import FakeApi, serving
 
 HOSTILE_SCRIPT = """
@@ -75,12 +74,6 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeApi]:
     with serving(FakeApi()) as api:
         api.add("t-1", "FAILED", last_error="boom")
         yield api
-
-
-@pytest.fixture
-def console(fake: FakeApi) -> Iterator[ConsoleServer]:
-    with console_thread(ApiClient(fake.url)) as server:
-        yield server
 
 
 def watch(console: ConsoleServer) -> Seen:

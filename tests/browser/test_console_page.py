@@ -23,12 +23,6 @@ def fake(no_aws: None) -> Iterator[FakeApi]:
 
 
 @pytest.fixture
-def console(fake: FakeApi) -> Iterator[ConsoleServer]:
-    with console_thread(ApiClient(fake.url)) as server:
-        yield server
-
-
-@pytest.fixture
 def no_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 

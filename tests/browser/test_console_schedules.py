@@ -11,9 +11,8 @@ from urllib.parse import quote
 import pytest
 from playwright.sync_api import Browser, Locator, Page
 
-from taskctl.client import ApiClient
 from taskctl.console import ConsoleServer
-from tests.browser.conftest import SEEN_WITHIN_MS, Expect, Watched, console_thread
+from tests.browser.conftest import SEEN_WITHIN_MS, Expect, Watched
 from tests.cli.fake_api import serving
 from tests.cli.fake_schedules import FakeScheduleApi, schedule_view
 from tests.cli.hostile import RICH_MARKUP, TERMINAL_ESCAPES
@@ -44,12 +43,6 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeScheduleApi]:
         )
         api.schedules["quarterly"] = schedule_view("quarterly", rate="15 minutes", timezone="UTC", paused=True)
         yield api
-
-
-@pytest.fixture
-def console(fake: FakeScheduleApi) -> Iterator[ConsoleServer]:
-    with console_thread(ApiClient(fake.url)) as server:
-        yield server
 
 
 def row(page: Page, schedule_id: str) -> Locator:

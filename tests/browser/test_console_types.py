@@ -6,9 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from taskctl.client import ApiClient
 from taskctl.console import ConsoleServer
-from tests.browser.conftest import Expect, Watched, console_thread
+from tests.browser.conftest import Expect, Watched
 from tests.cli.fake_api import FakeApi, serving, type_entry
 from tests.cli.fake_schedules import FakeScheduleApi
 
@@ -19,12 +18,6 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeApi]:
     with serving(FakeScheduleApi()) as api:  # the page reads the schedules too
         api.types["capped"] = type_entry("capped", {"concurrency": 5, "maxAttempts": 2}, running=3)
         yield api
-
-
-@pytest.fixture
-def console(fake: FakeApi) -> Iterator[ConsoleServer]:
-    with console_thread(ApiClient(fake.url)) as server:
-        yield server
 
 
 def test_the_types_table_shows_state_running_over_cap_and_options(
