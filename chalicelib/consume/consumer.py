@@ -30,7 +30,7 @@ from chalicelib.consume.expiry import START_BY_ATTRIBUTE
 from chalicelib.consume.heartbeat import Heartbeat
 from chalicelib.consume.terminal import after_terminal
 from chalicelib.errors import LeaseLost, QueueError, StaleRecord, StoreError
-from chalicelib.flow.gate import Deferred
+from chalicelib.flow.gate import Admission, Deferred
 from chalicelib.logs import log_event, task_scope
 from chalicelib.metrics import Metric
 from chalicelib.models import (
@@ -306,20 +306,22 @@ class TaskConsumer:
         task_type = self._rt.registry.get(task.type)
         owner = uuid.uuid4().hex
         if task_type is None:  # no policy applies: its attempt records the unknown type
-            return self._acquired_and_run(record, task, task_type, owner)
+            return self._acquired_and_run(record, task, task_type, owner, None)
         gate = self._rt.gate
         try:
             admission = gate.admit(task, task_type, owner)
         except Deferred as deferred:
             return self._held_back(record, task, deferred)
         try:
-            return self._acquired_and_run(record, task, task_type, owner)
+            return self._acquired_and_run(record, task, task_type, owner, admission)
         finally:
             running = self._slot(record.message_id)
             started = running.acquired is not None  # None: the lease was refused, or never used
             gate.release(admission, self._rt.store.now_ms() - running.started * 1000 if started else None)
 
-    def _acquired_and_run(self, record: SqsRecord, task: Task, task_type: TaskType | None, owner: str) -> Verdict:
+    def _acquired_and_run(
+        self, record: SqsRecord, task: Task, task_type: TaskType | None, owner: str, admission: Admission | None
+    ) -> Verdict:
         store, settings = self._rt.store, self._settings
         max_attempts = task_type.attempts(settings.MAX_ATTEMPTS) if task_type else settings.MAX_ATTEMPTS
         lease = task_type.lease(settings.LEASE_SECONDS) if task_type else settings.LEASE_SECONDS
@@ -342,7 +344,7 @@ class TaskConsumer:
                 return Outcome.ERROR, None
             slot.acquired, slot.started = acquired, store.now_ms() / 1000
         with task_scope(task.id, attempt=acquired.attempt):
-            return self._run(record, task, task_type, acquired)
+            return self._run(record, task, task_type, acquired, admission)
 
     def _held_back(self, record: SqsRecord, task: Task, deferred: Deferred) -> Verdict:
         """Defer a task that flow control holds back, spending no attempt and no receive.
@@ -403,13 +405,16 @@ class TaskConsumer:
         if repaired:
             metrics.count(Metric.TASKS_ADOPTED, task.type)
 
-    def _run(self, record: SqsRecord, task: Task, task_type: TaskType | None, acquired: Acquired) -> Verdict:
+    def _run(
+        self, record: SqsRecord, task: Task, task_type: TaskType | None, acquired: Acquired, admission: Admission | None
+    ) -> Verdict:
         store, settings = self._rt.store, self._settings
         fields = {"taskId": task.id, "attempt": acquired.attempt, "messageId": record.message_id}
         if acquired.took_over:
             log_event("expired_attempt_recorded", logging.WARNING, **fields)
             metrics.count(Metric.EXPIRED_ATTEMPTS, task.type)
-        log_event("started", **fields, type=task.type, receiveCount=record.receive_count)
+        admitted = {} if admission is None else {"admittedMs": admission.admitted_ms, "countedMs": admission.counted_ms}
+        log_event("started", **fields, type=task.type, receiveCount=record.receive_count, **admitted)
         metrics.count(Metric.ATTEMPTS_STARTED, task.type)
         keeper = None
         if task_type is None:

@@ -55,9 +55,16 @@ MAX_DOUBLINGS = 3
 
 @dataclass(frozen=True)
 class Admission:
-    """What the gate took for one attempt, to give back after it."""
+    """What the gate took for one attempt, to give back after it, and when it judged it.
+
+    The attempt's `started` line logs both times, so that whoever checks a limit can compare
+    it with what the limit promises: a pause is judged at `admitted_ms`, a rate counts the start
+    at `counted_ms`, and the handler begins later by the writes in between.
+    """
 
     held: tuple[Held, ...] = ()
+    admitted_ms: int | None = None  # the epoch ms the gate began: the pause was judged as of then
+    counted_ms: int | None = None  # the latest time a rate counted this start at (None: no rate)
 
 
 class Gate:
@@ -101,7 +108,8 @@ class Gate:
             if isinstance(refused, StoreError):
                 raise Deferred("flow_unavailable", UNAVAILABLE_WAIT_MS, UNAVAILABLE_MAX_WAIT_MS) from refused
             raise
-        return Admission(tuple(held))
+        counted = [taken.counted_ms for taken in held if taken.counted_ms is not None]
+        return Admission(tuple(held), attempt.now_ms, max(counted, default=None))
 
     def release(self, admission: Admission, elapsed_ms: float | None) -> None:
         """Give back what `admission` holds, last taken first; `elapsed_ms` None: the attempt never ran.

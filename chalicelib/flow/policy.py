@@ -35,6 +35,7 @@ class Held:
     policy: Policy
     item: str  # the flow item's key
     value: Any = None
+    counted_ms: int | None = None  # a rate's: the epoch ms the start was counted at
 
 
 class Deferred(Exception):

@@ -14,7 +14,11 @@ no request at all, since tat never moves back (except by a refund, below).
 
 The bound: at most n + b starts in any window of the limit's length (b+1 at once, then one
 every T), across every consumer and container. The burst b is `rate_burst` (default 0: no two
-starts closer than T). What it cannot promise: the hosts' clocks are trusted, so clocks that
+starts closer than T). A start is counted at the `now` its write conformed at (the attempt's
+`started` line logs it as `countedMs`); its handler begins once that write and the task's
+acquire have returned, so two handlers may begin closer than T by the difference of those
+writes' times, botocore's retries included, while their counted starts never are. What it
+cannot promise: the hosts' clocks are trusted, so clocks that
 differ by d ms can let one more start through per d ms of difference; a start refunded because
 its task could not be acquired (a duplicate message) gives its turn back only if nobody has
 started since.
@@ -90,6 +94,14 @@ class RateExceeded(Exception):
         self.wait_ms = wait_ms
 
 
+@dataclass(frozen=True)
+class Taken:
+    """A start that conformed: the tat written (for a refund) and the time it was counted at."""
+
+    tat: int
+    at_ms: int
+
+
 class Gcra:
     """The GCRA state of rate limits, one flow item each, with this container's last view of it."""
 
@@ -98,8 +110,8 @@ class Gcra:
         self._lock = threading.Lock()
         self._seen: dict[str, int | None] = {}
 
-    def take(self, item: str, rate: Rate, burst: int) -> int:
-        """One start now; returns the tat written (for a refund).
+    def take(self, item: str, rate: Rate, burst: int) -> Taken:
+        """One start now: the tat written (for a refund) and the `now` it conformed at.
 
         Raises:
             RateExceeded: it does not conform, or two writes in a row met another start.
@@ -127,7 +139,7 @@ class Gcra:
                 self._remember(item, seen)
                 continue
             self._remember(item, written)
-            return written
+            return Taken(written, now)
         raise RateExceeded(interval)
 
     def refund(self, item: str, rate: Rate, written: int) -> None:
@@ -173,10 +185,10 @@ class _Limit:
             return None
         item = rate_item(attempt.task_type.name, attempt.key if self.per_key else None)
         try:
-            written = self._gcra.take(item, rate, attempt.task_type.burst)
+            taken = self._gcra.take(item, rate, attempt.task_type.burst)
         except RateExceeded as early:
             raise Deferred(self.name, early.wait_ms) from None
-        return Held(self, item, (rate, written))
+        return Held(self, item, (rate, taken.tat), counted_ms=taken.at_ms)
 
     def after(self, held: Held, elapsed_ms: float | None) -> None:
         """A start is spent once the attempt began; one that never began is refunded."""

@@ -154,9 +154,9 @@ def test_a_rate_allows_n_plus_burst_starts_in_any_window_and_the_next_at_the_bou
     item = rate_item("partner")
     t0 = int(clock.now * 1000)
     started: list[int] = []
-    for _ in range(burst + 1):  # b + 1 at once
-        gcra.take(item, rate, burst)
-        started.append(int(clock.now * 1000))
+    for _ in range(burst + 1):  # b + 1 at once, each counted at the time it conformed
+        started.append(gcra.take(item, rate, burst).at_ms)
+    assert started == [t0] * (burst + 1)
     with pytest.raises(RateExceeded) as early:
         gcra.take(item, rate, burst)
     assert early.value.wait_ms == rate.interval_ms  # the next conforming time, exactly
@@ -164,10 +164,11 @@ def test_a_rate_allows_n_plus_burst_starts_in_any_window_and_the_next_at_the_bou
     for _ in range(300):
         clock.advance(0.01)
         try:
-            gcra.take(item, rate, burst)
+            taken = gcra.take(item, rate, burst)
         except RateExceeded:
             continue
-        started.append(int(clock.now * 1000))
+        assert taken.at_ms == int(clock.now * 1000)
+        started.append(taken.at_ms)
     assert starts_in_any_window(started, 1000) == 4 + burst
     assert started[burst + 1] - t0 == 250  # the first after the burst, at the boundary T
     # Another container, with no cached view, is held to the same state (its first write is refused).
@@ -179,7 +180,7 @@ def test_a_rate_allows_n_plus_burst_starts_in_any_window_and_the_next_at_the_bou
 
 def test_a_start_whose_task_was_not_acquired_is_refunded_unless_another_came_since(runtime, clock) -> None:
     gcra, rate, item = Gcra(runtime.flow), parse_rate("1/minute"), rate_item("partner")
-    written = gcra.take(item, rate, 0)
+    written = gcra.take(item, rate, 0).tat
     gcra.refund(item, rate, written)
     gcra.take(item, rate, 0)  # the refunded turn is taken again
     with pytest.raises(RateExceeded):

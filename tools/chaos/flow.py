@@ -34,6 +34,8 @@ from tools.chaos.invariants import Findings
 from tools.chaos.plan import FLOW_TYPES
 
 STARTED_EVENT = '"message":"flow_run_started"'
+# The consumer's line as an attempt starts: when the gate admitted it and a rate counted it.
+ADMITTED_EVENT = '"message":"started"'
 ENDED_EVENT = '"message":"flow_run_ended"'
 # What the dead-letter handler logs for a message it received.
 DEAD_LETTER_EVENTS = ('"message":"dead_lettered"', '"message":"dead_lettered_duplicate"', '"message":"redriven"')
@@ -70,9 +72,11 @@ def handler_runs(worker_logs: Iterable[Path]) -> list[HandlerRun]:
     """Every run the flow-controlled handlers logged, ended or not (its worker killed)."""
     paths = list(worker_logs)
     ended = {(e["taskId"], e["attempt"]): int(e["endedMs"]) for e in _events(paths, (ENDED_EVENT,))}
+    admitted = {(e["taskId"], e["attempt"]): e for e in _events(paths, (ADMITTED_EVENT,)) if "admittedMs" in e}
     runs = []
     for event in _events(paths, (STARTED_EVENT,)):
         kind = event["taskType"]
+        gate = admitted.get((event["taskId"], event["attempt"]), {})
         runs.append(
             HandlerRun(
                 task_id=event["taskId"],
@@ -81,6 +85,8 @@ def handler_runs(worker_logs: Iterable[Path]) -> list[HandlerRun]:
                 started_ms=int(event["startedMs"]),
                 deadline_ms=int(event["deadlineMs"]),
                 ended_ms=ended.get((event["taskId"], event["attempt"])),
+                admitted_ms=gate.get("admittedMs"),
+                counted_ms=gate.get("countedMs"),
             )
         )
     return runs

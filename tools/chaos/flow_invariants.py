@@ -19,11 +19,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-# Between the gate's admission and the handler's first line come the task's acquire and a
-# thread's start; a window of a rate is counted this much shorter, a pause's effect this much later.
-ADMISSION_TO_START_MS = 1_000
-# The gate reads the pause before it takes slots and tokens, each a write that faults may retry.
-PAUSE_TO_START_MS = 3_000
+# A rate counts a start, and a pause is judged, when the gate admits it; the handler begins after
+# the task's acquire, a write that faults and botocore's backoff can stretch by seconds. So rates
+# and pauses are checked on the times the consumer logged with the attempt's `started` line
+# (`countedMs`, `admittedMs`), each tied to a run the handler logged itself: a run with no such
+# time was never admitted, which is itself a breach. How far the handlers' starts trail is a figure.
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,8 @@ class HandlerRun:
     started_ms: int
     deadline_ms: int
     ended_ms: int | None = None  # None: its worker died during the run
+    admitted_ms: int | None = None  # the consumer's `started` line: when the gate admitted it
+    counted_ms: int | None = None  # ... and when a rate counted it (None: no rate, or not admitted)
 
     @property
     def until_ms(self) -> int:
@@ -104,43 +106,57 @@ def most_in_window(starts: Sequence[int], window_ms: int) -> int:
 
 
 def over_rate(runs: Iterable[HandlerRun], rates: Mapping[str, Rate], key_rates: Mapping[str, Rate]) -> list[str]:
-    """Each type or key whose starts in some window (less the admission allowance) exceed rate plus burst."""
+    """Each type or key whose counted starts in some window exceed rate plus burst, or (with no
+    burst) came closer than the rate's interval; and each run a rate never counted."""
     starts: dict[str, list[int]] = defaultdict(list)
-    for run in runs:
-        starts[run.type].append(run.started_ms)
-        if run.key is not None:
-            starts[f"{run.type}#{run.key}"].append(run.started_ms)
     broken = []
+    for run in runs:
+        if run.type not in rates and run.type not in key_rates:
+            continue
+        if run.counted_ms is None:
+            broken.append(f"{run.task_id} ran without a counted start")
+            continue
+        starts[run.type].append(run.counted_ms)
+        if run.key is not None:
+            starts[f"{run.type}#{run.key}"].append(run.counted_ms)
     for name, group in starts.items():
         rate = rates.get(name) if "#" not in name else key_rates.get(name.split("#", 1)[0])
         if rate is None:
             continue
-        most = most_in_window(group, rate.window_ms - ADMISSION_TO_START_MS)
+        most = most_in_window(group, rate.window_ms)
         if most > rate.allowed:
             broken.append(f"{name} started {most} in one window of {rate.window_ms} ms, allowed {rate.allowed}")
         # Without a burst the starts are spaced by the emission interval, which a short run with
         # fewer starts than the rate's n can still break.
-        spacing = rate.window_ms // rate.count - ADMISSION_TO_START_MS
+        spacing = rate.window_ms // rate.count
         ordered = sorted(group)
         close = [later - earlier for earlier, later in itertools.pairwise(ordered) if later - earlier < spacing]
-        if rate.burst == 0 and spacing > 0 and close:
+        if rate.burst == 0 and close:
             broken.append(f"{name} started twice {min(close)} ms apart, spaced at least {spacing} ms")
     return broken
 
 
 def started_while_paused(runs: Iterable[HandlerRun], pauses: Iterable[PauseSpan]) -> list[str]:
-    """The tasks whose run started while their type was paused (past the pause's effect)."""
+    """The tasks of a paused type whose run was admitted between the pause's effect and its
+    resume, or was never admitted at all."""
     spans = list(pauses)
-    return sorted(
-        {
-            run.task_id
-            for run in runs
-            for span in spans
-            if run.type == span.type
-            and span.effective_ms + PAUSE_TO_START_MS <= run.started_ms
-            and (span.resumed_ms is None or run.started_ms < span.resumed_ms)
-        }
-    )
+    broken: set[str] = set()
+    for run in runs:
+        for span in spans:
+            if run.type != span.type:
+                continue
+            admitted = run.admitted_ms
+            if admitted is None or (
+                span.effective_ms <= admitted and (span.resumed_ms is None or admitted < span.resumed_ms)
+            ):
+                broken.add(run.task_id)
+    return sorted(broken)
+
+
+def start_lag_ms(runs: Iterable[HandlerRun]) -> int | None:
+    """The longest any handler began after the gate admitted it (None: no admitted run)."""
+    lags = [run.started_ms - run.admitted_ms for run in runs if run.admitted_ms is not None]
+    return max(lags, default=None)
 
 
 def attempts_spent_waiting(

@@ -52,6 +52,7 @@ from tools.chaos.compose_invariants import (
     compose_pending,
 )
 from tools.chaos.flow import PauseDriver, check_flow
+from tools.chaos.flow_invariants import start_lag_ms
 from tools.chaos.invariants import (
     TERMINAL,
     Expected,
@@ -167,6 +168,7 @@ class ChaosReport:
     expired_unstarted: int = 0  # tasks that ended CANCELLED because they expired before they started
     unique_held: int = 0  # publishes a unique key held back (not accepted, not queued)
     flow_runs: int = 0  # runs the flow-controlled handlers logged
+    flow_lag_ms: int | None = None  # the longest a flow handler began after its admission
     flow_deferred: int = 0  # deferrals of flow-controlled tasks the consumers logged
     pauses: int = 0  # pauses of the capped type that took effect and were lifted
     time: TimeFigures = field(default_factory=TimeFigures)
@@ -239,7 +241,8 @@ class ChaosReport:
             f"permanent failures {self.permanent_failures}, timed-out attempts {self.timed_out}, "
             f"long tasks completed {self.long_completed}, heartbeat cancels {self.heartbeat_cancels}, "
             f"expired unstarted {self.expired_unstarted}, unique held back {self.unique_held}, "
-            f"flow runs {self.flow_runs}, flow deferrals {self.flow_deferred}, pauses {self.pauses}, "
+            f"flow runs {self.flow_runs} (began at most {self.flow_lag_ms} ms after admission), "
+            f"flow deferrals {self.flow_deferred}, pauses {self.pauses}, "
             f"poison {self.poison_recorded}/{self.poison_sent} recorded; {checked}; faults: {kinds or 'none'}; "
             f"{self.elapsed_seconds:.1f} s"
         )
@@ -676,6 +679,7 @@ class ChaosRun:
             findings.ran_while_paused.append(self.pauser.error)
         flow_runs = check_flow(items, self.stack.worker_logs(), self.pauser.spans, self._held, findings)
         self.report.flow_runs, self.report.pauses = len(flow_runs), len(self.pauser.spans)
+        self.report.flow_lag_ms = start_lag_ms(flow_runs)
         self.report.flow_deferred = self._logged_count('"message":"flow_deferred"')
         self.report.time = self.timed.check(items, self.scan_schedules(), self.stack.worker_logs(), findings)
         self.report.findings = findings
