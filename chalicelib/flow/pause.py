@@ -3,7 +3,8 @@
 One item (`pauses`) holds every paused type, so a consumer learns the state of all of them with
 one read, at most once per `refresh_seconds` per container: that read is all a pause costs the
 types nobody pauses. A pause therefore takes effect within `refresh_seconds` of its write
-(`effective_by` says when); attempts acquired before then run, and running attempts finish.
+landing (`effective_by` says when, restated when botocore's retries kept the write out); attempts
+acquired before then run, and running attempts finish.
 Each change appends who, when and what to the item's history, like an operator's retry does
 to its task's.
 """
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from chalicelib.errors import StoreError
 from chalicelib.flow.table import ConditionFailed, FlowTable
 from chalicelib.tasks.record import iso_from_ms
 
@@ -24,6 +26,8 @@ PAUSES_KEY = "pauses"
 PAUSE_REFRESH_SECONDS = 5.0
 # The item keeps the latest changes only: enough to audit, never near DynamoDB's 400 KB.
 MAX_HISTORY = 100
+# A pause's write that took longer than this (botocore retried it) restates when it takes effect.
+LATE_WRITE_MS = 250
 
 
 @dataclass(frozen=True)
@@ -126,8 +130,30 @@ class Pauses:
             else:
                 self._note(entry)
                 changed = False
+        if changed:
+            self._restate_if_late(type_name, entry["at"], now_ms)
         current = self._read(consistent=True).get(type_name) or Pause(type_name, by, entry["at"], effective)
         return current, changed
+
+    def _restate_if_late(self, type_name: str, at: str, sent_ms: int) -> None:
+        """Move the pause's `effectiveBy` to `refresh_seconds` after its write landed, when botocore
+        retried the write: a view read after `sent_ms` but before the write landed is stale, and
+        holds until `refresh_seconds` after it was read. Best effort: a resume since wins, and a
+        restatement that fails leaves the first estimate, late by the write's retries.
+        """
+        landed_ms = self._table.now_ms()
+        if landed_ms - sent_ms <= LATE_WRITE_MS:
+            return
+        try:
+            self._table.update(
+                PAUSES_KEY,
+                "SET #types.#type.#effectiveBy = :effective",
+                {":effective": iso_from_ms(landed_ms + int(self.refresh_seconds * 1000)), ":at": at},
+                condition="#types.#type.#at = :at",
+                names_extra={"#type": type_name},
+            )
+        except (ConditionFailed, StoreError):
+            return
 
     def _resume(self, type_name: str, by: str) -> bool:
         entry = self._entry("resume", type_name, by, self._table.now_ms())

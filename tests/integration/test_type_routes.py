@@ -128,6 +128,32 @@ def test_a_pause_answers_the_entry_with_who_when_and_by_when_it_takes_effect(
     assert Pauses(runtime.flow, clock=clock).is_paused("checksum")  # what a consumer reads
 
 
+def test_a_pause_whose_write_landed_late_takes_effect_5_s_after_it_landed_not_after_it_was_sent(
+    client: Client, registry: Registry, runtime: Any, clock: FakeClock
+) -> None:
+    # botocore's retries kept the write out for 2 s: a consumer's view read meanwhile is stale for 5 s more.
+    writes: list[str] = []
+
+    def slow(params: dict[str, Any], **_: Any) -> None:
+        writes.append(params["UpdateExpression"])
+        if len(writes) == 1:
+            clock.advance(2)
+
+    paused_at = iso(clock)
+    events = runtime.flow._client.meta.events
+    events.register("before-parameter-build.dynamodb.UpdateItem", slow)
+    try:
+        status, body = pause(OPERATOR_ARN, "checksum")
+    finally:
+        events.unregister("before-parameter-build.dynamodb.UpdateItem", slow)
+
+    assert status == 200 and body["changed"] is True, body
+    assert (body["pausedAt"], body["effectiveBy"]) == (paused_at, iso(clock, 5))
+    assert writes[-1] == "SET #types.#type.#effectiveBy = :effective"  # the pause, then its restated effect
+    listed = {entry["name"]: entry for entry in get(client, "/types")[1]["types"]}
+    assert listed["checksum"]["effectiveBy"] == iso(clock, 5)
+
+
 def test_pausing_a_paused_type_is_200_keeps_the_first_pause_and_says_nothing_changed(
     client: Client, registry: Registry, clock: FakeClock
 ) -> None:

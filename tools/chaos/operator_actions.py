@@ -199,12 +199,13 @@ class ChaosOperator:
         # The first chance races at once (a slow machine may leave the operator few rounds), then every n-th.
         first_race = not self._raced
         if len(failed) >= 2 and (first_race or self._retry_rounds % self.options.race_every == 0):
-            self._raced = True
             targets = failed[:3]
             jobs: list[Callable[[], Answer]] = [lambda: self.bulk_retry(len(targets))]
             jobs += [lambda t=task_id: self.retry(t) for task_id in targets[:2]]
             with ThreadPoolExecutor(len(jobs)) as pool:
-                list(pool.map(lambda job: job(), jobs))
+                answers = list(pool.map(lambda job: job(), jobs))
+            # A bulk retry no API answered (one was dying, or the machine is slow) races again next round.
+            self._raced = self._raced or answers[0].status_code == 200
             with self._lock:
                 for task_id in targets:  # the bulk retry may have taken them too
                     self._retried[task_id] += 1
