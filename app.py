@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -13,14 +14,13 @@ from chalicelib.consume.consumer import DeadLetterConsumer, TaskConsumer, consum
 from chalicelib.consume.deadline import Invocation, margin_seconds
 from chalicelib.http import json_errors, json_response
 from chalicelib.models import MAX_BATCH_BYTES
-from chalicelib.publish import api
 from chalicelib.runtime import get_runtime
 from chalicelib.settings import wiring
 from chalicelib.tasks.priority import Priority
 
 # Every function imports this module, and a consumer's cold start should pay for the consumer
-# alone: what only some routes or the tick use (the operator's surface, schedules, workflows,
-# batch publish, the OpenAPI document) is imported inside them, on first use.
+# alone: what only the routes or the tick use (publishing, the operator's surface, schedules,
+# workflows, the OpenAPI document) is imported inside them, on first use.
 # tests/unit/test_cold_start.py keeps it so.
 
 app = Chalice(app_name="taskproc")
@@ -38,6 +38,13 @@ ANY_CONTENT_TYPE = ["*/*"]
 OPERATOR = IAMAuthorizer()
 
 
+def _api() -> ModuleType:
+    """The publish API (chalicelib/publish/api.py), imported by the first route that needs it."""
+    from chalicelib.publish import api
+
+    return api
+
+
 def _path_prefix() -> str:
     """The API Gateway stage in front of the routes ('' locally), for Location headers."""
     context = app.current_request.context
@@ -53,7 +60,7 @@ def _principal() -> str:
 
 def _task_id(raw: str) -> str:
     # API Gateway's request context names the API; Chalice's local gateway's does not.
-    return api.decode_task_id(raw, gateway_decoded="apiId" in app.current_request.context)
+    return _api().decode_task_id(raw, gateway_decoded="apiId" in app.current_request.context)
 
 
 def _type_name(raw: str) -> str:
@@ -69,21 +76,21 @@ def _query() -> dict[str, list[str]]:
 
 def _body() -> dict[str, Any]:
     request = app.current_request
-    return api.parse_json_object(request.raw_body, request.headers.get("content-type"))
+    return _api().parse_json_object(request.raw_body, request.headers.get("content-type"))
 
 
 def _optional_body() -> dict[str, Any]:
     """The body of a route whose body is optional: `{}` when there is none."""
     request = app.current_request
-    return api.parse_optional_json_object(request.raw_body, request.headers.get("content-type"))
+    return _api().parse_optional_json_object(request.raw_body, request.headers.get("content-type"))
 
 
 @app.route("/publish", methods=["POST"], content_types=ANY_CONTENT_TYPE, api_key_required=WIRING.api_key_required)
 @json_errors
 def publish() -> Response:
-    accepted = api.publish(_body(), get_runtime())
+    accepted = _api().publish(_body(), get_runtime())
     # A publish held back by its unique key points at the task that holds the key.
-    location = api.task_location(accepted.existingId or accepted.id, _path_prefix())
+    location = _api().task_location(accepted.existingId or accepted.id, _path_prefix())
     return json_response(accepted, 201, {"Location": location})
 
 
@@ -93,7 +100,7 @@ def publish_batch() -> Response:
     from chalicelib.publish import batch
 
     request = app.current_request
-    body = api.parse_json_object(request.raw_body, request.headers.get("content-type"), MAX_BATCH_BYTES)
+    body = _api().parse_json_object(request.raw_body, request.headers.get("content-type"), MAX_BATCH_BYTES)
     return json_response(batch.publish_batch(body, get_runtime()))
 
 
@@ -101,11 +108,11 @@ def publish_batch() -> Response:
 @json_errors
 def create_task() -> Response:
     query = app.current_request.query_params or {}  # the body is all payload: the task's options are here
-    tags = _query().get(api.TAG_PARAMETER, [])
-    created = api.create_from_payload(
+    tags = _query().get(_api().TAG_PARAMETER, [])
+    created = _api().create_from_payload(
         _body(), get_runtime(), query.get("key"), query.get("priority"), query.get("callbackUrl"), tags
     )
-    return json_response(created, 201, {"Location": api.task_location(created.id, _path_prefix())})
+    return json_response(created, 201, {"Location": _api().task_location(created.id, _path_prefix())})
 
 
 @app.route("/workflows", methods=["POST"], content_types=ANY_CONTENT_TYPE, api_key_required=WIRING.api_key_required)
@@ -114,7 +121,7 @@ def create_workflow() -> Response:
     from chalicelib.workflows import service as workflows
 
     request = app.current_request
-    body = api.parse_json_object(request.raw_body, request.headers.get("content-type"), MAX_BATCH_BYTES)
+    body = _api().parse_json_object(request.raw_body, request.headers.get("content-type"), MAX_BATCH_BYTES)
     created = workflows.create(body, get_runtime())
     return json_response(created, 201, {"Location": f"{_path_prefix()}/workflows/{quote(created.id, safe='')}"})
 
@@ -140,7 +147,7 @@ def get_task(task_id: str) -> Response:
     from chalicelib.query import TaskReadQuery, parse_query
 
     query = parse_query(TaskReadQuery, _query())  # waitSeconds: a long-poll
-    return json_response(api.get_task(_task_id(task_id), get_runtime(), query.waitSeconds))
+    return json_response(_api().get_task(_task_id(task_id), get_runtime(), query.waitSeconds))
 
 
 @app.route("/tasks", methods=["GET"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
@@ -297,7 +304,7 @@ def trigger_schedule(schedule_id: str) -> Response:
 
     rt = get_runtime()
     task = schedules.trigger(_task_id(schedule_id), _principal(), rt, rt.schedule_clock.now())
-    return json_response(task, 201, {"Location": api.task_location(task.id, _path_prefix())})
+    return json_response(task, 201, {"Location": _api().task_location(task.id, _path_prefix())})
 
 
 @app.route("/schedules/{schedule_id}/backfill", methods=["POST"], content_types=ANY_CONTENT_TYPE, authorizer=OPERATOR)
@@ -312,7 +319,7 @@ def backfill_schedule(schedule_id: str) -> Response:
 @app.route("/health", methods=["GET"], content_types=ANY_CONTENT_TYPE)
 @json_errors
 def health() -> Response:
-    status_code, body = api.health(get_runtime, app.current_request.context.get("requestId"))
+    status_code, body = _api().health(get_runtime, app.current_request.context.get("requestId"))
     return json_response(body, status_code)
 
 

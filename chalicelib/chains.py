@@ -167,9 +167,6 @@ class ChainFollowUp:
 
     name = "then"
 
-    def wanted(self, task: Task) -> bool:
-        return bool(task.then)
-
     def publish(self, rt: Runtime, record: TaskRecord) -> None:
         """Publish the step after `record` unless it exists; the message first, then the item.
 

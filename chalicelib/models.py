@@ -1,14 +1,12 @@
 """The domain model and the API's bodies. Imports no infrastructure."""
 
-from __future__ import annotations
-
 import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -444,7 +442,7 @@ class TaskIn(Model):
     )
 
     @model_validator(mode="after")
-    def _one_start_time(self) -> TaskIn:
+    def _one_start_time(self) -> Self:
         """`runAt` and `delaySeconds` say the same thing two ways: giving both is refused, naming both."""
         if self.runAt is not None and "delaySeconds" in self.model_fields_set:
             message = "runAt and delaySeconds exclude each other: give one"
@@ -460,7 +458,7 @@ class TaskIn(Model):
         return self
 
     @model_validator(mode="after")
-    def _unique_fields_go_together(self) -> TaskIn:
+    def _unique_fields_go_together(self) -> Self:
         """`uniqueKey` takes exactly one of `uniqueFor` and `uniqueUntil`; neither comes without it."""
         problems: list[tuple[str, str]] = []
         given = [name for name in ("uniqueFor", "uniqueUntil") if getattr(self, name) is not None]

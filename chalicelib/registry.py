@@ -24,13 +24,15 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
 from chalicelib.flow.keys import path_problem
 from chalicelib.flow.rate import DEFAULT_BURST, parse_rate
-from chalicelib.schedules.definition import ScheduleDefinition, declared_definition
+
+if TYPE_CHECKING:
+    from chalicelib.schedules.definition import ScheduleDefinition
 
 # A handler's timeout plus this margin must fit in the lease, so that the attempt
 # records its outcome while the lease still holds.
@@ -388,6 +390,8 @@ def task_type(
     """
 
     declared = []
+    if schedules:  # few types keep schedules in the code: the rest do not import their model
+        from chalicelib.schedules.definition import declared_definition
     for index, entry in enumerate(schedules):
         try:
             declared.append(declared_definition(name, payload, entry))

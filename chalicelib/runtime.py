@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
@@ -24,13 +24,15 @@ from chalicelib.operate.cursor import CursorKeys
 from chalicelib.operate.operator_store import OperatorStore
 from chalicelib.publish.wait import WaitClock
 from chalicelib.registry import Registry
-from chalicelib.schedules.store import ScheduleStore
 from chalicelib.settings import Settings, load_settings
 from chalicelib.tasks.priority import Priority
 from chalicelib.tasks.queue import Queue, QueueAges
 from chalicelib.tasks.store import TaskStore
 from chalicelib.tick.clock import ScheduleClock
 from chalicelib.tick.timers import TimerStore
+
+if TYPE_CHECKING:
+    from chalicelib.schedules.store import ScheduleStore
 
 
 def aws_config(settings: Settings) -> Config:
@@ -101,7 +103,13 @@ class Runtime:
 
     @cached_property
     def schedules(self) -> ScheduleStore:
-        """The schedules table's schedules (chalicelib/schedules/store.py), built on first use."""
+        """The schedules table's schedules (chalicelib/schedules/store.py), built on first use.
+
+        Imported here: only the schedule routes and the ticker use it, and its models are not
+        a consumer's to build at a cold start (tests/unit/test_cold_start.py).
+        """
+        from chalicelib.schedules.store import ScheduleStore
+
         return ScheduleStore(self.dynamodb, self.settings.SCHEDULES_TABLE)
 
     @cached_property

@@ -5,15 +5,14 @@ sets per stage, so the same code runs on AWS, offline and under test. A plain py
 model reads them: the variables are flat and named like the fields, so pydantic-settings'
 sources (dotenv files, secrets directories, a command line) would add nothing but its import
 to every cold start (about a fifth of the app's import cost beyond the floor, argparse and
-asyncio among it).
+asyncio among it). Nor is there `from __future__ import annotations`: pydantic would compile
+each field's annotation from its string at every cold start.
 """
-
-from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -92,13 +91,13 @@ class Settings(BaseModel):
         return values
 
     @model_validator(mode="after")
-    def _backoff_cap_not_below_base(self) -> Settings:
+    def _backoff_cap_not_below_base(self) -> Self:
         if self.BACKOFF_MAX_SECONDS < self.BACKOFF_BASE_SECONDS:
             raise ValueError("BACKOFF_MAX_SECONDS must not be below BACKOFF_BASE_SECONDS")
         return self
 
     @model_validator(mode="after")
-    def _schedules_keep_wall_time_when_deployed(self) -> Settings:
+    def _schedules_keep_wall_time_when_deployed(self) -> Self:
         if self.AWS_LAMBDA_FUNCTION_NAME and self.SCHEDULE_TIME_SCALE != 1:
             raise ValueError("SCHEDULE_TIME_SCALE must be 1 on a deployed stage")
         return self

@@ -69,9 +69,6 @@ class CallbackFollowUp:
 
     name = CALLBACK_TYPE
 
-    def wanted(self, task: Task) -> bool:
-        return task.callback is not None
-
     def publish(self, rt: Runtime, record: TaskRecord) -> None:
         """Publish `record`'s callback task unless it exists; the message first, then the item.
 

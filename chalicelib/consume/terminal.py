@@ -16,30 +16,48 @@ nothing here: no read, no write.
 
 from __future__ import annotations
 
+import importlib
 import logging
 from typing import TYPE_CHECKING, Protocol
 
-from chalicelib.callbacks.follow_up import CallbackFollowUp
-from chalicelib.chains import ChainFollowUp
-from chalicelib.models import Task
-from chalicelib.tasks.record import TaskRecord
-from chalicelib.workflows.fan_in import WorkflowFollowUp
-
 if TYPE_CHECKING:  # the runtime imports the handlers, which import this
+    from chalicelib.models import Task
     from chalicelib.runtime import Runtime
+    from chalicelib.tasks.record import TaskRecord
 
 logger = logging.getLogger(__name__)
 
 
-class FollowUp(Protocol):
-    name: str
-
-    def wanted(self, task: Task) -> bool: ...
-
+class Publisher(Protocol):
     def publish(self, rt: Runtime, record: TaskRecord) -> None: ...
 
 
-FOLLOW_UPS: list[FollowUp] = [CallbackFollowUp(), ChainFollowUp(), WorkflowFollowUp()]
+class FollowUp:
+    """A follow-up named by the task field that asks for it and the class that publishes it.
+
+    The class is imported the first time a task wants it: most tasks want none, and a consumer's
+    cold start need not import chains, workflows and callbacks for them (tests/unit/test_cold_start.py).
+    """
+
+    def __init__(self, field: str, publisher: str) -> None:
+        self.field, self.publisher = field, publisher
+        self._loaded: Publisher | None = None
+
+    def wanted(self, task: Task) -> bool:
+        return bool(getattr(task, self.field))
+
+    def publish(self, rt: Runtime, record: TaskRecord) -> None:
+        if self._loaded is None:
+            module, _, name = self.publisher.partition(":")
+            self._loaded = getattr(importlib.import_module(module), name)()
+        self._loaded.publish(rt, record)
+
+
+FOLLOW_UPS = [
+    FollowUp("callback", "chalicelib.callbacks.follow_up:CallbackFollowUp"),
+    FollowUp("then", "chalicelib.chains:ChainFollowUp"),
+    FollowUp("workflow", "chalicelib.workflows.fan_in:WorkflowFollowUp"),
+]
 
 
 def after_terminal(rt: Runtime, task: Task, record: TaskRecord | None = None) -> None:

@@ -12,18 +12,17 @@ Its timeout is 12 s (it fits every stage's consumer function) and its lease thre
 3 s). It needs no heartbeat: the one request ends before the lease does.
 """
 
-from __future__ import annotations
-
 import json
 import time
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from chalicelib.callbacks.delivery import DeliveryFailed, post
 from chalicelib.callbacks.follow_up import CALLBACK_TYPE
 from chalicelib.callbacks.signing import SIGNATURE_HEADER, CallbackSecretUnavailable, signature_header
 from chalicelib.callbacks.url import CallbackRefused
+from chalicelib.deferred import Model
 from chalicelib.models import MAX_CALLBACK_URL_LENGTH
 from chalicelib.registry import Backoff, PermanentError, TaskContext, TaskFailed, task_type
 
@@ -33,7 +32,7 @@ MARGIN_SECONDS = 1.0
 GONE = 410
 
 
-class CallbackPayload(BaseModel):
+class CallbackPayload(Model):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     url: str = Field(max_length=MAX_CALLBACK_URL_LENGTH)

@@ -1,12 +1,11 @@
 """`checksum`: a small real task type to copy. A payload model, a result, and (in tests/unit) its test."""
 
-from __future__ import annotations
-
 import hashlib
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field
 
+from chalicelib.deferred import Model
 from chalicelib.registry import TaskContext, task_type
 
 MAX_TEXT_BYTES = 64 * 1024
@@ -22,7 +21,7 @@ def _at_most_64_kib(text: str) -> str:
     return text
 
 
-class ChecksumPayload(BaseModel):
+class ChecksumPayload(Model):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     text: Annotated[str, AfterValidator(_at_most_64_kib)] = Field(

@@ -7,12 +7,11 @@ its own start and end (`flow_run_started`, `flow_run_ended`, on its own clock), 
 whoever checks the limits counts what the handlers did, not what the gate says.
 """
 
-from __future__ import annotations
-
 import time
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from chalicelib.deferred import Model
 from chalicelib.models import WholeNumber
 from chalicelib.registry import TaskContext, task_type
 
@@ -22,7 +21,7 @@ CUSTOMER_CONCURRENCY = 1
 THROTTLED_RATE = "30/minute"
 
 
-class LimitedPayload(BaseModel):
+class LimitedPayload(Model):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     sleepMs: WholeNumber = Field(default=100, ge=0, le=MAX_SLEEP_MS, description="Milliseconds the attempt sleeps.")

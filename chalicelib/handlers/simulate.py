@@ -1,13 +1,12 @@
 """`simulate`: the seeds' simulated work. Sleep `executionTime` ms, then fail with `failureChance`."""
 
-from __future__ import annotations
-
 import random
 import time
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from chalicelib.deferred import Model
 from chalicelib.models import MAX_PAYLOAD_DEPTH, json_depth
 from chalicelib.registry import PermanentError, TaskContext, TaskFailed, task_type
 
@@ -26,7 +25,7 @@ def _number_only(schema: dict[str, Any]) -> None:
     schema.update(type="number", minimum=0, maximum=1)
 
 
-class Simulation(BaseModel):
+class Simulation(Model):
     """How the simulated work behaves for one task."""
 
     model_config = ConfigDict(extra="forbid")
@@ -51,7 +50,7 @@ class Simulation(BaseModel):
         return value
 
 
-class SimulatePayload(BaseModel):
+class SimulatePayload(Model):
     """Task-specific data, passed through as given; only `simulation` has rules."""
 
     model_config = ConfigDict(extra="allow", strict=True)

@@ -6,12 +6,11 @@ heartbeats (6 s), not the stage's: a consumer that dies mid-task is taken over
 seconds after its last heartbeat (docs/task-types.md, "Long work").
 """
 
-from __future__ import annotations
-
 import time
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from chalicelib.deferred import Model
 from chalicelib.models import WholeNumber
 from chalicelib.registry import TaskContext, task_type
 
@@ -24,7 +23,7 @@ TIMEOUT_SECONDS = 12
 HEARTBEAT_SECONDS = 2
 
 
-class StepsPayload(BaseModel):
+class StepsPayload(Model):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     # Whole numbers as JSON has them: 7.0 is 7, as for the API's own fields.

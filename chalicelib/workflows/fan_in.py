@@ -103,9 +103,6 @@ class WorkflowFollowUp:
 
     name = "workflow"
 
-    def wanted(self, task: Task) -> bool:
-        return task.workflow is not None
-
     def publish(self, rt: Runtime, record: TaskRecord) -> None:
         """Count `record`'s end on its workflow and publish what follows, each at most once.
 

@@ -22,7 +22,13 @@ LAZY = {
     "chalicelib.publish.batch",
     "chalicelib.schedules.routes",
     "chalicelib.schedules.engine",
+    "chalicelib.schedules.store",
+    "chalicelib.schedules.record",
+    "chalicelib.schedules.definition",
     "chalicelib.workflows.service",
+    "chalicelib.workflows.fan_in",
+    "chalicelib.workflows.store",
+    "chalicelib.workflows.definition",
     "chalicelib.tick.ticker",
 }
 # Libraries the functions do without: settings are a plain pydantic model over os.environ.
@@ -63,3 +69,13 @@ def test_every_import_inside_a_route_or_handler_resolves() -> None:
         module = importlib.import_module(str(node.module))
         for alias in node.names:
             assert hasattr(module, alias.name) or importlib.import_module(f"{node.module}.{alias.name}"), alias.name
+
+
+def test_every_follow_up_names_a_publisher_that_imports_and_publishes() -> None:
+    # The follow-ups are imported by name when a task first wants one (chalicelib/consume/terminal.py).
+    from chalicelib.consume.terminal import FOLLOW_UPS
+
+    assert len(FOLLOW_UPS) == 3
+    for follow_up in FOLLOW_UPS:
+        module, _, name = follow_up.publisher.partition(":")
+        assert callable(getattr(importlib.import_module(module), name)().publish), follow_up.publisher
