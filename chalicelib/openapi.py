@@ -25,24 +25,18 @@ from chalicelib.models import (
     TASK_ID_PATTERN,
     TASK_ID_RULE,
     BulkRetryIn,
-    BulkRetryResult,
     ErrorResponse,
     Health,
     PublishAccepted,
     PublishBatchAnswer,
     PublishBatchIn,
     RetryIn,
-    Stats,
-    StuckPage,
     TaskCreated,
     TaskIn,
-    TaskPage,
     TaskView,
-    TypeChange,
-    TypeDetail,
-    TypeList,
 )
 from chalicelib.operate.stuck import StuckQuery
+from chalicelib.operate.views import BulkRetryResult, Stats, StuckPage, TaskPage, TypeChange, TypeDetail, TypeList
 from chalicelib.publish.tags import MAX_TAG_LENGTH, MAX_TAGS, TAG_PATTERN, TAG_RULE
 from chalicelib.publish.wait import DEFAULT_SCHEDULE, MAX_WAIT_SECONDS
 from chalicelib.query import QueryModel, TaskListQuery, TaskReadQuery

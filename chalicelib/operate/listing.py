@@ -24,7 +24,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.errors import StoreError
-from chalicelib.models import Status, TaskSummary
+from chalicelib.models import Status
+from chalicelib.operate.views import TaskSummary
 from chalicelib.tasks.index import INDEX_NAME, SHARD_ATTRIBUTE, SHARDS, SORT_ATTRIBUTE, shard_key
 from chalicelib.tasks.record import priority_of_item
 from chalicelib.tasks.table import deserialize, serialize

@@ -32,25 +32,12 @@ from chalicelib.errors import (
 )
 from chalicelib.logs import log_event
 from chalicelib.metrics import NAMESPACE, Metric, current_stage
-from chalicelib.models import (
-    POISON_ERROR_PREFIX,
-    RETRY_VERSION_ATTRIBUTE,
-    BulkRetryIn,
-    BulkRetryResult,
-    FigureSource,
-    QueueDepth,
-    RetryIn,
-    Skipped,
-    Stats,
-    Status,
-    TaskPage,
-    TaskView,
-    Throughput,
-)
+from chalicelib.models import POISON_ERROR_PREFIX, RETRY_VERSION_ATTRIBUTE, BulkRetryIn, RetryIn, Status, TaskView
 from chalicelib.operate.cursor import decode_cursor, encode_cursor
 from chalicelib.operate.listing import COUNT_CAP, Filters, TaskIndex, summary
 from chalicelib.operate.schedule_stats import SCAN_PAGES, sum_counters
 from chalicelib.operate.throughput import TOTAL, ThroughputPlan
+from chalicelib.operate.views import BulkRetryResult, FigureSource, QueueDepth, Skipped, Stats, TaskPage, Throughput
 from chalicelib.publish.api import read_task
 from chalicelib.query import MAX_PAGE, TaskListQuery, parse_query
 from chalicelib.runtime import Runtime

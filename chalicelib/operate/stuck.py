@@ -27,8 +27,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field
 
 from chalicelib.errors import ServiceUnavailable
-from chalicelib.models import DEFAULT_TYPE, Status, StuckPage, StuckTask
+from chalicelib.models import DEFAULT_TYPE, Status
 from chalicelib.operate.cursor import decode_cursor, encode_cursor
+from chalicelib.operate.views import StuckPage, StuckTask
 from chalicelib.query import QueryModel, parse_query
 from chalicelib.tasks.record import iso_from_ms, ms_from_iso
 

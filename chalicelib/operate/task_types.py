@@ -19,7 +19,8 @@ from chalicelib.errors import FieldProblem, ServiceUnavailable, StoreError, Type
 from chalicelib.flow.concurrency import running
 from chalicelib.flow.pause import PAUSE_REFRESH_SECONDS, Change, Pause
 from chalicelib.logs import log_event
-from chalicelib.models import MAX_TYPE_NAME_LENGTH, TypeChange, TypeDetail, TypeEntry, TypeHistoryEntry, TypeList
+from chalicelib.models import MAX_TYPE_NAME_LENGTH
+from chalicelib.operate.views import TypeChange, TypeDetail, TypeEntry, TypeHistoryEntry, TypeList
 from chalicelib.registry import TaskType
 from chalicelib.runtime import Runtime
 

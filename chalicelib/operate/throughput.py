@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib.metrics import Metric
-from chalicelib.models import Latency, Percentiles, Series, SeriesWindow, Throughput
+from chalicelib.operate.views import Latency, Percentiles, Series, SeriesWindow, Throughput
 
 TOTAL = "total"
 # The contract's names for the count series, and the metric each sums.

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.errors import QueueError
-from chalicelib.models import QueueDepth, Throughput
 
 if TYPE_CHECKING:
     from chalicelib.operate.throughput import ThroughputPlan
+    from chalicelib.operate.views import QueueDepth, Throughput
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +142,8 @@ class Queue:
         }
         attributes = self._call("get_queue_attributes", QueueUrl=self.url, AttributeNames=list(names.values()))
         values = attributes.get("Attributes", {})
+        from chalicelib.operate.views import QueueDepth  # only /stats asks: not on a consumer's cold start
+
         return QueueDepth(**{field: int(values.get(name, 0)) for field, name in names.items()}, oldestAgeSeconds=None)
 
     def delete(self, receipts: dict[str, str]) -> list[str]:

@@ -14,6 +14,7 @@ from taskproc_client import Client, NoCredentials, models
 from taskproc_client.signing import is_operator_route
 
 from chalicelib import models as server
+from chalicelib.operate import views as operator_views
 from chalicelib.schedules import record as schedule_record
 from chalicelib.schedules import views as schedule_views
 from tests.cli.conftest import TEST_CREDENTIALS
@@ -122,21 +123,21 @@ def test_the_package_imports_nothing_of_the_server_nor_botocore_until_it_signs(t
     ("mine", "theirs"),
     [
         (models.TaskView, server.TaskView),
-        (models.TaskSummary, server.TaskSummary),
-        (models.TaskPage, server.TaskPage),
+        (models.TaskSummary, operator_views.TaskSummary),
+        (models.TaskPage, operator_views.TaskPage),
         (models.PublishAnswer, server.PublishAccepted),
-        (models.Stats, server.Stats),
-        (models.Throughput, server.Throughput),
-        (models.SeriesWindow, server.SeriesWindow),
-        (models.Series, server.Series),
-        (models.Latency, server.Latency),
-        (models.Percentiles, server.Percentiles),
-        (models.StuckPage, server.StuckPage),
-        (models.StuckTask, server.StuckTask),
-        (models.QueueDepth, server.QueueDepth),
-        (models.BulkRetry, server.BulkRetryResult),
-        (models.TaskType, server.TypeDetail),
-        (models.TaskType, server.TypeChange),
+        (models.Stats, operator_views.Stats),
+        (models.Throughput, operator_views.Throughput),
+        (models.SeriesWindow, operator_views.SeriesWindow),
+        (models.Series, operator_views.Series),
+        (models.Latency, operator_views.Latency),
+        (models.Percentiles, operator_views.Percentiles),
+        (models.StuckPage, operator_views.StuckPage),
+        (models.StuckTask, operator_views.StuckTask),
+        (models.QueueDepth, operator_views.QueueDepth),
+        (models.BulkRetry, operator_views.BulkRetryResult),
+        (models.TaskType, operator_views.TypeDetail),
+        (models.TaskType, operator_views.TypeChange),
         (models.HistoryEntry, server.AttemptView),
         (models.HistoryEntry, server.ActionView),
         (models.Schedule, schedule_views.ScheduleView),

@@ -17,6 +17,7 @@ LAZY = {
     "chalicelib.operate.operations",
     "chalicelib.operate.listing",
     "chalicelib.operate.task_types",
+    "chalicelib.operate.views",
     "chalicelib.operate.schedule_stats",
     "chalicelib.query",
     "chalicelib.publish.batch",
