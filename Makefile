@@ -29,13 +29,14 @@ lint: $(VENV)/.installed
 
 # Two workers (pytest-xdist), each taking whole files, so that a module's fixture (an offline
 # stack, a browser) is built once; the stacks pick free ports, so files run side by side.
-# The bounded chaos run goes last, alone: its kills, faults and patience are sized for a machine
-# it does not share with another stack. TEST_WORKERS=0 runs the rest in one process.
+# The bounded chaos run and the long poll's half-second bound go last, alone: their kills, faults,
+# patience and bound are sized for a machine they do not share with another stack.
+# TEST_WORKERS=0 runs the rest in one process.
 TEST_WORKERS ?= 2
-CHAOS_TESTS := tests/chaos/test_chaos_run.py
+ALONE_TESTS := tests/chaos/test_chaos_run.py tests/e2e/test_long_poll_offline.py
 test: $(VENV)/.installed lint browser checkov
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --ignore=$(CHAOS_TESTS)
-	$(PY) -m pytest -q $(CHAOS_TESTS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(addprefix --ignore=,$(ALONE_TESTS))
+	$(PY) -m pytest -q $(ALONE_TESTS)
 
 # The browser tests drive Debian's Chromium (never a browser Playwright downloads). When it is
 # missing and we run as root with apt-get (CI does), install it; otherwise those tests are skipped.

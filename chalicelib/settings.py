@@ -14,16 +14,17 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
+from chalicelib.deferred import Model
 from chalicelib.errors import SettingsError
 
 # SQS caps a message's visibility timeout at 12 hours.
 MAX_VISIBILITY_SECONDS = 43_200
 
 
-class Settings(BaseModel):
-    """Behaviour and resource names of one stage."""
+class Settings(Model):
+    """Behaviour and resource names of one stage; built on first use, when a function first reads its settings."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
