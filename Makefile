@@ -29,11 +29,11 @@ lint: $(VENV)/.installed
 
 # Two workers (pytest-xdist), each taking whole files, so that a module's fixture (an offline
 # stack, a browser) is built once; the stacks pick free ports, so files run side by side.
-# The bounded chaos run and the long poll's half-second bound go last, alone: their kills, faults,
+# The bounded chaos run, the long poll's half-second bound and the fan-in bench go last, alone: their kills, faults,
 # patience and bound are sized for a machine they do not share with another stack.
 # TEST_WORKERS=0 runs the rest in one process.
 TEST_WORKERS ?= 2
-ALONE_TESTS := tests/chaos/test_chaos_run.py tests/e2e/test_long_poll_offline.py
+ALONE_TESTS := tests/chaos/test_chaos_run.py tests/e2e/test_long_poll_offline.py tests/local/test_bench_fan_in.py
 test: $(VENV)/.installed lint browser checkov
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(addprefix --ignore=,$(ALONE_TESTS))
 	$(PY) -m pytest -q $(ALONE_TESTS)
