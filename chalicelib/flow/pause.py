@@ -139,7 +139,7 @@ class Pauses:
         """Move the pause's `effectiveBy` to `refresh_seconds` after its write landed, when botocore
         retried the write: a view read after `sent_ms` but before the write landed is stale, and
         holds until `refresh_seconds` after it was read. Best effort: a resume since wins, and a
-        restatement that fails leaves the first estimate, late by the write's retries.
+        restatement that fails leaves the first estimate, early by the write's retries.
         """
         landed_ms = self._table.now_ms()
         if landed_ms - sent_ms <= LATE_WRITE_MS:
