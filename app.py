@@ -10,18 +10,16 @@ from chalice import Chalice, IAMAuthorizer, Rate, Response
 from chalice.app import CloudWatchEvent, ConvertToMiddleware, SQSEvent
 
 from chalicelib import logs, metrics
-from chalicelib.consume.consumer import DeadLetterConsumer, TaskConsumer, consume
-from chalicelib.consume.deadline import Invocation, margin_seconds
 from chalicelib.http import json_errors, json_response
 from chalicelib.models import MAX_BATCH_BYTES
 from chalicelib.runtime import get_runtime
 from chalicelib.settings import wiring
 from chalicelib.tasks.priority import Priority
 
-# Every function imports this module, and a consumer's cold start should pay for the consumer
+# Every function imports this module, and each function's cold start should pay for what it runs
 # alone: what only the routes or the tick use (publishing, the operator's surface, schedules,
-# workflows, the OpenAPI document) is imported inside them, on first use.
-# tests/unit/test_cold_start.py keeps it so.
+# workflows, the OpenAPI document) is imported inside them, and the consumer inside the queue
+# handlers, on first use. tests/unit/test_cold_start.py keeps it so.
 
 app = Chalice(app_name="taskproc")
 # Every invocation, a route's or a batch's: its log lines carry the Lambda context, and its
@@ -331,6 +329,9 @@ def openapi() -> dict[str, Any]:
 
 
 def _consume_class(event: SQSEvent, priority: Priority) -> dict[str, Any] | None:
+    from chalicelib.consume.consumer import TaskConsumer, consume
+    from chalicelib.consume.deadline import Invocation, margin_seconds
+
     runtime = get_runtime()
     # The event's own context: Chalice sets `app.lambda_context` for routes only.
     invocation = Invocation.of(event.context, margin_seconds(runtime.settings))
@@ -376,6 +377,8 @@ def process_low_priority_tasks(event: SQSEvent) -> dict[str, Any] | None:
 
 @app.on_sqs_message(queue=WIRING.dead_letter_queue, batch_size=10)
 def handle_dead_letters(event: SQSEvent) -> dict[str, Any] | None:
+    from chalicelib.consume.consumer import DeadLetterConsumer, consume
+
     runtime = get_runtime()
     return consume(
         event.to_dict()["Records"],

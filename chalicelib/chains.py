@@ -58,7 +58,6 @@ from chalicelib.models import (
     TASK_ID_RULE,
     ChainPosition,
     ChainStepIn,
-    ChainStepView,
     Status,
     Task,
     chain_step_id,
@@ -147,7 +146,7 @@ def steps_of_message(raw: dict[str, Any]) -> tuple[tuple[ChainStepIn, ...], Chai
         raise ValueError(f"not a valid task: {CHAIN_FIELD}: {exc.errors()[0]['msg']}") from exc
 
 
-def _next_step(record: TaskRecord) -> tuple[str, int]:
+def next_step(record: TaskRecord) -> tuple[str, int]:
     """The root of `record`'s chain and the number of the step after it."""
     if record.chain is None:
         return record.id, 1
@@ -175,7 +174,7 @@ class ChainFollowUp:
         """
         if record.status is not Status.COMPLETED or not record.then:
             return  # FAILED or CANCELLED ends the chain: the view reads its steps not_run
-        root, number = _next_step(record)
+        root, number = next_step(record)
         step_id = chain_step_id(root, number)
         if rt.store.get(step_id) is not None:
             return
@@ -208,35 +207,6 @@ class ChainFollowUp:
         message_id = rt.queue_for(record.priority).send(message)
         stored = rt.store.create_follow_up(task, max_attempts, message_id)
         log_event("chain_step_published", taskId=record.id, stepTask=step_id, messageId=message_id, stored=stored)
-
-
-def chain_view(rt: Runtime, record: TaskRecord) -> list[ChainStepView] | None:
-    """The steps after `record` in its chain, each `published` (its task exists), `not_run` (a task
-    before it ended FAILED or CANCELLED) or `waiting`; None without a chain.
-
-    Reads each published step's item (consistently), stopping at the first step not published: steps
-    are published in order, so none after it is.
-
-    Raises:
-        StoreError: the table did not answer.
-    """
-    if not record.then:
-        return None
-    root, first = _next_step(record)
-    views: list[ChainStepView] = []
-    before = record.status  # the status of the task before the step in hand
-    state: str | None = None  # once a step is not published, neither is any after it
-    for number, step in enumerate(record.then, start=first):
-        step_id = chain_step_id(root, number)
-        if state is None:
-            published = rt.store.get(step_id)
-            if published is not None:
-                views.append(ChainStepView(id=step_id, type=step.type, state="published"))
-                before = published.status
-                continue
-            state = "not_run" if before in ENDS_CHAIN else "waiting"
-        views.append(ChainStepView(id=step_id, type=step.type, state=state))
-    return views
 
 
 def openapi_schemas(registry: Registry, definitions: dict[str, Any], ref: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from chalicelib.consume.expiry import EXPIRED_KIND, MAX_EXPIRY_SECONDS
+from chalicelib.consume.expiry import MAX_EXPIRY_SECONDS
 from chalicelib.deferred import Model
 from chalicelib.publish.tags import MAX_TAGS, TAG_RULE, Tags
 from chalicelib.tasks.priority import Priority
@@ -353,17 +353,6 @@ def chain_step_id(root: str, step: int) -> str:
     return f"{root}{CHAIN_STEP_INFIX}{step}"
 
 
-class ChainStepView(Model):
-    """A step of the task's chain in its view."""
-
-    id: str = Field(description="The step's task id, `<id of the task published with the chain>/then/<n>`.")
-    type: str
-    state: Literal["waiting", "published", "not_run"] = Field(
-        description="`published`: its task exists (read it for its status); `not_run`: the chain ended before it"
-        " (a task before it FAILED or was CANCELLED; a retry that completes it goes on); `waiting`: not yet."
-    )
-
-
 class TaskIn(Model):
     """The body of `POST /publish`, and of every message on the task queue."""
 
@@ -537,136 +526,12 @@ class Task(Model):
         return text.replace("\ufffe", "\\ufffe").replace("\uffff", "\\uffff")
 
 
-def _present_only_as_string(schema: dict[str, Any]) -> None:
-    """A field left out when None: where it is present, it is a string."""
-    schema.pop("default", None)
-    schema.pop("anyOf", None)
-    schema["type"] = "string"
-
-
-class PublishAccepted(Model):
-    """The answer to `POST /publish`."""
-
-    id: str
-    status: Status | None = Field(description="The task's status; null for a publish held back by its `uniqueKey`.")
-    duplicate: bool = Field(
-        description="True when a task with this id already existed (it is not run again), or when another"
-        " task holds the `uniqueKey` (`existingId` names it; this one is not stored or queued)."
-    )
-    existingId: str | None = Field(
-        default=None,
-        exclude_if=lambda value: value is None,
-        description="Present only when another task holds the `uniqueKey`: that task's id. `status` is then"
-        " null (this id was not stored) and `Location` names the existing task.",
-        json_schema_extra=_present_only_as_string,
-    )
-
-
-class TaskCreated(Model):
-    """The answer to `POST /tasks`."""
-
-    taskId: str
-    id: str
-    status: Status
-
-
-class AttemptView(Model):
-    """One attempt in a task's history."""
-
-    kind: Literal["attempt"] = "attempt"
-    attempt: int = Field(ge=1)
-    startedAt: str
-    finishedAt: str | None
-    outcome: Outcome
-    error: str | None
-
-
 class Action(StrEnum):
     """What an operator did to a task."""
 
     RETRY = "retry"
     CANCEL = "cancel"
     CANCEL_REQUESTED = "cancel_requested"
-
-
-class ActionView(Model):
-    """An operator's action in a task's history: what, when, by whom, from which status."""
-
-    kind: Action
-    at: str
-    by: str = Field(
-        description="The IAM principal that asked ('anonymous' where no credentials are checked) on the operator "
-        "routes; 'operator' on GET /tasks/{id}, a client route."
-    )
-    fromStatus: Status
-
-
-class ExpiredView(Model):
-    """A task that was not started by its `startBy`: it ended CANCELLED without running."""
-
-    kind: Literal["expired"] = EXPIRED_KIND
-    at: str
-
-
-HistoryEntry = Annotated[AttemptView | ActionView | ExpiredView, Field(union_mode="left_to_right")]
-
-
-class TaskView(Model):
-    """Where a task stands: the answer to `GET /tasks/{id}`."""
-
-    id: str
-    type: str
-    priority: Priority = Field(description="The task's class, as published: high, default or low.")
-    key: str | None = Field(default=None, description="The flow key given at publish, if any.")
-    tags: list[str] = Field(default_factory=list, description="The tags given at publish, in their order; [] for none.")
-    status: Status
-    attempts: int = Field(ge=0, description="Attempts started so far.")
-    maxAttempts: int = Field(ge=1)
-    payload: dict[str, Any]
-    result: Any = Field(description="What the handler returned (JSON), null until COMPLETED.")
-    createdAt: str
-    updatedAt: str
-    finishedAt: str | None = Field(description="When the task reached COMPLETED, FAILED or CANCELLED.")
-    nextAttemptAt: str | None = Field(description="When a RETRYING task's next attempt is due.")
-    notBefore: str | None = Field(
-        description="When its first attempt may start, from `delaySeconds` or `runAt`; no attempt starts before."
-    )
-    startBy: str | None = Field(
-        description="When the task expires unless its first attempt has started (from `expiresInSeconds`)."
-    )
-    uniqueKey: str | None = Field(default=None, description="The `uniqueKey` this task was published holding.")
-    uniqueUntil: str | None = Field(
-        default=None,
-        description="Until when its `uniqueKey` admits no other task: the end of its `uniqueFor` window, or"
-        " `terminal` (until this task ends); null without a key.",
-    )
-    lastError: str | None = Field(
-        description="Why the last attempt failed, or why the task ended FAILED or CANCELLED; null when COMPLETED"
-        " (the failed attempts before its success keep their errors in `history`)."
-    )
-    cancelRequested: bool = Field(description="An operator asked to cancel the attempt running now.")
-    progress: Any = Field(
-        default=None,
-        description="What the running (or last) attempt's handler last reported through its heartbeat"
-        ' (any JSON value up to 4 KiB, e.g. {"done": 3, "total": 10}); null when it reported none.'
-        " A new attempt starts with none.",
-    )
-    history: list[HistoryEntry] = Field(
-        description="In time order: each attempt at its `startedAt`, each action and expiry at its `at`."
-    )
-    callback: CallbackIn | None = Field(default=None, description="The completion callback given at publish.")
-    callbackTask: str | None = Field(
-        default=None,
-        description="With a callback: the id of the `callback` task that delivers its latest end (`<id>/callback`;"
-        " after the n-th operator retry, `<id>/callback/<n+1>` once it has ended again), which exists once this"
-        " task is terminal; read it like any task to see the delivery's attempts.",
-    )
-    then: list[ChainStepView] | None = Field(
-        default=None,
-        description="With a chain: its steps after this task, in order, each with its task's id and whether it"
-        " was published (docs/workflows.md, Chains); null without one. Read by `GET /tasks/{id}`; the answers"
-        " of an operator's retry and cancel leave it null.",
-    )
 
 
 class FieldError(Model):
@@ -684,12 +549,6 @@ class ErrorResponse(Model):
     """Every error answer has this shape."""
 
     error: ErrorDetail
-
-
-class Health(Model):
-    status: Literal["ok", "unavailable"]
-    reason: str | None = Field(default=None, description="Which dependency failed, in a fixed phrase.")
-    correlationId: str | None = Field(default=None, description="Finds the log line that holds the error.")
 
 
 class BulkRetryIn(Model):
@@ -716,8 +575,7 @@ class RetryIn(Model):
     expiresInSeconds: WholeNumber = _expires_in_seconds("the retried task's first attempt")
 
 
-# --- batch publish ---------------------------------------------------------
-
+# A batch publish (chalicelib/publish/answers.py, `PublishBatchIn`).
 MAX_BATCH_TASKS = 100
 # The whole `POST /publish/batch` body. API Gateway takes bodies up to 10 MB, Lambda a
 # synchronous invocation payload of 6 MB (6,291,456 bytes); the body travels inside the
@@ -725,28 +583,3 @@ MAX_BATCH_TASKS = 100
 # so in the worst case it doubles. 3,000,000 bytes doubled, plus the event's headers and
 # context, stays below Lambda's limit.
 MAX_BATCH_BYTES = 3_000_000
-
-
-class PublishBatchIn(Model):
-    """The body of `POST /publish/batch`; each entry is checked on its own, as `POST /publish` checks its body."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    tasks: list[Any] = Field(
-        min_length=1,
-        max_length=MAX_BATCH_TASKS,
-        description=f"1 to {MAX_BATCH_TASKS} publish bodies; a refused one does not stop the others.",
-    )
-
-
-class BatchEntryRefused(Model):
-    """A batch entry that was not accepted, with the error `POST /publish` would have answered."""
-
-    id: str | None = Field(description="The entry's id, or null when it has no usable one.")
-    error: ErrorDetail
-
-
-class PublishBatchAnswer(Model):
-    """The answer to `POST /publish/batch`: one result per entry, in request order."""
-
-    results: list[PublishAccepted | BatchEntryRefused]

@@ -26,17 +26,18 @@ from chalicelib.models import (
     TASK_ID_RULE,
     BulkRetryIn,
     ErrorResponse,
+    RetryIn,
+    TaskIn,
+)
+from chalicelib.operate.stuck import StuckQuery
+from chalicelib.operate.views import BulkRetryResult, Stats, StuckPage, TaskPage, TypeChange, TypeDetail, TypeList
+from chalicelib.publish.answers import (
     Health,
     PublishAccepted,
     PublishBatchAnswer,
     PublishBatchIn,
-    RetryIn,
     TaskCreated,
-    TaskIn,
-    TaskView,
 )
-from chalicelib.operate.stuck import StuckQuery
-from chalicelib.operate.views import BulkRetryResult, Stats, StuckPage, TaskPage, TypeChange, TypeDetail, TypeList
 from chalicelib.publish.tags import MAX_TAG_LENGTH, MAX_TAGS, TAG_PATTERN, TAG_RULE
 from chalicelib.publish.wait import DEFAULT_SCHEDULE, MAX_WAIT_SECONDS
 from chalicelib.query import QueryModel, TaskListQuery, TaskReadQuery
@@ -50,6 +51,7 @@ from chalicelib.schedules.views import (
     SchedulePage,
     ScheduleView,
 )
+from chalicelib.tasks.view import TaskView
 from chalicelib.workflows.definition import MAX_CHILDREN, WorkflowIn, WorkflowView
 
 REF = "#/components/schemas/{model}"

@@ -32,7 +32,7 @@ from chalicelib.errors import (
 )
 from chalicelib.logs import log_event
 from chalicelib.metrics import NAMESPACE, Metric, current_stage
-from chalicelib.models import POISON_ERROR_PREFIX, RETRY_VERSION_ATTRIBUTE, BulkRetryIn, RetryIn, Status, TaskView
+from chalicelib.models import POISON_ERROR_PREFIX, RETRY_VERSION_ATTRIBUTE, BulkRetryIn, RetryIn, Status
 from chalicelib.operate.cursor import decode_cursor, encode_cursor
 from chalicelib.operate.listing import COUNT_CAP, Filters, TaskIndex, summary
 from chalicelib.operate.schedule_stats import SCAN_PAGES, sum_counters
@@ -45,6 +45,7 @@ from chalicelib.tasks.index import INDEX_NAME, LISTED_STATUSES
 from chalicelib.tasks.priority import Priority
 from chalicelib.tasks.queue import Queue, QueueAges
 from chalicelib.tasks.record import TaskRecord
+from chalicelib.tasks.view import TaskView, task_view
 from chalicelib.workflows.fan_in import reopen_after_retry
 
 logger = logging.getLogger(__name__)
@@ -340,7 +341,7 @@ def retry(task_id: str, by: str, rt: Runtime, expires_in_seconds: int | None = N
     reopen_after_retry(rt, record)  # a workflow's child leaves its count (chalicelib/workflows/fan_in.py)
     log_event("operator_retry", taskId=task_id, by=by, fromStatus=record.status.value, messageId=message_id)
     metrics.count(Metric.OPERATOR_RETRIES, restarted.type)
-    return restarted.view(rt.store.now_ms())
+    return task_view(restarted, rt.store.now_ms())
 
 
 def _max_attempts(record: TaskRecord, rt: Runtime) -> int:
@@ -367,14 +368,14 @@ def cancel(task_id: str, by: str, rt: Runtime) -> tuple[TaskView, bool]:
                 log_event("operator_cancel", taskId=task_id, by=by, fromStatus=record.status.value)
                 metrics.count(Metric.OPERATOR_CANCELS, record.type)
                 metrics.count(Metric.TASKS_CANCELLED, record.type)
-                return cancelled.view(rt.store.now_ms()), True
+                return task_view(cancelled, rt.store.now_ms()), True
             if record.status is Status.PROCESSING:
                 if record.cancel_requested:
                     raise Conflict(f"task {task_id!r}: a cancel is already requested; its running attempt decides")
                 marked = rt.operator_store.request_cancel(record, by)
                 log_event("operator_cancel_requested", taskId=task_id, by=by)
                 metrics.count(Metric.OPERATOR_CANCELS, record.type)
-                return marked.view(rt.store.now_ms()), False
+                return task_view(marked, rt.store.now_ms()), False
         except StaleRecord:
             continue  # it moved between the read and the write: decide again on what it is now
         except StoreError as exc:

@@ -14,7 +14,7 @@ from pydantic import TypeAdapter, ValidationError
 from chalicelib import metrics
 from chalicelib.callbacks.follow_up import CALLBACK_TYPE
 from chalicelib.callbacks.url import CallbackRefused
-from chalicelib.chains import chain_view, check_chain
+from chalicelib.chains import check_chain
 from chalicelib.consume.expiry import message_attributes, start_by_ms
 from chalicelib.errors import (
     FieldProblem,
@@ -42,25 +42,23 @@ from chalicelib.models import (
     RUN_AT_RULE,
     TASK_ID_RULE,
     CallbackIn,
-    Health,
     PriorityName,
-    PublishAccepted,
     Status,
     Task,
-    TaskCreated,
     TaskIn,
-    TaskView,
     callback_task_id,
     key_problem,
     task_id_problem,
 )
 from chalicelib.operate.cursor import CursorSecretUnavailable
+from chalicelib.publish.answers import Health, PublishAccepted, TaskCreated
 from chalicelib.publish.tags import Tags
 from chalicelib.publish.wait import wait_for
 from chalicelib.registry import RegistrationError, Registry
 from chalicelib.runtime import Runtime
 from chalicelib.tasks.priority import PRIORITY_RULE, Priority
 from chalicelib.tasks.record import TaskRecord, iso_from_ms, ms_from_iso, record_from_item
+from chalicelib.tasks.view import TaskView, chain_view, task_view
 from chalicelib.tick.timers import Start, Timer
 
 logger = logging.getLogger(__name__)
@@ -492,11 +490,11 @@ def get_task(task_id: str, rt: Runtime, wait_seconds: int = 0) -> TaskView:
         record = wait_for(
             lambda: read_task(task_id, rt)[0], lambda read: read.is_terminal, record, wait_seconds, rt.wait_clock
         )
-    view = record.view(rt.store.now_ms(), principals=False)
+    view = task_view(record, rt.store.now_ms(), principals=False)
     if not record.then:
         return view
     try:
-        return view.model_copy(update={"then": chain_view(rt, record)})
+        return view.model_copy(update={"then": chain_view(record, rt.store.get)})
     except StoreError as exc:
         raise ServiceUnavailable("the task table did not answer; try again") from exc
 

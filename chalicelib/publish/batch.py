@@ -43,16 +43,9 @@ from chalicelib.errors import (
 from chalicelib.flow.unique import KeyClaim, KeyHeld, UniqueKeys, Uniqueness
 from chalicelib.logs import log_event
 from chalicelib.metrics import Metric
-from chalicelib.models import (
-    BatchEntryRefused,
-    PublishAccepted,
-    PublishBatchAnswer,
-    PublishBatchIn,
-    Task,
-    TaskId,
-    TaskIn,
-)
+from chalicelib.models import Task, TaskId, TaskIn
 from chalicelib.publish import api
+from chalicelib.publish.answers import BatchEntryRefused, PublishAccepted, PublishBatchAnswer, PublishBatchIn
 from chalicelib.runtime import Runtime
 from chalicelib.tasks.priority import Priority
 from chalicelib.tasks.queue import Outgoing, Queue

@@ -27,7 +27,7 @@ from typing import Any
 
 from chalicelib.errors import Conflict, FieldProblem, TaskNotFound, TaskprocError, ValidationFailed
 from chalicelib.logs import log_event
-from chalicelib.models import Status, Task, TaskView
+from chalicelib.models import Status, Task
 from chalicelib.publish import api
 from chalicelib.runtime import Runtime
 from chalicelib.schedules.definition import (
@@ -41,6 +41,7 @@ from chalicelib.schedules.definition import (
 from chalicelib.schedules.record import Counts, FieldIssue, FiringError, FiringRef, Schedule, Skip
 from chalicelib.schedules.store import SHARDS, ScheduleStore, StaleSchedule
 from chalicelib.tasks.record import record_from_item
+from chalicelib.tasks.view import TaskView, task_view
 
 logger = logging.getLogger(__name__)
 
@@ -265,7 +266,7 @@ def trigger(rt: Runtime, schedule_id: str, now: datetime, by: str) -> TaskView:
 
     _change_refusing(rt, schedule_id, fire, now)
     record, _ = api.read_task(task_id, rt)
-    return record.view(rt.store.now_ms())
+    return task_view(record, rt.store.now_ms())
 
 
 def backfill(

@@ -16,7 +16,6 @@ from pydantic import ValidationError
 
 from chalicelib.errors import Conflict, FieldProblem, ValidationFailed
 from chalicelib.logs import log_event
-from chalicelib.models import TaskView
 from chalicelib.operate.cursor import decode_cursor, encode_cursor
 from chalicelib.publish.api import field_problems
 from chalicelib.query import parse_query
@@ -41,6 +40,7 @@ from chalicelib.schedules.views import (
     ScheduleSummary,
     ScheduleView,
 )
+from chalicelib.tasks.view import TaskView
 
 logger = logging.getLogger(__name__)
 

@@ -8,20 +8,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.consume.expiry import EXPIRED_KIND
 from chalicelib.models import (
     DEFAULT_TYPE,
     Action,
-    ActionView,
-    AttemptView,
-    CallbackIn,
     ChainPosition,
     ChainStepIn,
-    ExpiredView,
     Outcome,
     Status,
     Task,
-    TaskView,
     WorkflowRef,
     callback_task_id,
 )
@@ -37,9 +31,6 @@ CALLBACK_ATTRIBUTE = "callback"
 THEN_ATTRIBUTE = "then"
 CHAIN_ATTRIBUTE = "chain"
 WORKFLOW_ATTRIBUTE = "workflow"
-
-# What a client sees in `history[].by`: that an operator acted, never which IAM principal.
-OPERATOR = "operator"
 
 
 def iso_from_ms(epoch_ms: int) -> str:
@@ -159,74 +150,6 @@ class TaskRecord:
             Outcome.EXPIRED,
             "the consumer stopped before finishing; its lease expired",
         )
-
-    def view(self, now_ms: int, *, principals: bool = True) -> TaskView:
-        """Where the task stands. Without `principals`, each action's `by` is `OPERATOR`, not who it was."""
-        history: list[AttemptView | ActionView | ExpiredView] = [
-            _entry_view(entry, principals) for entry in self.history
-        ]
-        live = self.live_lease(now_ms)
-        if live is not None:
-            history.append(
-                AttemptView(
-                    attempt=self.attempts,
-                    startedAt=live.started_at,
-                    finishedAt=None,
-                    outcome=Outcome.RUNNING,
-                    error=None,
-                )
-            )
-        elif (expired := self.expired_attempt()) is not None:
-            history.append(AttemptView.model_validate(expired))
-        # The item keeps entries in the order their writes landed, which is not the order things
-        # happened: an attempt is written when it ends, so a cancel asked for while it ran lands
-        # before it. The view is in time order, each attempt at its start (ties keep the write order).
-        history.sort(key=_entry_time)
-        return TaskView(
-            id=self.id,
-            type=self.type,
-            priority=self.priority,
-            key=self.key,
-            tags=list(self.tags),
-            status=self.status,
-            attempts=self.attempts,
-            maxAttempts=self.max_attempts,
-            payload=self.payload,
-            result=json.loads(self.result_json) if self.result_json is not None else None,
-            createdAt=self.created_at,
-            updatedAt=self.updated_at,
-            finishedAt=self.finished_at,
-            nextAttemptAt=iso_from_ms(self.retry_at_ms)
-            if self.retry_at_ms and self.status is Status.RETRYING
-            else None,
-            notBefore=self.not_before,
-            startBy=iso_from_ms(self.start_by_ms) if self.start_by_ms is not None else None,
-            lastError=self.last_error,
-            cancelRequested=self.cancel_requested,
-            uniqueKey=self.unique["key"] if self.unique else None,
-            uniqueUntil=_until_view(self.unique["until"]) if self.unique else None,
-            progress=json.loads(self.progress_json) if self.progress_json is not None else None,
-            history=history,
-            callback=CallbackIn(url=self.callback) if self.callback else None,
-            callbackTask=self.callback_task,
-        )
-
-
-def _until_view(until: int | str) -> str:
-    return iso_from_ms(until) if isinstance(until, int) else until
-
-
-def _entry_time(entry: AttemptView | ActionView | ExpiredView) -> int:
-    """When a history entry happened: an attempt's start, an action's or an expiry's `at`."""
-    return ms_from_iso(entry.startedAt if isinstance(entry, AttemptView) else entry.at)
-
-
-def _entry_view(entry: dict[str, Any], principals: bool) -> AttemptView | ActionView | ExpiredView:
-    if "attempt" in entry:
-        return AttemptView.model_validate(entry)
-    if entry.get("kind") == EXPIRED_KIND:
-        return ExpiredView.model_validate(entry)
-    return ActionView.model_validate(entry if principals else entry | {"by": OPERATOR})
 
 
 def attempt_entry(

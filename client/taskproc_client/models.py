@@ -1,7 +1,8 @@
 """The API's answers as typed, read-only objects, in snake_case (`last_error` for `lastError`).
 
-They mirror the server's models (chalicelib/models.py) without importing them: this package is
-installed apart from the Lambda code. They are lenient where the server may grow (an unknown
+They mirror the server's answers (chalicelib/tasks/view.py, chalicelib/publish/answers.py,
+chalicelib/operate/views.py and chalicelib/schedules/views.py) without importing them: this package
+is installed apart from the Lambda code. They are lenient where the server may grow (an unknown
 field is ignored, an optional one may be absent), and each keeps the document it was read from
 as `.raw`, for printing it as the API sent it or reading a field newer than this client.
 """

@@ -13,10 +13,11 @@ from pydantic import BaseModel
 from taskproc_client import Client, NoCredentials, models
 from taskproc_client.signing import is_operator_route
 
-from chalicelib import models as server
 from chalicelib.operate import views as operator_views
+from chalicelib.publish import answers as publish_answers
 from chalicelib.schedules import record as schedule_record
 from chalicelib.schedules import views as schedule_views
+from chalicelib.tasks import view as task_view
 from tests.cli.conftest import TEST_CREDENTIALS
 from tests.cli.fake_api import FakeApi
 from tests.e2e.stack import ROOT
@@ -122,10 +123,10 @@ def test_the_package_imports_nothing_of_the_server_nor_botocore_until_it_signs(t
 @pytest.mark.parametrize(
     ("mine", "theirs"),
     [
-        (models.TaskView, server.TaskView),
+        (models.TaskView, task_view.TaskView),
         (models.TaskSummary, operator_views.TaskSummary),
         (models.TaskPage, operator_views.TaskPage),
-        (models.PublishAnswer, server.PublishAccepted),
+        (models.PublishAnswer, publish_answers.PublishAccepted),
         (models.Stats, operator_views.Stats),
         (models.Throughput, operator_views.Throughput),
         (models.SeriesWindow, operator_views.SeriesWindow),
@@ -138,8 +139,8 @@ def test_the_package_imports_nothing_of_the_server_nor_botocore_until_it_signs(t
         (models.BulkRetry, operator_views.BulkRetryResult),
         (models.TaskType, operator_views.TypeDetail),
         (models.TaskType, operator_views.TypeChange),
-        (models.HistoryEntry, server.AttemptView),
-        (models.HistoryEntry, server.ActionView),
+        (models.HistoryEntry, task_view.AttemptView),
+        (models.HistoryEntry, task_view.ActionView),
         (models.Schedule, schedule_views.ScheduleView),
         (models.ScheduleSummary, schedule_views.ScheduleSummary),
         (models.SchedulePage, schedule_views.SchedulePage),
