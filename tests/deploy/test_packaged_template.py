@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
+import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -275,12 +278,32 @@ def test_the_zip_holds_only_the_app_and_its_runtime_requirements(package: Packag
     top_level = {name.split("/")[0] for name in names}
     assert "app.py" in top_level and "chalicelib" in top_level
     shipped_lib = {name for name in names if name.startswith("chalicelib/")}
-    assert shipped_lib == {path.relative_to(ROOT).as_posix() for path in (ROOT / "chalicelib").rglob("*.py")}
+    sources = {path.relative_to(ROOT).as_posix() for path in (ROOT / "chalicelib").rglob("*.py")}
+    # Each module with its bytecode, for the stage's Python (the template's Runtime is this interpreter's).
+    bytecode = {importlib.util.cache_from_source(source) for source in sources}
+    assert shipped_lib == sources | bytecode
     forbidden_names = ("tests", "local", "tools", "infra", "moto", "boto3", "botocore", "cfn_lint", "pytest")
     for forbidden in forbidden_names:
         assert not any(name == forbidden or name.startswith(f"{forbidden}-") for name in top_level), forbidden
     allowed = {"app.py", "chalicelib", "chalice"} | _runtime_requirement_names()
     assert top_level <= allowed, sorted(top_level - allowed)
+
+
+def test_the_zip_s_bytecode_is_checked_against_its_sources_for_the_functions_python(package: Packaged) -> None:
+    # A timestamp .pyc would be refused after the zip's 2-second timestamps, and one for another Python
+    # ignored: either way each cold start would compile chalicelib from source.
+    runtimes = {
+        resource["Properties"].get("Runtime", package.template.get("Globals", {}).get("Function", {}).get("Runtime"))
+        for resource in package.template["Resources"].values()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+    assert runtimes == {f"python{sys.version_info.major}.{sys.version_info.minor}"}
+    with zipfile.ZipFile(package.zip_path) as archive:
+        for source in (name for name in archive.namelist() if name.startswith("chalicelib/") and name.endswith(".py")):
+            pyc = archive.read(importlib.util.cache_from_source(source))
+            assert pyc[:4] == importlib.util.MAGIC_NUMBER, source
+            assert int.from_bytes(pyc[4:8], "little") == 0b11, f"{source}: not a checked-hash .pyc"
+            assert pyc[8:16] == importlib.util.source_hash(archive.read(source)), f"{source}: stale bytecode"
 
 
 def test_the_zip_is_small(package: Packaged) -> None:
