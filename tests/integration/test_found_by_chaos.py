@@ -233,3 +233,44 @@ def test_a_workflow_child_dead_lettered_before_it_was_stored_is_counted_so_its_w
     assert view["then"] == {"id": "wdead/then", "status": "COMPLETED"}, view
     again = h.client.http.post("/workflows", body=json.dumps(body), headers={"Content-Type": "application/json"})
     assert again.status_code == 201, again.body
+
+
+def test_no_read_sees_an_item_an_update_is_still_creating(aws: Any) -> None:
+    """moto stores a new item's key alone, then applies the update's SETs to it one by one; a
+    workflow's cancels, racing to publish its callback, read the callback task without a status."""
+    import threading
+
+    from moto.dynamodb.models.table import Table
+
+    dynamodb = aws.client("dynamodb")
+    table, key = "taskproc-test-tasks", {"id": {"S": "half-made"}}
+    seen: list[Any] = []
+    reader = threading.Thread(
+        target=lambda: seen.append(dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item"))
+    )
+    put = Table.put_item
+
+    def put_item(self: Any, item_attrs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        stored = put(self, item_attrs, *args, **kwargs)
+        if set(item_attrs) == {"id"} and not reader.is_alive():  # the key alone: the SETs come next
+            reader.start()
+            reader.join(timeout=1.0)  # room for the read to land in between, if nothing stops it
+        return stored
+
+    Table.put_item = put_item  # type: ignore[method-assign]
+    try:
+        dynamodb.update_item(
+            TableName=table,
+            Key=key,
+            UpdateExpression="SET #status = :pending, attempts = :zero",
+            ConditionExpression="attribute_not_exists(id)",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":pending": {"S": "PENDING"}, ":zero": {"N": "0"}},
+        )
+    finally:
+        Table.put_item = put  # type: ignore[method-assign]
+    reader.join(timeout=10)
+
+    assert len(seen) == 1
+    # Before the write or after it, never in the middle: no item, or the whole one.
+    assert seen[0] is None or seen[0]["status"] == {"S": "PENDING"}, seen[0]
