@@ -164,8 +164,6 @@ def step_payload(step: ChainStepIn, result: Any, registry: Registry) -> dict[str
 class ChainFollowUp:
     """The follow-up of a task published with `then`: its next step, published once it COMPLETES."""
 
-    name = "then"
-
     def publish(self, rt: Runtime, record: TaskRecord) -> None:
         """Publish the step after `record` unless it exists; the message first, then the item.
 

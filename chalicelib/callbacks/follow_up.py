@@ -67,8 +67,6 @@ def delivery_document(record: TaskRecord) -> dict[str, Any]:
 class CallbackFollowUp:
     """The follow-up of a task published with a `callback`: the `callback` task that delivers it."""
 
-    name = CALLBACK_TYPE
-
     def publish(self, rt: Runtime, record: TaskRecord) -> None:
         """Publish `record`'s callback task unless it exists; the message first, then the item.
 

@@ -101,8 +101,6 @@ def _outcomes(store: WorkflowStore, workflow: WorkflowItem) -> list[dict[str, An
 class WorkflowFollowUp:
     """The follow-up of a workflow's child (count it, then decide) and of its `then` (the callback)."""
 
-    name = "workflow"
-
     def publish(self, rt: Runtime, record: TaskRecord) -> None:
         """Count `record`'s end on its workflow and publish what follows, each at most once.
 
