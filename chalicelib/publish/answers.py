@@ -23,7 +23,10 @@ class PublishAccepted(Model):
     """The answer to `POST /publish`."""
 
     id: str
-    status: Status | None = Field(description="The task's status; null for a publish held back by its `uniqueKey`.")
+    status: Status | None = Field(
+        description="Where the task stood when the answer was made: usually PENDING, but a consumer that received"
+        " its message first may have started it already; null for a publish held back by its `uniqueKey`."
+    )
     duplicate: bool = Field(
         description="True when a task with this id already existed (it is not run again), or when another"
         " task holds the `uniqueKey` (`existingId` names it; this one is not stored or queued)."
