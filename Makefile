@@ -87,7 +87,9 @@ CHALICE := $(VENV)/bin/chalice
 # The zip ships chalicelib's bytecode: Lambda's /var/task is read-only, so without it every cold start
 # compiles the package from source (tools/bench/coldstart.py measures both). Checked-hash .pyc files
 # stay valid through the zip, whose timestamps keep 2 s, and are refused as soon as a source changes.
-BYTECODE := $(PY) -m compileall -q -f --invalidation-mode checked-hash chalicelib
+# The old __pycache__ goes first: a removed module's bytecode would ship too.
+BYTECODE := find chalicelib -name __pycache__ -type d -prune -exec rm -rf {} + && \
+	$(PY) -m compileall -q -f --invalidation-mode checked-hash chalicelib
 
 deploy: $(VENV)/.installed
 	$(PY) -m infra.stack deploy $(STAGE)
